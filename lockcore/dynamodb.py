@@ -1,0 +1,232 @@
+"""The DynamoDB store: translates each transition into one conditional ``UpdateItem``; decides nothing.
+
+Every lock operation is one request. A refused write comes back with the item as it was
+(``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so a lost race learns the holder without a second read; only a
+DynamoDB-compatible store that answers without the item costs one strongly consistent ``GetItem`` more.
+Throttling and transient errors are retried by botocore's own retry modes (standard by default; set
+``AWS_RETRY_MODE=adaptive`` for client-side rate limiting) — never by a loop here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.exceptions
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+
+from lockcore import machine as m
+from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
+from lockcore.expressions import (
+    Above,
+    Absent,
+    AllOf,
+    AnyOf,
+    AtMost,
+    Effect,
+    Equals,
+    Guard,
+    Item,
+    Missing,
+    OneOf,
+    Value,
+)
+from lockcore.record import KEY, LEGACY_TTL
+from lockcore.store import Clock, LockStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+DEFAULT_TABLE = "chatbot-build-locks"
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=3,
+    read_timeout=5,
+)
+_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def make_client(endpoint_url: str | None = None, region: str | None = None) -> DynamoDBClient:
+    """A DynamoDB client; endpoint and region the standard boto3 way unless given (AWS_ENDPOINT_URL…)."""
+    try:
+        return boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, config=CLIENT_CONFIG)
+    except botocore.exceptions.NoRegionError as error:
+        raise LockStoreError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from error
+
+
+class _Expression:
+    """Builds one request's expression strings with placeholder names and values."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, AttributeValueTypeDef] = {}
+
+    def name(self, attribute: str) -> str:
+        for placeholder, known in self.names.items():
+            if known == attribute:
+                return placeholder
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Value) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = _serializer.serialize(value)  # type: ignore[typeddict-item]
+        return placeholder
+
+    def condition(self, guard: Guard) -> str:
+        match guard:
+            case Missing():
+                return f"attribute_not_exists({self.name(KEY)})"
+            case Absent(name):
+                return f"attribute_not_exists({self.name(name)})"
+            case Equals(name, value):
+                return f"{self.name(name)} = {self.value(value)}"
+            case OneOf(name, values):
+                return f"{self.name(name)} IN ({', '.join(self.value(v) for v in values)})"
+            case AtMost(name, value):
+                return f"{self.name(name)} <= {self.value(value)}"
+            case Above(name, value):
+                return f"{self.name(name)} > {self.value(value)}"
+            case AllOf(parts):
+                return "(" + " AND ".join(self.condition(part) for part in parts) + ")"
+            case AnyOf(parts):
+                return "(" + " OR ".join(self.condition(part) for part in parts) + ")"
+        raise TypeError(f"not a guard: {guard!r}")  # pragma: no cover
+
+    def update(self, effect: Effect) -> str:
+        assignments = [f"{self.name(name)} = {self.value(value)}" for name, value in sorted(effect.set.items())]
+        if effect.bump is not None:
+            counter = self.name(effect.bump)
+            assignments.append(f"{counter} = if_not_exists({counter}, {self.value(0)}) + {self.value(1)}")
+        text = "SET " + ", ".join(assignments)
+        if effect.remove:
+            text += " REMOVE " + ", ".join(self.name(name) for name in sorted(effect.remove))
+        return text
+
+
+def _python(value: Any) -> Value:
+    plain = _deserializer.deserialize(value)
+    if isinstance(plain, Decimal):
+        return int(plain)
+    if isinstance(plain, str):
+        return plain
+    return str(plain)
+
+
+def from_wire(item: Mapping[str, Any]) -> Item:
+    return {name: _python(value) for name, value in item.items()}
+
+
+class DynamoDBLockStore(LockStore):
+    def __init__(
+        self,
+        table: str = DEFAULT_TABLE,
+        client: DynamoDBClient | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(clock) if clock is not None else super().__init__()
+        self.table = table
+        self.client = client if client is not None else make_client()
+
+    # ------------------------------------------------------------------ the one atomic write
+    def _write(self, transition: m.Transition) -> m.WriteResult:
+        expression = _Expression()
+        update = expression.update(transition.effect)
+        condition = expression.condition(transition.guard)
+        try:
+            answer = self._call(
+                self.client.update_item,
+                TableName=self.table,
+                Key={KEY: {"S": transition.lock_key}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=expression.names,
+                ExpressionAttributeValues=expression.values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except _Refused as refused:
+            if refused.item is not None:
+                return m.Refused(refused.item)
+            # A DynamoDB-compatible store that does not return the old item: one consistent read instead.
+            return m.Refused(self._read(transition.lock_key))
+        return m.Written(from_wire(answer["Attributes"]))
+
+    def _read(self, lock_key: str) -> Item | None:
+        answer = self._call(
+            self.client.get_item, TableName=self.table, Key={KEY: {"S": lock_key}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return from_wire(item) if item else None
+
+    def _scan(self) -> Iterator[Item]:
+        paginator = self.client.get_paginator("scan")
+        pages = self._call(lambda **kw: list(paginator.paginate(**kw)), TableName=self.table, ConsistentRead=True)
+        for page in pages:
+            for item in page.get("Items", []):
+                yield from_wire(item)
+
+    # ------------------------------------------------------------------ errors, one name each
+    def _call(self, operation: Any, **request: Any) -> Any:
+        try:
+            return operation(**request)
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                old = error.response.get("Item")
+                raise _Refused(from_wire(old) if old else None) from None
+            if code == "ResourceNotFoundException":
+                raise TableMissing(
+                    f"lock table {self.table!r} does not exist at {self.client.meta.endpoint_url} "
+                    f"({self.client.meta.region_name}): create it with `chatops locks create-table`"
+                ) from None
+            if code in _THROTTLED:
+                raise StoreThrottled(f"DynamoDB is throttling requests to {self.table!r}; try again shortly") from None
+            message = error.response.get("Error", {}).get("Message", str(error))
+            raise LockStoreError(f"DynamoDB refused the request on {self.table!r}: {code}: {message}") from None
+        except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+            raise NoCredentials(
+                "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+            ) from None
+        except (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError,
+        ):
+            raise StoreUnreachable(f"cannot reach DynamoDB at {self.client.meta.endpoint_url}") from None
+
+    # ------------------------------------------------------------------ administration
+    def create_table(self) -> bool:
+        """Create the lock table (idempotent); answers whether it was created now. TTL is enabled on ``ttl``
+        as in the user's design — for other item types; lock items never carry it."""
+        try:
+            self._call(
+                self.client.create_table,
+                TableName=self.table,
+                AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except LockStoreError as error:
+            if "ResourceInUseException" in str(error):
+                return False
+            raise
+        self.client.get_waiter("table_exists").wait(TableName=self.table, WaiterConfig={"Delay": 1})
+        self._call(
+            self.client.update_time_to_live,
+            TableName=self.table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": LEGACY_TTL},
+        )
+        return True
+
+
+class _Refused(Exception):  # noqa: N818 - internal signal, never leaves this module
+    def __init__(self, item: Item | None) -> None:
+        self.item = item

@@ -1,0 +1,76 @@
+"""One protocol for every lock store; the operations are written once, here, on top of one atomic write.
+
+A concrete store supplies three things: ``_write`` (perform a :class:`~lockcore.machine.Transition` as one
+atomic conditional write and say whether it took effect), ``_read`` (one strongly consistent read) and ``_scan``.
+The rules, and the reading of what came back, belong to :mod:`lockcore.machine`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+
+from lockcore import machine as m
+from lockcore.expressions import Item
+from lockcore.record import LockRecord, Status
+
+Clock = Callable[[], float]
+
+
+class LockStore(ABC):
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+
+    def now(self) -> int:
+        return math.floor(self._clock())
+
+    # ------------------------------------------------------------------ what a concrete store provides
+    @abstractmethod
+    def _write(self, transition: m.Transition) -> m.WriteResult: ...
+
+    @abstractmethod
+    def _read(self, lock_key: str) -> Item | None: ...
+
+    @abstractmethod
+    def _scan(self) -> Iterator[Item]: ...
+
+    # ------------------------------------------------------------------ the operations
+    def acquire(self, request: m.AcquireRequest) -> m.AcquireOutcome:
+        now = self.now()
+        return m.acquire_outcome(request, self._write(m.acquire(request, now)), now)
+
+    def release(self, lock_key: str, owner: str, token: int, outcome: Status) -> m.ReleaseOutcome:
+        result = self._write(m.release(lock_key, owner, token, outcome, self.now()))
+        return m.release_outcome(owner, token, outcome, result)
+
+    def extend(self, lock_key: str, owner: str, token: int, lease_seconds: int) -> m.ExtendOutcome:
+        now = self.now()
+        return m.extend_outcome(owner, token, self._write(m.extend(lock_key, owner, token, lease_seconds, now)), now)
+
+    def force_release(self, lock_key: str, token: int, by: str, reason: str) -> m.ForceReleaseOutcome:
+        result = self._write(m.force_release(lock_key, token, by, reason, self.now()))
+        return m.force_release_outcome(token, by, result)
+
+    def expire(self, lock_key: str, token: int) -> m.ExpireOutcome:
+        now = self.now()
+        return m.expire_outcome(token, self._write(m.expire(lock_key, token, now)), now)
+
+    def get(self, lock_key: str) -> LockRecord | None:
+        item = self._read(lock_key)
+        return LockRecord.from_item(item) if item is not None else None
+
+    def state(self, lock_key: str) -> tuple[m.LockState, LockRecord | None]:
+        item = self._read(lock_key)
+        return m.state_of(item, self.now()), (LockRecord.from_item(item) if item is not None else None)
+
+    def check(self, lock_key: str, token: int) -> bool:
+        """The fencing check, one strongly consistent read: does ``token`` belong to the live holder?"""
+        return m.holds_token(self._read(lock_key), token, self.now())
+
+    def list(self, include_free: bool = False) -> list[LockRecord]:
+        """Live locks (with ``include_free``, every key and its last outcome), sorted by key."""
+        now = self.now()
+        items = [item for item in self._scan() if include_free or m.is_live(item, now)]
+        return sorted((LockRecord.from_item(item) for item in items), key=lambda rec: rec.lock_key)

@@ -1,0 +1,62 @@
+"""Every check this project has, one session each. `nox` runs the default ones: lint, types, tests."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "types", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    session.install("-e", ".[types]")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite with the fast Hypothesis profile (the CI profile)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")}
+    )
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The lock simulations for a time budget: `nox -s soak -- --minutes 20` (default 20)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.lockcore.soak", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Requests per lock operation, and contended acquires against raw conditional writes."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.bench.locks", *session.posargs)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of lockcore (slow; not in CI). The score goes in the README."""
+    session.install("-e", ".[test]", "mutmut>=3.3")
+    session.run("mutmut", "run", *session.posargs, success_codes=[0, 1, 2])
+    session.run("mutmut", "results")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: `chatops demo` on the embedded local stack."""
+    session.install("-e", ".[local]")
+    session.run("chatops", "demo", *session.posargs)
