@@ -1,0 +1,442 @@
+"""`chatops` end to end: `main(argv)` in this process, against a moto DynamoDB server on loopback.
+
+Each invocation's DynamoDB requests are counted at the server (``LocalAWS.app.dynamodb_requests``), so "one
+request per lock operation" is measured where it matters, not inferred from our code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from botocore.config import Config
+
+import lockcore.dynamodb
+from lockcore.machine import Refusal
+from lockcore.record import LockRecord, Status, epoch, iso
+from workers.cli import main
+from workers.localstack.motoserver import LOCAL_CREDENTIALS, LocalAWS
+
+TABLE = "cli-test-locks"
+RECORD_FIELDS = set(
+    LockRecord("k", 1, "o", Status.IN_PROGRESS, "U1", "alice", "2025-01-01T00:00:00Z", 0, correlation_id="c")
+    .as_json()
+    .keys()
+)
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalAWS]:
+    with LocalAWS() as server, pytest.MonkeyPatch.context() as env:
+        for name in ("AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_MAX_ATTEMPTS"):
+            env.delenv(name, raising=False)
+        for name, value in LOCAL_CREDENTIALS.items():
+            env.setenv(name, value)
+        # The CLI finds its endpoint the standard boto3 way, and its table in LOCK_TABLE_NAME.
+        env.setenv("AWS_ENDPOINT_URL", server.url)
+        env.setenv("LOCK_TABLE_NAME", TABLE)
+        assert main(["locks", "create-table"]) == 0
+        yield server
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+    requests: int
+
+    def json(self) -> dict[str, Any]:
+        assert self.out.count("\n") == 1, f"not exactly one JSON line: {self.out!r}"
+        body = json.loads(self.out)
+        assert isinstance(body, dict)
+        return body
+
+    @property
+    def one_error_line(self) -> str:
+        lines = self.err.strip().splitlines()
+        assert len(lines) == 1, self.err
+        assert "Traceback" not in self.err
+        return lines[0]
+
+
+Chatops = Callable[..., Run]
+
+
+@pytest.fixture
+def chatops(aws: LocalAWS, capsys: pytest.CaptureFixture[str]) -> Chatops:
+    capsys.readouterr()
+
+    def run(*argv: str) -> Run:
+        before = aws.app.dynamodb_requests
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return Run(code, out, err, aws.app.dynamodb_requests - before)
+
+    return run
+
+
+@pytest.fixture
+def key(request: pytest.FixtureRequest) -> str:
+    """A lock key of this test's own, so that tests sharing the table never meet."""
+    return "build-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+
+
+def acquire(chatops: Chatops, key: str, owner: str, *extra: str) -> Run:
+    return chatops("locks", "acquire", key, "--owner", owner, "--json", *extra)
+
+
+# --------------------------------------------------------------------------------------------- acquire
+def test_acquire_takes_the_lock_in_one_request(chatops: Chatops, key: str) -> None:
+    details = "--user U1 --user-name alice --component router --environment plt --correlation-id corr-1"
+    run = acquire(chatops, key, "req-1", *details.split())
+    body = run.json()
+    assert (run.code, run.requests) == (0, 1)
+    assert body["lockKey"] == key
+    assert body["outcome"] == "acquired"
+    assert isinstance(body["token"], int) and body["token"] >= 1
+    lock = body["lock"]
+    assert lock["owner"] == "req-1" and lock["lockedByName"] == "alice" and lock["correlationId"] == "corr-1"
+    assert lock["status"] == "IN_PROGRESS"
+    assert lock["leaseExpiresAt"] == epoch(lock["lockedAt"]) + 600, "--ttl defaults to 600 s"
+    assert lock["leaseExpiresAtIso"] == iso(lock["leaseExpiresAt"])
+
+
+def test_acquire_text_says_token_and_lease(chatops: Chatops, key: str) -> None:
+    run = chatops("locks", "acquire", key, "--owner", "req-1", "--ttl", "90")
+    assert run.code == 0
+    assert re.fullmatch(rf"{key}: acquired, token 1, frees in 1m(29|30)s \(\d\d:\d\d:\d\dZ\)\n", run.out)
+
+
+def test_a_second_owner_is_told_who_holds_it_and_exits_3(chatops: Chatops, key: str) -> None:
+    first = acquire(chatops, key, "req-1", "--user", "U123", "--user-name", "alice")
+    run = acquire(chatops, key, "req-2", "--user", "U456", "--user-name", "bob")
+    body = run.json()
+    assert (run.code, run.requests) == (3, 1), "the loser learns the holder from the same single request"
+    assert body["outcome"] == "held"
+    assert body["token"] == first.json()["token"]
+    assert set(body["holder"]) == RECORD_FIELDS - {"correlationId"}
+    assert body["holder"]["owner"] == "req-1" and body["holder"]["lockedBy"] == "U123"
+    assert "alice (U123)" in body["reason"]
+
+    text = chatops("locks", "acquire", key, "--owner", "req-3")
+    assert text.code == 3 and text.out == ""
+    assert re.fullmatch(
+        rf"{key}: held by alice \(U123\) since \d\d:\d\d:\d\dZ, frees in (9m\d\ds|10m00s) "
+        rf"\(\d\d:\d\d:\d\dZ\), token 1\n",
+        text.err,
+    )
+
+
+def test_the_holder_acquiring_again_reenters_with_the_same_token(chatops: Chatops, key: str) -> None:
+    first = acquire(chatops, key, "req-1").json()
+    again = acquire(chatops, key, "req-1")
+    assert again.code == 0
+    assert again.json()["outcome"] == "reentered"
+    assert again.json()["token"] == first["token"]
+
+
+# --------------------------------------------------------------------------------------------- release
+def test_release_by_the_holder_records_the_outcome(chatops: Chatops, key: str) -> None:
+    token = acquire(chatops, key, "req-1").json()["token"]
+    run = chatops(
+        "locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "failed", "--json"
+    )
+    body = run.json()
+    assert (run.code, run.requests) == (0, 1)
+    assert body == {
+        "lockKey": key,
+        "outcome": "released",
+        "token": token,
+        "repeated": False,
+        "lock": body["lock"],
+    }
+    assert body["lock"]["status"] == "FAILED" and "releasedAt" in body["lock"]
+
+    repeated = chatops(
+        "locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "failed"
+    )
+    assert repeated.code == 0 and "already released" in repeated.out
+
+
+def test_release_by_someone_else_is_refused_with_4(chatops: Chatops, key: str) -> None:
+    token = acquire(chatops, key, "req-1").json()["token"]
+    run = chatops(
+        "locks", "release", key, "--owner", "req-2", "--token", str(token), "--outcome", "completed", "--json"
+    )
+    body = run.json()
+    assert (run.code, run.requests) == (4, 1)
+    assert body["outcome"] == "not-holder"
+    assert body["reason"] == Refusal.NOT_OWNER.value
+    assert body["token"] == token and body["holder"]["owner"] == "req-1"
+
+
+def test_release_with_a_stale_token_is_refused_with_4(chatops: Chatops, key: str) -> None:
+    old = acquire(chatops, key, "req-1").json()["token"]
+    chatops("locks", "force-release", key, "--token", str(old), "--by", "U9", "--reason", "stuck")
+    new = acquire(chatops, key, "req-2").json()["token"]
+    assert new > old
+
+    run = chatops("locks", "release", key, "--owner", "req-1", "--token", str(old), "--outcome", "completed")
+    assert run.code == 4 and run.out == ""
+    assert run.err.splitlines()[0] == f"{key}: refused: {Refusal.STALE_TOKEN.value}"
+    assert f"token {new}" in run.err.splitlines()[1]
+
+
+def test_release_of_a_key_never_locked_is_refused_with_4(chatops: Chatops, key: str) -> None:
+    run = chatops("locks", "release", key, "--owner", "o", "--token", "1", "--outcome", "completed", "--json")
+    assert run.code == 4
+    assert run.json()["holder"] is None and run.json()["reason"] == Refusal.NO_LOCK.value
+
+
+# ---------------------------------------------------------------------------------------------- extend
+def test_extend_sets_the_lease_end_to_now_plus_ttl(chatops: Chatops, key: str) -> None:
+    body = acquire(chatops, key, "req-1", "--ttl", "60").json()
+    run = chatops(
+        "locks", "extend", key, "--owner", "req-1", "--token", str(body["token"]), "--ttl", "3600", "--json"
+    )
+    assert (run.code, run.requests) == (0, 1)
+    acquired_at = body["lock"]["leaseExpiresAt"] - 60
+    assert acquired_at + 3600 <= run.json()["lock"]["leaseExpiresAt"] <= acquired_at + 3600 + 5, (
+        "now + 3600 s"
+    )
+    assert run.json()["outcome"] == "extended"
+
+
+def test_extend_by_a_stale_token_is_refused_with_4(chatops: Chatops, key: str) -> None:
+    token = acquire(chatops, key, "req-1").json()["token"]
+    run = chatops(
+        "locks", "extend", key, "--owner", "req-1", "--token", str(token + 1), "--ttl", "60", "--json"
+    )
+    assert (run.code, run.requests) == (4, 1)
+    assert run.json()["reason"] == Refusal.STALE_TOKEN.value
+
+
+# --------------------------------------------------------------------------------------- force-release
+def test_force_release_with_the_current_token_records_who_and_why(chatops: Chatops, key: str) -> None:
+    token = acquire(chatops, key, "req-1").json()["token"]
+    run = chatops(
+        "locks",
+        "force-release",
+        key,
+        "--token",
+        str(token),
+        "--by",
+        "U9",
+        "--reason",
+        "runner died",
+        "--json",
+    )
+    assert (run.code, run.requests) == (0, 1)
+    lock = run.json()["lock"]
+    assert (lock["status"], lock["releasedBy"], lock["releaseReason"]) == (
+        "FORCE_RELEASED",
+        "U9",
+        "runner died",
+    )
+    assert run.json()["outcome"] == "force-released"
+
+
+def test_force_release_with_a_stale_token_is_refused_with_4(chatops: Chatops, key: str) -> None:
+    token = acquire(chatops, key, "req-1").json()["token"]
+    run = chatops("locks", "force-release", key, "--token", str(token - 1), "--by", "U9", "--reason", "x")
+    assert (run.code, run.requests) == (4, 1)
+    assert Refusal.STALE_TOKEN.value in run.err
+
+
+def test_force_release_without_a_reason_fails_in_one_line(chatops: Chatops, key: str) -> None:
+    run = chatops("locks", "force-release", key, "--token", "1", "--by", "U9", "--reason", "")
+    assert run.code == 1 and run.requests == 0
+    assert "who did it and why" in run.one_error_line
+
+
+# ----------------------------------------------------------------------------------------------- check
+def test_check_passes_only_for_the_live_holders_token(chatops: Chatops, key: str) -> None:
+    token = acquire(chatops, key, "req-1").json()["token"]
+    live = chatops("locks", "check", key, "--token", str(token), "--json")
+    assert (live.code, live.requests) == (0, 1)
+    assert live.json() == {"lockKey": key, "token": token, "holds": True, "outcome": "holds"}
+
+    wrong = chatops("locks", "check", key, "--token", str(token + 1), "--json")
+    assert (wrong.code, wrong.requests) == (4, 1)
+    assert (
+        wrong.json()["holds"] is False and wrong.json()["outcome"] == "not-holder" and wrong.json()["reason"]
+    )
+
+    chatops("locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "completed")
+    released = chatops("locks", "check", key, "--token", str(token))
+    assert released.code == 4 and "stop" in released.err
+
+
+def test_check_of_a_missing_key_exits_4(chatops: Chatops, key: str) -> None:
+    assert chatops("locks", "check", key, "--token", "0").code == 4
+
+
+# ------------------------------------------------------------------------------------------------ show
+def test_show_of_a_missing_key_exits_0_and_says_it_is_free(chatops: Chatops, key: str) -> None:
+    run = chatops("locks", "show", key)
+    assert run.code == 0
+    assert run.out == f"{key}: free: no lock has been taken under this key yet\n"
+    body = chatops("locks", "show", key, "--json").json()
+    assert body == {"lockKey": key, "state": "FREE", "token": 0, "lock": None}
+
+
+def test_show_of_a_held_lock_is_a_table(chatops: Chatops, key: str) -> None:
+    acquire(chatops, key, "req-1", "--user", "U1", "--user-name", "alice")
+    run = chatops("locks", "show", key)
+    assert run.code == 0
+    heading, row, sentence = run.out.splitlines()
+    assert heading.split() == ["KEY", "STATE", "HOLDER", "SINCE", "EXPIRES", "IN", "TOKEN"]
+    assert row.startswith(f"{key}  HELD") and "alice (U1)" in row
+    assert sentence.startswith(f"{key}: held by alice (U1) since")
+    body = chatops("locks", "show", key, "--json").json()
+    assert body["state"] == "HELD" and body["token"] == 1 and body["lock"]["owner"] == "req-1"
+
+
+def test_show_of_a_released_lock_exits_0_with_its_last_outcome(chatops: Chatops, key: str) -> None:
+    token = acquire(chatops, key, "req-1", "--user-name", "alice").json()["token"]
+    chatops("locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "completed")
+    run = chatops("locks", "show", key)
+    assert run.code == 0 and "COMPLETED" in run.out and "free: last taken by alice" in run.out
+
+
+# ------------------------------------------------------------------------------------ list, create-table
+def test_create_table_is_idempotent_and_list_shows_live_then_all(chatops: Chatops) -> None:
+    table = ("--table", "cli-list-locks")
+    created = chatops(*table, "locks", "create-table", "--json")
+    assert created.code == 0 and created.json() == {"table": "cli-list-locks", "created": True}
+    again = chatops(*table, "locks", "create-table")
+    assert again.code == 0 and "already exists" in again.out
+    assert chatops(*table, "locks", "list").out == "no live locks in cli-list-locks\n"
+
+    for name, user in (("build-api-dev", "carol"), ("build-router-plt", "alice"), ("deploy-web-prd", "bob")):
+        acquire(chatops, name, f"req-{user}", *table, "--user-name", user)
+    chatops(
+        *table,
+        "locks",
+        "release",
+        "build-api-dev",
+        "--owner",
+        "req-carol",
+        "--token",
+        "1",
+        "--outcome",
+        "completed",
+    )
+
+    live = chatops(*table, "locks", "list", "--json")
+    assert live.code == 0
+    assert [(lock["lockKey"], lock["state"]) for lock in live.json()["locks"]] == [
+        ("build-router-plt", "HELD"),
+        ("deploy-web-prd", "HELD"),
+    ]
+    everything = chatops(*table, "locks", "list", "--all", "--json").json()["locks"]
+    assert [(lock["lockKey"], lock["state"]) for lock in everything] == [
+        ("build-api-dev", "COMPLETED"),
+        ("build-router-plt", "HELD"),
+        ("deploy-web-prd", "HELD"),
+    ]
+    assert all(RECORD_FIELDS - {"correlationId"} | {"state"} <= set(lock) for lock in everything)
+    assert everything[0]["releasedAt"].endswith("Z")
+
+    text = chatops(*table, "locks", "list", "--all").out.splitlines()
+    assert len(text) == 4 and text[0].startswith("KEY")
+    state_column = text[0].index("STATE")
+    assert [line[state_column:].split()[0] for line in text[1:]] == ["COMPLETED", "HELD", "HELD"]
+    assert "carol" in text[1] and "alice" in text[2] and "bob" in text[3]
+
+
+def test_table_given_after_the_subcommand_counts_too(chatops: Chatops, key: str) -> None:
+    run = chatops("locks", "show", key, "--table", "no-such-table")
+    assert run.code == 1 and "no-such-table" in run.one_error_line
+
+
+# -------------------------------------------------------------------------------------------- failures
+def test_a_missing_table_fails_with_one_line(chatops: Chatops, key: str) -> None:
+    run = chatops("--table", "no-such-table", "locks", "acquire", key, "--owner", "req-1")
+    assert (run.code, run.out) == (1, "")
+    line = run.one_error_line
+    assert line.startswith("chatops: error: ") and "no-such-table" in line and "create-table" in line
+
+    as_json = chatops("--table", "no-such-table", "locks", "acquire", key, "--owner", "req-1", "--json")
+    assert as_json.code == 1 and "no-such-table" in as_json.json()["error"] and as_json.err == ""
+
+
+def test_an_unreachable_endpoint_fails_with_one_line(
+    chatops: Chatops, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a loopback port that nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    # lockcore's client config fixes five retries (with backoff, ~15 s here), which overrides
+    # AWS_MAX_ATTEMPTS; one attempt is enough to see how the CLI reports the failure.
+    monkeypatch.setattr(lockcore.dynamodb, "CLIENT_CONFIG", Config(retries={"total_max_attempts": 1}))
+    run = chatops("locks", "acquire", key, "--owner", "req-1")
+    assert run.code == 1
+    assert run.one_error_line == f"chatops: error: cannot reach DynamoDB at http://127.0.0.1:{closed}"
+    assert chatops("locks", "list", "--json").json() == {
+        "error": f"cannot reach DynamoDB at http://127.0.0.1:{closed}"
+    }
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["locks", "acquire", "k"],  # --owner missing
+        ["locks", "acquire", "k", "--owner", "o", "--ttl", "0"],
+        ["locks", "release", "k", "--owner", "o", "--token", "1", "--outcome", "maybe"],
+        ["locks", "check", "k", "--token", "three"],
+        ["locks", "unlock", "k"],
+        ["locks"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(chatops: Chatops, argv: list[str]) -> None:
+    run = chatops(*argv)
+    assert (run.code, run.out, run.requests) == (2, "", 0)
+    assert run.err.startswith("usage: chatops") and "error:" in run.err
+
+
+def test_usage_errors_with_json_print_one_error_object(chatops: Chatops) -> None:
+    run = chatops("locks", "acquire", "k", "--json", "--ttl", "-5")
+    assert run.code == 2 and run.err == ""
+    assert run.json() == {"error": "argument --ttl: must be at least 1, not -5"}
+    missing = chatops("locks", "release", "k", "--json")
+    assert missing.code == 2 and "required" in missing.json()["error"]
+
+
+# ------------------------------------------------------------------------------------------------ demo
+def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL", "LOCK_TABLE_NAME"):
+        monkeypatch.delenv(name)  # the demo needs none of them
+    run = chatops("demo")
+    assert run.code == 0, run.out + run.err
+    out = run.out
+
+    winners = re.findall(r"🔒 (\w+) \(U\d+\) got the lock: token (\d+)", out)
+    assert len(winners) == 1
+    winner, first_token = winners[0][0], int(winners[0][1])
+    told = re.findall(
+        r"^ {4}(\w+) +held by (\w+) \(U\d+\) since \S+, frees in \S+ \((\S+)\), token (\d+)$", out, re.M
+    )
+    assert len(told) == 19
+    assert {holder for _, holder, _, _ in told} == {winner}
+    assert {int(token) for *_, token in told} == {first_token}
+    assert winner not in {loser for loser, *_ in told}
+    assert "20 acquires, 20 DynamoDB requests" in out
+
+    assert f"release (token {first_token})" in out and "released as COMPLETED" in out
+    later = [int(token) for token in re.findall(r"→ acquired, token (\d+)", out)]
+    assert len(later) == 2 and first_token < later[0] < later[1]
+    assert "(simulated clock +11 min" in out
+    assert f"release (token {later[0]})" in out and f"refused: {Refusal.STALE_TOKEN.value}" in out
+    assert re.search(rf"check --token {later[1]} +→ ✅ holds the lock", out)
+    assert re.search(rf"check --token {later[0]} +→ ⛔ not the holder", out)
+    assert "story did not hold" not in out
