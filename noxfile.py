@@ -28,9 +28,7 @@ def types(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite with the fast Hypothesis profile (the CI profile)."""
     session.install("-e", ".[test]")
-    session.run(
-        "pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")}
-    )
+    session.run("pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")})
 
 
 @nox.session

@@ -2,8 +2,8 @@
 
 from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
 from lockcore.machine import (
-    AcquireRequest,
     Acquired,
+    AcquireRequest,
     Extended,
     ForceReleased,
     HeldBySomeone,

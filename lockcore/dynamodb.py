@@ -9,9 +9,10 @@ Throttling and transient errors are retried by botocore's own retry modes (stand
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import botocore.exceptions
@@ -42,20 +43,25 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 DEFAULT_TABLE = "chatbot-build-locks"
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=3,
-    read_timeout=5,
-)
+DEFAULT_MAX_ATTEMPTS = 5
 _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+def client_config() -> Config:
+    """Short timeouts, and botocore's standard retry mode unless AWS_RETRY_MODE / AWS_MAX_ATTEMPTS say otherwise
+    (a retries setting in code would override the environment's)."""
+    environment_decides = "AWS_RETRY_MODE" in os.environ or "AWS_MAX_ATTEMPTS" in os.environ
+    if environment_decides:
+        return Config(connect_timeout=3, read_timeout=5)
+    return Config(retries={"mode": "standard", "max_attempts": DEFAULT_MAX_ATTEMPTS}, connect_timeout=3, read_timeout=5)
+
+
 def make_client(endpoint_url: str | None = None, region: str | None = None) -> DynamoDBClient:
     """A DynamoDB client; endpoint and region the standard boto3 way unless given (AWS_ENDPOINT_URL…)."""
     try:
-        return boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, config=CLIENT_CONFIG)
+        return boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, config=client_config())
     except botocore.exceptions.NoRegionError as error:
         raise LockStoreError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from error
 
@@ -77,7 +83,7 @@ class _Expression:
 
     def value(self, value: Value) -> str:
         placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = _serializer.serialize(value)  # type: ignore[typeddict-item]
+        self.values[placeholder] = _serializer.serialize(value)
         return placeholder
 
     def condition(self, guard: Guard) -> str:
@@ -160,9 +166,7 @@ class DynamoDBLockStore(LockStore):
         return m.Written(from_wire(answer["Attributes"]))
 
     def _read(self, lock_key: str) -> Item | None:
-        answer = self._call(
-            self.client.get_item, TableName=self.table, Key={KEY: {"S": lock_key}}, ConsistentRead=True
-        )
+        answer = self._call(self.client.get_item, TableName=self.table, Key={KEY: {"S": lock_key}}, ConsistentRead=True)
         item = answer.get("Item")
         return from_wire(item) if item else None
 
@@ -180,12 +184,13 @@ class DynamoDBLockStore(LockStore):
         except botocore.exceptions.ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
-                old = error.response.get("Item")
+                old = cast("Mapping[str, Any] | None", error.response.get("Item"))
                 raise _Refused(from_wire(old) if old else None) from None
             if code == "ResourceNotFoundException":
                 raise TableMissing(
                     f"lock table {self.table!r} does not exist at {self.client.meta.endpoint_url} "
-                    f"({self.client.meta.region_name}): create it with `chatops locks create-table`"
+                    f"({self.client.meta.region_name}): "
+                    f"create it with `chatops locks create-table --table {self.table}`"
                 ) from None
             if code in _THROTTLED:
                 raise StoreThrottled(f"DynamoDB is throttling requests to {self.table!r}; try again shortly") from None
@@ -227,6 +232,6 @@ class DynamoDBLockStore(LockStore):
         return True
 
 
-class _Refused(Exception):  # noqa: N818 - internal signal, never leaves this module
+class _Refused(Exception):
     def __init__(self, item: Item | None) -> None:
         self.item = item

@@ -77,7 +77,11 @@ FREE_STATES = frozenset({LockState.FREE, LockState.LAPSED}) | RELEASED_STATES
 TRANSITIONS: dict[Operation, tuple[frozenset[LockState], frozenset[LockState], str]] = {
     # operation: (states it may start from, states it leads to, who may do it)
     Operation.ACQUIRE: (FREE_STATES, frozenset({LockState.HELD}), "anyone"),
-    Operation.EXTEND: (frozenset({LockState.HELD}), frozenset({LockState.HELD}), "the holder (owner + token)"),
+    Operation.EXTEND: (
+        frozenset({LockState.HELD}),
+        frozenset({LockState.HELD}),
+        "the holder (owner + token)",
+    ),
     Operation.RELEASE: (
         frozenset({LockState.HELD, LockState.LAPSED}),
         frozenset({LockState.COMPLETED, LockState.FAILED}),
@@ -392,9 +396,7 @@ def extend_outcome(owner: str, token: int, result: WriteResult, now: int) -> Ext
     reason = _why_not_holder(item, owner, token)
     if reason is None:
         state = state_of(item, now)
-        reason = {LockState.LAPSED: Refusal.LEASE_ENDED, LockState.HELD: Refusal.CHANGED}.get(
-            state, Refusal.NOT_HELD
-        )
+        reason = {LockState.LAPSED: Refusal.LEASE_ENDED, LockState.HELD: Refusal.CHANGED}.get(state, Refusal.NOT_HELD)
     return NotHolder(reason, _record(item))
 
 

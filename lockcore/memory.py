@@ -53,4 +53,4 @@ class MemoryLockStore(LockStore):
                       and int(item[LEGACY_TTL]) < now]  # fmt: skip
             for key in doomed:
                 del self._items[key]
-        return doomed
+        return sorted(doomed)

@@ -324,9 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from workers import demo  # noqa: PLC0415 - moto is only needed here (the `local` extra)
         except ImportError as error:
-            return fail(
-                f"the demo needs the local stack ({error}): pip install 'chatops-locks[local]'", as_json
-            )
+            return fail(f"the demo needs the local stack ({error}): pip install 'chatops-locks[local]'", as_json)
         return demo.main()
     try:
         store = DynamoDBLockStore(table_name(args), client=make_client())

@@ -84,9 +84,7 @@ def race(users: list[User], stores: list[DynamoDBLockStore]) -> list[m.AcquireOu
         except BaseException as error:  # re-raised below, in the main thread
             errors.append(error)
 
-    threads = [
-        threading.Thread(target=contend, args=(i,), name=f"user-{user.name}") for i, user in enumerate(users)
-    ]
+    threads = [threading.Thread(target=contend, args=(i,), name=f"user-{user.name}") for i, user in enumerate(users)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -136,8 +134,7 @@ class Story:
         self.users = [User(name, f"U{n:03d}") for n, name in enumerate(USERS, start=1)]
         # One client per user, as twenty Lambda invocations would have; all share the simulated clock.
         self.stores = [
-            DynamoDBLockStore(DEFAULT_TABLE, client=make_client(aws.url), clock=self.clock)
-            for _ in self.users
+            DynamoDBLockStore(DEFAULT_TABLE, client=make_client(aws.url), clock=self.clock) for _ in self.users
         ]
         self.store = self.stores[0]
         self.requests_before = aws.app.dynamodb_requests
@@ -230,9 +227,7 @@ class Story:
     def finale(self, holder: Build) -> None:
         heading(f"The lock now (`chatops locks show {LOCK_KEY}`)")
         state, record = self.store.state(LOCK_KEY)
-        expect(
-            state is m.LockState.HELD and record == holder.lock.record, f"the lock ends held, got {record}"
-        )
+        expect(state is m.LockState.HELD and record == holder.lock.record, f"the lock ends held, got {record}")
         assert record is not None
         for line in render.table([record], self.store.now()):
             print(f"  {line}")

@@ -77,7 +77,7 @@ def status_line(record: LockRecord | None, now: int) -> str:
     return f"free: last taken by {person(record)}, released {record.status.value} at {released}, {token}"
 
 
-def outcome_lines(lock_key: str, outcome: m.Outcome, now: int) -> list[str]:  # noqa: PLR0911 - one per type
+def outcome_lines(lock_key: str, outcome: m.Outcome, now: int) -> list[str]:
     """What happened, in the words an operator needs to act on."""
     match outcome:
         case m.Acquired(record, reentered=True):
@@ -122,6 +122,4 @@ def table(records: Sequence[LockRecord], now: int) -> list[str]:
     """Aligned columns under :data:`TABLE_HEADINGS`, one line per record."""
     rows = [TABLE_HEADINGS, *(table_row(record, now) for record in records)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(TABLE_HEADINGS))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]

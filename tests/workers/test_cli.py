@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from botocore.config import Config
 
-import lockcore.dynamodb
 from lockcore.machine import Refusal
 from lockcore.record import LockRecord, Status, epoch, iso
 from workers.cli import main
@@ -144,9 +142,7 @@ def test_the_holder_acquiring_again_reenters_with_the_same_token(chatops: Chatop
 # --------------------------------------------------------------------------------------------- release
 def test_release_by_the_holder_records_the_outcome(chatops: Chatops, key: str) -> None:
     token = acquire(chatops, key, "req-1").json()["token"]
-    run = chatops(
-        "locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "failed", "--json"
-    )
+    run = chatops("locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "failed", "--json")
     body = run.json()
     assert (run.code, run.requests) == (0, 1)
     assert body == {
@@ -158,9 +154,7 @@ def test_release_by_the_holder_records_the_outcome(chatops: Chatops, key: str) -
     }
     assert body["lock"]["status"] == "FAILED" and "releasedAt" in body["lock"]
 
-    repeated = chatops(
-        "locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "failed"
-    )
+    repeated = chatops("locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "failed")
     assert repeated.code == 0 and "already released" in repeated.out
 
 
@@ -197,22 +191,16 @@ def test_release_of_a_key_never_locked_is_refused_with_4(chatops: Chatops, key: 
 # ---------------------------------------------------------------------------------------------- extend
 def test_extend_sets_the_lease_end_to_now_plus_ttl(chatops: Chatops, key: str) -> None:
     body = acquire(chatops, key, "req-1", "--ttl", "60").json()
-    run = chatops(
-        "locks", "extend", key, "--owner", "req-1", "--token", str(body["token"]), "--ttl", "3600", "--json"
-    )
+    run = chatops("locks", "extend", key, "--owner", "req-1", "--token", str(body["token"]), "--ttl", "3600", "--json")
     assert (run.code, run.requests) == (0, 1)
     acquired_at = body["lock"]["leaseExpiresAt"] - 60
-    assert acquired_at + 3600 <= run.json()["lock"]["leaseExpiresAt"] <= acquired_at + 3600 + 5, (
-        "now + 3600 s"
-    )
+    assert acquired_at + 3600 <= run.json()["lock"]["leaseExpiresAt"] <= acquired_at + 3600 + 5, "now + 3600 s"
     assert run.json()["outcome"] == "extended"
 
 
 def test_extend_by_a_stale_token_is_refused_with_4(chatops: Chatops, key: str) -> None:
     token = acquire(chatops, key, "req-1").json()["token"]
-    run = chatops(
-        "locks", "extend", key, "--owner", "req-1", "--token", str(token + 1), "--ttl", "60", "--json"
-    )
+    run = chatops("locks", "extend", key, "--owner", "req-1", "--token", str(token + 1), "--ttl", "60", "--json")
     assert (run.code, run.requests) == (4, 1)
     assert run.json()["reason"] == Refusal.STALE_TOKEN.value
 
@@ -264,9 +252,7 @@ def test_check_passes_only_for_the_live_holders_token(chatops: Chatops, key: str
 
     wrong = chatops("locks", "check", key, "--token", str(token + 1), "--json")
     assert (wrong.code, wrong.requests) == (4, 1)
-    assert (
-        wrong.json()["holds"] is False and wrong.json()["outcome"] == "not-holder" and wrong.json()["reason"]
-    )
+    assert wrong.json()["holds"] is False and wrong.json()["outcome"] == "not-holder" and wrong.json()["reason"]
 
     chatops("locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "completed")
     released = chatops("locks", "check", key, "--token", str(token))
@@ -375,15 +361,11 @@ def test_an_unreachable_endpoint_fails_with_one_line(
         closed = probe.getsockname()[1]
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    # lockcore's client config fixes five retries (with backoff, ~15 s here), which overrides
-    # AWS_MAX_ATTEMPTS; one attempt is enough to see how the CLI reports the failure.
-    monkeypatch.setattr(lockcore.dynamodb, "CLIENT_CONFIG", Config(retries={"total_max_attempts": 1}))
+    # botocore reads AWS_MAX_ATTEMPTS: one attempt is enough to see how the CLI reports the failure.
     run = chatops("locks", "acquire", key, "--owner", "req-1")
     assert run.code == 1
     assert run.one_error_line == f"chatops: error: cannot reach DynamoDB at http://127.0.0.1:{closed}"
-    assert chatops("locks", "list", "--json").json() == {
-        "error": f"cannot reach DynamoDB at http://127.0.0.1:{closed}"
-    }
+    assert chatops("locks", "list", "--json").json() == {"error": f"cannot reach DynamoDB at http://127.0.0.1:{closed}"}
 
 
 @pytest.mark.parametrize(
@@ -423,9 +405,7 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     winners = re.findall(r"🔒 (\w+) \(U\d+\) got the lock: token (\d+)", out)
     assert len(winners) == 1
     winner, first_token = winners[0][0], int(winners[0][1])
-    told = re.findall(
-        r"^ {4}(\w+) +held by (\w+) \(U\d+\) since \S+, frees in \S+ \((\S+)\), token (\d+)$", out, re.M
-    )
+    told = re.findall(r"^ {4}(\w+) +held by (\w+) \(U\d+\) since \S+, frees in \S+ \((\S+)\), token (\d+)$", out, re.M)
     assert len(told) == 19
     assert {holder for _, holder, _, _ in told} == {winner}
     assert {int(token) for *_, token in told} == {first_token}

@@ -1,0 +1,403 @@
+"""The concurrency simulation: actors racing for locks, with crashes, redeliveries, retries, TTL deletions and a
+clock that creeps and jumps — every request one atomic step, the interleaving chosen by Hypothesis.
+
+Each step runs on every store under test (in memory, moto in-process, moto over HTTP) and on a reference model
+written here, independently of lockcore's machine: all must answer the same and hold the same item. After every
+step the invariants below — the lock's promises — are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from lockcore.machine import (
+    Acquired,
+    AcquireRequest,
+    Extended,
+    ForceReleased,
+    HeldBySomeone,
+    MarkedExpired,
+    NotHolder,
+    Outcome,
+    Released,
+)
+from lockcore.record import Status
+from lockcore.store import Clock
+from tests.lockcore.stores import SimClock, StoreUnderTest
+
+StoreFactory = Callable[[Clock], StoreUnderTest]
+Answer = tuple[object, ...]
+
+KEYS = ("build-router-plt", "deploy-api-prod")
+ADMIN = "U-admin"
+
+
+# ------------------------------------------------------------------------------------ the reference model
+@dataclass
+class Holder:
+    owner: str
+    token: int | None  # None: an item written by the user's original code
+    lease_end: int
+    status: Status = Status.IN_PROGRESS
+    released_by: str | None = None
+    legacy: bool = False
+
+
+@dataclass
+class KeyModel:
+    holder: Holder | None = None
+    last_token: int = 0
+    force_released: set[int] = field(default_factory=set)
+
+    def live(self, now: int) -> bool:
+        h = self.holder
+        return h is not None and h.status is Status.IN_PROGRESS and now < h.lease_end
+
+    def acquire(self, owner: str, lease: int, now: int) -> Answer:
+        h = self.holder
+        if h is not None and self.live(now):
+            return ("reentered", h.token) if h.owner == owner else ("held", h.owner, h.token)
+        self.last_token += 1
+        self.holder = Holder(owner, self.last_token, now + lease)
+        return ("acquired", self.last_token)
+
+    def _refusal(self, token: int, owner: str | None) -> Answer | None:
+        h = self.holder
+        if h is None:
+            return ("refused", "NO_LOCK")
+        if h.token != token:
+            return ("refused", "STALE_TOKEN")
+        if owner is not None and h.owner != owner:
+            return ("refused", "NOT_OWNER")
+        return None
+
+    def release(self, owner: str, token: int, outcome: Status) -> Answer:
+        refused = self._refusal(token, owner)
+        if refused:
+            return refused
+        assert self.holder is not None
+        if self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED):
+            self.holder.status = outcome
+            return ("released", token, outcome.value)
+        if self.holder.status is outcome:
+            return ("released-again", token, outcome.value)
+        return ("refused", "NOT_HELD")
+
+    def extend(self, owner: str, token: int, lease: int, now: int) -> Answer:
+        refused = self._refusal(token, owner)
+        if refused:
+            return refused
+        assert self.holder is not None
+        if self.live(now):
+            self.holder.lease_end = now + lease
+            return ("extended", token, self.holder.lease_end)
+        lapsed = self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED)
+        return ("refused", "LEASE_ENDED" if lapsed else "NOT_HELD")
+
+    def force_release(self, token: int, by: str) -> Answer:
+        refused = self._refusal(token, None)
+        if refused:
+            return refused
+        assert self.holder is not None
+        if self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED):
+            self.holder.status, self.holder.released_by = Status.FORCE_RELEASED, by
+            self.force_released.add(token)
+            return ("force-released", token)
+        if self.holder.status is Status.FORCE_RELEASED and self.holder.released_by == by:
+            return ("force-released-again", token)
+        return ("refused", "NOT_HELD")
+
+    def expire(self, token: int, now: int) -> Answer:
+        refused = self._refusal(token, None)
+        if refused:
+            return refused
+        assert self.holder is not None
+        if self.holder.status is Status.IN_PROGRESS and not self.live(now):
+            self.holder.status = Status.EXPIRED
+            return ("expired", token)
+        return ("refused", "LEASE_RUNS" if self.live(now) else "NOT_HELD")
+
+    def ttl_sweep(self, now: int) -> bool:
+        """Only an item that still carries `ttl` can go: a legacy one nobody has acquired since."""
+        if self.holder is not None and self.holder.legacy and self.holder.lease_end < now:
+            self.holder = None
+            return True
+        return False
+
+
+def answer_of(outcome: Outcome) -> Answer:
+    """A store's outcome in the model's terms."""
+    match outcome:
+        case Acquired(record, reentered):
+            return ("reentered" if reentered else "acquired", record.token)
+        case HeldBySomeone(holder):
+            return ("held", holder.owner, holder.token or None)
+        case Released(record, repeated):
+            return ("released-again" if repeated else "released", record.token, record.status.value)
+        case Extended(record):
+            return ("extended", record.token, record.lease_expires_at)
+        case ForceReleased(record, repeated):
+            return ("force-released-again" if repeated else "force-released", record.token)
+        case MarkedExpired(record):
+            return ("expired", record.token)
+        case NotHolder(reason, _):
+            return ("refused", reason.name)
+    raise AssertionError(outcome)  # pragma: no cover
+
+
+# ------------------------------------------------------------------------------------------- the actors
+@dataclass
+class Actor:
+    """A worker handling one request at a time for one key; what it believes, it learned from answers."""
+
+    name: str
+    key: str
+    request: int = 0
+    token: int | None = None
+    lease_end: int | None = None
+    last_release: tuple[int, Status] | None = None
+    tokens_seen: list[int] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str:
+        return f"{self.name}-req{self.request}"
+
+
+class LockSimulation(RuleBasedStateMachine):
+    """Subclasses name the stores; the first one's answers are checked against the model, all against it."""
+
+    STORES: ClassVar[tuple[StoreFactory, ...]] = ()
+    schedules_run: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = SimClock()
+        self.stores = [factory(self.clock) for factory in self.STORES]
+        self.model = {key: KeyModel() for key in KEYS}
+        self.actors: list[Actor] = []
+        self.max_token = dict.fromkeys(KEYS, 0)
+        type(self).schedules_run += 1
+
+    def teardown(self) -> None:
+        for store in self.stores:
+            store.close()
+
+    @property
+    def now(self) -> int:
+        return int(self.clock.now)
+
+    def everywhere(self, step: Callable[[StoreUnderTest], Outcome]) -> Answer:
+        answers = [answer_of(step(store)) for store in self.stores]
+        for store, answer in zip(self.stores[1:], answers[1:], strict=True):
+            assert answer == answers[0], f"{store.name} answered {answer}, {self.stores[0].name} {answers[0]}"
+        return answers[0]
+
+    # ------------------------------------------------------------------------------ setting the scene
+    @initialize(
+        actors=st.integers(2, 8),
+        keys=st.integers(1, len(KEYS)),
+        legacy=st.lists(st.tuples(st.sampled_from(KEYS), st.integers(-30, 120)), max_size=1),
+    )
+    def cast(self, actors: int, keys: int, legacy: list[tuple[str, int]]) -> None:
+        self.actors = [Actor(f"a{i}", KEYS[i % keys]) for i in range(actors)]
+        for key, offset in legacy:
+            # A lock written by the user's original BuildLockManager: lease end in `ttl`, no token, no owner.
+            item: dict[str, str | int] = {
+                "lockKey": key, "lockedBy": "U-legacy", "lockedByName": "legacy", "status": "IN_PROGRESS",
+                "lockedAt": "2026-01-01T00:00:00Z", "ttl": self.now + offset, "component": "router",
+                "environment": "plt",
+            }  # fmt: skip
+            for store in self.stores:
+                store.put_raw(item)
+            self.model[key].holder = Holder("", None, self.now + offset, legacy=True)
+
+    actor = st.integers(0, 7)
+
+    def pick(self, index: int) -> Actor:
+        return self.actors[index % len(self.actors)]
+
+    # ------------------------------------------------------------------------------ the actors' steps
+    @rule(who=actor, lease=st.integers(1, 90))
+    def acquire(self, who: int, lease: int) -> None:
+        """A first delivery, or a redelivery of the same request (same owner) — also after a crash."""
+        a = self.pick(who)
+        expected = self.model[a.key].acquire(a.owner, lease, self.now)
+        request = AcquireRequest(a.key, a.owner, lease, locked_by=a.name, locked_by_name=a.name)
+        got = self.everywhere(lambda s: s.store.acquire(request))
+        assert got == expected, f"acquire: store {got}, model {expected}"
+        if got[0] == "acquired":
+            token = int(str(got[1]))
+            assert token > self.max_token[a.key], "tokens_strictly_increase_per_key"
+            self.max_token[a.key] = token
+        if got[0] in ("acquired", "reentered"):
+            holder = self.model[a.key].holder
+            assert holder is not None
+            a.token, a.lease_end = holder.token, holder.lease_end
+            a.tokens_seen.append(int(str(got[1])))
+
+    @rule(who=actor)
+    def next_request(self, who: int) -> None:
+        """The actor moves on to a new request (a new click): a new owner; what it held is forgotten."""
+        a = self.pick(who)
+        a.request += 1
+        a.token = a.lease_end = None
+
+    @precondition(lambda self: any(a.token is not None for a in self.actors))
+    @rule(who=actor, outcome=st.sampled_from([Status.COMPLETED, Status.FAILED]))
+    def release(self, who: int, outcome: Status) -> None:
+        a = self.pick(who)
+        if a.token is None:
+            return
+        self._release(a, a.token, outcome)
+        a.last_release = (a.token, outcome)
+
+    @rule(who=actor)
+    def retry_release(self, who: int) -> None:
+        """The same release again: its first answer was lost."""
+        a = self.pick(who)
+        if a.last_release is not None:
+            self._release(a, *a.last_release)
+
+    @rule(who=actor, outcome=st.sampled_from([Status.COMPLETED, Status.FAILED]), pick=st.integers(0, 10))
+    def release_with_old_token(self, who: int, outcome: Status, pick: int) -> None:
+        """A stale actor presents a token it once held (or never held)."""
+        a = self.pick(who)
+        token = a.tokens_seen[pick % len(a.tokens_seen)] if a.tokens_seen else pick
+        self._release(a, token, outcome)
+
+    def _release(self, a: Actor, token: int, outcome: Status) -> None:
+        model = self.model[a.key]
+        was_holder = model.holder is not None and (model.holder.owner, model.holder.token) == (a.owner, token)
+        expected = model.release(a.owner, token, outcome)
+        got = self.everywhere(lambda s: s.store.release(a.key, a.owner, token, outcome))
+        assert got == expected, f"release: store {got}, model {expected}"
+        if str(got[0]).startswith("released"):
+            assert was_holder, "no_release_by_a_non_holder"
+            if token == a.token:
+                a.token = a.lease_end = None
+
+    @rule(who=actor, lease=st.integers(1, 90))
+    def extend(self, who: int, lease: int) -> None:
+        a = self.pick(who)
+        token = a.token if a.token is not None else (a.tokens_seen[-1] if a.tokens_seen else 1)
+        model = self.model[a.key]
+        was_live_holder = (
+            model.live(self.now)
+            and model.holder is not None
+            and ((model.holder.owner, model.holder.token) == (a.owner, token))
+        )
+        expected = model.extend(a.owner, token, lease, self.now)
+        got = self.everywhere(lambda s: s.store.extend(a.key, a.owner, token, lease))
+        assert got == expected, f"extend: store {got}, model {expected}"
+        if got[0] == "extended":
+            assert was_live_holder, "no_extend_by_a_non_holder"
+            a.lease_end = int(str(got[2]))
+
+    @rule(who=actor)
+    def crash(self, who: int) -> None:
+        """The worker dies: it forgets its token. SQS will redeliver the same request (see `acquire`)."""
+        a = self.pick(who)
+        a.token = a.lease_end = None
+
+    @rule(who=actor)
+    def check(self, who: int) -> None:
+        a = self.pick(who)
+        token = a.token if a.token is not None else 0
+        model = self.model[a.key]
+        expected = model.live(self.now) and model.holder is not None and model.holder.token == token
+        got = {s.store.check(a.key, token) for s in self.stores}
+        assert got == {expected}, f"check: stores {got}, model {expected}"
+
+    # ------------------------------------------------------------------------------ the operators' steps
+    @rule(key=st.sampled_from(KEYS), stale=st.booleans())
+    def force_release(self, key: str, stale: bool) -> None:
+        model = self.model[key]
+        token = model.last_token - 1 if stale else model.last_token
+        expected = model.force_release(token, ADMIN)
+        got = self.everywhere(lambda s: s.store.force_release(key, token, ADMIN, "stuck in the simulation"))
+        assert got == expected, f"force-release: store {got}, model {expected}"
+
+    @rule(key=st.sampled_from(KEYS))
+    def reaper(self, key: str) -> None:
+        model = self.model[key]
+        token = model.last_token
+        expected = model.expire(token, self.now)
+        got = self.everywhere(lambda s: s.store.expire(key, token))
+        assert got == expected, f"expire: store {got}, model {expected}"
+
+    # ------------------------------------------------------------------------------ the world's steps
+    @rule()
+    def dynamodb_ttl_deletes_expired_items(self) -> None:
+        swept = [store.ttl_sweep(self.now) for store in self.stores]
+        expected = sorted(key for key in KEYS if self.model[key].ttl_sweep(self.now))
+        assert all(keys == expected for keys in swept), f"TTL deleted {swept}, model {expected}"
+
+    @rule(seconds=st.integers(0, 5))
+    def clock_creeps(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @rule(seconds=st.integers(30, 200))
+    def clock_jumps(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @rule(key=st.sampled_from(KEYS), offset=st.integers(-1, 1))
+    def clock_reaches_the_edge_of_a_lease(self, key: str, offset: int) -> None:
+        """Off-by-one second is where lease bugs live: stop the clock just before, at, or after a lease end."""
+        holder = self.model[key].holder
+        if holder is not None and holder.lease_end + offset > self.now:
+            self.clock.advance(holder.lease_end + offset - self.now)
+
+    # ------------------------------------------------------------------------------ the promises
+    def believers(self, key: str) -> list[Actor]:
+        """Actors that hold a token for ``key`` whose lease, as they were told, still runs."""
+        return [a for a in self.actors if a.key == key and a.token is not None and a.lease_end is not None
+                and self.now < a.lease_end]  # fmt: skip
+
+    @invariant()
+    def stores_hold_the_same_item(self) -> None:
+        for key in KEYS:
+            items = [store.read(key) for store in self.stores]
+            assert all(item == items[0] for item in items), f"{key}: stores disagree: {items}"
+
+    @invariant()
+    def at_most_one_live_holder(self) -> None:
+        for key in KEYS:
+            holders = [a for a in self.believers(key) if not self._force_released(key, a)]
+            assert len(holders) <= 1, f"{key}: {[a.owner for a in holders]} all believe they hold it"
+
+    @invariant()
+    def no_holder_loses_its_lock_before_its_lease_end(self) -> None:
+        if not self.stores:
+            return
+        for key in KEYS:
+            for a in self.believers(key):
+                if self._force_released(key, a):
+                    continue
+                item = self.stores[0].read(key)
+                assert item is not None, f"{key}: {a.owner}'s lock vanished"
+                assert (item["owner"], item["token"], item["status"]) == (a.owner, a.token, "IN_PROGRESS"), (
+                    f"{key}: {a.owner} (token {a.token}) lost its lock before {a.lease_end}: {item}"
+                )
+
+    @invariant()
+    def tokens_never_go_back(self) -> None:
+        for key in KEYS:
+            item = self.stores[0].read(key) if self.stores else None
+            token = item.get("token") if item else None
+            if isinstance(token, int):
+                assert token == self.max_token[key], f"{key}: token {token}, highest issued {self.max_token[key]}"
+            else:
+                # Only an item no acquire has touched yet (a legacy one, or none) lacks a token.
+                assert self.max_token[key] == 0, f"{key}: the token counter vanished after {self.max_token[key]}"
+
+    def _force_released(self, key: str, actor: Actor) -> bool:
+        return actor.token in self.model[key].force_released
+
+
+def simulation_over(*factories: StoreFactory, name: str) -> type[LockSimulation]:
+    return type(name, (LockSimulation,), {"STORES": factories, "schedules_run": 0})

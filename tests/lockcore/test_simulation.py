@@ -1,0 +1,36 @@
+"""The simulation (tests/lockcore/simulation.py) over each store, and over all of them in lockstep."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from lockcore.store import Clock
+from tests.lockcore.simulation import simulation_over
+from tests.lockcore.stores import StoreUnderTest, client_for, dynamodb_store, memory_store
+
+
+def test_memory_store_keeps_every_promise() -> None:
+    simulation = simulation_over(memory_store, name="MemorySimulation")
+    run_state_machine_as_test(simulation, settings=settings(stateful_step_count=60))  # type: ignore[no-untyped-call]
+    assert simulation.schedules_run > 0
+
+
+@pytest.mark.usefixtures("in_process_aws")
+def test_dynamodb_store_agrees_with_memory_step_by_step(moto_server: str) -> None:
+    """The same schedule on memory, on moto in this process, and on a moto server over HTTP."""
+
+    def in_process(clock: Clock) -> StoreUnderTest:
+        return dynamodb_store("moto", client_for(None), clock)
+
+    def over_http(clock: Clock) -> StoreUnderTest:
+        return dynamodb_store("moto-server", client_for(moto_server), clock)
+
+    simulation = simulation_over(memory_store, in_process, over_http, name="ThreeStoreSimulation")
+    current = settings()
+    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+        simulation,
+        settings=settings(current, max_examples=max(10, current.max_examples // 5), stateful_step_count=40),
+    )
+    assert simulation.schedules_run > 0

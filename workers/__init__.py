@@ -1,0 +1,1 @@
+"""workers: what runs around the lock — the Lambda handlers, the `chatops` CLI and the local stack."""

@@ -1,0 +1,1 @@
+"""The embedded local stack: AWS as a moto server on loopback, with DynamoDB's single-item atomicity."""
