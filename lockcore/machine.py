@@ -33,6 +33,7 @@ and the README's diagram is drawn from it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -69,6 +70,7 @@ class Operation(StrEnum):
     EXTEND = "extend"
     FORCE_RELEASE = "force-release"
     EXPIRE = "expire"
+    NOTE = "note"
 
 
 RELEASED_STATES = frozenset({LockState.COMPLETED, LockState.FAILED, LockState.FORCE_RELEASED})
@@ -92,6 +94,7 @@ TRANSITIONS: dict[Operation, tuple[frozenset[LockState], frozenset[LockState], s
         frozenset({LockState.FORCE_RELEASED}),
         "anyone presenting the current token (admins, in the workers)",
     ),
+    Operation.NOTE: (frozenset({LockState.HELD}), frozenset({LockState.HELD}), "the holder (owner + token)"),
     Operation.EXPIRE: (
         frozenset({LockState.LAPSED}),
         frozenset({LockState.LAPSED}),
@@ -207,7 +210,9 @@ def acquire(request: AcquireRequest, now: int) -> Transition:
         values[r.CORRELATION_ID] = request.correlation_id
     # Everything the previous holder left goes, and so does a legacy `ttl`, so TTL can never delete the
     # item — and its token counter — from now on.
-    stale = (set(r.HOLDER_ATTRIBUTES) | set(r.RELEASE_ATTRIBUTES) | {r.LEGACY_TTL}) - set(values)
+    stale = (set(r.HOLDER_ATTRIBUTES) | set(r.RELEASE_ATTRIBUTES) | set(r.NOTE_ATTRIBUTES) | {r.LEGACY_TTL}) - set(
+        values
+    )
     return Transition(
         Operation.ACQUIRE,
         request.lock_key,
@@ -254,6 +259,14 @@ def force_release(lock_key: str, token: int, by: str, reason: str, now: int) -> 
             }
         ),
     )
+
+
+def note(lock_key: str, owner: str, token: int, notes: Mapping[str, str], now: int) -> Transition:
+    unknown = set(notes) - set(r.NOTE_ATTRIBUTES)
+    if unknown or not notes:
+        raise ValueError(f"a holder notes some of {', '.join(r.NOTE_ATTRIBUTES)}; not {sorted(unknown)}")
+    # The same guard as extend: only a live holder may say what it is doing under the lock.
+    return Transition(Operation.NOTE, lock_key, extend_guard(owner, token, now), Effect(set=dict(notes)))
 
 
 def expire(lock_key: str, token: int, now: int) -> Transition:
@@ -311,6 +324,11 @@ class ForceReleased:
 
 
 @dataclass(frozen=True)
+class Noted:
+    record: LockRecord
+
+
+@dataclass(frozen=True)
 class MarkedExpired:
     record: LockRecord
 
@@ -328,7 +346,8 @@ ReleaseOutcome = Released | NotHolder
 ExtendOutcome = Extended | NotHolder
 ForceReleaseOutcome = ForceReleased | NotHolder
 ExpireOutcome = MarkedExpired | NotHolder
-Outcome = Acquired | HeldBySomeone | Released | Extended | ForceReleased | MarkedExpired | NotHolder
+NoteOutcome = Noted | NotHolder
+Outcome = Acquired | HeldBySomeone | Released | Extended | Noted | ForceReleased | MarkedExpired | NotHolder
 
 
 @dataclass(frozen=True)
@@ -398,6 +417,14 @@ def extend_outcome(owner: str, token: int, result: WriteResult, now: int) -> Ext
         state = state_of(item, now)
         reason = {LockState.LAPSED: Refusal.LEASE_ENDED, LockState.HELD: Refusal.CHANGED}.get(state, Refusal.NOT_HELD)
     return NotHolder(reason, _record(item))
+
+
+def note_outcome(owner: str, token: int, result: WriteResult, now: int) -> NoteOutcome:
+    if isinstance(result, Written):
+        return Noted(LockRecord.from_item(result.item))
+    refused = extend_outcome(owner, token, result, now)
+    assert isinstance(refused, NotHolder)
+    return refused
 
 
 def force_release_outcome(token: int, by: str, result: WriteResult) -> ForceReleaseOutcome:

@@ -16,6 +16,7 @@
 | `releasedAt`     | S    | ISO-8601 UTC time of the release, force-release or recorded expiry        |
 | `releasedBy`     | S    | who force-released it                                                     |
 | `releaseReason`  | S    | why it was force-released                                                 |
+| notes            | S    | command, ref, commitSha, channelId, dispatchState, runId, runUrl (by the holder) |
 
 Why the lease end is not in `ttl`: the table has DynamoDB TTL on `ttl` (the user's design; other item types use
 it), and TTL may delete an item any time after that instant. A deleted lock item would restart its token at 1,
@@ -28,7 +29,7 @@ original code (no `token`, lease end in `ttl`) are still understood; the first a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -65,6 +66,11 @@ HOLDER_ATTRIBUTES = (
 )  # fmt: skip
 """Attributes that describe the current (or last) holder; an acquire writes or removes every one of them."""
 RELEASE_ATTRIBUTES = (RELEASED_AT, RELEASED_BY, RELEASE_REASON)
+NOTE_ATTRIBUTES = (
+    "command", "ref", "commitSha", "channelId", "dispatchState", "runId", "runUrl",
+)  # fmt: skip
+"""What the holder may note on its lock while it holds it (the run it started, where to report); an acquire
+clears them, so they always describe the current holder's work."""
 
 
 def iso(epoch: int) -> str:
@@ -92,6 +98,7 @@ class LockRecord:
     released_by: str | None = None
     release_reason: str | None = None
     legacy_ttl: int | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Value]) -> LockRecord:
@@ -125,6 +132,7 @@ class LockRecord:
             released_by=optional_text(RELEASED_BY),
             release_reason=optional_text(RELEASE_REASON),
             legacy_ttl=legacy_ttl,
+            notes={name: text(name) for name in NOTE_ATTRIBUTES if name in item},
         )
 
     def to_item(self) -> Item:
@@ -148,6 +156,7 @@ class LockRecord:
             LEGACY_TTL: self.legacy_ttl,
         }
         item.update({name: value for name, value in optional.items() if value is not None})
+        item.update(self.notes)
         return item
 
     def as_json(self) -> dict[str, Value | None]:

@@ -49,6 +49,11 @@ class LockStore(ABC):
         now = self.now()
         return m.extend_outcome(owner, token, self._write(m.extend(lock_key, owner, token, lease_seconds, now)), now)
 
+    def note(self, lock_key: str, owner: str, token: int, **notes: str) -> m.NoteOutcome:
+        """The live holder notes what it does under the lock (``runId=…``, ``dispatchState=…``)."""
+        now = self.now()
+        return m.note_outcome(owner, token, self._write(m.note(lock_key, owner, token, notes, now)), now)
+
     def force_release(self, lock_key: str, token: int, by: str, reason: str) -> m.ForceReleaseOutcome:
         result = self._write(m.force_release(lock_key, token, by, reason, self.now()))
         return m.force_release_outcome(token, by, result)

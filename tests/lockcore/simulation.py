@@ -22,11 +22,12 @@ from lockcore.machine import (
     ForceReleased,
     HeldBySomeone,
     MarkedExpired,
+    Noted,
     NotHolder,
     Outcome,
     Released,
 )
-from lockcore.record import Status
+from lockcore.record import LEGACY_TTL, NOTE_ATTRIBUTES, Status
 from lockcore.store import Clock
 from tests.lockcore.stores import SimClock, StoreUnderTest
 
@@ -99,6 +100,16 @@ class KeyModel:
         lapsed = self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED)
         return ("refused", "LEASE_ENDED" if lapsed else "NOT_HELD")
 
+    def note(self, owner: str, token: int, now: int) -> Answer:
+        refused = self._refusal(token, owner)
+        if refused:
+            return refused
+        assert self.holder is not None
+        if self.live(now):
+            return ("noted", token)
+        lapsed = self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED)
+        return ("refused", "LEASE_ENDED" if lapsed else "NOT_HELD")
+
     def force_release(self, token: int, by: str) -> Answer:
         refused = self._refusal(token, None)
         if refused:
@@ -143,6 +154,8 @@ def answer_of(outcome: Outcome) -> Answer:
             return ("extended", record.token, record.lease_expires_at)
         case ForceReleased(record, repeated):
             return ("force-released-again" if repeated else "force-released", record.token)
+        case Noted(record):
+            return ("noted", record.token)
         case MarkedExpired(record):
             return ("expired", record.token)
         case NotHolder(reason, _):
@@ -234,6 +247,8 @@ class LockSimulation(RuleBasedStateMachine):
             token = int(str(got[1]))
             assert token > self.max_token[a.key], "tokens_strictly_increase_per_key"
             self.max_token[a.key] = token
+            item = self.stores[0].read(a.key) or {}
+            assert not set(item) & {*NOTE_ATTRIBUTES, LEGACY_TTL}, f"a new holder inherited {item}"
         if got[0] in ("acquired", "reentered"):
             holder = self.model[a.key].holder
             assert holder is not None
@@ -297,6 +312,14 @@ class LockSimulation(RuleBasedStateMachine):
         if got[0] == "extended":
             assert was_live_holder, "no_extend_by_a_non_holder"
             a.lease_end = int(str(got[2]))
+
+    @rule(who=actor, run=st.integers(1, 3))
+    def note_the_run(self, who: int, run: int) -> None:
+        a = self.pick(who)
+        token = a.token if a.token is not None else (a.tokens_seen[-1] if a.tokens_seen else 1)
+        expected = self.model[a.key].note(a.owner, token, self.now)
+        got = self.everywhere(lambda s: s.store.note(a.key, a.owner, token, runId=str(run), dispatchState="done"))
+        assert got == expected, f"note: store {got}, model {expected}"
 
     @rule(who=actor)
     def crash(self, who: int) -> None:
