@@ -1,0 +1,470 @@
+"""GitHub REST, the four calls a build needs: resolve a ref, dispatch a workflow, find and follow its run, cancel.
+
+The client speaks to ``api.github.com`` or a GitHub Enterprise server (``https://ghe.example.com/api/v3``): the
+base URL is the constructor's ``api_url``, else ``GITHUB_API_URL`` from the environment, else the public API.
+
+Failures are one exception family, :class:`GitHubError`, whose message is one line a person can act on (never
+the token). A subclass per thing the caller may handle differently: the token was refused, something was not
+found, GitHub rejected the request, GitHub failed, GitHub could not be reached.
+
+Retries (urllib3 ``Retry``) cover transient failures of requests that can be repeated: a GET answered with a 5xx,
+and a connection that could not be opened (the request never left). A dispatch is never repeated after it may
+have reached GitHub — see :meth:`GitHubClient.dispatch_workflow`.
+
+The run name
+------------
+``workflow_dispatch`` runs do not show their inputs anywhere the rest of the system can see them later (the
+``workflow_run`` webhook has no inputs), so the lock key and the correlation id travel in the run's *name*,
+which each workflow sets from its inputs::
+
+    run-name: "${{ inputs.lock_key }} · cid=${{ inputs.correlation_id }}"
+
+giving e.g. ``build-router-plt · cid=13345224609.738474920``. :func:`run_name` writes it (and is what the local
+GitHub stand-in renders), :func:`parse_run_name` reads it back from a run or a webhook payload — which is how a
+redelivered dispatch finds the run it already started, and how the completion webhook finds its lock without a
+table scan. :data:`RUN_NAME_EXPRESSION` is the line to put in a workflow file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+import urllib3
+from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import MaxRetryError, NewConnectionError, TimeoutError
+from urllib3.util import Retry, Timeout
+
+API_URL_ENV: Final = "GITHUB_API_URL"
+DEFAULT_API_URL: Final = "https://api.github.com"
+DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+MAX_INPUTS: Final = 25
+"""GitHub accepts at most 25 ``workflow_dispatch`` inputs."""
+
+LOCK_KEY_INPUT: Final = "lock_key"
+CORRELATION_ID_INPUT: Final = "correlation_id"
+"""The dispatch inputs the run name is made of; a workflow must declare both."""
+
+RUN_NAME_SEPARATOR: Final = " · cid="
+RUN_NAME_EXPRESSION: Final = "${{ inputs.lock_key }} · cid=${{ inputs.correlation_id }}"
+"""The workflow's ``run-name:`` value, in GitHub's expression syntax."""
+
+CREATED_AFTER_SLACK: Final = timedelta(minutes=2)
+"""How far before ``created_after`` :meth:`GitHubClient.find_run` still looks, for clock skew between us and
+GitHub. Free: the match is on the correlation id, never on the time."""
+
+_NAME_PART = r"[A-Za-z0-9._:/@+-]+"  # lock keys (build-router-plt) and Slack trigger ids (123.456.abc)
+_RUN_NAME = re.compile(rf"(?P<key>{_NAME_PART}){re.escape(RUN_NAME_SEPARATOR)}(?P<cid>{_NAME_PART})\s*$")
+_OWNER_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+_USER_AGENT = "chatops-locks"
+
+
+# --------------------------------------------------------------------------------------------------- run names
+def run_name(lock_key: str, correlation_id: str) -> str:
+    """The run name a workflow renders from its inputs: ``build-router-plt · cid=abc123``.
+
+    Both parts are single words of letters, digits and ``. _ : / @ + -`` so that the name parses back; anything
+    else is a programming error (``ValueError``).
+    """
+    for what, part in (("lock key", lock_key), ("correlation id", correlation_id)):
+        if not re.fullmatch(_NAME_PART, part):
+            raise ValueError(f"{what} {part!r} cannot go in a run name: use letters, digits and . _ : / @ + -")
+    return f"{lock_key}{RUN_NAME_SEPARATOR}{correlation_id}"
+
+
+def parse_run_name(name: str | None) -> tuple[str, str] | None:
+    """``(lock_key, correlation_id)`` from a run's ``name`` / ``display_title``; ``None`` for any other run.
+
+    The convention may follow other words (``Deploy build-api-prod · cid=abc``): only the end of the name counts.
+    """
+    match = _RUN_NAME.search(name or "")
+    return (match["key"], match["cid"]) if match else None
+
+
+# ------------------------------------------------------------------------------------------------------ errors
+class GitHubError(Exception):
+    """GitHub did not do what was asked. ``str(error)`` is one line for a person; ``status`` the HTTP status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitHubAuthError(GitHubError):
+    """401/403: the token is missing, wrong, expired, or may not do this."""
+
+
+class GitHubNotFound(GitHubError):
+    """404: no such repository, workflow or run — or the token cannot see it."""
+
+
+class GitHubRejected(GitHubError):
+    """422 (or 409): GitHub understood the request and refused it — bad ref, bad inputs, run already over."""
+
+
+class GitHubServerError(GitHubError):
+    """5xx (after the retries allowed), 429, or an answer we cannot read."""
+
+
+class GitHubUnreachable(GitHubError):
+    """No answer in time, or no connection at all."""
+
+
+# ------------------------------------------------------------------------------------------------------- types
+@dataclass(frozen=True)
+class Run:
+    """A workflow run, as much of it as the workers use."""
+
+    id: int
+    name: str
+    """The run name (the workflow's ``run-name``), which carries lock key and correlation id."""
+    status: str
+    """``queued``, ``in_progress``, ``completed`` (also ``waiting``, ``pending``, ``requested``)."""
+    conclusion: str | None
+    """When completed: ``success``, ``failure``, ``cancelled``, ``timed_out``, … otherwise ``None``."""
+    html_url: str
+    created_at: str
+    updated_at: str
+    head_sha: str = ""
+    head_branch: str = ""
+    event: str = ""
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def lock_key(self) -> str | None:
+        parsed = parse_run_name(self.name)
+        return parsed[0] if parsed else None
+
+    @property
+    def correlation_id(self) -> str | None:
+        parsed = parse_run_name(self.name)
+        return parsed[1] if parsed else None
+
+    @classmethod
+    def from_json(cls, run: Mapping[str, Any]) -> Run:
+        """From GitHub's run object (REST answers and the ``workflow_run`` webhook payload alike)."""
+        return cls(
+            id=int(run["id"]),
+            name=str(run.get("name") or run.get("display_title") or ""),
+            status=str(run.get("status") or ""),
+            conclusion=run.get("conclusion") or None,
+            html_url=str(run.get("html_url") or ""),
+            created_at=str(run.get("created_at") or ""),
+            updated_at=str(run.get("updated_at") or ""),
+            head_sha=str(run.get("head_sha") or ""),
+            head_branch=str(run.get("head_branch") or ""),
+            event=str(run.get("event") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """What a dispatch answered. Without ``run_id`` (a server that answers 204), find the run by correlation id
+    with :meth:`GitHubClient.find_run` / :meth:`GitHubClient.await_run`."""
+
+    run_id: int | None = None
+    html_url: str | None = None
+    """The run's page, for people."""
+    api_url: str | None = None
+
+    @property
+    def has_run(self) -> bool:
+        return self.run_id is not None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: Any
+
+
+# ------------------------------------------------------------------------------------------------------ client
+class GitHubClient:
+    """A GitHub REST client for one token. Thread-safe (urllib3's pool is); reuse one per process.
+
+    ``timeout`` bounds each attempt (connect and read alike); ``retries`` is how many more times an idempotent
+    request is tried after a 5xx or a failed connection, ``backoff`` the urllib3 backoff factor between them.
+    ``http`` is for a proxy (``urllib3.ProxyManager``) or custom TLS; by default a plain ``PoolManager``.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        api_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        retries: int = 2,
+        backoff: float = 0.5,
+        http: urllib3.PoolManager | None = None,
+    ) -> None:
+        self.api_url = (api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+        self._token = token
+        self.timeout = timeout
+        self._http = http or urllib3.PoolManager()
+        self._headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": _USER_AGENT,
+        }
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        # Reads: retry a 5xx and a connection that never opened. Not a read timeout — a GitHub that hangs is not
+        # given a second chance to hang, so a call takes at most about `timeout` plus short backoffs.
+        self._read_retries = Retry(
+            total=retries,
+            connect=retries,
+            read=0,
+            status=retries,
+            other=0,
+            redirect=3,
+            status_forcelist=_RETRIED_STATUSES,
+            allowed_methods=frozenset({"GET"}),
+            backoff_factor=backoff,
+            raise_on_status=False,
+            respect_retry_after_header=False,  # a Retry-After of minutes must not stall a Lambda; it becomes an error
+        )
+        # The dispatch POST creates a run each time it reaches GitHub, so it is repeated only when the connection
+        # could not even be opened (urllib3 counts that as `connect`: nothing was sent). Not after a 5xx or a
+        # timeout: GitHub may have created the run before failing to answer, and a blind retry would start a
+        # second build under one lock. The caller resolves that doubt by looking the run up by correlation id.
+        self._send_once = Retry(
+            total=retries,
+            connect=retries,
+            read=0,
+            status=0,
+            other=0,
+            redirect=3,
+            allowed_methods=frozenset(),
+            backoff_factor=backoff,
+            raise_on_status=False,
+        )
+        # Cancelling a run twice is harmless (the second is refused with 409), so cancel retries like a read.
+        self._repeatable_post = self._read_retries.new(allowed_methods=frozenset({"GET", "POST"}))
+
+    def __repr__(self) -> str:  # never the token
+        return f"GitHubClient(api_url={self.api_url!r})"
+
+    # -------------------------------------------------------------------------------------------- operations
+    def resolve_ref(self, owner_repo: str, ref: str | None = None) -> tuple[str, str]:
+        """``(ref, sha)``: ``ref`` (a branch, tag or SHA) or the default branch when ``None``, and its commit."""
+        repo = _repo_path(owner_repo)
+        if not ref:
+            answer = self._request("GET", repo, subject=f"repository {owner_repo}")
+            ref = str(_field(answer.body, "default_branch", "the repository"))
+        answer = self._request("GET", f"{repo}/commits/{quote(ref, safe='')}", subject=f"ref {ref!r} in {owner_repo}")
+        return ref, str(_field(answer.body, "sha", "the commit"))
+
+    def dispatch_workflow(self, owner_repo: str, workflow: str, ref: str, inputs: Mapping[str, str]) -> DispatchResult:
+        """Start ``workflow`` (file name like ``build.yml``, or id) on branch or tag ``ref`` with ``inputs``.
+
+        Asks for ``return_run_details``: GitHub answers 200 with the run's id and URLs. A server that does not
+        know the option answers 204 (the result has no ``run_id``); one that refuses it (422 naming the option)
+        is asked again without it, which is safe because a 422 started nothing.
+
+        Sent at most once after it may have reached GitHub (see ``_send_once``). So a :class:`GitHubServerError`
+        or :class:`GitHubUnreachable` from here means "unknown": the run may exist — look for it by correlation
+        id before calling the dispatch failed or trying again.
+        """
+        if len(inputs) > MAX_INPUTS:
+            raise ValueError(f"GitHub accepts at most {MAX_INPUTS} workflow inputs, not {len(inputs)}")
+        if not all(isinstance(value, str) for value in inputs.values()):
+            raise ValueError("workflow inputs must all be strings")
+        path = f"{_repo_path(owner_repo)}/actions/workflows/{quote(workflow, safe='')}/dispatches"
+        subject = f"workflow {workflow} in {owner_repo}"
+        body: dict[str, Any] = {"ref": ref, "inputs": dict(inputs), "return_run_details": True}
+        try:
+            answer = self._request("POST", path, body=body, retries=self._send_once, subject=subject)
+        except GitHubRejected as error:
+            if "return_run_details" not in str(error):
+                raise
+            del body["return_run_details"]
+            answer = self._request("POST", path, body=body, retries=self._send_once, subject=subject)
+        if answer.status == 204 or not isinstance(answer.body, Mapping) or "workflow_run_id" not in answer.body:
+            return DispatchResult()
+        return DispatchResult(
+            run_id=int(answer.body["workflow_run_id"]),
+            html_url=answer.body.get("html_url"),
+            api_url=answer.body.get("run_url"),
+        )
+
+    def find_run(self, owner_repo: str, workflow: str, correlation_id: str, created_after: datetime) -> Run | None:
+        """The ``workflow_dispatch`` run of ``workflow`` whose name carries ``correlation_id``, if GitHub lists one.
+
+        ``created_after`` is a time shortly before the dispatch (aware, or naive UTC). A run can take a few
+        seconds to be listed after its dispatch: ``None`` right after dispatching is not proof; see
+        :meth:`await_run`.
+        """
+        since = _as_utc(created_after) - CREATED_AFTER_SLACK
+        query = {
+            "event": "workflow_dispatch",
+            "created": f">={since.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            "per_page": "100",
+        }
+        path = f"{_repo_path(owner_repo)}/actions/workflows/{quote(workflow, safe='')}/runs"
+        for page in range(1, 4):  # 300 dispatches of one workflow in a few minutes would be a different problem
+            answer = self._request(
+                "GET", path, query={**query, "page": str(page)}, subject=f"workflow {workflow} in {owner_repo}"
+            )
+            runs = _field(answer.body, "workflow_runs", "the run list")
+            if not isinstance(runs, list):
+                raise GitHubServerError(f"GitHub at {self.api_url} answered a run list we cannot read")
+            for run in runs:
+                for title in (run.get("name"), run.get("display_title")):
+                    parsed = parse_run_name(title)
+                    if parsed and parsed[1] == correlation_id:
+                        return Run.from_json(run)
+            if len(runs) < 100:
+                return None
+        return None
+
+    def await_run(
+        self,
+        owner_repo: str,
+        workflow: str,
+        correlation_id: str,
+        created_after: datetime,
+        *,
+        within: float = 10.0,
+        every: float = 1.0,
+    ) -> Run | None:
+        """:meth:`find_run` until it finds the run or ``within`` seconds have passed (for the 204 fallback)."""
+        deadline = time.monotonic() + within
+        while True:
+            run = self.find_run(owner_repo, workflow, correlation_id, created_after)
+            if run is not None or time.monotonic() + every > deadline:
+                return run
+            time.sleep(every)
+
+    def get_run(self, owner_repo: str, run_id: int) -> Run:
+        """The run as it stands now."""
+        answer = self._request(
+            "GET", f"{_repo_path(owner_repo)}/actions/runs/{int(run_id)}", subject=f"run {run_id} in {owner_repo}"
+        )
+        if not isinstance(answer.body, Mapping):
+            raise GitHubServerError(f"GitHub at {self.api_url} answered run {run_id} with something we cannot read")
+        return Run.from_json(answer.body)
+
+    def cancel_run(self, owner_repo: str, run_id: int) -> bool:
+        """Ask GitHub to cancel the run: ``True`` when accepted, ``False`` when the run had already finished (409).
+
+        Cancelling is asynchronous: the run reports ``completed``/``cancelled`` a little later.
+        """
+        try:
+            self._request(
+                "POST",
+                f"{_repo_path(owner_repo)}/actions/runs/{int(run_id)}/cancel",
+                retries=self._repeatable_post,
+                subject=f"run {run_id} in {owner_repo}",
+            )
+        except GitHubRejected as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    # --------------------------------------------------------------------------------------------- transport
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        subject: str,
+        query: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        retries: Retry | None = None,
+    ) -> _Answer:
+        url = f"{self.api_url}{path}" + (f"?{urlencode(query)}" if query else "")
+        headers = dict(self._headers)
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self._http.request(
+                method,
+                url,
+                body=payload,
+                headers=headers,
+                retries=retries or self._read_retries,
+                timeout=Timeout(connect=self.timeout, read=self.timeout),
+            )
+        except TransportError as error:  # MaxRetryError, timeouts, refused connections, dropped answers
+            raise GitHubUnreachable(self._unreachable(error)) from None
+        data = response.data
+        try:
+            parsed: Any = json.loads(data) if data else None
+        except ValueError:
+            parsed = None
+        if response.status < 300:
+            return _Answer(response.status, parsed)
+        raise self._failure(response.status, parsed, response.headers, subject)
+
+    def _unreachable(self, error: Exception) -> str:
+        reason = error.reason if isinstance(error, MaxRetryError) and error.reason else error
+        if isinstance(reason, NewConnectionError):  # before TimeoutError: urllib3 makes it a ConnectTimeoutError
+            return f"GitHub at {self.api_url} could not be reached (connection refused or no route)"
+        if isinstance(reason, TimeoutError):
+            return f"GitHub at {self.api_url} did not answer in {self.timeout:g} s"
+        return self._redact(f"GitHub at {self.api_url} could not be reached ({type(reason).__name__})")
+
+    def _failure(self, status: int, body: Any, headers: Mapping[str, str], subject: str) -> GitHubError:
+        said = self._redact(_message(body))
+        quoted = f": {said}" if said else ""
+        if status == 401:
+            return GitHubAuthError(f"GitHub at {self.api_url} refused the token (401{quoted})", status)
+        if status in {403, 429} and (headers.get("x-ratelimit-remaining") == "0" or status == 429):
+            resets = headers.get("x-ratelimit-reset", "")
+            when = f", resets at {datetime.fromtimestamp(int(resets), UTC):%H:%M:%S}Z" if resets.isdigit() else ""
+            return GitHubServerError(f"GitHub at {self.api_url} rate limit reached ({status}{when})", status)
+        if status == 403:
+            return GitHubAuthError(f"the GitHub token may not act on {subject} (403{quoted})", status)
+        if status == 404:
+            return GitHubNotFound(f"GitHub has no {subject}, or the token cannot see it (404)", status)
+        if status in {409, 422}:
+            return GitHubRejected(f"GitHub refused the request on {subject} ({status}{quoted})", status)
+        if status >= 500:
+            return GitHubServerError(f"GitHub at {self.api_url} failed ({status}{quoted})", status)
+        return GitHubError(f"GitHub answered {status} on {subject}{quoted}", status)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+
+# ------------------------------------------------------------------------------------------------------ pieces
+def _repo_path(owner_repo: str) -> str:
+    if not _OWNER_REPO.match(owner_repo):
+        raise ValueError(f"not an owner/name repository: {owner_repo!r}")
+    return f"/repos/{owner_repo}"
+
+
+def _field(body: Any, name: str, what: str) -> Any:
+    if not isinstance(body, Mapping) or name not in body:
+        raise GitHubServerError(f"GitHub answered {what} without {name!r}")
+    return body[name]
+
+
+def _message(body: Any) -> str:
+    """GitHub's own words: ``message`` plus the ``errors`` details of a 422, on one line."""
+    if not isinstance(body, Mapping):
+        return ""
+    parts = [str(body.get("message") or "")]
+    for error in body.get("errors") or []:
+        detail = error.get("message") or error.get("code") if isinstance(error, Mapping) else error
+        if detail:
+            parts.append(str(detail))
+    return " — ".join(part for part in parts if part).replace("\n", " ")[:300]
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
