@@ -1,0 +1,184 @@
+"""Parsing, deciding and rendering slash commands, each on its own: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers import commands as c
+from workers.config import Action, Audience, Config, load_config
+from workers.envelope import CommandEnvelope, EnvelopeError, read_message
+
+SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return load_config(SHIPPED, environ={})
+
+
+# ------------------------------------------------------------------------------------------------- parsing
+@pytest.mark.parametrize(
+    ("slash", "text", "expected"),
+    [
+        ("/build", "router plt", c.Dispatch(Action.BUILD, "router", "plt")),
+        ("/build", "  Router   PLT ", c.Dispatch(Action.BUILD, "router", "plt")),
+        ("/deploy", "api prod", c.Dispatch(Action.DEPLOY, "api", "prod")),
+        ("/deploy", "api prod release/v1.2", c.Dispatch(Action.DEPLOY, "api", "prod", "release/v1.2")),
+        ("/deploy", "api prod 3f9c1e2", c.Dispatch(Action.DEPLOY, "api", "prod", "3f9c1e2")),
+        ("/build", "status --locks", c.LockStatus()),
+        ("/build", "status", c.LockStatus()),
+        ("/build", "unlock router plt", c.Unlock(Action.BUILD, "router", "plt")),
+        ("/deploy", "unlock api prod", c.Unlock(Action.DEPLOY, "api", "prod")),
+        ("/echo", "  hello there ", c.Echo("hello there")),
+    ],
+)
+def test_commands_parse(config: Config, slash: str, text: str, expected: c.Command) -> None:
+    assert c.parse(slash, text, config) == expected
+
+
+@pytest.mark.parametrize(("slash", "text"), [("/build", "help"), ("/deploy", "HELP"), ("/echo", "help")])
+def test_help(config: Config, slash: str, text: str) -> None:
+    parsed = c.parse(slash, text, config)
+    assert isinstance(parsed, c.Help)
+    assert "/deploy <component> <env> [ref]" in parsed.message
+    assert "`router`, `api`" in parsed.message and "`plt`, `prod`" in parsed.message
+
+
+@pytest.mark.parametrize(
+    ("slash", "text", "problem"),
+    [
+        ("/build", "", "/build needs a component and an environment"),
+        ("/build", "router", "expected /build <component> <env>"),
+        ("/build", "web plt", "unknown component `web`"),
+        ("/build", "router qa", "unknown environment `qa`"),
+        ("/build", "router plt main", "/build takes a component and an environment, nothing more"),
+        ("/deploy", "api prod main extra", "/deploy takes one ref at most"),
+        ("/deploy", "api prod ../etc", "`../etc` is not a branch, tag or commit"),
+        ("/deploy", "api prod -x", "`-x` is not a branch, tag or commit"),
+        ("/build", "status --all", "/build status takes only --locks"),
+        ("/build", "unlock router", "expected /build unlock <component> <env>"),
+        ("/build", "unlock router dev", "unknown environment `dev`"),
+        ("/echo", "   ", "say something to echo"),
+        ("/ship", "router plt", "unknown command `/ship`"),
+    ],
+)
+def test_malformed_commands_get_the_usage_message(config: Config, slash: str, text: str, problem: str) -> None:
+    parsed = c.parse(slash, text, config)
+    assert isinstance(parsed, c.Usage)
+    assert problem in parsed.problem
+    assert parsed.message.startswith("⚠️ ")
+    assert "/build <component> <env>" in parsed.message
+    assert "Components: `router`, `api`. Environments: `plt`, `prod`." in parsed.message
+
+
+@given(slash=st.sampled_from(["/build", "/deploy", "/echo", "/x", ""]), text=st.text(max_size=80))
+def test_anything_parses_to_something_and_never_to_a_name_outside_the_config(slash: str, text: str) -> None:
+    config = load_config(SHIPPED, environ={})
+    parsed = c.parse(slash, text, config)
+    if isinstance(parsed, c.Dispatch | c.Unlock):
+        assert parsed.component in config.components
+        assert parsed.environment in config.environments
+
+
+# ------------------------------------------------------------------------------------------------ deciding
+def test_origin(config: Config) -> None:
+    strict = load_config(SHIPPED, environ={"SLACK_TEAM_IDS": "T0TEAM", "SLACK_APP_ID": "A0APP"}).slack
+    assert c.check_origin(config.slack, "T0ANY", "A0ANY") is None  # the shipped file accepts any
+    assert c.check_origin(strict, "T0TEAM", "A0APP") is None
+    other_team = c.check_origin(strict, "T0OTHER", "A0APP")
+    other_app = c.check_origin(strict, "T0TEAM", "A0OTHER")
+    assert other_team is not None and "workspace" in other_team.reason
+    assert other_app is not None and "another Slack app" in other_app.reason
+
+
+def test_who_may_deploy_to_prod(config: Config) -> None:
+    deploy = c.Dispatch(Action.DEPLOY, "api", "prod")
+    audience = c.audience_for(config, deploy)
+    assert c.decide(deploy, audience, "U0PLAT", frozenset({"S0PLATFORM"})) == c.Allowed()
+    refused = c.decide(deploy, audience, "U0ALICE")
+    assert isinstance(refused, c.Refused)
+    assert c.refusal_text(refused) == (
+        "🚫 Sorry, you may not run /deploy api prod. Who may: members of <!subteam^S0PLATFORM>."
+    )
+    plt = c.Dispatch(Action.DEPLOY, "api", "plt")
+    assert c.decide(plt, c.audience_for(config, plt), "U0ALICE") == c.Allowed()
+
+
+def test_only_admins_unlock(config: Config) -> None:
+    unlock = c.Unlock(Action.BUILD, "router", "plt")
+    audience = c.audience_for(config, unlock)
+    assert c.decide(unlock, audience, "U0ADMIN") == c.Allowed()
+    refused = c.decide(unlock, audience, "U0ALICE")
+    assert isinstance(refused, c.Refused)
+    assert c.refusal_text(refused).endswith("Who may: <@U0ADMIN>.")
+
+
+def test_status_and_echo_are_for_anyone(config: Config) -> None:
+    for command in (c.LockStatus(), c.Echo("hi")):
+        assert c.decide(command, c.audience_for(config, command), "U0ANYONE") == c.Allowed()
+
+
+def test_who_may_renders_users_and_groups() -> None:
+    audience = Audience(users=frozenset({"U2", "U1"}), groups=frozenset({"S9"}))
+    assert c.who_may(audience) == "<@U1>, <@U2> or members of <!subteam^S9>"
+    assert c.who_may(Audience(anyone=True)) == "anyone"
+    nobody = c.Refused("you may not run /deploy api prod", Audience())
+    assert "Nobody may, as configured" in c.refusal_text(nobody)
+
+
+def test_acknowledgements() -> None:
+    build = c.Dispatch(Action.BUILD, "router", "plt")
+    assert c.acknowledgement(build) == "⏳ Got it: /build router plt — checking the lock…"
+    assert c.acknowledgement(build, lock_enabled=False) == "⏳ Got it: /build router plt — starting the workflow…"
+    assert c.acknowledgement(c.Dispatch(Action.DEPLOY, "api", "prod", "v1")).startswith(
+        "⏳ Got it: /deploy api prod v1"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- envelopes
+@pytest.mark.parametrize(
+    "command",
+    [
+        c.Dispatch(Action.BUILD, "router", "plt"),
+        c.Dispatch(Action.DEPLOY, "api", "prod", "main"),
+        c.LockStatus(),
+        c.Unlock(Action.DEPLOY, "api", "prod"),
+        c.Echo("héllo"),
+    ],
+)
+def test_a_command_envelope_survives_the_queue(command: c.Command) -> None:
+    envelope = CommandEnvelope(
+        request_id="1.2.abc",
+        correlation_id="cid",
+        command=command,
+        slash="/build",
+        text="router plt",
+        user_id="U0ALICE",
+        user_name="alice",
+        channel_id="C0CHAN",
+        team_id="T0TEAM",
+        api_app_id="A0APP",
+        response_url="https://hooks.slack.com/commands/x",
+        received_at=1_767_261_600,
+    )
+    assert CommandEnvelope.from_json(envelope.to_json()) == envelope
+    assert read_message(envelope.to_json()) == envelope
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("nope", "not JSON"),
+        ("[]", "expected a JSON object"),
+        ('{"version": 2, "kind": "build"}', "version: expected 1"),
+        ('{"version": 1, "kind": "launch"}', "unknown kind"),
+        ('{"version": 1, "kind": "build", "command": {"kind": "build"}}', "requestId: expected a string"),
+    ],
+)
+def test_a_message_that_is_not_ours_is_one_named_error(body: str, problem: str) -> None:
+    with pytest.raises(EnvelopeError, match=problem):
+        read_message(body)
