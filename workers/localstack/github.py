@@ -28,8 +28,10 @@ import hashlib
 import hmac
 import json
 import logging
+import queue
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -177,7 +179,11 @@ class GitHubStandIn(StandInServer):
         self._runs: dict[int, WorkflowRun] = {}
         self._next_id = _FIRST_RUN_ID
         self._listeners: list[WorkflowRunListener] = []
-        self._timers: list[threading.Timer] = []
+        # Events are delivered in order, one at a time, by one thread — as GitHub's webhooks arrive after the
+        # request that caused them, not inside it. `None` stops the thread.
+        self._events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._delivery = threading.Thread(target=self._deliver, name=f"{self.name} events", daemon=True)
+        self._delivery.start()
 
     @property
     def api_url(self) -> str:
@@ -191,11 +197,18 @@ class GitHubStandIn(StandInServer):
         return repo
 
     def stop(self) -> None:
-        with self._lock:
-            timers, self._timers = self._timers, []
-        for timer in timers:
-            timer.cancel()
-        super().stop()
+        super().stop()  # also ends the runs' lifecycles, which wait on the same stop event
+        self._events.put(None)
+        self._delivery.join()
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every run event so far has been delivered; ``False`` if that took longer than ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._events.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     # ------------------------------------------------------------------------------------------------ runs
     @property
@@ -209,7 +222,7 @@ class GitHubStandIn(StandInServer):
             return WorkflowRun(**vars(self._runs[run_id]))
 
     def on_workflow_run(self, listener: WorkflowRunListener) -> None:
-        """Call ``listener(action, run_json)`` on every run event, from the thread that caused it."""
+        """Call ``listener(action, run_json)`` on every run event, in order, from the stand-in's delivery thread."""
         with self._lock:
             self._listeners.append(listener)
 
@@ -227,16 +240,26 @@ class GitHubStandIn(StandInServer):
             if run.status in {"completed", status}:
                 return
             run.status, run.conclusion, run.updated_at = status, conclusion, _now()
-            event, listeners = run.to_json(), list(self._listeners)
-        self._tell(listeners, status, event)
+            self._events.put((status, run.to_json()))  # inside the lock: events queue in the order of the moves
 
-    @staticmethod
-    def _tell(listeners: list[WorkflowRunListener], action: str, run: Mapping[str, Any]) -> None:
-        for listener in listeners:
-            try:
-                listener(action, run)
-            except Exception:  # a listener's failure is its own; the run still moved
-                log.exception("workflow_run listener failed on %s of run %s", action, run.get("id"))
+    def _deliver(self) -> None:
+        while (event := self._events.get()) is not None:
+            action, run = event
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                try:
+                    listener(action, run)
+                except Exception:  # a listener's failure is its own; the run still moved
+                    log.exception("workflow_run listener failed on %s of run %s", action, run.get("id"))
+            self._events.task_done()
+        self._events.task_done()
+
+    def _live(self, run_id: int, after: float, conclusion: str) -> None:
+        """A run on its own: in progress at once, completed ``after`` seconds later (unless stopped first)."""
+        self.start_run(run_id)
+        if not self._stopping.wait(after):
+            self.complete_run(run_id, conclusion)
 
     # --------------------------------------------------------------------------------------------- answers
     def answer(self, request: RecordedRequest) -> Reply:
@@ -311,24 +334,13 @@ class GitHubStandIn(StandInServer):
                 url=f"{self.api_url}/repos/{repo.full_name}/actions/runs/{run_id}",
             )
             self._runs[run_id] = run
-            event, listeners = run.to_json(), list(self._listeners)
-            if self.complete_after is not None:
-                self._schedule(run_id, self.complete_after, self.conclusion)
-        self._tell(listeners, "requested", event)
+            self._events.put(("requested", run.to_json()))
+        if self.complete_after is not None:
+            args = (run_id, self.complete_after, self.conclusion)
+            threading.Thread(target=self._live, args=args, name=f"run {run_id}", daemon=True).start()
         if wants_details and self.run_details is RunDetails.RETURNED:
             return Reply(200, {"workflow_run_id": run_id, "run_url": run.url, "html_url": run.html_url})
         return Reply(204)
-
-    def _schedule(self, run_id: int, after: float, conclusion: str) -> None:
-        """Start the run at once (in a timer thread: after this dispatch has been answered) and end it later."""
-        for delay, move in (
-            (0.0, lambda: self.start_run(run_id)),
-            (after, lambda: self.complete_run(run_id, conclusion)),
-        ):
-            timer = threading.Timer(delay, move)
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
 
     def _list_runs(self, repo: Repository, workflow: str, query: Mapping[str, str]) -> Reply:
         if workflow not in repo.workflows:
