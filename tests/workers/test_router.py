@@ -1,0 +1,394 @@
+"""The router end to end: real-shaped Function URL events in, SQS (moto in-process) and HTTP answers out.
+
+Slack's ``usergroups.users.list`` is a real HTTP server on loopback that answers from a dict and records what it
+was asked; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.workers import function_url as f
+from workers import router
+from workers.commands import Dispatch, Echo, LockStatus, Unlock
+from workers.config import Action, Queue
+from workers.envelope import CommandEnvelope, InteractionEnvelope, WorkflowRunEnvelope, read_message
+from workers.localstack.motoserver import LOCAL_CREDENTIALS
+from workers.usergroups import UserGroups
+
+SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@dataclass
+class SlackAPI:
+    """Slack's Web API as far as the router uses it: usergroups.users.list."""
+
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def slack_api() -> Iterator[SlackAPI]:
+    api = SlackAPI()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            form = parse_qs(self.rfile.read(length).decode())
+            group = form.get("usergroup", [""])[0]
+            api.asked.append(group)
+            if self.path.endswith("/usergroups.users.list") and group in api.groups:
+                body = {"ok": True, "users": api.groups[group]}
+            else:
+                body = {"ok": False, "error": "no_such_subteam"}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    api.url = f"http://127.0.0.1:{server.server_address[1]}/api/"
+    yield api
+    server.shutdown()
+    thread.join()
+
+
+@dataclass
+class Queues:
+    urls: dict[Queue, str]
+
+    def messages(self, queue: Queue) -> list[str]:
+        sqs = boto3.client("sqs")
+        received = sqs.receive_message(QueueUrl=self.urls[queue], MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        return [message["Body"] for message in received.get("Messages", [])]
+
+    def all_empty(self) -> bool:
+        return all(not self.messages(queue) for queue in Queue)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, slack_api: SlackAPI) -> Iterator[Queues]:
+    for name, value in LOCAL_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "SLACK_TEAM_IDS", "SLACK_APP_ID", "ENABLE_DISTRIBUTED_LOCK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CHATOPS_CONFIG", str(SHIPPED))
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", f.SIGNING_SECRET)
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", f.WEBHOOK_SECRET)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_API_URL", slack_api.url)
+    router.forget_clients()
+    UserGroups.forget()
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        urls = {queue: sqs.create_queue(QueueName=f"chatops-{queue.value}")["QueueUrl"] for queue in Queue}
+        for queue, url in urls.items():
+            monkeypatch.setenv(queue.url_env, url)
+        yield Queues(urls)
+    router.forget_clients()
+
+
+def call(event: dict[str, Any]) -> tuple[int, str]:
+    response = router.handler(event, None)
+    assert set(response) == {"statusCode", "headers", "body"}
+    return response["statusCode"], response["body"]
+
+
+def slash(text: str = "router plt", command: str = "/build", **fields: str) -> tuple[int, str]:
+    body = f.slash_form(text, command, **fields)
+    return call(f.event("/slack/commands", body, f.slack_headers(body)))
+
+
+def ephemeral_text(body: str) -> str:
+    reply = json.loads(body)
+    assert reply["response_type"] == "ephemeral"
+    text = reply["text"]
+    assert isinstance(text, str)
+    return text
+
+
+def only_message(queues: Queues, queue: Queue) -> str:
+    bodies = queues.messages(queue)
+    assert len(bodies) == 1, bodies
+    assert all(not queues.messages(other) for other in Queue if other is not queue)
+    return bodies[0]
+
+
+# --------------------------------------------------------------------------------------------- the command
+def test_a_build_is_queued_and_acknowledged(aws: Queues) -> None:
+    started = time.monotonic()
+    status, body = slash("router plt")
+    assert time.monotonic() - started < 3
+    assert status == 200
+    assert ephemeral_text(body) == "⏳ Got it: /build router plt — checking the lock…"
+    envelope = CommandEnvelope.from_json(only_message(aws, Queue.BUILD))
+    assert envelope.command == Dispatch(Action.BUILD, "router", "plt")
+    assert envelope.request_id == "13345224609.738474920.8088930838d88f008e0"
+    assert (envelope.user_id, envelope.user_name, envelope.channel_id) == ("U0ALICE", "alice", "C0CHAN")
+    assert (envelope.team_id, envelope.api_app_id, envelope.slash) == ("T0TEAM", "A0APP", "/build")
+    assert envelope.response_url == f.RESPONSE_URL
+    assert envelope.correlation_id and abs(envelope.received_at - time.time()) < 10
+
+
+def test_a_base64_body_is_read(aws: Queues) -> None:
+    body = f.slash_form("api plt main", "/deploy")
+    status, reply = call(f.event("/slack/commands", body, f.slack_headers(body), base64_encoded=True))
+    assert status == 200, reply
+    envelope = CommandEnvelope.from_json(only_message(aws, Queue.DEPLOY))
+    assert envelope.command == Dispatch(Action.DEPLOY, "api", "plt", "main")
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "queue", "expected"),
+    [
+        ("/build", "status --locks", Queue.STATUS, LockStatus()),
+        ("/echo", "ping", Queue.ECHO, Echo("ping")),
+    ],
+)
+def test_status_and_echo_go_to_their_queues(
+    aws: Queues, command: str, text: str, queue: Queue, expected: object
+) -> None:
+    status, body = slash(text, command)
+    assert status == 200 and ephemeral_text(body).startswith("⏳ Got it")
+    assert CommandEnvelope.from_json(only_message(aws, queue)).command == expected
+
+
+def test_the_rollback_flag_changes_the_acknowledgement(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENABLE_DISTRIBUTED_LOCK", "false")
+    assert ephemeral_text(slash()[1]) == "⏳ Got it: /build router plt — starting the workflow…"
+
+
+# ---------------------------------------------------------------------------------------------- signatures
+def unsigned_variants() -> list[tuple[str, dict[str, str]]]:
+    body = f.slash_form()
+    now = int(time.time())
+    headers = f.slack_headers(body)
+    return [
+        ("no headers", {}),
+        ("no signature", {k: v for k, v in headers.items() if k != "x-slack-signature"}),
+        ("no timestamp", {k: v for k, v in headers.items() if k != "x-slack-request-timestamp"}),
+        ("wrong secret", f.slack_headers(body, secret="another-secret")),
+        ("stale", f.slack_headers(body, timestamp=now - 6 * 60)),
+        ("future", f.slack_headers(body, timestamp=now + 6 * 60)),
+        ("other body", f.slack_headers(f.slash_form("api plt"))),
+        ("junk timestamp", {**headers, "x-slack-request-timestamp": "١٢٣"}),
+        ("junk signature", {**headers, "x-slack-signature": "v0=é"}),
+    ]
+
+
+@pytest.mark.parametrize(("case", "headers"), unsigned_variants(), ids=[case for case, _ in unsigned_variants()])
+def test_without_a_valid_signature_401_and_nothing_queued(aws: Queues, case: str, headers: dict[str, str]) -> None:
+    status, _ = call(f.event("/slack/commands", f.slash_form(), headers))
+    assert status == 401, case
+    status, _ = call(f.event("/slack/interactions", f.interaction_form(), headers))
+    assert status == 401, case
+    assert aws.all_empty()
+
+
+def test_unknown_paths_and_methods(aws: Queues) -> None:
+    body = f.slash_form()
+    assert call(f.event("/slack/command", body, f.slack_headers(body)))[0] == 404
+    assert call(f.event("/", "", {}, method="GET"))[0] == 404
+    assert call(f.event("/slack/commands", body, f.slack_headers(body), method="GET"))[0] == 405
+    assert call({"rawPath": "/slack/commands"})[0] == 400
+    assert aws.all_empty()
+
+
+# ------------------------------------------------------------------------------------ answered at once
+@pytest.mark.parametrize(
+    ("command", "text", "expected"),
+    [
+        ("/build", "help", "*ChatOps commands*"),
+        ("/build", "", "⚠️ /build needs a component and an environment."),
+        ("/build", "web plt", "⚠️ Unknown component `web`."),
+        ("/deploy", "api qa", "⚠️ Unknown environment `qa`."),
+        ("/launch", "api plt", "⚠️ Unknown command `/launch`."),
+    ],
+)
+def test_help_and_usage_are_answered_not_queued(aws: Queues, command: str, text: str, expected: str) -> None:
+    status, body = slash(text, command)
+    assert status == 200
+    reply = ephemeral_text(body)
+    assert reply.startswith(expected)
+    assert "Components: `router`, `api`. Environments: `plt`, `prod`." in reply
+    assert aws.all_empty()
+
+
+def test_another_workspace_or_app_is_refused(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_TEAM_IDS", "T0TEAM")
+    monkeypatch.setenv("SLACK_APP_ID", "A0APP")
+    assert "does not serve your workspace" in ephemeral_text(slash(team_id="T0OTHER")[1])
+    assert "another Slack app" in ephemeral_text(slash(api_app_id="A0OTHER")[1])
+    assert "does not serve your workspace" in ephemeral_text(
+        call(f.event("/slack/interactions", body := f.interaction_form(team={"id": "T0X"}), f.slack_headers(body)))[1]
+    )
+    assert aws.all_empty()
+    assert slash()[0] == 200
+    assert len(aws.messages(Queue.BUILD)) == 1
+
+
+def test_prod_deploys_are_for_the_platform_group(aws: Queues, slack_api: SlackAPI) -> None:
+    slack_api.groups["S0PLATFORM"] = ["U0PLAT"]
+    status, body = slash("api prod", "/deploy")
+    assert status == 200
+    assert ephemeral_text(body) == (
+        "🚫 Sorry, you may not run /deploy api prod. Who may: members of <!subteam^S0PLATFORM>."
+    )
+    assert aws.all_empty()
+    status, body = slash("api prod v1.2", "/deploy", user_id="U0PLAT", user_name="pat")
+    assert ephemeral_text(body).startswith("⏳ Got it: /deploy api prod v1.2")
+    assert CommandEnvelope.from_json(only_message(aws, Queue.DEPLOY)).user_id == "U0PLAT"
+    assert slack_api.asked == ["S0PLATFORM"]  # asked once, then cached
+    slash("api plt", "/deploy")  # anyone outside prod: no question to Slack
+    assert slack_api.asked == ["S0PLATFORM"]
+
+
+def test_when_slack_cannot_say_who_is_in_the_group_the_router_refuses(aws: Queues, slack_api: SlackAPI) -> None:
+    status, body = slash("api prod", "/deploy")  # the stand-in does not know S0PLATFORM
+    assert status == 200
+    assert "couldn't check your user groups" in ephemeral_text(body)
+    assert aws.all_empty()
+
+
+def test_groups_can_come_from_the_config_file(
+    aws: Queues, slack_api: SlackAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = SHIPPED.read_text(encoding="utf-8") + '\n[slack.user_groups]\nS0PLATFORM = ["U0PLAT"]\n'
+    (tmp_path / "chatops.toml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("CHATOPS_CONFIG", str(tmp_path / "chatops.toml"))
+    assert ephemeral_text(slash("api prod", "/deploy", user_id="U0PLAT")[1]).startswith("⏳")
+    assert slack_api.asked == []
+
+
+def test_only_admins_unlock(aws: Queues) -> None:
+    assert ephemeral_text(slash("unlock router plt")[1]) == (
+        "🚫 Sorry, you may not run /build unlock router plt. Who may: <@U0ADMIN>."
+    )
+    assert aws.all_empty()
+    assert ephemeral_text(slash("unlock router plt", user_id="U0ADMIN")[1]).startswith("⏳ Got it: /build unlock")
+    envelope = CommandEnvelope.from_json(only_message(aws, Queue.STATUS))
+    assert envelope.command == Unlock(Action.BUILD, "router", "plt")
+
+
+def test_a_response_url_off_slack_is_refused(aws: Queues) -> None:
+    status, body = slash(response_url="https://attacker.example/hook")
+    assert status == 200 and "not on an allowed host" in ephemeral_text(body)
+    assert aws.all_empty()
+
+
+# ------------------------------------------------------------------------------------------ queue failures
+def test_a_queue_that_cannot_be_written_is_one_ephemeral_line(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUILD_QUEUE_URL", aws.urls[Queue.BUILD].replace("chatops-build", "no-such-queue"))
+    status, body = slash()
+    assert status == 200
+    assert ephemeral_text(body) == router.COULD_NOT_QUEUE
+    monkeypatch.delenv("BUILD_QUEUE_URL")
+    status, body = slash()
+    assert (status, ephemeral_text(body)) == (200, router.COULD_NOT_QUEUE)
+    assert aws.all_empty()
+
+
+def test_a_fifo_queue_gets_a_group_and_a_deduplication_id(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="chatops-build.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    monkeypatch.setenv("BUILD_QUEUE_URL", url)
+    assert slash()[0] == 200
+    assert slash()[0] == 200  # the same trigger_id again: deduplicated by SQS
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    assert len(received) == 1
+    assert received[0]["Attributes"]["MessageGroupId"] == "build-router-plt"
+
+
+# -------------------------------------------------------------------------------------------- interactions
+def interact(**fields: Any) -> tuple[int, str]:
+    body = f.interaction_form(**fields)
+    return call(f.event("/slack/interactions", body, f.slack_headers(body)))
+
+
+def test_an_admin_confirming_an_unlock_is_queued_for_the_status_worker(aws: Queues) -> None:
+    assert interact() == (200, "")
+    envelope = read_message(only_message(aws, Queue.STATUS))
+    assert isinstance(envelope, InteractionEnvelope)
+    assert (envelope.action_id, envelope.value, envelope.user_id) == ("unlock.confirm", "build-router-plt:3", "U0ADMIN")
+    assert (envelope.request_id, envelope.channel_id) == ("555.666.abcdef", "C0CHAN")
+
+
+def test_interactions_that_are_not_ours_or_not_allowed_are_dropped(aws: Queues) -> None:
+    not_admin = {"id": "U0ALICE", "username": "alice", "team_id": "T0TEAM"}
+    assert interact(user=not_admin)[0] == 200
+    assert interact(action_id="something.else")[0] == 200
+    assert interact(type="view_submission")[0] == 200
+    assert interact(response_url="https://attacker.example/x")[0] == 400
+    assert aws.all_empty()
+    assert interact(user=not_admin, actions=[{"action_id": "unlock.cancel", "value": "x"}])[0] == 200
+    assert len(aws.messages(Queue.STATUS)) == 1  # anyone may cancel
+
+
+# ------------------------------------------------------------------------------------------------- GitHub
+def workflow_run(repository: str = "example-org/platform") -> bytes:
+    return json.dumps(
+        {
+            "action": "completed",
+            "workflow_run": {
+                "id": 30433642,
+                "name": "Build",
+                "display_title": "build router plt [cid-123]",
+                "status": "completed",
+                "conclusion": "success",
+                "html_url": "https://github.com/example-org/platform/actions/runs/30433642",
+                "head_sha": "acb5820ced9479c074f688cc328bf03f341a511d",
+                "path": ".github/workflows/build.yml",
+                "run_attempt": 1,
+            },
+            "repository": {"full_name": repository},
+        }
+    ).encode()
+
+
+def test_a_signed_workflow_run_is_queued(aws: Queues) -> None:
+    body = workflow_run()
+    status, _ = call(f.event("/github/webhook", body, f.github_headers(body, delivery="d-42")))
+    assert status == 202
+    envelope = WorkflowRunEnvelope.from_json(only_message(aws, Queue.GITHUB))
+    assert (envelope.run_id, envelope.action, envelope.conclusion) == (30433642, "completed", "success")
+    assert (envelope.delivery_id, envelope.display_title) == ("d-42", "build router plt [cid-123]")
+
+
+def test_github_webhooks_without_a_valid_signature_or_not_for_us(aws: Queues) -> None:
+    body = workflow_run()
+    assert call(f.event("/github/webhook", body, f.github_headers(body, secret="wrong")))[0] == 401
+    assert call(f.event("/github/webhook", body, {"x-github-event": "workflow_run"}))[0] == 401
+    assert call(f.event("/github/webhook", b"{}", f.github_headers(b"{}", event="ping")))[0] == 200
+    assert call(f.event("/github/webhook", b"{}", f.github_headers(b"{}", event="push")))[0] == 200
+    other = workflow_run("someone/else")
+    assert call(f.event("/github/webhook", other, f.github_headers(other)))[0] == 200
+    assert call(f.event("/github/webhook", b"[", f.github_headers(b"[")))[0] == 400
+    assert aws.all_empty()
+
+
+def test_no_signing_secret_is_a_500_and_no_side_effect(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLACK_SIGNING_SECRET")
+    monkeypatch.delenv("SLACK_SIGNING_SECRET_PARAM", raising=False)
+    assert slash()[0] == 500
+    assert aws.all_empty()
