@@ -100,6 +100,8 @@ class _Expression:
                 return f"{self.name(name)} <= {self.value(value)}"
             case Above(name, value):
                 return f"{self.name(name)} > {self.value(value)}"
+            case AllOf(parts) | AnyOf(parts) if len(parts) == 1:
+                return self.condition(parts[0])  # DynamoDB refuses redundant parentheses
             case AllOf(parts):
                 return "(" + " AND ".join(self.condition(part) for part in parts) + ")"
             case AnyOf(parts):

@@ -115,13 +115,13 @@ def lease_end(item: Item) -> int | None:
 def state_of(item: Item | None, now: int) -> LockState:
     if item is None:
         return LockState.FREE
-    status = item.get(r.STATUS)
-    if status == Status.IN_PROGRESS:
+    status = r.status_of(item)
+    if status is Status.IN_PROGRESS:
         end = lease_end(item)
         return LockState.HELD if end is not None and now < end else LockState.LAPSED
-    if status == Status.EXPIRED:
+    if status is Status.EXPIRED:
         return LockState.LAPSED
-    return LockState(str(status))
+    return LockState(status.value)
 
 
 def is_live(item: Item | None, now: int) -> bool:

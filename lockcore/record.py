@@ -81,6 +81,13 @@ def epoch(iso_time: str) -> int:
     return int(datetime.strptime(iso_time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
 
 
+def status_of(item: Mapping[str, Value]) -> Status:
+    """The item's status. One that is missing or not ours reads as IN_PROGRESS, as the acquire guard treats it:
+    a lock we do not understand frees only when its lease ends."""
+    value = item.get(STATUS)
+    return Status(value) if isinstance(value, str) and value in Status.__members__ else Status.IN_PROGRESS
+
+
 @dataclass(frozen=True)
 class LockRecord:
     lock_key: str
@@ -120,7 +127,7 @@ class LockRecord:
             lock_key=text(KEY),
             token=number(TOKEN) or 0,
             owner=text(OWNER),
-            status=Status(text(STATUS, Status.IN_PROGRESS)),
+            status=status_of(item),
             locked_by=text(LOCKED_BY),
             locked_by_name=text(LOCKED_BY_NAME),
             locked_at=text(LOCKED_AT),

@@ -1,0 +1,259 @@
+"""The DynamoDB store: it translates faithfully, spends one request per operation, and fails with one named
+error per expected failure."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+
+from lockcore import machine as m
+from lockcore.dynamodb import DynamoDBLockStore, _Expression, from_wire
+from lockcore.errors import NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
+from lockcore.expressions import (
+    Above,
+    Absent,
+    AllOf,
+    AnyOf,
+    AtMost,
+    Effect,
+    Equals,
+    Guard,
+    Item,
+    Missing,
+    OneOf,
+    apply,
+    holds,
+)
+from lockcore.record import Status
+from tests.lockcore.stores import SimClock, client_for, dynamodb_store
+
+pytestmark = pytest.mark.usefixtures("in_process_aws")
+KEY = "build-router-plt"
+WSGI = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+# ------------------------------------------------------------------------------ translation fidelity
+# Numbers stay numbers and strings strings, as in every item we write: moto crashes comparing a string attribute
+# with a number (DynamoDB answers false), so that mismatch is left to the in-memory semantics' own tests.
+numeric_names = st.sampled_from(["token", "leaseExpiresAt", "ttl"])
+text_names = st.sampled_from(["status", "owner"])
+names = numeric_names | text_names
+values = st.one_of(st.integers(0, 4), st.sampled_from(["IN_PROGRESS", "COMPLETED", "req-a", "req-b", "3"]))
+leaves = st.one_of(
+    st.just(Missing()),
+    st.builds(Absent, names),
+    st.builds(Equals, names, values),
+    st.builds(OneOf, names, st.lists(values, min_size=1, max_size=3, unique=True).map(tuple)),
+    st.builds(AtMost, numeric_names, st.integers(0, 4)),
+    st.builds(Above, numeric_names, st.integers(0, 4)),
+)
+guards: st.SearchStrategy[Guard] = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(lambda parts: AllOf(tuple(parts))),
+        st.lists(inner, min_size=1, max_size=3).map(lambda parts: AnyOf(tuple(parts))),
+    ),
+    max_leaves=6,
+)
+stored_items = st.none() | st.fixed_dictionaries(
+    {},
+    optional={
+        "token": st.integers(0, 4),
+        "leaseExpiresAt": st.integers(0, 4),
+        "ttl": st.integers(0, 4),
+        "status": st.sampled_from(["IN_PROGRESS", "COMPLETED", "3"]),
+        "owner": st.sampled_from(["req-a", "req-b"]),
+    },
+).map(lambda attrs: {"lockKey": KEY, **attrs})
+effects = st.builds(
+    Effect,
+    set=st.fixed_dictionaries(
+        {"status": st.sampled_from(["IN_PROGRESS", "FAILED"])},
+        optional={"owner": st.sampled_from(["req-a", "req-c"]), "leaseExpiresAt": st.integers(0, 9), "runId": values},
+    ),
+    remove=st.frozensets(st.sampled_from(["ttl", "releasedAt", "runUrl"])),
+    bump=st.sampled_from([None, "token"]),
+)
+
+
+@pytest.fixture(scope="module")
+def table() -> Iterator[DynamoDBLockStore]:
+    under_test = dynamodb_store("moto", client_for(None), SimClock())
+    assert isinstance(under_test.store, DynamoDBLockStore)
+    yield under_test.store
+    under_test.close()
+
+
+@settings(max_examples=300)
+@given(guard=guards, item=stored_items, effect=effects)
+def test_dynamodb_evaluates_every_guard_and_effect_as_the_model_does(
+    table: DynamoDBLockStore, guard: Guard, item: Item | None, effect: Effect
+) -> None:
+    """The stores agree only if DynamoDB's reading of our expressions is ours: checked on moto, the reference
+    we have here, for any guard on any item — including attributes of the wrong type, and no item at all."""
+    client = table.client
+    client.delete_item(TableName=table.table, Key={"lockKey": {"S": KEY}})
+    if item is not None:
+        wire = {k: ({"N": str(v)} if isinstance(v, int) else {"S": v}) for k, v in item.items()}
+        client.put_item(TableName=table.table, Item=wire)
+    result = table._write(m.Transition(m.Operation.NOTE, KEY, guard, effect))
+    assert isinstance(result, m.Written) == holds(guard, item), f"guard {guard} on {item}"
+    if isinstance(result, m.Written):
+        assert result.item == apply(effect, {"lockKey": KEY}, item)
+    else:
+        assert result.item == item
+
+
+# ------------------------------------------------------------------------------ one request per operation
+class RequestCounter:
+    def __init__(self, store: DynamoDBLockStore) -> None:
+        self.sent: list[str] = []
+        store.client.meta.events.register("before-send.dynamodb", self._count)
+
+    def _count(self, request: Any, **_: Any) -> None:
+        self.sent.append(request.headers["X-Amz-Target"].decode().split(".")[-1])
+
+    def during(self, action: Callable[[], object]) -> list[str]:
+        start = len(self.sent)
+        action()
+        return self.sent[start:]
+
+
+def test_every_lock_operation_is_one_request() -> None:
+    under_test = dynamodb_store("moto", client_for(None), SimClock())
+    table = under_test.store
+    assert isinstance(table, DynamoDBLockStore)
+    counter = RequestCounter(table)
+    request = m.AcquireRequest(KEY + "-count", "req-a", 600)
+    lose = m.AcquireRequest(KEY + "-count", "req-b", 600)
+    key = request.lock_key
+    assert counter.during(lambda: table.acquire(request)) == ["UpdateItem"]
+    assert counter.during(lambda: table.acquire(lose)) == ["UpdateItem"]  # the holder comes back with ALL_OLD
+    assert counter.during(lambda: table.acquire(request)) == ["UpdateItem"]  # re-entered
+    assert counter.during(lambda: table.extend(key, "req-a", 1, 60)) == ["UpdateItem"]
+    assert counter.during(lambda: table.note(key, "req-a", 1, runId="9")) == ["UpdateItem"]
+    assert counter.during(lambda: table.check(key, 1)) == ["GetItem"]
+    assert counter.during(lambda: table.release(key, "req-a", 1, Status.COMPLETED)) == ["UpdateItem"]
+    assert counter.during(lambda: table.release(key, "req-a", 1, Status.COMPLETED)) == ["UpdateItem"]
+    assert counter.during(lambda: table.acquire(lose)) == ["UpdateItem"]
+    assert counter.during(lambda: table.force_release(key, 2, "U-admin", "stuck")) == ["UpdateItem"]
+    assert counter.during(lambda: table.expire(key, 2)) == ["UpdateItem"]
+    assert counter.during(lambda: table.get(key)) == ["GetItem"]
+    assert counter.during(table.list) == ["Scan"]
+    under_test.close()
+
+
+# ------------------------------------------------------------------------------ a store without ALL_OLD
+@contextlib.contextmanager
+def moto_behind(middleware: Callable[[WSGI], WSGI]) -> Iterator[str]:
+    """moto served over HTTP through ``middleware``: a DynamoDB-compatible store that behaves differently."""
+    server = make_server("127.0.0.1", 0, middleware(DomainDispatcherApplication(create_backend_app)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def without_old_item(app: WSGI) -> WSGI:
+    """Answers a refused write without the item, as a store without ReturnValuesOnConditionCheckFailure does."""
+
+    def strip(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        answered: list[Any] = []
+        body = b"".join(app(environ, lambda status, headers, *_: answered.extend([status, headers])))
+        if b"ConditionalCheckFailed" in body:
+            answer = json.loads(body)
+            answer.pop("Item", None)
+            body = json.dumps(answer).encode()
+        status, headers = answered
+        # The body changed: its length and DynamoDB's CRC32 header no longer hold.
+        headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "x-amz-crc32")]
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    return strip
+
+
+def throttling(app: WSGI) -> WSGI:
+    def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "slow down"})
+        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+        return [body.encode()]
+
+    return refuse
+
+
+def test_without_the_old_item_a_lost_race_costs_one_consistent_read() -> None:
+    with moto_behind(without_old_item) as url:
+        under_test = dynamodb_store("no-all-old", client_for(url), SimClock())
+        store = under_test.store
+        assert isinstance(store, DynamoDBLockStore)
+        counter = RequestCounter(store)
+        store.acquire(m.AcquireRequest(KEY, "req-a", 600, locked_by_name="alice"))
+        sent = counter.during(lambda: store.acquire(m.AcquireRequest(KEY, "req-b", 600)))
+        outcome = store.acquire(m.AcquireRequest(KEY, "req-b", 600))
+        assert sent == ["UpdateItem", "GetItem"]
+        assert isinstance(outcome, m.HeldBySomeone) and outcome.holder.locked_by_name == "alice"
+        under_test.close()
+
+
+def test_throttling_is_retried_by_botocore_then_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    with moto_behind(throttling) as url:
+        store = DynamoDBLockStore("any", client=client_for(url))
+        counter = RequestCounter(store)
+        with pytest.raises(StoreThrottled, match="throttling"):
+            store.acquire(m.AcquireRequest(KEY, "req-a", 600))
+        assert counter.sent == ["UpdateItem"] * 3
+
+
+# ------------------------------------------------------------------------------ expected failures, one line each
+def test_a_missing_table_is_named() -> None:
+    store = DynamoDBLockStore("no-such-table", client=client_for(None))
+    with pytest.raises(TableMissing, match=r"no-such-table.*create-table") as failure:
+        store.acquire(m.AcquireRequest(KEY, "req-a", 600))
+    assert "\n" not in str(failure.value)
+
+
+def test_an_unreachable_endpoint_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = DynamoDBLockStore(client=client_for(f"http://127.0.0.1:{port}"))
+    with pytest.raises(StoreUnreachable, match=f"127.0.0.1:{port}"):
+        store.check(KEY, 1)
+
+
+def test_missing_credentials_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches the credentials it found earlier
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = DynamoDBLockStore(client=client_for(f"http://127.0.0.1:{port}"))
+    with pytest.raises(NoCredentials, match="AWS_PROFILE"):
+        store.get(KEY)
+
+
+def test_the_wire_format_round_trips_numbers_as_integers() -> None:
+    assert from_wire({"token": {"N": "3"}, "owner": {"S": "req-a"}}) == {"token": 3, "owner": "req-a"}
+    expression = _Expression()
+    assert expression.condition(AllOf((Equals("token", 3), Equals("token", 4)))) == "(#n0 = :v0 AND #n0 = :v1)"
