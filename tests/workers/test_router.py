@@ -206,6 +206,13 @@ def test_without_a_valid_signature_401_and_nothing_queued(aws: Queues, case: str
     assert aws.all_empty()
 
 
+def test_slacks_ssl_check_is_answered(aws: Queues) -> None:
+    body = "ssl_check=1&token=deprecated"
+    assert call(f.event("/slack/commands", body, f.slack_headers(body))) == (200, "")
+    assert call(f.event("/slack/commands", body, {}))[0] == 401
+    assert aws.all_empty()
+
+
 def test_unknown_paths_and_methods(aws: Queues) -> None:
     body = f.slash_form()
     assert call(f.event("/slack/command", body, f.slack_headers(body)))[0] == 404
