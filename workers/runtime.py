@@ -1,0 +1,107 @@
+"""What every SQS worker Lambda shares: its logger and metrics, its clients, and the batch loop.
+
+- :data:`logger` (Powertools ``Logger``, service ``chatops``) writes JSON lines; the stdlib loggers of
+  :mod:`workers.slack` and :mod:`lockcore` are routed through it, so their ``correlation_id`` extras land in the
+  same JSON. :data:`metrics` (Powertools ``Metrics``, namespace ``ChatOps``) writes EMF; :func:`process_sqs_batch`
+  flushes it at the end of every invocation.
+- :func:`lock_store`, :func:`slack_replies`, :func:`github_client`: made on first use and reused by the warm
+  container (one connection pool each). Their settings come from :func:`workers.config.current_config` and the
+  environment; :func:`reset` drops them (tests that change either between cases).
+- :func:`process_sqs_batch` runs a record handler over an SQS batch with Powertools' ``BatchProcessor`` and
+  answers Lambda's ``ReportBatchItemFailures``: a record whose handler raises goes back to the queue alone (and,
+  after ``maxReceiveCount``, to the DLQ), its neighbours are deleted.
+
+Environment: ``LOCK_TABLE_NAME`` (default ``chatbot-build-locks``), ``GITHUB_TIMEOUT_SECONDS`` (default 10: each
+GitHub request's connect and read timeout), the secrets of :mod:`workers.secrets`, and those of
+:mod:`workers.config`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cache
+from typing import Any, Final
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore
+from lockcore.store import LockStore
+from workers.config import current_config
+from workers.github import DEFAULT_TIMEOUT_SECONDS, GitHubClient
+from workers.secrets import get_secret
+from workers.slack import SlackReplies
+
+SERVICE: Final = "chatops"
+NAMESPACE: Final = "ChatOps"
+LOCK_TABLE_ENV: Final = "LOCK_TABLE_NAME"
+GITHUB_TIMEOUT_ENV: Final = "GITHUB_TIMEOUT_SECONDS"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+copy_config_to_registered_loggers(source_logger=logger, include={"workers.slack", "lockcore"})
+
+RecordHandler = Callable[[SQSRecord], object]
+"""Handles one SQS record; raising puts that record (only) back on the queue."""
+
+
+# ---------------------------------------------------------------------------------------------- the clients
+@cache
+def lock_store() -> LockStore:
+    """The lock table (``$LOCK_TABLE_NAME``) through DynamoDB, region and endpoint the standard boto3 way."""
+    return DynamoDBLockStore(os.environ.get(LOCK_TABLE_ENV) or DEFAULT_TABLE)
+
+
+@cache
+def slack_replies() -> SlackReplies:
+    """Replies with the bot token, to the configured Web API and ``response_url`` hosts."""
+    slack = current_config().slack
+    return SlackReplies(get_secret("SLACK_BOT_TOKEN"), api_url=slack.api_url, response_hosts=slack.response_url_hosts)
+
+
+@cache
+def github_client() -> GitHubClient:
+    """GitHub with the token, at the configured API URL (github.com or a GitHub Enterprise server)."""
+    timeout = float(os.environ.get(GITHUB_TIMEOUT_ENV) or DEFAULT_TIMEOUT_SECONDS)
+    return GitHubClient(get_secret("GITHUB_TOKEN"), api_url=current_config().github.api_url, timeout=timeout)
+
+
+def reset() -> None:
+    """Forget the cached clients: the next call makes them again from the environment as it is now."""
+    for factory in (lock_store, slack_replies, github_client):
+        factory.cache_clear()
+
+
+# ------------------------------------------------------------------------------------------------ the batch
+def process_sqs_batch(
+    event: dict[str, Any], context: LambdaContext | None, record_handler: RecordHandler
+) -> dict[str, Any]:
+    """Run ``record_handler`` on each record of an SQS ``event``; Lambda's partial batch response.
+
+    A batch in which every record failed is answered with every record listed, not with an exception
+    (``raise_on_entire_batch_failure=False``): Lambda treats both the same way — each record returns to the queue —
+    and the answer keeps the log readable. EMF metrics are flushed whatever happens.
+    """
+
+    def handle(record: SQSRecord) -> object:  # Powertools requires the parameter's name: `record`
+        with logger.append_context_keys(message_id=record.message_id):
+            try:
+                return record_handler(record)
+            except Exception:
+                logger.exception("record failed: it goes back to the queue (then to the DLQ)")
+                raise
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    try:
+        response = process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    finally:
+        if metrics.metric_set:
+            metrics.flush_metrics()
+    failures = response.get("batchItemFailures", [])
+    if failures:
+        logger.warning("batch done with failures", failed=len(failures), records=len(event.get("Records", [])))
+    return dict(response)
