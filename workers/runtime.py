@@ -4,14 +4,16 @@
   :mod:`workers.slack` and :mod:`lockcore` are routed through it, so their ``correlation_id`` extras land in the
   same JSON. :data:`metrics` (Powertools ``Metrics``, namespace ``ChatOps``) writes EMF; :func:`process_sqs_batch`
   flushes it at the end of every invocation.
-- :func:`lock_store`, :func:`slack_replies`, :func:`github_client`: made on first use and reused by the warm
-  container (one connection pool each). Their settings come from :func:`workers.config.current_config` and the
-  environment; :func:`reset` drops them (tests that change either between cases).
+- :func:`lock_store`, :func:`slack_replies`, :func:`github_client`, :func:`idempotency_store`: made on first use
+  and reused by the warm container (one connection pool each). Their settings come from
+  :func:`workers.config.current_config` and the environment; :func:`reset` drops them (tests that change either
+  between cases).
 - :func:`process_sqs_batch` runs a record handler over an SQS batch with Powertools' ``BatchProcessor`` and
   answers Lambda's ``ReportBatchItemFailures``: a record whose handler raises goes back to the queue alone (and,
   after ``maxReceiveCount``, to the DLQ), its neighbours are deleted.
 
-Environment: ``LOCK_TABLE_NAME`` (default ``chatbot-build-locks``), ``GITHUB_TIMEOUT_SECONDS`` (default 10: each
+Environment: ``LOCK_TABLE_NAME`` (default ``chatbot-build-locks``), ``IDEMPOTENCY_TABLE_NAME`` (default
+``chatops-idempotency``), ``GITHUB_TIMEOUT_SECONDS`` (default 10: each
 GitHub request's connect and read timeout), the secrets of :mod:`workers.secrets`, and those of
 :mod:`workers.config`.
 """
@@ -27,9 +29,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore
+from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, client_config
 from lockcore.store import LockStore
 from workers.config import current_config
 from workers.github import DEFAULT_TIMEOUT_SECONDS, GitHubClient
@@ -39,6 +42,8 @@ from workers.slack import SlackReplies
 SERVICE: Final = "chatops"
 NAMESPACE: Final = "ChatOps"
 LOCK_TABLE_ENV: Final = "LOCK_TABLE_NAME"
+IDEMPOTENCY_TABLE_ENV: Final = "IDEMPOTENCY_TABLE_NAME"
+DEFAULT_IDEMPOTENCY_TABLE: Final = "chatops-idempotency"
 GITHUB_TIMEOUT_ENV: Final = "GITHUB_TIMEOUT_SECONDS"
 
 logger = Logger(service=SERVICE)
@@ -70,9 +75,17 @@ def github_client() -> GitHubClient:
     return GitHubClient(get_secret("GITHUB_TOKEN"), api_url=current_config().github.api_url, timeout=timeout)
 
 
+@cache
+def idempotency_store() -> DynamoDBPersistenceLayer:
+    """Powertools Idempotency's records, in ``$IDEMPOTENCY_TABLE_NAME`` (partition key ``id``, TTL on
+    ``expiration``) — a table of its own, so the lock table holds locks only."""
+    table = os.environ.get(IDEMPOTENCY_TABLE_ENV) or DEFAULT_IDEMPOTENCY_TABLE
+    return DynamoDBPersistenceLayer(table_name=table, boto_config=client_config())
+
+
 def reset() -> None:
     """Forget the cached clients: the next call makes them again from the environment as it is now."""
-    for factory in (lock_store, slack_replies, github_client):
+    for factory in (lock_store, slack_replies, github_client, idempotency_store):
         factory.cache_clear()
 
 
