@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
@@ -95,7 +95,6 @@ def table() -> Iterator[DynamoDBLockStore]:
     under_test.close()
 
 
-@settings(max_examples=300)
 @given(guard=guards, item=stored_items, effect=effects)
 def test_dynamodb_evaluates_every_guard_and_effect_as_the_model_does(
     table: DynamoDBLockStore, guard: Guard, item: Item | None, effect: Effect
