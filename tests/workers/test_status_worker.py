@@ -7,6 +7,7 @@ signed slash command through the router and a (moto) queue, and press the button
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -522,3 +523,95 @@ def test_status_unlock_and_confirm_through_router_queue_and_worker(world: World)
     assert after is not None and (after.status, after.released_by) == (Status.FORCE_RELEASED, ADMIN)
     assert only(world.channel_posts())["text"].startswith(f"🔓 <@{ADMIN}> force-unlocked `build-router-plt`")
     assert only(world.replies("admin-click"))["replace_original"] is True
+
+
+# ------------------------------------------------------------------------------------------- the rendering
+NOW = 1_767_261_600  # 2026-01-01T10:00:00Z
+
+
+def lock(**changes: Any) -> LockRecord:
+    base = LockRecord(
+        "build-router-plt", 3, "o-1", Status.IN_PROGRESS, ALICE, "alice", "2026-01-01T09:55:00Z", NOW + 60
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (None, "free: no lock was ever taken under this key"),
+        (
+            lock(),
+            "held by alice (<@U0ALICE>) since "
+            "<!date^1767261300^{date_short_pretty} {time}|2026-01-01 09:55 UTC>, token 3",
+        ),
+        (lock(lease_expires_at=NOW - 60), "free: the lease of alice (<@U0ALICE>) ended <!date^1767261540^"),
+        (
+            lock(status=Status.FORCE_RELEASED, released_by=ADMIN, released_at="2026-01-01T09:58:00Z"),
+            "free: force-released by <@U0ADMIN> <!date^1767261480^",
+        ),
+        (
+            lock(status=Status.FAILED, released_at="not a time"),
+            "free: alice (<@U0ALICE>) released it (FAILED) not a time",
+        ),
+    ],
+)
+def test_where_a_lock_stands_in_a_few_words(record: LockRecord | None, expected: str) -> None:
+    assert status.standing(record, NOW).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (lock(locked_by="", locked_by_name=""), "owner `o-1`"),
+        (lock(locked_by="cli-user", locked_by_name=""), "cli-user"),
+        (lock(locked_by_name=""), f"<@{ALICE}>"),
+    ],
+)
+def test_a_holder_without_a_slack_user_is_named_as_well_as_the_record_allows(record: LockRecord, expected: str) -> None:
+    assert status.holder(record) == expected
+
+
+@pytest.mark.parametrize(
+    ("notes", "expected"),
+    [
+        (
+            {"runId": "77", "runUrl": "https://github.com/o/r/actions/runs/77"},
+            "<https://github.com/o/r/actions/runs/77|run 77>",
+        ),
+        ({"runId": "77", "runUrl": "javascript:alert(1)"}, "run 77"),
+        ({"runId": "77", "runUrl": "https://x/|<!channel>"}, "run 77"),
+        ({"dispatchState": "dispatching"}, "not known yet (dispatching)"),
+        ({}, "none yet"),
+    ],
+)
+def test_the_run_is_a_link_only_to_a_web_address(notes: dict[str, str], expected: str) -> None:
+    assert status.run_link(lock(notes=notes)) == expected
+
+
+def test_a_deploy_shows_its_commit() -> None:
+    message = status.status_message(
+        [lock(lock_key="deploy-api-prod", notes={"commitSha": "0123456789abcdef0123"})], NOW
+    )
+    assert message.blocks is not None
+    assert fields_of(dict(message.blocks[3]))["Commit"] == "`0123456789ab`"
+
+
+def test_when_the_admin_group_cannot_be_looked_up_the_admin_is_told_and_nothing_is_released(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The group is not in the configuration, so it is asked of Slack — whose stand-in has no usergroups method.
+    config = SHIPPED.read_text().replace('admins = { users = ["U0ADMIN"] }', 'admins = { groups = ["S0ONCALL"] }')
+    (tmp_path / "chatops.toml").write_text(config)
+    monkeypatch.setenv("CHATOPS_CONFIG", str(tmp_path / "chatops.toml"))
+    held = hold(world.store)
+
+    assert run(press(world, UNLOCK_CONFIRM_ACTION, "build-router-plt:1")) == NO_FAILURES
+
+    assert world.store.get("build-router-plt") == held
+    assert only(world.replies("press"))["text"].startswith("⚠️ Sorry, I couldn't check your user groups")
+
+
+def test_a_button_of_someone_else_is_left_alone(world: World) -> None:
+    assert run(press(world, "deploy.approve", "build-router-plt:1")) == NO_FAILURES
+    assert world.slack.requests == []
