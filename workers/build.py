@@ -1,0 +1,341 @@
+"""The command worker for ``/build`` and ``/deploy``: take the lock, dispatch the workflow, say so in the channel.
+
+``handler(event, context)`` is the SQS Lambda (``ReportBatchItemFailures``). Each message is a
+:class:`~workers.envelope.CommandEnvelope` the router queued; per message:
+
+1. **Once per request id.** Powertools Idempotency (``idempotent_function``, DynamoDB persistence) keys a record on
+   the request id (Slack's ``trigger_id``) and keeps it for :data:`REMEMBER_SECONDS` — longer than SQS keeps a
+   message — so a request that ran is answered from its record and never runs again, even after its lock was
+   released and a redelivery could otherwise acquire afresh. Why Powertools in a table of its own
+   (``IDEMPOTENCY_TABLE_NAME``) rather than a ``request#<id>`` item in the lock table: a scan of the lock table
+   (``/build status --locks``, ``chatops locks list``) reads an item with a future ``ttl`` and no status as a
+   legacy lock still held, so request records there would show up as locks; and Powertools already does what the
+   record must do — it refuses a second concurrent attempt while the first is in progress
+   (``IdempotencyAlreadyInProgressError``, so the message comes back later), lets a crashed attempt be retried
+   once the Lambda's remaining time has passed, and deletes the record when the attempt raises, so a failure
+   worth retrying is retried. One conditional PutItem per request on the way in, one UpdateItem on the way out.
+2. **The lock**, owner = request id, lease from the :class:`~workers.config.CommandSpec`. Held by someone else:
+   an ephemeral "⚠️ Build already in progress — started by …" through the ``response_url``, and done.
+3. **The revision**: the ref (``/deploy``'s, else the default branch) resolved to a commit SHA.
+4. **Dispatch, recorded first**: the lock is noted ``dispatchState=dispatching`` (with command, ref, SHA and
+   channel) *before* the ``workflow_dispatch``; after it, ``runId``/``runUrl`` and ``dispatched``. The lock stays
+   held while the run goes; the ``workflow_run`` completion releases it (or its lease ends).
+5. **In the channel**: "🔨 Building router (plt)… <run>" through the ``response_url`` (``in_channel``), else
+   ``chat.postMessage``. A reply that fails is logged with the correlation id and changes nothing.
+
+Never two dispatches for one request: a redelivered message (``ApproximateReceiveCount`` > 1) looks for its run
+by correlation id (in the run's name) before it touches the lock or GitHub, and one that finds
+``dispatching`` on its lock does the same (:func:`workers.dispatch.next_step`). A dispatch answered with a 5xx or
+nothing at all may still have started a run, so the run is looked for before the dispatch is called failed.
+
+Failures: whatever stops the dispatch for sure (a refused token, an unknown ref or workflow, GitHub down before
+the dispatch, GitHub answering 5xx and no run appearing) releases the lock ``FAILED`` and tells the user why in
+one line. When GitHub cannot even be asked whether the run exists, the lock is kept (a run may be going under
+it), the message goes back to the queue to find out later, and its lease bounds the wait; after the last
+attempt the message is in the DLQ. A lock store or idempotency store that cannot be reached before the lock is
+taken fails the message the same way, with nothing changed.
+
+``ENABLE_DISTRIBUTED_LOCK=false`` dispatches without the lock (a warning in the log, and in the message).
+
+Metrics (EMF, namespace ``ChatOps``): ``buildLockManager.acquireLock.success`` / ``.failed``,
+``buildLockManager.lockDuration`` (seconds, when the worker releases), ``buildWorker.dispatch.failed``,
+``buildWorker.dispatch.success``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lockcore import machine as m
+from lockcore.errors import LockStoreError
+from lockcore.record import LockRecord, Status, epoch
+from lockcore.store import LockStore
+from workers import dispatch as d
+from workers import runtime
+from workers.config import Config, current_config
+from workers.envelope import CommandEnvelope
+from workers.github import GitHubClient, GitHubError, GitHubServerError, GitHubUnreachable, Run
+from workers.runtime import logger, metrics
+from workers.secrets import SecretUnavailable
+from workers.slack import Message, SlackReplies
+
+REMEMBER_SECONDS: Final = 15 * 24 * 3600
+"""How long a request id is remembered: longer than SQS's longest retention (14 days)."""
+LOOK_FOR_RUN_SECONDS: Final = 4.0
+"""After a dispatch answered 204 or an error, how long to wait for GitHub to list the run."""
+IDEMPOTENCY_KEY_PREFIX: Final = "chatops.dispatch"
+
+ACQUIRED_METRIC: Final = "buildLockManager.acquireLock.success"
+BUSY_METRIC: Final = "buildLockManager.acquireLock.failed"
+LOCK_DURATION_METRIC: Final = "buildLockManager.lockDuration"
+DISPATCH_FAILED_METRIC: Final = "buildWorker.dispatch.failed"
+DISPATCHED_METRIC: Final = "buildWorker.dispatch.success"
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a request ended; kept in the idempotency record and logged."""
+
+    outcome: str
+    """``dispatched``, ``busy``, ``failed``, ``already-ran``."""
+    lock_key: str
+    run_id: int | None = None
+    sha: str | None = None
+    replayed: bool = False
+
+
+class DispatchInDoubt(Exception):
+    """GitHub could not say whether the dispatch started a run; the message is retried to find out."""
+
+
+# ------------------------------------------------------------------------------------------------ the worker
+class BuildWorker:
+    """One request at a time; the clients are the process's (see :mod:`workers.runtime`)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: LockStore,
+        github: GitHubClient,
+        slack: SlackReplies,
+        *,
+        clock: Callable[[], float] = time.time,
+        look_for_run_seconds: float = LOOK_FOR_RUN_SECONDS,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.github = github
+        self.slack = slack
+        self.clock = clock
+        self.look_for_run_seconds = look_for_run_seconds
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def run(self, job: d.Job, *, redelivered: bool) -> Result:
+        # A redelivery first asks GitHub whether this request's run exists: then it ran, whatever the lock says.
+        found = self._find_run(job) if redelivered else None
+        if not self.config.lock_enabled:
+            logger.warning("ENABLE_DISTRIBUTED_LOCK=false: dispatching without the lock", lock_key=job.lock_key)
+            if found is not None:
+                return self._already_ran(job, found)
+            return self._start(job, None, d.DispatchNow())
+        if found is not None:
+            return self._adopt(job, found)
+        outcome = self.store.acquire(job.acquire_request())
+        if isinstance(outcome, m.HeldBySomeone):
+            metrics.add_metric(name=BUSY_METRIC, unit=MetricUnit.Count, value=1)
+            logger.info("lock held by someone else", holder=outcome.holder.owner, token=outcome.holder.token)
+            self._tell(job, Message(d.busy_text(job, outcome.holder, self.now())))
+            return Result("busy", job.lock_key)
+        metrics.add_metric(name=ACQUIRED_METRIC, unit=MetricUnit.Count, value=1)
+        record = outcome.record
+        logger.info("lock acquired", token=record.token, reentered=outcome.reentered)
+        step = d.next_step(record.notes, d.NOT_LOOKED if not redelivered else None)
+        if isinstance(step, d.LookForRun):
+            step = d.next_step(record.notes, self._find_run(job))
+        return self._start(job, record, step)
+
+    # ------------------------------------------------------------------------------------------ the steps
+    def _start(self, job: d.Job, held: LockRecord | None, step: d.Step) -> Result:
+        """From the lock held (``None``: no lock) to a run announced, or the lock released FAILED."""
+        token = str(held.token) if held is not None else d.NO_LOCK_TOKEN
+        revision = d.noted_revision(held.notes) if held is not None else None
+        if isinstance(step, d.RecordRun):
+            revision = revision or d.Revision(step.run.head_branch, step.run.head_sha, step.run.head_branch)
+            return self._started(job, held, revision, step.run.id, step.run.html_url)
+        if isinstance(step, d.Announce) and revision is not None:
+            return self._started(job, held, revision, step.run_id, step.run_url)
+        try:
+            if revision is None:
+                revision = self._resolve(job)
+            if held is not None:
+                self._note(job, held, d.dispatching_notes(job, revision), required=True)
+            return self._dispatch(job, held, revision, token)
+        except (GitHubError, SecretUnavailable, LockStoreError, _LostLock) as error:
+            return self._give_up(job, held, str(error), revision)
+
+    def _resolve(self, job: d.Job) -> d.Revision:
+        ref, sha = self.github.resolve_ref(job.repository, job.requested_ref)
+        if d.is_commit(ref, sha):  # a workflow runs on a branch or tag: the default branch, told the commit
+            branch, _ = self.github.resolve_ref(job.repository, None)
+            return d.Revision(ref=branch, sha=sha, shown=ref)
+        return d.Revision(ref=ref, sha=sha, shown=ref)
+
+    def _dispatch(self, job: d.Job, held: LockRecord | None, revision: d.Revision, token: str) -> Result:
+        inputs = d.dispatch_inputs(job, revision, token)
+        try:
+            answer = self.github.dispatch_workflow(job.repository, job.spec.workflow, revision.ref, inputs)
+        except (GitHubServerError, GitHubUnreachable) as error:
+            # Sent once, no answer we can trust: GitHub may have started the run. Look before calling it failed.
+            logger.warning("dispatch outcome unknown; looking for the run", reason=str(error))
+            run = self._await_run(job)
+            if run is None:
+                raise
+            return self._started(job, held, revision, run.id, run.html_url)
+        if answer.run_id is not None:
+            return self._started(job, held, revision, answer.run_id, answer.html_url)
+        run = self._await_run(job)  # a server that answers 204: the run is found by its name
+        return self._started(job, held, revision, run.id if run else None, run.html_url if run else None)
+
+    def _started(
+        self, job: d.Job, held: LockRecord | None, revision: d.Revision, run_id: int | None, run_url: str | None
+    ) -> Result:
+        metrics.add_metric(name=DISPATCHED_METRIC, unit=MetricUnit.Count, value=1)
+        logger.info("run dispatched", run_id=run_id, run_url=run_url, sha=revision.sha)
+        if held is not None:
+            try:
+                self._note(job, held, d.dispatched_notes(run_id, run_url), required=False)
+            except LockStoreError as error:  # the run goes on; the completion finds its lock by the run's name
+                logger.error("could not note the run on the lock", reason=str(error))
+        text = d.started_text(job, revision, run_id, run_url, locked=held is not None)
+        self._tell(job, Message.in_channel(text), channel_too=True)
+        return Result("dispatched", job.lock_key, run_id, revision.sha)
+
+    def _give_up(self, job: d.Job, held: LockRecord | None, reason: str, revision: d.Revision | None) -> Result:
+        """The dispatch did not happen: free the lock (FAILED) and say why, in one line."""
+        metrics.add_metric(name=DISPATCH_FAILED_METRIC, unit=MetricUnit.Count, value=1)
+        logger.warning("dispatch failed", reason=reason)
+        if held is not None:
+            self._release_failed(job, held)
+        self._tell(job, Message(d.failed_text(job, reason, revision, locked=held is not None)))
+        return Result("failed", job.lock_key, sha=revision.sha if revision else None)
+
+    def _release_failed(self, job: d.Job, held: LockRecord) -> None:
+        try:
+            released = self.store.release(job.lock_key, job.request_id, held.token, Status.FAILED)
+        except LockStoreError as error:
+            logger.error("could not release the lock; its lease will end it", reason=str(error))
+            return
+        if isinstance(released, m.NotHolder):
+            logger.warning("lock not released: not ours any more", reason=released.reason.value)
+            return
+        try:
+            held_for = self.now() - epoch(held.locked_at)
+        except ValueError:
+            return
+        metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=max(held_for, 0))
+
+    def _adopt(self, job: d.Job, run: Run) -> Result:
+        """A redelivery whose run exists: complete the lock's record of it if the lock is still ours, else say so."""
+        state, record = self.store.state(job.lock_key)
+        if state is m.LockState.HELD and record is not None and record.owner == job.request_id:
+            return self._start(job, record, d.next_step(record.notes, run))
+        logger.info("request already ran; its lock has moved on", run_id=run.id)
+        return self._already_ran(job, run)
+
+    def _already_ran(self, job: d.Job, run: Run) -> Result:
+        self._tell(job, Message(d.already_ran_text(job, run)))
+        return Result("already-ran", job.lock_key, run.id, run.head_sha or None)
+
+    # ------------------------------------------------------------------------------------------------ I/O
+    def _note(self, job: d.Job, held: LockRecord, notes: dict[str, str], *, required: bool) -> None:
+        noted = self.store.note(job.lock_key, job.request_id, held.token, **notes)
+        if isinstance(noted, m.NotHolder):
+            logger.warning("lock not noted: not ours any more", reason=noted.reason.value, notes=sorted(notes))
+            if required:
+                raise _LostLock(f"the lock {job.lock_key} is no longer ours ({noted.reason.value})")
+
+    def _find_run(self, job: d.Job) -> Run | None:
+        """GitHub's answer, or :class:`DispatchInDoubt` when GitHub cannot give one (the message is retried)."""
+        try:
+            return self.github.find_run(
+                job.repository, job.spec.workflow, job.correlation_id, datetime.fromtimestamp(job.received_at, UTC)
+            )
+        except GitHubError as error:
+            raise DispatchInDoubt(f"cannot look for the run of {job.correlation_id}: {error}") from None
+
+    def _await_run(self, job: d.Job) -> Run | None:
+        try:
+            return self.github.await_run(
+                job.repository,
+                job.spec.workflow,
+                job.correlation_id,
+                datetime.fromtimestamp(job.received_at, UTC),
+                within=self.look_for_run_seconds,
+                every=min(1.0, self.look_for_run_seconds),
+            )
+        except GitHubError as error:
+            raise DispatchInDoubt(f"cannot look for the run of {job.correlation_id}: {error}") from None
+
+    def _tell(self, job: d.Job, message: Message, *, channel_too: bool = False) -> None:
+        """Reply through the response_url; news for the channel falls back to chat.postMessage."""
+        if self.slack.reply(job.response_url, message, correlation_id=job.correlation_id):
+            return
+        if (
+            channel_too
+            and job.channel_id
+            and self.slack.post_message(job.channel_id, message, correlation_id=job.correlation_id)
+        ):
+            return
+        logger.error("the user could not be told", text=message.text)
+
+
+class _LostLock(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------------------------------ the Lambda
+def _replayed(response: Any, idempotent_data: DataRecord) -> Any:
+    """Powertools calls this only when it answers from a stored record: the request had already run."""
+    return {**response, "replayed": True} if isinstance(response, dict) else response
+
+
+_idempotency_config = IdempotencyConfig(
+    event_key_jmespath="requestId",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=REMEMBER_SECONDS,
+    response_hook=_replayed,
+)
+
+
+def handle_record(record: SQSRecord, context: LambdaContext | None = None) -> Result:
+    """One SQS record: the request once, under its idempotency record."""
+    body = record.body
+    envelope = CommandEnvelope.from_json(body)  # not one of ours: raise, and the DLQ keeps it
+    config = current_config()
+    job = d.Job.of(envelope, config)
+    receive_count = int(record.attributes.approximate_receive_count or "1")
+    with logger.append_context_keys(
+        correlation_id=job.correlation_id, request_id=job.request_id, lock_key=job.lock_key, command=job.spec.slash
+    ):
+        worker = BuildWorker(config, runtime.lock_store(), runtime.github_client(), runtime.slack_replies())
+
+        def once(request: dict[str, Any]) -> dict[str, Any]:
+            return asdict(worker.run(job, redelivered=receive_count > 1))
+
+        if context is not None:
+            _idempotency_config.register_lambda_context(context)
+        guarded = idempotent_function(
+            once,
+            data_keyword_argument="request",
+            persistence_store=runtime.idempotency_store(),
+            config=_idempotency_config,
+            key_prefix=IDEMPOTENCY_KEY_PREFIX,
+        )
+        result = Result(**guarded(request=json.loads(body)))
+        if result.replayed:
+            logger.info("request already ran: nothing done", outcome=result.outcome)
+        else:
+            logger.info("request done", outcome=result.outcome, run_id=result.run_id)
+        return result
+
+
+def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+    """The SQS Lambda: each record once; failures reported per record (``ReportBatchItemFailures``)."""
+
+    def record_handler(record: SQSRecord) -> Result:
+        return handle_record(record, context)
+
+    return runtime.process_sqs_batch(event, context, record_handler)
