@@ -33,7 +33,7 @@ def run_for(simulation: type[LockSimulation], seconds: float, batch: int, steps:
         suppress_health_check=list(HealthCheck), print_blob=True,
     )  # fmt: skip
     while time.monotonic() < deadline:
-        run_state_machine_as_test(simulation, settings=soak)  # type: ignore[no-untyped-call]
+        run_state_machine_as_test(simulation, settings=soak)  # type: ignore[no-untyped-call,unused-ignore]
     return simulation.schedules_run
 
 

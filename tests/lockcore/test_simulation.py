@@ -13,7 +13,7 @@ from tests.lockcore.stores import StoreUnderTest, client_for, dynamodb_store, me
 
 def test_memory_store_keeps_every_promise() -> None:
     simulation = simulation_over(memory_store, name="MemorySimulation")
-    run_state_machine_as_test(simulation, settings=settings(stateful_step_count=60))  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(simulation, settings=settings(stateful_step_count=60))  # type: ignore[no-untyped-call,unused-ignore]
     assert simulation.schedules_run > 0
 
 
@@ -29,7 +29,7 @@ def test_dynamodb_store_agrees_with_memory_step_by_step(moto_server: str) -> Non
 
     simulation = simulation_over(memory_store, in_process, over_http, name="ThreeStoreSimulation")
     current = settings()
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
         simulation,
         settings=settings(current, max_examples=max(10, current.max_examples // 5), stateful_step_count=40),
     )

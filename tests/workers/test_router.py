@@ -197,8 +197,10 @@ def unsigned_variants() -> list[tuple[str, dict[str, str]]]:
     ]
 
 
-@pytest.mark.parametrize(("case", "headers"), unsigned_variants(), ids=[case for case, _ in unsigned_variants()])
-def test_without_a_valid_signature_401_and_nothing_queued(aws: Queues, case: str, headers: dict[str, str]) -> None:
+@pytest.mark.parametrize("case", [case for case, _ in unsigned_variants()])
+def test_without_a_valid_signature_401_and_nothing_queued(aws: Queues, case: str) -> None:
+    # Signed now, not at collection: a suite that runs for minutes would otherwise age "future" into the window.
+    headers = dict(unsigned_variants())[case]
     status, _ = call(f.event("/slack/commands", f.slash_form(), headers))
     assert status == 401, case
     status, _ = call(f.event("/slack/interactions", f.interaction_form(), headers))
