@@ -155,7 +155,8 @@ class BuildWorker:
         if isinstance(step, d.RecordRun):
             revision = revision or d.Revision(step.run.head_branch, step.run.head_sha, step.run.head_branch)
             return self._started(job, held, revision, step.run.id, step.run.html_url)
-        if isinstance(step, d.Announce) and revision is not None:
+        if isinstance(step, d.Announce):  # never dispatched again, even if the notes lost the revision
+            revision = revision or d.Revision(ref="?", sha="", shown="?")
             return self._started(job, held, revision, step.run_id, step.run_url)
         try:
             if revision is None:

@@ -257,9 +257,9 @@ def busy_text(job: Job, holder: LockRecord, now: int) -> str:
 
 def started_text(job: Job, revision: Revision, run_id: int | None, run_url: str | None, *, locked: bool) -> str:
     """🔨 Building router (plt)… <run>  /  🚀 Deploying api (prod) at v1.2 (`1a2b3c4`)… <run>."""
-    ref = f"{revision.shown} (`{revision.short_sha}`)"
+    ref = f"{revision.shown} (`{revision.short_sha}`)" if revision.sha else revision.shown
     text = f"{job.spec.start_text(job.component, job.environment, ref)} {run_link(run_id, run_url)}"
-    if job.action is Action.DEPLOY and revision.short_sha not in text:
+    if job.action is Action.DEPLOY and revision.sha and revision.short_sha not in text:
         text += f" — commit `{revision.short_sha}`"
     return text if locked else f"{text} (the distributed lock is switched off)"
 
@@ -276,7 +276,8 @@ def failed_text(job: Job, reason: str, revision: Revision | None, *, locked: boo
 def already_ran_text(job: Job, run: Run) -> str:
     """A redelivered request whose run exists and whose lock has moved on: nothing more to do."""
     link = run_link(run.id, run.html_url)
-    return f"ℹ️ Your {job.spec.slash} {job.component} {job.environment} already started {link}."  # noqa: RUF001
+    at = f" at `{run.head_sha[:7]}`" if run.head_sha and job.action is Action.DEPLOY else ""
+    return f"ℹ️ Your {job.spec.slash} {job.component} {job.environment}{at} already started {link}."  # noqa: RUF001
 
 
 def _sentence(reason: str) -> str:
