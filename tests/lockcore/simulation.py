@@ -70,11 +70,11 @@ class KeyModel:
     def _refusal(self, token: int, owner: str | None) -> Answer | None:
         h = self.holder
         if h is None:
-            return ("refused", "NO_LOCK")
+            return ("refused", "NO_LOCK", None)
         if h.token != token:
-            return ("refused", "STALE_TOKEN")
+            return ("refused", "STALE_TOKEN", h.token)
         if owner is not None and h.owner != owner:
-            return ("refused", "NOT_OWNER")
+            return ("refused", "NOT_OWNER", h.token)
         return None
 
     def release(self, owner: str, token: int, outcome: Status) -> Answer:
@@ -87,7 +87,7 @@ class KeyModel:
             return ("released", token, outcome.value)
         if self.holder.status is outcome:
             return ("released-again", token, outcome.value)
-        return ("refused", "NOT_HELD")
+        return ("refused", "NOT_HELD", self.holder.token)
 
     def extend(self, owner: str, token: int, lease: int, now: int) -> Answer:
         refused = self._refusal(token, owner)
@@ -98,7 +98,7 @@ class KeyModel:
             self.holder.lease_end = now + lease
             return ("extended", token, self.holder.lease_end)
         lapsed = self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED)
-        return ("refused", "LEASE_ENDED" if lapsed else "NOT_HELD")
+        return ("refused", "LEASE_ENDED" if lapsed else "NOT_HELD", self.holder.token)
 
     def note(self, owner: str, token: int, now: int) -> Answer:
         refused = self._refusal(token, owner)
@@ -108,7 +108,7 @@ class KeyModel:
         if self.live(now):
             return ("noted", token)
         lapsed = self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED)
-        return ("refused", "LEASE_ENDED" if lapsed else "NOT_HELD")
+        return ("refused", "LEASE_ENDED" if lapsed else "NOT_HELD", self.holder.token)
 
     def force_release(self, token: int, by: str) -> Answer:
         refused = self._refusal(token, None)
@@ -121,7 +121,7 @@ class KeyModel:
             return ("force-released", token)
         if self.holder.status is Status.FORCE_RELEASED and self.holder.released_by == by:
             return ("force-released-again", token)
-        return ("refused", "NOT_HELD")
+        return ("refused", "NOT_HELD", self.holder.token)
 
     def expire(self, token: int, now: int) -> Answer:
         refused = self._refusal(token, None)
@@ -131,7 +131,7 @@ class KeyModel:
         if self.holder.status is Status.IN_PROGRESS and not self.live(now):
             self.holder.status = Status.EXPIRED
             return ("expired", token)
-        return ("refused", "LEASE_RUNS" if self.live(now) else "NOT_HELD")
+        return ("refused", "LEASE_RUNS" if self.live(now) else "NOT_HELD", self.holder.token)
 
     def ttl_sweep(self, now: int) -> bool:
         """Only an item that still carries `ttl` can go: a legacy one nobody has acquired since."""
@@ -158,8 +158,8 @@ def answer_of(outcome: Outcome) -> Answer:
             return ("noted", record.token)
         case MarkedExpired(record):
             return ("expired", record.token)
-        case NotHolder(reason, _):
-            return ("refused", reason.name)
+        case NotHolder(reason, current):
+            return ("refused", reason.name, current.token or None if current is not None else None)
     raise AssertionError(outcome)  # pragma: no cover
 
 
