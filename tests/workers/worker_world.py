@@ -9,7 +9,6 @@ clients before and after.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import time
 import uuid
@@ -25,6 +24,7 @@ from moto import mock_aws
 
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.record import LockRecord
+from tests.workers import sqs_events as sqs
 from workers import runtime
 from workers.commands import Command, Dispatch
 from workers.config import Action
@@ -42,8 +42,7 @@ IDEMPOTENCY_TABLE = "chatops-idempotency"
 RELEASE_BRANCH = "release/1.2"
 RELEASE_SHA = fake_sha(REPOSITORY, RELEASE_BRANCH)
 MAIN_SHA = fake_sha(REPOSITORY, "main")
-
-_messages = itertools.count(1)
+BUILD_QUEUE = "chatops-build"
 
 
 class Context(LambdaContext):
@@ -108,34 +107,18 @@ class World:
 
 
 def sqs_record(body: str, *, receive_count: int = 1, message_id: str | None = None) -> dict[str, Any]:
-    """One record of an SQS event as Lambda delivers it."""
-    sent = int(time.time() * 1000)
-    return {
-        "messageId": message_id or f"059f36b4-87a3-44ab-83d2-{next(_messages):012d}",
-        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a...",
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": str(sent),
-            "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-            "ApproximateFirstReceiveTimestamp": str(sent + 5),
-        },
-        "messageAttributes": {},
-        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:ca-central-1:123456789012:chatops-build",
-        "awsRegion": "ca-central-1",
-    }
+    """One record of the build queue's SQS event as Lambda delivers it."""
+    return sqs.record(body, queue=BUILD_QUEUE, message_id=message_id, receive_count=receive_count)
 
 
 def sqs_event(*envelopes: CommandEnvelope | str, receive_count: int = 1) -> dict[str, Any]:
     """A batch: each envelope (or raw body) one record."""
-    return {
-        "Records": [
+    return sqs.event(
+        *(
             sqs_record(item if isinstance(item, str) else item.to_json(), receive_count=receive_count)
             for item in envelopes
-        ]
-    }
+        )
+    )
 
 
 def failed_ids(response: dict[str, Any]) -> list[str]:
