@@ -43,19 +43,20 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 DEFAULT_TABLE = "chatbot-build-locks"
-DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_ATTEMPTS = 5  # retries after the first attempt
 _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
 def client_config() -> Config:
-    """Short timeouts, and botocore's standard retry mode unless AWS_RETRY_MODE / AWS_MAX_ATTEMPTS say otherwise
-    (a retries setting in code would override the environment's)."""
-    environment_decides = "AWS_RETRY_MODE" in os.environ or "AWS_MAX_ATTEMPTS" in os.environ
-    if environment_decides:
-        return Config(connect_timeout=3, read_timeout=5)
-    return Config(retries={"mode": "standard", "max_attempts": DEFAULT_MAX_ATTEMPTS}, connect_timeout=3, read_timeout=5)
+    """Short timeouts, and botocore's standard retry mode with 5 retries — unless AWS_RETRY_MODE or
+    AWS_MAX_ATTEMPTS say otherwise (whatever the code sets, botocore would not read from the environment;
+    whatever it leaves out, botocore would default to its legacy mode)."""
+    retries: dict[str, Any] = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
+    if "AWS_MAX_ATTEMPTS" not in os.environ:
+        retries["total_max_attempts"] = DEFAULT_MAX_ATTEMPTS + 1
+    return Config(retries=retries, connect_timeout=3, read_timeout=5)  # type: ignore[arg-type]
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None) -> DynamoDBClient:

@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -18,8 +18,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import make_server
 
 from lockcore import machine as m
-from lockcore.dynamodb import DynamoDBLockStore, _Expression, from_wire
-from lockcore.errors import NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
+from lockcore.dynamodb import DynamoDBLockStore, _Expression, from_wire, make_client
+from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
 from lockcore.expressions import (
     Above,
     Absent,
@@ -256,3 +256,49 @@ def test_the_wire_format_round_trips_numbers_as_integers() -> None:
     assert from_wire({"token": {"N": "3"}, "owner": {"S": "req-a"}}) == {"token": 3, "owner": "req-a"}
     expression = _Expression()
     assert expression.condition(AllOf((Equals("token", 3), Equals("token", 4)))) == "(#n0 = :v0 AND #n0 = :v1)"
+
+
+# ------------------------------------------------------------------------------ the client's configuration
+def test_the_client_retries_in_standard_mode_unless_the_environment_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS"):
+        monkeypatch.delenv(name, raising=False)
+    client = make_client("http://127.0.0.1:9", region="ca-central-1")
+    config: Any = client.meta.config  # botocore's Config is typed without its attributes
+    assert config.retries == {"mode": "standard", "total_max_attempts": 6}  # 5 retries
+    assert (config.connect_timeout, config.read_timeout) == (3, 5)
+    assert (client.meta.endpoint_url, client.meta.region_name) == ("http://127.0.0.1:9", "ca-central-1")
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    adaptive = make_client("http://127.0.0.1:9", region="ca-central-1")
+    assert cast(Any, adaptive.meta.config).retries == {"mode": "adaptive", "total_max_attempts": 6}
+    monkeypatch.delenv("AWS_RETRY_MODE")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    retries = cast(Any, make_client("http://127.0.0.1:9", region="ca-central-1").meta.config).retries
+    assert retries == {"mode": "standard", "total_max_attempts": 2}
+
+
+def test_no_region_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    with pytest.raises(LockStoreError, match="no AWS region: set AWS_REGION"):
+        make_client()
+
+
+def denying(app: WSGI) -> WSGI:
+    def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = json.dumps({"__type": "com.amazon.coral.service#AccessDeniedException", "Message": "not allowed"})
+        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+        return [body.encode()]
+
+    return refuse
+
+
+def test_other_refusals_from_dynamodb_are_one_named_line() -> None:
+    with moto_behind(denying) as url:
+        store = DynamoDBLockStore("locks", client=client_for(url))
+        with pytest.raises(LockStoreError, match=r"^DynamoDB refused the request on 'locks': AccessDenied") as err:
+            store.get(KEY)
+    assert "\n" not in str(err.value) and "not allowed" in str(err.value)
