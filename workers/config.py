@@ -68,7 +68,7 @@ ENV_OVERRIDES = {
 }
 
 # Words the parser gives a meaning of its own; a component or environment may not be called so.
-RESERVED_NAMES = frozenset({"help", "status", "unlock", "*"})
+RESERVED_NAMES = frozenset({"help", "status", "unlock", "cancel", "*"})
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,38}")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
@@ -163,12 +163,13 @@ class Queue(StrEnum):
 
 
 #: Which queue each kind of message goes to (the ``kind`` of :class:`workers.envelope.CommandEnvelope`, plus
-#: Slack interactions and GitHub events). Unlock and its confirm button are the status worker's.
+#: Slack interactions and GitHub events). Unlock and its confirm button are the status worker's, and so is cancel.
 QUEUE_FOR_KIND: Mapping[str, Queue] = {
     "build": Queue.BUILD,
     "deploy": Queue.DEPLOY,
     "status": Queue.STATUS,
     "unlock": Queue.STATUS,
+    "cancel": Queue.STATUS,
     "echo": Queue.ECHO,
     "interaction": Queue.STATUS,
     "workflow_run": Queue.GITHUB,
@@ -246,15 +247,24 @@ class Config:
 
     def response_url_allowed(self, url: str) -> bool:
         """Whether a reply may be sent to ``url``: https on an allowed host (loopback, if allowed, may be http)."""
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-            _ = parts.port  # a malformed port raises here
-        except ValueError:
-            return False
-        if not host or parts.username or parts.password or host not in self.slack.response_url_hosts:
-            return False
-        return parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))
+        return response_url_allowed(url, self.slack.response_url_hosts)
+
+
+def response_url_allowed(url: str, hosts: frozenset[str], *, allow_loopback: bool = False) -> bool:
+    """Whether a reply may go to ``url``: https to one of ``hosts`` (exact, lower-case names; no sub-domains
+    implied), no user info in the URL. A loopback host (``127.0.0.0/8``, ``::1``, ``localhost``) may be http or
+    https when it is listed or ``allow_loopback`` is set — for the local stack only."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        _ = parts.port  # a malformed port raises here
+    except ValueError:
+        return False
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    if _is_loopback(host) and (allow_loopback or host in hosts):
+        return parts.scheme in {"http", "https"}
+    return host in hosts and parts.scheme == "https"
 
 
 def _is_loopback(host: str) -> bool:

@@ -15,7 +15,6 @@ Logs are stdlib ``logging`` under ``workers.slack``, with ``correlation_id`` as 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,11 +27,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
+from workers.config import DEFAULT_RESPONSE_URL_HOSTS, DEFAULT_SLACK_API_URL, response_url_allowed
+
 log = logging.getLogger(__name__)
 
 API_URL_ENV: Final = "SLACK_API_URL"
-DEFAULT_API_URL: Final = "https://slack.com/api/"
-DEFAULT_RESPONSE_HOSTS: Final = frozenset({"hooks.slack.com"})
+DEFAULT_API_URL: Final = DEFAULT_SLACK_API_URL
+DEFAULT_RESPONSE_HOSTS: Final = frozenset(DEFAULT_RESPONSE_URL_HOSTS)
 DEFAULT_TIMEOUT_SECONDS: Final = 10
 
 
@@ -93,18 +94,7 @@ class SlackReplies:
 
     def response_url_allowed(self, url: str) -> bool:
         """https on an allowed host; loopback (http or https) when allowed or listed. No user info in the URL."""
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-            _ = parts.port  # a malformed port raises here
-        except ValueError:
-            return False
-        if not host or parts.username is not None or parts.password is not None:
-            return False
-        loopback = _is_loopback(host)
-        if loopback and (self.allow_loopback or host in self.response_hosts):
-            return parts.scheme in {"http", "https"}
-        return host in self.response_hosts and parts.scheme == "https"
+        return response_url_allowed(url, self.response_hosts, allow_loopback=self.allow_loopback)
 
     # ------------------------------------------------------------------------------------------------ replies
     def reply(self, response_url: str, message: Message, *, correlation_id: str) -> bool:
@@ -180,15 +170,6 @@ class SlackReplies:
             log.warning("%s failed: %s", method, _one_line(error), extra={"correlation_id": correlation_id})
             return False
         return True
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_of(url: str) -> str:

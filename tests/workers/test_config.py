@@ -93,6 +93,7 @@ def test_response_url_allow_list(tmp_path: Path) -> None:
         "https://hooks.slack.com.evil.example/x",
         "https://evil.example/?hooks.slack.com",
         "https://user:pw@hooks.slack.com/x",
+        "https://@hooks.slack.com/x",  # user info, even empty: the workers' SlackReplies would refuse it too
         "https://127.0.0.1/x",  # loopback only when configured
         "https://hooks.slack.com:99999/x",
         "",
