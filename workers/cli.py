@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print exactly one JSON object")
     # Also accepted after the subcommand; SUPPRESS keeps it from overwriting a --table given before.
     common.add_argument("--table", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{locks,demo}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{locks,serve,demo}")
 
     locks = commands.add_parser(
         "locks",
@@ -121,7 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true", help="also the free ones, with their last outcome")
     action("create-table", "create the lock table (does nothing if it exists)", keyed=False)
 
-    commands.add_parser("demo", help="20 users race for one lock on a local DynamoDB (no AWS needed)")
+    serve = commands.add_parser("serve", help="run the whole system on this machine (no AWS, Slack or GitHub needed)")
+    serve.add_argument("--port", type=TOKEN, default=3000, help="HTTP port on 127.0.0.1 (3000; 0: any free one)")
+    serve.add_argument("--config", help="chatops TOML (default: $CHATOPS_CONFIG, else docs/chatops.toml)")
+    serve.add_argument("--github-api-url", default=os.environ.get("GITHUB_API_URL"), help="default: built-in")
+    serve.add_argument("--slack-api-url", default=os.environ.get("SLACK_API_URL"), help="default: built-in")
+    serve.add_argument("--github-delay", type=float, default=30.0, help="the built-in GitHub's run length (30 s)")
+    serve.add_argument("--reaper-every", type=float, default=60.0, help="seconds between reaper runs (60)")
+
+    commands.add_parser("demo", help="the whole story on this machine: five people, one lock, one CI run")
     return parser
 
 
@@ -320,6 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             error.parser.print_usage(sys.stderr)
             print(f"{error.parser.prog}: error: {error}", file=sys.stderr)
         return USAGE
+    if args.command == "serve":
+        try:
+            from workers.localstack import stack  # noqa: PLC0415 - moto is only needed here (the `local` extra)
+        except ImportError as error:
+            return fail(f"serve needs the local stack ({error}): pip install 'chatops-locks[local]'", as_json)
+        return stack.serve(stack.options_from(args))
     if args.command == "demo":
         try:
             from workers import demo  # noqa: PLC0415 - moto is only needed here (the `local` extra)
