@@ -1,65 +1,54 @@
-"""`chatops demo`: twenty people type `/build router plt` at once, and the lock tells them who won.
+"""`chatops demo`: the life of a build, from five people typing `/build` at once to the CI run's end.
 
-Everything runs on this machine: a moto DynamoDB on loopback (requests serialised, so single-item writes are
-atomic as in DynamoDB) and the real DynamoDB lock store over HTTP. No AWS account, no credentials, no network.
-The demo checks its own story as it tells it — exactly one winner, everyone else told who holds the lock,
-tokens only going up, the stale holder refused — and exits 1 if any of it does not hold.
+Everything runs on this machine, in this process: the local stack (:mod:`workers.localstack.stack`) — the router
+behind real HTTP, the SQS queues and DynamoDB tables on a moto server on loopback, the workers polling the
+queues as Lambda would — with stand-ins for Slack and GitHub. The people are a
+:class:`~workers.localstack.workspace.Workspace`: their commands are signed with the signing secret and POSTed
+to the router as Slack posts them; what they "see" is what reached their ``response_url`` and the channel.
+No AWS account, no Slack, no GitHub, no credentials, nothing beyond 127.0.0.1.
+
+The story, each step checked before the next (exit 1 when something does not hold — nothing is assumed):
+
+1. Five people send `/build router plt` at once: one run starts, the other four are told who holds the lock.
+2. `/build status --locks` shows the lock, its holder, its fencing token and its run.
+3. GitHub finishes the run; its signed `workflow_run` webhook releases the lock (COMPLETED) and the result goes
+   to the channel.
+4. The next `/build` goes through, with a higher token.
+5. A deploy is stuck: an admin force-unlocks it (`/deploy unlock`, then the confirm button); a non-admin cannot.
+6. The rollback switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from typing import TextIO, TypeVar
 
 from lockcore import machine as m
-from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, make_client
-from lockcore.record import Status
-from workers import render
-from workers.localstack.motoserver import LocalAWS, use_local_credentials
+from lockcore.dynamodb import DynamoDBLockStore
+from lockcore.record import LockRecord
+from workers.localstack.github import GitHubStandIn, WorkflowRun
+from workers.localstack.slack import PostedMessage, SlackStandIn
+from workers.localstack.stack import LocalStack, StackOptions
+from workers.localstack.workspace import Person, Sent, Workspace, buttons, plain
 
-LOCK_KEY = "build-router-plt"
-LEASE_SECONDS = 600
-USERS = (
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
-    "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yvonne",
-)  # fmt: skip
-
-
-class SimulatedClock:
-    """Real time plus an offset the demo moves forward, so an expired lease needs no ten-minute wait."""
-
-    def __init__(self) -> None:
-        self.offset = 0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: int) -> None:
-        self.offset += seconds
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    user_id: str
-
-    def request(self, attempt: int = 1) -> m.AcquireRequest:
-        # The owner is the Slack request: one per slash command typed.
-        return m.AcquireRequest(
-            lock_key=LOCK_KEY,
-            owner=f"slack-req-{self.name}-{attempt}",
-            lease_seconds=LEASE_SECONDS,
-            locked_by=self.user_id,
-            locked_by_name=self.name,
-            component="router",
-            environment="plt",
-            correlation_id=f"demo-{self.name}-{attempt}",
-        )
+BUILD_KEY = "build-router-plt"
+DEPLOY_KEY = "deploy-api-plt"
+ROLLBACK_KEY = "build-api-plt"
+RACERS = tuple(Person.named(name) for name in ("alice", "bob", "carol", "dave", "erin"))
+ADMIN = Person.named("admin")  # the one admin of docs/chatops.toml: U0ADMIN
+EVERYONE = (*RACERS, ADMIN)
+WAIT_SECONDS = 15.0
+_T = TypeVar("_T")
 
 
 class StoryBroken(Exception):
-    """What the demo showed is not what the lock did."""
+    """What the demo was about to tell is not what the system did."""
 
 
 def expect(condition: bool, what: str) -> None:
@@ -67,182 +56,240 @@ def expect(condition: bool, what: str) -> None:
         raise StoryBroken(what)
 
 
-def heading(text: str) -> None:
-    print(f"\n── {text} " + "─" * max(0, 74 - len(text)))
-
-
-def race(users: list[User], stores: list[DynamoDBLockStore]) -> list[m.AcquireOutcome]:
-    """Every user acquires from its own thread and client, all released at the same instant by a barrier."""
-    outcomes: list[m.AcquireOutcome | None] = [None] * len(users)
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(users))
-
-    def contend(index: int) -> None:
-        try:
-            start.wait()
-            outcomes[index] = stores[index].acquire(users[index].request())
-        except BaseException as error:  # re-raised below, in the main thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=contend, args=(i,), name=f"user-{user.name}") for i, user in enumerate(users)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return [outcome for outcome in outcomes if outcome is not None]
-
-
-def tell(store: DynamoDBLockStore, who: str, what: str, outcome: m.Outcome) -> None:
-    """``  bob      release (token 2)  → refused: …``, continuation lines aligned under the answer."""
-    prefix = f"  {who:<8} {what:<24} → "
-    for line in render.outcome_lines(LOCK_KEY, outcome, store.now()):
-        print(prefix + line.removeprefix(LOCK_KEY + ": ").strip())
-        prefix = " " * len(prefix)
-
-
-def acquired(outcome: m.Outcome, what: str) -> m.Acquired:
-    if not isinstance(outcome, m.Acquired):
-        raise StoryBroken(f"{what}: expected the lock, got {outcome}")
-    return outcome
-
-
-@dataclass(frozen=True)
-class Build:
-    """One /build that holds the lock: who typed it, and the answer that gave it the lock."""
-
-    user: User
-    store: DynamoDBLockStore
-    lock: m.Acquired
-
-    @property
-    def token(self) -> int:
-        return self.lock.token
-
-    @property
-    def owner(self) -> str:
-        return self.lock.record.owner
-
-
 class Story:
     """The demo's steps, in order; each prints what happened and checks it before the next one starts."""
 
-    def __init__(self, aws: LocalAWS) -> None:
-        self.aws = aws
-        self.clock = SimulatedClock()
-        self.users = [User(name, f"U{n:03d}") for n, name in enumerate(USERS, start=1)]
-        # One client per user, as twenty Lambda invocations would have; all share the simulated clock.
-        self.stores = [
-            DynamoDBLockStore(DEFAULT_TABLE, client=make_client(aws.url), clock=self.clock) for _ in self.users
-        ]
-        self.store = self.stores[0]
-        self.requests_before = aws.app.dynamodb_requests
+    def __init__(self, stack: LocalStack, out: TextIO) -> None:
+        self.stack = stack
+        self.out = out
+        self.github: GitHubStandIn = _present(stack.github, "the GitHub stand-in")
+        self.slack: SlackStandIn = _present(stack.slack, "the Slack stand-in")
+        self.workspace = Workspace(stack.url, stack.secrets["SLACK_SIGNING_SECRET"], self.slack)
+        self.store: DynamoDBLockStore = stack.lock_store()
 
-    def store_of(self, user: User) -> DynamoDBLockStore:
-        return self.stores[self.users.index(user)]
+    # ------------------------------------------------------------------------------------------ telling
+    def say(self, line: str = "") -> None:
+        print(line, file=self.out, flush=True)
 
-    def run(self) -> None:
-        self.set_up()
-        first, losers = self.race()
-        self.complete(first)
-        second = self.next_build(losers[0], first)
-        third = self.take_over(losers[1], second)
-        self.stale_release(second)
-        self.fencing_check(third, second)
-        self.finale(third)
+    def heading(self, text: str) -> None:
+        self.say(f"\n── {text} " + "─" * max(0, 86 - len(text)))
 
-    def set_up(self) -> None:
-        print("chatops demo: one build lock, twenty people, a DynamoDB on this machine")
-        created = "created" if self.store.create_table() else "already there"
-        print(f"  moto at {self.aws.url}, one request at a time like DynamoDB's atomic single-item writes")
-        print(f"  lock table {self.store.table!r} {created}; each user below has its own client")
+    def show(self, who: str, text: str) -> None:
+        """One line of what someone saw, mrkdwn made plain."""
+        self.say(f"  {who:<9} {plain(text, EVERYONE)}")
 
-    def race(self) -> tuple[Build, list[User]]:
-        heading(f"1. {len(self.users)} people type `/build router plt` at the same instant")
-        before = self.aws.app.dynamodb_requests
-        outcomes = race(self.users, self.stores)
-        requests = self.aws.app.dynamodb_requests - before
-        winners = [(u, o) for u, o in zip(self.users, outcomes, strict=True) if isinstance(o, m.Acquired)]
-        expect(len(winners) == 1, f"exactly one winner, got {len(winners)}")
-        user, lock = winners[0]
-        first = Build(user, self.store_of(user), acquired(lock, "the winner"))
-        minutes = LEASE_SECONDS // 60
-        print(f"  🔒 {user.name} ({user.user_id}) got the lock: token {first.token}, lease {minutes} min")
-        print(f"  The other {len(self.users) - 1} were told, each in the answer to their own single request:")
-        losers = []
-        for loser, outcome in zip(self.users, outcomes, strict=True):
-            if loser is user:
-                continue
-            if not isinstance(outcome, m.HeldBySomeone) or outcome.holder.owner != first.owner:
-                raise StoryBroken(f"{loser.name} was not told that {user.name} holds the lock: {outcome}")
-            print(f"    {loser.name:<8} {render.holder_line(outcome.holder, self.store.now())}")
-            losers.append(loser)
-        print(f"  {len(outcomes)} acquires, {requests} DynamoDB requests: no loser needed a second read.")
-        return first, losers
-
-    def complete(self, build: Build) -> None:
-        heading("2. The build finishes: the holder releases it as COMPLETED")
-        done = build.store.release(LOCK_KEY, build.owner, build.token, Status.COMPLETED)
-        expect(isinstance(done, m.Released), f"the holder released its own lock, got {done}")
-        tell(self.store, build.user.name, f"release (token {build.token})", done)
-
-    def next_build(self, user: User, previous: Build) -> Build:
-        heading("3. The next /build gets the lock with a higher fencing token")
-        store = self.store_of(user)
-        build = Build(user, store, acquired(store.acquire(user.request(attempt=2)), "the next /build"))
-        expect(build.token > previous.token, f"token {build.token} is above {previous.token}")
-        tell(self.store, user.name, "/build router plt", build.lock)
-        return build
-
-    def take_over(self, user: User, crashed: Build) -> Build:
-        heading(f"4. {crashed.user.name}'s build dies without releasing; its lease runs out")
-        self.clock.advance(11 * 60)
-        print("  (simulated clock +11 min: the 10-minute lease has ended; nobody had to clean up)")
-        lapsed = render.status_line(self.store.get(LOCK_KEY), self.store.now())
-        print(f"  {'':<8} {'show ' + LOCK_KEY:<24} → {lapsed}")
-        store = self.store_of(user)
-        build = Build(user, store, acquired(store.acquire(user.request(attempt=3)), "the takeover"))
-        expect(build.token > crashed.token, f"token {build.token} is above {crashed.token}")
-        tell(self.store, user.name, "/build router plt", build.lock)
-        return build
-
-    def stale_release(self, stale: Build) -> None:
-        heading(f"5. {stale.user.name}'s build wakes up and tries to release with its old token")
-        answer = stale.store.release(LOCK_KEY, stale.owner, stale.token, Status.FAILED)
-        expect(
-            isinstance(answer, m.NotHolder) and answer.reason is m.Refusal.STALE_TOKEN,
-            f"the stale release was refused as STALE_TOKEN, got {answer}",
-        )
-        tell(self.store, stale.user.name, f"release (token {stale.token})", answer)
-
-    def fencing_check(self, holder: Build, stale: Build) -> None:
-        heading("6. The fencing check a deploy runs right before touching production")
-        for build, expected in ((holder, True), (stale, False)):
-            holds = self.store.check(LOCK_KEY, build.token)
-            expect(holds is expected, f"check(token {build.token}) answered {holds}")
-            verdict = "✅ holds the lock: go ahead" if holds else "⛔ not the holder: stop"
-            print(f"  {build.user.name:<8} {f'check --token {build.token}':<24} → {verdict}")
-
-    def finale(self, holder: Build) -> None:
-        heading(f"The lock now (`chatops locks show {LOCK_KEY}`)")
-        state, record = self.store.state(LOCK_KEY)
-        expect(state is m.LockState.HELD and record == holder.lock.record, f"the lock ends held, got {record}")
-        assert record is not None
-        for line in render.table([record], self.store.now()):
-            print(f"  {line}")
-        total = self.aws.app.dynamodb_requests - self.requests_before
-        print(f"\nEvery step above was checked, not assumed ({total} DynamoDB requests in all).")
-
-
-def main() -> int:
-    use_local_credentials()
-    started = time.monotonic()
-    with LocalAWS() as aws:
+    # ------------------------------------------------------------------------------------------ waiting
+    def reply_to(self, sent: Sent, count: int = 1) -> PostedMessage:
+        """The ``count``-th message that reached the request's response_url."""
         try:
-            Story(aws).run()
-        except StoryBroken as broken:
-            print(f"\n❌ the demo's story did not hold: {broken}")
-            return 1
-    print(f"Done in {time.monotonic() - started:.1f} s. Run it again: `chatops demo`.")
+            return self.workspace.await_replies(sent, count, WAIT_SECONDS)[count - 1]
+        except TimeoutError as error:
+            raise StoryBroken(str(error)) from None
+
+    def until(self, condition: Callable[[], bool], what: str) -> None:
+        try:
+            self.stack.wait_until(condition, what, WAIT_SECONDS)
+        except TimeoutError as error:
+            raise StoryBroken(str(error)) from None
+
+    def lock(self, key: str) -> LockRecord:
+        record = self.store.get(key)
+        expect(record is not None, f"{key} has a lock record")
+        assert record is not None
+        return record
+
+    def state(self, key: str) -> m.LockState:
+        return self.store.state(key)[0]
+
+    def runs_of(self, key: str) -> list[WorkflowRun]:
+        return [run for run in self.github.runs if run.name.startswith(f"{key} ")]
+
+    # ------------------------------------------------------------------------------------------ the story
+    def run(self) -> None:
+        winner, run = self.race()
+        self.status(winner)
+        self.completion(winner, run)
+        self.next_build(winner)
+        self.stuck_deploy()
+        self.rollback()
+
+    def together(self, people: Sequence[Person], slash: str, text: str) -> dict[Person, Sent]:
+        """Everyone sends the command from their own thread, released at the same instant."""
+        start = threading.Barrier(len(people))
+        sent: dict[Person, Sent] = {}
+
+        def send(person: Person) -> None:
+            start.wait()
+            sent[person] = self.workspace.command(person, slash, text)
+
+        threads = [threading.Thread(target=send, args=(person,), name=person.name) for person in people]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        expect(len(sent) == len(people), "every request was answered")
+        return sent
+
+    def race(self) -> tuple[Person, WorkflowRun]:
+        self.heading(f"1. {len(RACERS)} people send `/build router plt` at the same moment")
+        sent = self.together(RACERS, "/build", "router plt")
+        for person in RACERS:
+            expect(sent[person].status == 200, f"the router answered {person.name} with 200")
+        self.show("router", f"answered all {len(RACERS)} at once (200): “{sent[RACERS[0]].acknowledgement}”")
+
+        first = {person: self.reply_to(sent[person]) for person in RACERS}
+        started = [person for person in RACERS if first[person].text.startswith("🔨 Building router (plt)")]
+        expect(len(started) == 1, f"exactly one build started, not {len(started)}")
+        winner = started[0]
+        runs = self.runs_of(BUILD_KEY)
+        expect(len(runs) == 1, f"exactly one run was dispatched to GitHub, not {len(runs)}")
+        record = self.lock(BUILD_KEY)
+        expect(record.owner == sent[winner].request_id, "the lock is held by the winner's request")
+        expect(record.locked_by == winner.user_id, "the lock names the winner")
+        self.show(winner.name, f"{first[winner].text}   (in the channel)")
+        self.say(f"  {'GitHub':<9} one run dispatched: #{runs[0].id} “{runs[0].name}”, fencing token {record.token}")
+        for person in RACERS:
+            if person is winner:
+                continue
+            told = first[person].text
+            expect(told.startswith("⚠️ Build already in progress"), f"{person.name} was told the build is running")
+            expect(f"started by {winner.name}" in told, f"{person.name} was told that {winner.name} holds it")
+            self.show(person.name, told)
+        return winner, runs[0]
+
+    def status(self, winner: Person) -> None:
+        self.heading("2. Someone asks `/build status --locks`")
+        asker = next(person for person in RACERS if person is not winner)
+        reply = self.reply_to(self.workspace.command(asker, "/build", "status --locks"))
+        record = self.lock(BUILD_KEY)
+        expect(BUILD_KEY in reply.text and winner.name in reply.text, "status shows the lock and its holder")
+        fields = [
+            field["text"]
+            for block in reply.body.get("blocks", [])
+            if block.get("block_id") == f"lock-{BUILD_KEY}"
+            for field in block.get("fields", [])
+        ]
+        expect(f"*Token*\n{record.token}" in fields, "status shows the fencing token")
+        self.show(asker.name, reply.text)
+        for field in fields:
+            title, _, value = field.partition("\n")
+            self.say(f"  {'':<9}   {title.strip('*') + ':':<10} {plain(value, EVERYONE)}")
+
+    def completion(self, winner: Person, run: WorkflowRun) -> None:
+        self.heading("3. The CI run finishes: GitHub's signed webhook releases the lock")
+        posts_before = len(self.workspace.channel_posts())
+        self.github.start_run(run.id)
+        self.github.complete_run(run.id, "success")
+        self.say(f"  {'GitHub':<9} run #{run.id} completed (success) → POST /github/webhook, X-Hub-Signature-256")
+        self.until(lambda: self.state(BUILD_KEY) is m.LockState.COMPLETED, f"{BUILD_KEY} released as COMPLETED")
+        self.until(lambda: len(self.workspace.channel_posts()) > posts_before, "the result in the channel")
+        result = self.workspace.channel_posts()[-1].text
+        expect(result.startswith("✅ router (plt) built in"), "the channel is told the build succeeded")
+        expect(f"<@{winner.user_id}>" in result, "the result mentions who started it")
+        self.show("#builds", result)
+        self.say(f"  {'lock':<9} {BUILD_KEY}: {self.state(BUILD_KEY).value}, token {self.lock(BUILD_KEY).token}")
+
+    def next_build(self, winner: Person) -> None:
+        self.heading("4. The next `/build router plt` goes through, with a higher fencing token")
+        before = self.lock(BUILD_KEY).token
+        person = next(person for person in reversed(RACERS) if person is not winner)
+        reply = self.reply_to(self.workspace.command(person, "/build", "router plt"))
+        expect(reply.text.startswith("🔨 Building router (plt)"), f"{person.name}'s build started")
+        record = self.lock(BUILD_KEY)
+        expect(record.locked_by == person.user_id and record.token > before, "a new holder with a higher token")
+        expect(len(self.runs_of(BUILD_KEY)) == 2, "a second run was dispatched")
+        self.show(person.name, reply.text)
+        self.say(f"  {'lock':<9} {BUILD_KEY}: held by {person.name}, token {before} → {record.token}")
+        # What a deploy workflow runs right before it touches anything: `chatops locks check KEY --token N`.
+        for token, holds in ((record.token, True), (before, False)):
+            expect(self.store.check(BUILD_KEY, token) is holds, f"check --token {token} answers {holds}")
+            verdict = "✅ holds the lock: go ahead" if holds else "⛔ not the holder: stop"
+            self.say(f"  {'fencing':<9} chatops locks check {BUILD_KEY} --token {token} → {verdict}")
+
+    def stuck_deploy(self) -> None:
+        self.heading("5. A deploy is stuck (its run never reports back): the admin force-unlocks it")
+        deployer, bystander = RACERS[3], RACERS[4]
+        started = self.reply_to(self.workspace.command(deployer, "/deploy", "api plt"))
+        expect(started.text.startswith("🚀 Deploying api (plt)"), "the deploy started")
+        token = self.lock(DEPLOY_KEY).token
+        self.show(deployer.name, started.text)
+
+        refused = self.workspace.command(bystander, "/deploy", "unlock api plt")
+        expect(refused.acknowledgement.startswith("🚫"), "a non-admin is refused by the router, at once")
+        self.show(bystander.name, f"/deploy unlock api plt → {refused.acknowledgement}")
+
+        asked = self.workspace.command(ADMIN, "/deploy", "unlock api plt")
+        prompt = self.reply_to(asked)
+        confirm = next((b for b in buttons(prompt) if b.get("action_id") == "unlock.confirm"), None)
+        expect(confirm is not None, "the admin is shown a confirm button")
+        assert confirm is not None
+        expect(confirm.get("value") == f"{DEPLOY_KEY}:{token}", "the button carries the lock and the token shown")
+        self.show(ADMIN.name, f"/deploy unlock api plt → {prompt.text}")
+        self.show("", "  ".join(f"[{button['text']['text']}]" for button in buttons(prompt)))
+
+        posts_before = len(self.workspace.channel_posts())
+        pressed = self.workspace.press(ADMIN, confirm, asked.response_url)
+        expect(pressed.status == 200, "the button press was accepted")
+        done = self.reply_to(pressed)
+        self.until(lambda: len(self.workspace.channel_posts()) > posts_before, "the channel told of the unlock")
+        record = self.lock(DEPLOY_KEY)
+        expect(self.state(DEPLOY_KEY) is m.LockState.FORCE_RELEASED, f"{DEPLOY_KEY} is FORCE_RELEASED")
+        expect(record.released_by == ADMIN.user_id, "the record says which admin released it")
+        self.show(ADMIN.name, f"[Force unlock] → {done.text}")
+        self.show("#builds", self.workspace.channel_posts()[-1].text)
+
+    def rollback(self) -> None:
+        self.heading("6. The rollback switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
+        with _environment("ENABLE_DISTRIBUTED_LOCK", "false"):
+            sent = list(self.together(RACERS[:2], "/build", "api plt").values())
+            replies = [self.reply_to(request) for request in sent]
+        for request, reply in zip(sent, replies, strict=True):
+            expect("lock is switched off" in reply.text, f"{request.person.name} is told the lock is off")
+            self.show(request.person.name, reply.text)
+        expect(len(self.runs_of(ROLLBACK_KEY)) == 2, "both builds were dispatched: no lock stopped the second")
+        expect(self.store.get(ROLLBACK_KEY) is None, f"no lock was taken for {ROLLBACK_KEY}")
+        self.say(f"  {'GitHub':<9} {len(self.runs_of(ROLLBACK_KEY))} runs of api (plt) at once; no {ROLLBACK_KEY} lock")
+        self.say("  Switch it back (unset it, or `true`) and the lock guards every dispatch again.")
+
+
+def _present(thing: _T | None, what: str) -> _T:
+    if thing is None:
+        raise StoryBroken(f"{what} is not running")
+    return thing
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``name=value`` for the block (the workers read their configuration from the environment, per message)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def main(out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    started = time.monotonic()
+    handle, log_path = tempfile.mkstemp(prefix="chatops-demo-", suffix=".log")  # kept, for whoever wants to read it
+    log = os.fdopen(handle, "w", encoding="utf-8")
+    print("chatops demo: the whole system on this machine — router, queues, workers, DynamoDB, Slack, GitHub", file=out)
+    options = StackOptions(github_delay=None, reaper_seconds=3600)  # the story says when a run ends
+    try:
+        # The workers' JSON logs and EMF metrics go to the log file; this output is the story.
+        with log, contextlib.redirect_stdout(log), LocalStack(options, logs=log) as stack:
+            print(f"  router   {stack.url}  (Slack and GitHub post here, signed)", file=out)
+            print(f"  AWS      {stack.aws_url}  (moto: lock and idempotency tables, 5 queues + DLQs)", file=out)
+            print(f"  workers  polling their queues; their logs: {log_path}", file=out)
+            Story(stack, out).run()
+    except StoryBroken as broken:
+        print(f"\n❌ the demo's story did not hold: {broken}", file=out)
+        print(f"   the workers' logs: {log_path}", file=out)
+        return 1
+    print("\nEvery step above was checked against the lock table, GitHub and Slack, not assumed.", file=out)
+    print(f"Done in {time.monotonic() - started:.1f} s. `chatops serve` runs the same stack for you to try.", file=out)
     return 0

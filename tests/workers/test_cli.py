@@ -401,22 +401,25 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     run = chatops("demo")
     assert run.code == 0, run.out + run.err
     out = run.out
-
-    winners = re.findall(r"🔒 (\w+) \(U\d+\) got the lock: token (\d+)", out)
-    assert len(winners) == 1
-    winner, first_token = winners[0][0], int(winners[0][1])
-    told = re.findall(r"^ {4}(\w+) +held by (\w+) \(U\d+\) since \S+, frees in \S+ \((\S+)\), token (\d+)$", out, re.M)
-    assert len(told) == 19
-    assert {holder for _, holder, _, _ in told} == {winner}
-    assert {int(token) for *_, token in told} == {first_token}
-    assert winner not in {loser for loser, *_ in told}
-    assert "20 acquires, 20 DynamoDB requests" in out
-
-    assert f"release (token {first_token})" in out and "released as COMPLETED" in out
-    later = [int(token) for token in re.findall(r"→ acquired, token (\d+)", out)]
-    assert len(later) == 2 and first_token < later[0] < later[1]
-    assert "(simulated clock +11 min" in out
-    assert f"release (token {later[0]})" in out and f"refused: {Refusal.STALE_TOKEN.value}" in out
-    assert re.search(rf"check --token {later[1]} +→ ✅ holds the lock", out)
-    assert re.search(rf"check --token {later[0]} +→ ⛔ not the holder", out)
     assert "story did not hold" not in out
+
+    race = out.split("── 2.")[0]
+    started = re.findall(r"^  (\w+) +🔨 Building router \(plt\)… run (\d+) +\(in the channel\)$", race, re.M)
+    assert len(started) == 1, race
+    winner, run_id = started[0]
+    told = re.findall(r"^  (\w+) +⚠️ Build already in progress — started by (\w+) ", race, re.M)
+    assert len(told) == 4 and {holder for _, holder in told} == {winner}
+    assert winner not in {loser for loser, _ in told}
+    assert f"one run dispatched: #{run_id}" in race and "fencing token 1" in race
+
+    assert re.search(rf"1 lock held right now: build-router-plt \({winner}\)", out)
+    assert "✅ router (plt) built in" in out and f"started by @{winner}" in out
+    assert "build-router-plt: COMPLETED, token 1" in out
+    assert re.search(r"build-router-plt: held by \w+, token 1 → 2", out)
+    assert re.search(r"--token 2 → ✅ holds the lock", out) and re.search(r"--token 1 → ⛔ not the holder", out)
+
+    assert "🚫 Sorry, you may not run /deploy unlock api plt" in out
+    assert "Force-released `deploy-api-plt` (token 1), recorded as FORCE_RELEASED" in out
+    assert "@admin force-unlocked `deploy-api-plt`" in out
+    assert out.count("(the distributed lock is switched off)") == 2
+    assert "2 runs of api (plt) at once; no build-api-plt lock" in out
