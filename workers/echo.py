@@ -25,7 +25,7 @@ from workers import runtime
 from workers.commands import Echo
 from workers.envelope import CommandEnvelope, EnvelopeError, read_message
 from workers.render import duration
-from workers.slack import Message
+from workers.slack import Message, escape
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,6 @@ class Timing:
             handled_ms=now_ms,
             deliveries=int(count) if isinstance(count, str) and count.isdigit() else 1,
         )
-
-
-def escape(text: str) -> str:
-    """The user's text shown back as text: no mentions, links or ``<!channel>`` made of it."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def echo_message(envelope: CommandEnvelope, echo: Echo, timing: Timing) -> Message:

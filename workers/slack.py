@@ -37,6 +37,12 @@ DEFAULT_RESPONSE_HOSTS: Final = frozenset(DEFAULT_RESPONSE_URL_HOSTS)
 DEFAULT_TIMEOUT_SECONDS: Final = 10
 
 
+def escape(text: str) -> str:
+    """Text a user typed or a record holds, safe inside mrkdwn: no links, mentions or ``<!channel>`` of its own
+    (Slack's three control characters, ``&``, ``<`` and ``>``, as entities)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class ResponseType(StrEnum):
     EPHEMERAL = "ephemeral"
     """Only the user who sent the command sees it (Slack's default)."""

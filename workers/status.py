@@ -62,7 +62,7 @@ from workers.envelope import (
 )
 from workers.render import duration
 from workers.secrets import SecretUnavailable, get_secret
-from workers.slack import Message
+from workers.slack import Message, escape
 from workers.usergroups import GroupLookupFailed, UserGroups
 
 NO_LOCKS = "No builds or deploys hold a lock right now."
@@ -109,11 +109,6 @@ def lock_key_of(command: Unlock, config: Config) -> str:
 
 
 # ---------------------------------------------------------------------------------------- mrkdwn pieces
-def escape(text: str) -> str:
-    """Text a user typed or a record holds, safe inside mrkdwn: no links, mentions or ``<!channel>`` of its own."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def slack_date(at: int) -> str:
     """``<!date^EPOCH^{date_short_pretty} {time}|2026-01-01 10:00 UTC>``: each reader sees their own timezone."""
     fallback = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
