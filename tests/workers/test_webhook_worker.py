@@ -1,0 +1,275 @@
+"""The github worker end to end: a build dispatched by the build worker, its run moved by the GitHub stand-in,
+the stand-in's ``workflow_run`` events signed and posted through the router onto the github queue (SQS on moto),
+and the queue drained into the worker. DynamoDB on moto, Slack on loopback. Nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lockcore.machine import Acquired, AcquireRequest, HeldBySomeone
+from lockcore.record import Status
+from tests.workers.github_events import GitHubEvents, SimulatedClock, github_events, store_at
+from tests.workers.sqs_events import event as sqs_batch
+from tests.workers.sqs_events import record as sqs_record
+from tests.workers.worker_world import Context, World, running_world, sqs_event
+from workers import build, runtime, webhook
+from workers.commands import Dispatch
+from workers.config import Action, current_config
+from workers.envelope import WorkflowRunEnvelope
+from workers.localstack.github import WorkflowRun
+from workers.runlock import Effect, RunReport, result_text
+
+BUILD_KEY = "build-router-plt"
+DEPLOY_KEY = "deploy-api-prod"
+NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with running_world(monkeypatch) as world:
+        yield world
+
+
+@pytest.fixture
+def github(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubEvents]:
+    with github_events(world, monkeypatch) as events:
+        yield events
+
+
+def start_build(world: World, name: str = "a", *, user: str = "alice", command: Dispatch | None = None) -> WorkflowRun:
+    """``/build router plt`` through the build worker: the lock taken, the run dispatched and noted."""
+    assert build.handler(sqs_event(world.envelope(name, command, user=user)), Context()) == NO_FAILURES
+    return world.dispatches()[-1]
+
+
+def deliver(github: GitHubEvents) -> dict[str, Any]:
+    """What is on the github queue, to the worker."""
+    return webhook.handler(github.queued(), Context())
+
+
+def channel_posts(world: World) -> list[str]:
+    return [message.text for message in world.slack.messages("chat.postMessage")]
+
+
+# ------------------------------------------------------------------------------------------------- the end
+def test_success_releases_completed_and_tells_the_channel(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    world.github.start_run(run.id)
+    world.github.complete_run(run.id, "success")
+    github.post_all(run_id=run.id)  # requested, in_progress, completed — in order
+
+    assert deliver(github) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED and lock.released_at is not None
+    [posted] = world.slack.messages("chat.postMessage")
+    assert posted.body["channel"] == "C0BUILDS"
+    assert re.fullmatch(
+        rf"✅ router \(plt\) built in \d+s — started by <@U0ALICE> at <!date\^\d+\^\{{time\}}\|\d\d:\d\d UTC>, "
+        rf"<{re.escape(run.html_url)}\|run {run.id}>",
+        posted.text,
+    ), posted.text
+
+
+@pytest.mark.parametrize("conclusion", ["failure", "cancelled", "timed_out", "startup_failure"])
+def test_any_other_conclusion_releases_failed(world: World, github: GitHubEvents, conclusion: str) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, conclusion)
+    github.post_all(action="completed")
+
+    assert deliver(github) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.FAILED
+    [text] = channel_posts(world)
+    assert text.startswith(f"❌ router (plt) build failed ({conclusion}) after ")
+    assert "started by <@U0ALICE> at <!date^" in text and text.endswith(f"<{run.html_url}|run {run.id}>")
+
+
+def test_a_deploy_names_its_commit(world: World, github: GitHubEvents) -> None:
+    run = start_build(world, command=Dispatch(Action.DEPLOY, "api", "plt", "release/1.2"))
+    world.github.complete_run(run.id, "success")
+    github.post_all(action="completed")
+    assert deliver(github) == NO_FAILURES
+    [text] = channel_posts(world)
+    assert text.startswith(f"✅ api (plt) deployed `{run.head_sha[:7]}` in ")
+
+    lock = world.lock("deploy-api-plt")
+    assert lock is not None
+    failed = result_text(lock, RunReport(run.id, "completed", "failure", run.html_url), int(time.time()))
+    assert failed.startswith(f"❌ api (plt) deploy of `{run.head_sha[:7]}` failed (failure) after ")
+
+
+def test_duplicate_deliveries_release_once_and_tell_the_channel_once(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, "success")
+    [(action, completed)] = github.events("completed")
+    for _ in range(3):  # GitHub's redelivery keeps the delivery id; a retry after a timeout gets a new one
+        assert github.post(action, completed, delivery="same-delivery") == 202
+    assert github.post(action, completed) == 202
+
+    assert deliver(github) == NO_FAILURES
+    assert github.queued()["Records"] == []
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED
+    assert len(channel_posts(world)) == 1
+
+
+def test_a_completion_the_worker_sees_twice_is_a_repeat(world: World, github: GitHubEvents) -> None:
+    """The release itself repeated (the read raced the first release): the store answers a repeat, no message."""
+    run = start_build(world)
+    held = world.lock()
+    assert held is not None
+    world.github.complete_run(run.id, "failure")
+    github.post_all(action="completed")
+    assert deliver(github) == NO_FAILURES
+    locks = webhook.WebhookWorker(current_config(), runtime.lock_store(), runtime.slack_replies()).locks
+    report = RunReport(run.id, "completed", "failure", run.html_url)
+    assert locks.finish(held, report, seen_by="test") is Effect.ALREADY_RELEASED
+    assert len(channel_posts(world)) == 1
+
+
+# ------------------------------------------------------------------------------------- late and foreign events
+def test_a_late_webhook_from_an_older_run_never_releases_the_newer_holder(world: World, github: GitHubEvents) -> None:
+    first = start_build(world, "a", user="alice")
+    world.github.complete_run(first.id, "success")
+    [(_, first_completed)] = github.events("completed", first.id)
+    # The first run's completion is late: meanwhile the lock lapsed and bob took it (simulated: an hour on).
+    later = SimulatedClock(time.time() + 3600)
+    taken = store_at(later).acquire(
+        AcquireRequest(BUILD_KEY, "bob-request", 600, "U0BOB", "bob", "router", "plt", correlation_id="cid-b")
+    )
+    assert isinstance(taken, Acquired) and taken.token == 2
+
+    assert github.post("completed", first_completed) == 202
+    assert deliver(github) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None
+    assert (lock.status, lock.owner, lock.token, lock.correlation_id) == (Status.IN_PROGRESS, "bob-request", 2, "cid-b")
+    assert channel_posts(world) == []
+
+
+def test_a_late_webhook_finding_a_lock_taken_between_read_and_write_changes_nothing(world: World) -> None:
+    """The correlation id matched when read; a newer holder's token refuses the write itself."""
+    run = start_build(world)
+    read = world.lock()
+    assert read is not None
+    later = SimulatedClock(time.time() + 3600)
+    assert isinstance(store_at(later).acquire(AcquireRequest(BUILD_KEY, "bob-request", 600)), Acquired)
+    locks = webhook.WebhookWorker(current_config(), store_at(later), runtime.slack_replies()).locks
+    report = RunReport(run.id, "completed", "success", run.html_url)
+    assert locks.finish(read, report, seen_by="test") is Effect.REFUSED
+    lock = world.lock()
+    assert lock is not None and lock.owner == "bob-request" and lock.status is Status.IN_PROGRESS
+    assert channel_posts(world) == []
+
+
+def test_runs_that_are_not_ours_are_ignored(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, "success")
+    [(action, completed)] = github.events("completed")
+    renamed = {**completed, "name": "CI", "display_title": "Fix the flaky test"}
+    unknown_key = {**completed, "name": "build-api-prod · cid=cid-a", "display_title": "build-api-prod · cid=cid-a"}
+    other_run = {**completed, "id": completed["id"] + 100}
+    for payload in (renamed, unknown_key, other_run):
+        assert github.post(action, payload) == 202
+    assert deliver(github) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS
+    assert channel_posts(world) == []
+
+
+def test_a_message_that_is_not_a_workflow_run_fails_alone(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, "success")
+    github.post_all(action="completed")
+    good = github.queued()["Records"]
+    bad = sqs_record('{"version": 1, "kind": "echo"}', queue="chatops-github", message_id="bad-1")
+    response = webhook.handler(sqs_batch(bad, *good), Context())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "bad-1"}]}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED
+
+
+# ------------------------------------------------------------------------------------------ a run going on
+def test_in_progress_renews_a_lease_that_nears_its_end(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    held = world.lock()
+    assert held is not None and held.lease_expires_at - int(time.time()) > 590
+    world.github.start_run(run.id)
+    [(action, in_progress)] = github.events("in_progress")
+    event = WorkflowRunEnvelope(
+        delivery_id="d-1",
+        correlation_id="router-cid",
+        action=action,
+        run_id=in_progress["id"],
+        run_attempt=1,
+        name=in_progress["name"],
+        display_title=in_progress["display_title"],
+        status=in_progress["status"],
+        conclusion=None,
+        html_url=in_progress["html_url"],
+        head_sha=in_progress["head_sha"],
+        workflow_path=in_progress["path"],
+        repository="example-org/platform",
+        received_at=int(time.time()),
+    )
+    clock = SimulatedClock()
+    worker = webhook.WebhookWorker(current_config(), store_at(clock), runtime.slack_replies())
+
+    assert worker.on_event(event) is Effect.KEPT  # nine minutes and more left of ten: nothing to do
+    clock.advance(320)  # under half the lease left
+    assert worker.on_event(event) is Effect.EXTENDED
+    lock = world.lock()
+    assert lock is not None and lock.lease_expires_at == int(clock()) + 600 and lock.token == held.token
+    assert worker.on_event(event) is Effect.KEPT
+
+
+def test_a_long_deploy_is_kept_alive_by_its_in_progress_events(world: World, github: GitHubEvents) -> None:
+    """A 45-minute deploy under a 30-minute lease: each in_progress event past half the lease renews it, and
+    nobody can take the lock meanwhile; its completion then releases it."""
+    run = start_build(world, command=Dispatch(Action.DEPLOY, "api", "prod", "main"), user="admin")
+    world.github.start_run(run.id)
+    [(_, in_progress)] = github.events("in_progress")
+    [(_, requested)] = github.events("requested")
+    clock = SimulatedClock()
+    store = store_at(clock)
+    worker = webhook.WebhookWorker(current_config(), store, runtime.slack_replies())
+
+    def on_queue(action: str, payload: dict[str, Any]) -> None:
+        assert github.post(action, payload) == 202
+        response = runtime.process_sqs_batch(github.queued(), Context(), lambda r: webhook.handle_record(r, worker))
+        assert response == NO_FAILURES
+
+    on_queue("requested", requested)
+    for _ in range(9):  # every five minutes, 45 minutes in all: GitHub re-sends in_progress as jobs start
+        clock.advance(300)
+        on_queue("in_progress", in_progress)
+        assert isinstance(store.acquire(AcquireRequest(DEPLOY_KEY, "someone-else", 1800)), HeldBySomeone)
+    lock = world.lock(DEPLOY_KEY)
+    assert lock is not None and lock.status is Status.IN_PROGRESS and lock.lease_expires_at > clock()
+
+    world.github.complete_run(run.id, "success")
+    [(_, completed)] = github.events("completed")
+    on_queue("completed", completed)
+    lock = world.lock(DEPLOY_KEY)
+    assert lock is not None and lock.status is Status.COMPLETED
+    [text] = channel_posts(world)
+    assert text.startswith(f"✅ api (prod) deployed `{run.head_sha[:7]}` in 45m")
+
+
+def test_the_lock_table_failing_sends_the_event_back(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, "success")
+    github.post_all(action="completed")
+    queued = github.queued()
+    world.store.client.delete_table(TableName=world.store.table)
+    response = webhook.handler(queued, Context())
+    assert [failure["itemIdentifier"] for failure in response["batchItemFailures"]] == [
+        record["messageId"] for record in queued["Records"]
+    ]
+    assert channel_posts(world) == []
