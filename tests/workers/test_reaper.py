@@ -1,0 +1,205 @@
+"""The reaper: a sweep over the lock table against GitHub, for the events that never came.
+
+Builds are dispatched by the real build worker; GitHub and Slack are the loopback stand-ins; DynamoDB is moto.
+Time is simulated where a lease must run out: the reaper (or the build before it) reads and writes the lock
+table through a store whose clock is told where it stands. The scheduled handler runs on an EventBridge event.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lockcore.machine import Acquired, AcquireRequest, HeldBySomeone
+from lockcore.record import Status
+from tests.workers.github_events import SimulatedClock, build_at, github_events, scheduled_event, store_at
+from tests.workers.worker_world import Context, World, running_world, sqs_event
+from workers import build, reaper, runtime, webhook
+from workers.commands import Dispatch
+from workers.config import Action, current_config
+from workers.localstack.github import WorkflowRun
+from workers.runlock import Effect, ExpiryCause
+
+BUILD_KEY = "build-router-plt"
+DEPLOY_KEY = "deploy-api-prod"
+NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with running_world(monkeypatch) as world:
+        yield world
+
+
+def start_build(world: World, name: str = "a", *, command: Dispatch | None = None) -> WorkflowRun:
+    assert build.handler(sqs_event(world.envelope(name, command)), Context()) == NO_FAILURES
+    return world.dispatches()[-1]
+
+
+def reaper_at(clock: SimulatedClock) -> reaper.Reaper:
+    return reaper.Reaper(current_config(), store_at(clock), runtime.github_client(), runtime.slack_replies())
+
+
+def effects(swept: list[reaper.Swept]) -> dict[str, Effect]:
+    return {item.lock_key: item.effect for item in swept}
+
+
+def channel_posts(world: World) -> list[str]:
+    return [message.text for message in world.slack.messages("chat.postMessage")]
+
+
+# ------------------------------------------------------------------------------------ the missed webhook
+def test_a_missed_webhook_is_recovered_by_the_reaper(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, "success")  # GitHub never delivers the webhook: nobody listens
+
+    answer = reaper.handler(scheduled_event(), Context())
+
+    assert answer == {"locks": 1, "effects": {"released": 1}}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED
+    [text] = channel_posts(world)
+    assert text.startswith("✅ router (plt) built in ") and text.endswith(f"<{run.html_url}|run {run.id}>")
+    assert '"buildLockManager.releaseLock.success":[1.0]' in capsys.readouterr().out
+
+    assert reaper.handler(scheduled_event(), Context()) == {"locks": 0, "effects": {}}  # idempotent
+    assert len(channel_posts(world)) == 1
+
+
+def test_a_failed_run_without_its_webhook_is_released_failed(world: World) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, "timed_out")
+    assert effects(reaper_at(SimulatedClock()).sweep()) == {BUILD_KEY: Effect.RELEASED}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.FAILED
+    [text] = channel_posts(world)
+    assert text.startswith("❌ router (plt) build failed (timed_out) after ")
+
+
+def test_the_reaper_and_a_late_webhook_tell_the_channel_once(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    with github_events(world, monkeypatch) as github:
+        run = start_build(world)
+        world.github.complete_run(run.id, "success")
+        assert effects(reaper_at(SimulatedClock()).sweep()) == {BUILD_KEY: Effect.RELEASED}
+        github.post_all(action="completed")  # the webhook arrives after all
+        assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED
+    assert len(channel_posts(world)) == 1
+
+
+# ------------------------------------------------------------------------------------------- lapsed leases
+def test_a_lapsed_lease_whose_run_vanished_is_expired_with_a_message_and_a_metric(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The build started twenty minutes ago (its lease was ten) and GitHub no longer knows its run.
+    run_clock = SimulatedClock(time.time() - 1200)
+    build_at(run_clock, world.envelope("a"))
+    [run] = world.dispatches()
+    world.github.fail_next(status=404, body={"message": "Not Found"}, method="GET", path_contains=f"/runs/{run.id}")
+    capsys.readouterr()
+
+    answer = reaper.handler(scheduled_event(), Context())
+
+    assert answer == {"locks": 1, "effects": {"expired": 1}}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.EXPIRED and lock.released_at is not None
+    [posted] = world.slack.messages("chat.postMessage")
+    assert posted.body["channel"] == "C0BUILDS"
+    assert re.fullmatch(
+        r"⌛ The build lock on router \(plt\) expired at <!date\^\d+\^\{time\}\|[^>]+>: its run is gone from GitHub "
+        rf"\(<{re.escape(run.html_url)}\|run {run.id}>\)\. It was started by <@U0ALICE> at <!date\^\d+\^\{{time\}}"
+        r"\|[^>]+>\. The lock is free again\.",
+        posted.text,
+    ), posted.text
+    emitted = capsys.readouterr().out
+    assert '"buildLockManager.lock.expired":[1.0]' in emitted and '"Namespace":"ChatOps"' in emitted
+
+    assert reaper.handler(scheduled_event(), Context()) == {"locks": 0, "effects": {}}
+    assert len(channel_posts(world)) == 1
+
+
+def test_a_lapsed_lock_with_no_run_is_expired(world: World) -> None:
+    clock = SimulatedClock()
+    store = store_at(clock)
+    taken = store.acquire(AcquireRequest(BUILD_KEY, "cli-1", 60, "U0CAROL", "carol", "router", "plt", "cid-cli"))
+    assert isinstance(taken, Acquired)
+    store.note(BUILD_KEY, "cli-1", taken.token, channelId="C0OPS")
+
+    assert effects(reaper_at(clock).sweep()) == {BUILD_KEY: Effect.KEPT}  # the lease still runs
+    clock.advance(61)
+    assert effects(reaper_at(clock).sweep()) == {BUILD_KEY: Effect.EXPIRED}
+    [posted] = world.slack.messages("chat.postMessage")
+    assert posted.body["channel"] == "C0OPS" and "no run was ever recorded under it" in posted.text
+    assert reaper_at(clock).sweep() == []
+
+
+def test_a_run_still_going_when_its_lease_lapsed_is_expired_and_said_so(world: World) -> None:
+    run = start_build(world)
+    world.github.start_run(run.id)
+    late = SimulatedClock(time.time() + 601)  # the reaper did not run for a whole lease
+    assert effects(reaper_at(late).sweep()) == {BUILD_KEY: Effect.EXPIRED}
+    [text] = channel_posts(world)
+    assert "its run is still going, but nothing renewed the lease in time" in text
+
+
+def test_a_lock_taken_again_before_the_reaper_writes_is_left_alone(world: World) -> None:
+    start_build(world)
+    late = SimulatedClock(time.time() + 700)
+    sweeper = reaper_at(late)
+    [stale] = [record for record in sweeper.store.list(include_free=True) if record.lock_key == BUILD_KEY]
+    assert isinstance(store_at(late).acquire(AcquireRequest(BUILD_KEY, "bob-request", 600)), Acquired)
+    assert sweeper.locks.expire(stale, ExpiryCause.NO_RUN) is Effect.REFUSED
+    lock = world.lock()
+    assert lock is not None and lock.owner == "bob-request" and lock.status is Status.IN_PROGRESS
+    assert channel_posts(world) == []
+
+
+def test_github_failing_for_one_lock_does_not_stop_the_sweep(world: World) -> None:
+    first = start_build(world, "a")
+    second = start_build(world, "b", command=Dispatch(Action.BUILD, "api", "plt"))
+    world.github.complete_run(second.id, "success")
+    world.github.fail_next(3, status=502, method="GET", path_contains=f"/runs/{first.id}")
+    assert effects(reaper_at(SimulatedClock()).sweep()) == {BUILD_KEY: Effect.KEPT, "build-api-plt": Effect.RELEASED}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS
+
+
+# ------------------------------------------------------------------------------------- a long run kept alive
+def test_a_long_deploy_is_kept_alive_by_the_reaper(world: World) -> None:
+    """A 45-minute deploy under a 30-minute lease, with no in_progress events at all: the reaper renews it each
+    time less than half a lease is left; nobody takes the lock meanwhile; the completion releases it."""
+    run = start_build(world, command=Dispatch(Action.DEPLOY, "api", "prod", "main"))
+    world.github.start_run(run.id)
+    clock = SimulatedClock()
+    store = store_at(clock)
+    extended = 0
+    for _ in range(45):  # every minute
+        clock.advance(60)
+        extended += effects(reaper_at(clock).sweep())[DEPLOY_KEY] is Effect.EXTENDED
+        assert isinstance(store.acquire(AcquireRequest(DEPLOY_KEY, "someone-else", 1800)), HeldBySomeone)
+    assert extended == 2  # at 15 and 30 minutes in (less than 15 of 30 minutes left)
+    world.github.complete_run(run.id, "success")
+    clock.advance(60)
+    assert effects(reaper_at(clock).sweep()) == {DEPLOY_KEY: Effect.RELEASED}
+    [text] = channel_posts(world)
+    assert text.startswith(f"✅ api (prod) deployed `{run.head_sha[:7]}` in 46m")
+
+
+def test_a_run_held_past_the_limit_is_not_renewed(world: World) -> None:
+    run = start_build(world)
+    world.github.start_run(run.id)
+    clock = SimulatedClock()
+    for _ in range(6 * 15 + 5):  # six hours and a quarter; a sweep every four minutes renews a 10-minute lease
+        clock.advance(240)
+        outcome = effects(reaper_at(clock).sweep()).get(BUILD_KEY)
+        if outcome is Effect.EXPIRED:
+            break
+    else:
+        pytest.fail("a run going for more than six hours kept its lock")
+    [text] = channel_posts(world)
+    assert "its run has been going for longer than a lock is kept" in text
