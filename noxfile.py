@@ -58,3 +58,10 @@ def demo(session: nox.Session) -> None:
     """The main job: `chatops demo` on the embedded local stack."""
     session.install("-e", ".[local]")
     session.run("chatops", "demo", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """The Lambda zip for `pulumi up`, reproducibly: `nox -s package -- --stack plt` (default: build/lambda.zip)."""
+    session.install("-e", ".[infra]")
+    session.run("python", "-m", "infra.package", *session.posargs)
