@@ -1,0 +1,135 @@
+"""The ChatOps stack, read top to bottom as the architecture:
+
+    Slack, GitHub ──HTTPS──▶ router (Function URL: /slack/commands, /slack/interactions, /github/webhook)
+                                │ verify, parse, enqueue — nothing slower
+                                ▼
+           SQS: build · deploy · status · echo · github   (each with its DLQ)
+                                │ event source mappings, ReportBatchItemFailures
+                                ▼
+           workers: build (build + deploy) · status · echo · webhook          EventBridge ─▶ reaper
+                                │                                                  │
+                                ▼                                                  ▼
+           DynamoDB: lock table (lockKey) · idempotency records        the lock table (expired leases)
+           SSM SecureStrings (read at run time) · GitHub workflow dispatch · Slack replies
+           CloudWatch: alarms ─▶ SNS e-mail · dashboard
+
+Deploy the tables first (``pulumi up --target`` them, see docs/deploy.md), then everything.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Pulumi runs this file as a script from infra/ (Pulumi.yaml: `main: infra/`): the repository root goes on the
+# path so that the program imports `infra.…` exactly as the tests do.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import pulumi  # noqa: E402
+import pulumi_aws as aws  # noqa: E402
+
+from infra import policies, settings  # noqa: E402
+from infra.artifact import lambda_code  # noqa: E402
+from infra.components.endpoint import HttpsEndpoint, HttpsEndpointArgs  # noqa: E402
+from infra.components.functions import WorkerFunction, WorkerFunctionArgs  # noqa: E402
+from infra.components.monitoring import Monitoring, MonitoringArgs  # noqa: E402
+from infra.components.queues import CommandQueue, CommandQueueArgs  # noqa: E402
+from infra.components.schedule import Schedule, ScheduleArgs  # noqa: E402
+from infra.components.tables import IdempotencyTable, LockTable, TableArgs  # noqa: E402
+from infra.environment import worker_environment  # noqa: E402
+from infra.roster import QUEUES, WORKERS, consumer_of  # noqa: E402
+
+# ------------------------------------------------------------------------------------------ configuration
+config = settings.load(pulumi.get_stack())
+account_id = aws.get_caller_identity().account_id
+region = aws.get_region().region
+code = lambda_code(config, region)
+
+# ------------------------------------------------------------------------------------------------- state
+locks = LockTable("locks", TableArgs(config.lock_table_name))
+idempotency = IdempotencyTable("idempotency", TableArgs(config.idempotency_table_name))
+
+# ------------------------------------------------------------------------------------------------ queues
+queues = {
+    queue: CommandQueue(
+        queue,
+        CommandQueueArgs(
+            queue_name=f"{config.prefix}-{queue}",
+            consumer_timeout_seconds=consumer_of(queue).timeout,
+            max_receive_count=config.max_receive_count,
+        ),
+    )
+    for queue in QUEUES
+}
+
+# --------------------------------------------------------------------------------------------- functions
+functions: dict[str, WorkerFunction] = {}
+for worker in WORKERS:
+    parameter_arns = [policies.parameter_arn(region, account_id, config.ssm_parameters[s]) for s in worker.secrets]
+    statements: list[policies.Statement] = []
+    if worker.sends_to:
+        statements.append(policies.send([queues[queue].arn for queue in worker.sends_to]))
+    if worker.lock_table:
+        statements.append(policies.lock_table(locks.arn, worker.lock_table))
+    if worker.idempotency:
+        statements.append(policies.idempotency_table(idempotency.arn))
+    if parameter_arns:
+        statements.append(policies.read_parameters(parameter_arns))
+        statements.append(policies.decrypt_parameters(region, account_id, parameter_arns))
+    functions[worker.name] = WorkerFunction(
+        worker.name,
+        WorkerFunctionArgs(
+            worker=worker,
+            function_name=f"{config.prefix}-{worker.name}",
+            code=code.archive,
+            layers=code.layers,
+            environment=worker_environment(
+                worker,
+                config,
+                lock_table_name=locks.name,
+                idempotency_table_name=idempotency.name,
+                queue_urls={queue: queues[queue].url for queue in QUEUES},
+            ),
+            statements=statements,
+            log_retention_days=config.log_retention_days,
+            queues=[queues[queue] for queue in worker.consumes],
+        ),
+    )
+
+# ------------------------------------------------------------------------------------- ways in: HTTPS, clock
+(router,) = (worker for worker in WORKERS if worker.http)
+endpoint = HttpsEndpoint("router", HttpsEndpointArgs(function_name=functions[router.name].name))
+for worker in WORKERS:
+    if worker.schedule:
+        Schedule(
+            worker.name,
+            ScheduleArgs(
+                rule_name=f"{config.prefix}-{worker.name}",
+                expression=worker.schedule,
+                function_name=functions[worker.name].name,
+                function_arn=functions[worker.name].arn,
+            ),
+        )
+
+# -------------------------------------------------------------------------------------------- monitoring
+monitoring = Monitoring(
+    "monitoring",
+    MonitoringArgs(
+        prefix=config.prefix,
+        region=region,
+        alarm_email=config.alarm_email,
+        dead_letter_queues={queue: queues[queue].dead_letters_name for queue in QUEUES},
+        functions={name: function.name for name, function in functions.items()},
+    ),
+)
+
+# ----------------------------------------------------------------------------------------------- outputs
+pulumi.export("slackRequestUrl", endpoint.slack_commands_url)
+pulumi.export("slackInteractivityUrl", endpoint.slack_interactions_url)
+pulumi.export("githubWebhookUrl", endpoint.github_webhook_url)
+pulumi.export("lockTableName", locks.name)
+pulumi.export("idempotencyTableName", idempotency.name)
+pulumi.export("alarmTopicArn", monitoring.topic_arn)
+pulumi.export("distributedLockEnabled", config.lock_enabled)

@@ -1,0 +1,114 @@
+"""Every Lambda function of the service, one row each: what runs it, what feeds it, what it may touch.
+
+Adding a worker is one line in :data:`WORKERS`. Everything else follows from its row: the queue and DLQ it
+consumes (visibility at least six times its timeout), its log group, its role with exactly the DynamoDB actions
+and SSM parameters named here, its environment, its alarms. The row is the least-privilege contract: a handler
+that starts calling a new DynamoDB action, or reading another secret, changes its row in the same commit.
+
+What each handler calls, as read from the code (``workers/`` and ``lockcore/``):
+
+- lockcore's :class:`~lockcore.dynamodb.DynamoDBLockStore`: every transition is one conditional ``UpdateItem``
+  (a refusal from a DynamoDB-compatible store without ``ALL_OLD`` costs one ``GetItem``); reading a lock is
+  ``GetItem``; listing locks (``/build status --locks``, the reaper) is ``Scan``.
+- Powertools Idempotency (the build worker): ``GetItem``, ``PutItem``, ``UpdateItem``, ``DeleteItem`` on its own
+  table.
+- Secrets: :func:`workers.secrets.get_secret` reads ``$<NAME>_PARAM`` with SSM ``GetParameter`` (decrypted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Secret = Literal["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET"]
+SECRETS: Final[tuple[Secret, ...]] = (
+    "SLACK_SIGNING_SECRET",
+    "SLACK_BOT_TOKEN",
+    "GITHUB_TOKEN",
+    "GITHUB_WEBHOOK_SECRET",
+)
+
+LockAction = Literal["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
+IDEMPOTENCY_ACTIONS: Final = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+
+#: The router's queues (:class:`workers.config.Queue`): the router sends to each, one worker consumes each.
+QUEUES: Final = ("build", "deploy", "status", "echo", "github")
+
+WORKER_TIMEOUT_SECONDS: Final = 45
+"""The reference design's timeout for the queue workers (was 60 s)."""
+
+_READ_WRITE_LOCKS: Final[tuple[LockAction, ...]] = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+_ALL_LOCKS: Final[tuple[LockAction, ...]] = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan")
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    """Short name: the function is ``chatops-<stack>-<name>``."""
+    handler: str
+    """``module.function`` inside the artifact."""
+    consumes: tuple[str, ...] = ()
+    """The queues (of :data:`QUEUES`) whose messages it handles, through an event source mapping each."""
+    timeout: int = WORKER_TIMEOUT_SECONDS
+    memory: int = 256
+    secrets: tuple[Secret, ...] = ()
+    lock_table: tuple[LockAction, ...] = ()
+    """The lock table actions it calls; empty: it gets neither the table's name nor any access to it."""
+    idempotency: bool = False
+    """Whether it keeps Powertools Idempotency records (its own table)."""
+    sends_to: tuple[str, ...] = ()
+    """The queues it writes to (the router)."""
+    http: bool = False
+    """Whether it answers HTTPS (the Function URL: Slack and GitHub call it)."""
+    schedule: str | None = None
+    """An EventBridge schedule expression that invokes it."""
+
+    @property
+    def handler_module(self) -> str:
+        return self.handler.rpartition(".")[0]
+
+
+# fmt: off
+WORKERS: Final[tuple[Worker, ...]] = (
+    Worker("router", "workers.router.handler", timeout=10, memory=512, http=True, sends_to=QUEUES,
+           secrets=("SLACK_SIGNING_SECRET", "GITHUB_WEBHOOK_SECRET", "SLACK_BOT_TOKEN")),
+    Worker("build", "workers.build.handler", consumes=("build", "deploy"), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
+           lock_table=_READ_WRITE_LOCKS, idempotency=True),
+    Worker("status", "workers.status.handler", consumes=("status",), secrets=("SLACK_BOT_TOKEN",),
+           lock_table=_ALL_LOCKS),
+    Worker("echo", "workers.echo.handler", consumes=("echo",), secrets=("SLACK_BOT_TOKEN",)),
+    Worker("webhook", "workers.webhook.handler", consumes=("github",), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
+           lock_table=_ALL_LOCKS, idempotency=True),
+    Worker("reaper", "workers.reaper.handler", schedule="rate(1 minute)", secrets=("SLACK_BOT_TOKEN",),
+           lock_table=_ALL_LOCKS),
+)
+# fmt: on
+
+
+def consumer_of(queue: str) -> Worker:
+    """The one worker that consumes ``queue``."""
+    (worker,) = (worker for worker in WORKERS if queue in worker.consumes)
+    return worker
+
+
+def check(workers: tuple[Worker, ...] = WORKERS) -> None:
+    """The roster's own rules; :class:`ValueError` names the row that breaks one."""
+    names = [worker.name for worker in workers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"roster: a worker name is used twice: {names}")
+    consumers: Mapping[str, list[str]] = {q: [w.name for w in workers if q in w.consumes] for q in QUEUES}
+    for queue, by in consumers.items():
+        if len(by) != 1:
+            raise ValueError(f"roster: queue {queue!r} must have exactly one consumer, has {by or 'none'}")
+    for worker in workers:
+        unknown = set(worker.consumes) | set(worker.sends_to)
+        if unknown - set(QUEUES):
+            raise ValueError(f"roster: {worker.name}: unknown queues {sorted(unknown - set(QUEUES))}")
+        if not 1 <= worker.timeout <= 900:
+            raise ValueError(f"roster: {worker.name}: timeout {worker.timeout}s is outside Lambda's 1-900 s")
+        if worker.consumes and worker.timeout * 6 > 43_200:
+            raise ValueError(f"roster: {worker.name}: 6 x {worker.timeout}s exceeds SQS's 12-hour visibility limit")
+
+
+check()
