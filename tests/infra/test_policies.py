@@ -1,0 +1,155 @@
+"""IAM, as CrossGuard would check it if it ran without the CLI: every policy document of the stack is walked.
+
+Fails on a wildcard account, a wildcard action, or a resource that is not the project's own (one of the
+stack's resources, one of its configured SSM parameters, or — for ``kms:Decrypt`` through SSM only — the
+account's keys in the region). Then each role is held to exactly what its roster row says.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.roster import IDEMPOTENCY_ACTIONS, WORKERS, Worker
+from tests.infra.stack import ACCOUNT_ID, Deployment, stack_config
+
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+ROLE = "aws:iam/role:Role"
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(deployment: Deployment) -> Iterator[tuple[str, dict[str, Any]]]:
+    for policy in deployment.of_type(ROLE_POLICY):
+        document = json.loads(policy.inputs["policy"])
+        assert document["Version"] == "2012-10-17"
+        for statement in document["Statement"]:
+            yield policy.inputs["role"], statement
+
+
+def _parameter_arns(deployment: Deployment) -> set[str]:
+    config = stack_config(deployment.stack)
+    region = config["aws:region"]
+    return {
+        f"arn:aws:ssm:{region}:{ACCOUNT_ID}:parameter/{name.lstrip('/')}"
+        for name in config["chatops:ssmParameters"].values()
+    }
+
+
+def _role_actions(deployment: Deployment, role: str) -> dict[str, set[str]]:
+    """Action → the resources it is allowed on, for one role."""
+    allowed: dict[str, set[str]] = {}
+    for owner, statement in _statements(deployment):
+        if owner == role:
+            for action in _listed(statement["Action"]):
+                allowed.setdefault(action, set()).update(_listed(statement["Resource"]))
+    return allowed
+
+
+# ------------------------------------------------------------------------------------------- every document
+def test_every_statement_allows_named_actions_only(deployment: Deployment) -> None:
+    statements = list(_statements(deployment))
+    assert len(statements) >= len(WORKERS) * 2
+    for role, statement in statements:
+        assert statement["Effect"] == "Allow"
+        assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, role  # no NotAction…
+        for action in _listed(statement["Action"]):
+            service, _, name = action.partition(":")
+            assert service and name, (role, action)
+            assert "*" not in action and "?" not in action, (role, action)
+
+
+def test_every_resource_is_the_projects_own_in_this_account_and_region(deployment: Deployment) -> None:
+    region = stack_config(deployment.stack)["aws:region"]
+    own = deployment.arns()
+    parameters = _parameter_arns(deployment)
+    for role, statement in _statements(deployment):
+        for resource in _listed(statement["Resource"]):
+            assert resource != "*", role
+            partition, service, resource_region, account = resource.split(":")[1:5]
+            assert (partition, resource_region, account) == ("aws", region, ACCOUNT_ID), (role, resource)
+            if service == "ssm":
+                assert resource in parameters, (role, resource)
+            elif service == "kms":
+                assert resource == f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/*", (role, resource)
+                condition = statement["Condition"]["StringEquals"]
+                assert condition["kms:ViaService"] == f"ssm.{region}.amazonaws.com"
+                assert set(_listed(condition["kms:EncryptionContext:PARAMETER_ARN"])) <= parameters
+                assert _listed(statement["Action"]) == ["kms:Decrypt"]
+            elif service == "logs":
+                group = resource.removesuffix(":log-stream:*")
+                assert group in own and group.endswith(f"log-group:/aws/lambda/{role}"), (role, resource)
+            else:
+                assert resource in own, (role, resource)
+                assert "*" not in resource, (role, resource)
+
+
+def test_every_role_is_assumed_by_lambda_only(deployment: Deployment) -> None:
+    roles = deployment.of_type(ROLE)
+    assert len(roles) == len(WORKERS)
+    for role in roles:
+        document = json.loads(role.inputs["assumeRolePolicy"])
+        assert document["Statement"] == [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
+        assert "inlinePolicies" not in role.inputs and "managedPolicyArns" not in role.inputs  # deprecated in v7
+
+
+def test_one_role_and_one_role_policy_per_function(deployment: Deployment) -> None:
+    functions = {f.inputs["name"]: f.inputs["role"] for f in deployment.of_type("aws:lambda/function:Function")}
+    roles = {r.inputs["name"]: r["arn"] for r in deployment.of_type(ROLE)}
+    assert {functions[name] for name in functions} == {roles[name] for name in functions}
+    assert sorted(p.inputs["role"] for p in deployment.of_type(ROLE_POLICY)) == sorted(roles)
+
+
+# ------------------------------------------------------------------------------------------- role by role
+@pytest.mark.parametrize("worker", WORKERS, ids=lambda worker: worker.name)
+def test_each_role_allows_exactly_what_its_row_says(deployment: Deployment, worker: Worker) -> None:
+    prefix = f"chatops-{deployment.stack}"
+    config = stack_config(deployment.stack)
+    region = config["aws:region"]
+    allowed = _role_actions(deployment, f"{prefix}-{worker.name}")
+
+    def arn(service: str, name: str) -> str:
+        return f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"
+
+    expected: dict[str, set[str]] = {
+        "logs:CreateLogStream": {arn("logs", f"log-group:/aws/lambda/{prefix}-{worker.name}:log-stream:*")},
+        "logs:PutLogEvents": {arn("logs", f"log-group:/aws/lambda/{prefix}-{worker.name}:log-stream:*")},
+    }
+    consumed = {arn("sqs", f"{prefix}-{queue}") for queue in worker.consumes}
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes") if consumed else ():
+        expected[action] = consumed
+    if worker.sends_to:
+        expected["sqs:SendMessage"] = {arn("sqs", f"{prefix}-{queue}") for queue in worker.sends_to}
+    lock_table = arn("dynamodb", f"table/{config['chatops:lockTableName']}")
+    idempotency_table = arn("dynamodb", f"table/{prefix}-idempotency")
+    for action in worker.lock_table:
+        expected.setdefault(action, set()).add(lock_table)
+    for action in IDEMPOTENCY_ACTIONS if worker.idempotency else ():
+        expected.setdefault(action, set()).add(idempotency_table)
+    if worker.secrets:
+        names = config["chatops:ssmParameters"]
+        expected["ssm:GetParameter"] = {arn("ssm", f"parameter{names[secret]}") for secret in worker.secrets}
+        expected["kms:Decrypt"] = {arn("kms", "key/*")}
+    assert allowed == expected
+
+
+def test_the_router_only_enqueues_and_reads_its_secrets(deployment: Deployment) -> None:
+    allowed = _role_actions(deployment, f"chatops-{deployment.stack}-router")
+    assert {action.split(":")[0] for action in allowed} == {"sqs", "ssm", "kms", "logs"}
+    assert {action for action in allowed if action.startswith("sqs:")} == {"sqs:SendMessage"}
+    assert not any(action.startswith("dynamodb:") for action in allowed)
+
+
+def test_ssm_arns_spell_out_the_account_id(deployment: Deployment) -> None:
+    for _, statement in _statements(deployment):
+        for resource in _listed(statement["Resource"]):
+            if resource.startswith("arn:aws:ssm:"):
+                assert resource.split(":")[4] == ACCOUNT_ID
+                assert "*" not in resource
