@@ -13,6 +13,12 @@ What each handler calls, as read from the code (``workers/`` and ``lockcore/``):
 - Powertools Idempotency (the build worker): ``GetItem``, ``PutItem``, ``UpdateItem``, ``DeleteItem`` on its own
   table.
 - Secrets: :func:`workers.secrets.get_secret` reads ``$<NAME>_PARAM`` with SSM ``GetParameter`` (decrypted).
+
+Per worker: build (``/build``, ``/deploy``) acquires, notes and releases (UpdateItem, GetItem), keeps idempotency
+records, dispatches to GitHub and replies in Slack; status reads, lists and force-releases (GetItem, Scan,
+UpdateItem) and replies; echo only replies; webhook (GitHub's ``workflow_run``) reads one lock and releases or
+renews it (GetItem, UpdateItem) and tells the channel; the reaper scans every lock, asks GitHub about its run and
+releases, renews or expires it (Scan, GetItem, UpdateItem), telling the channel.
 """
 
 from __future__ import annotations
@@ -78,9 +84,9 @@ WORKERS: Final[tuple[Worker, ...]] = (
     Worker("status", "workers.status.handler", consumes=("status",), secrets=("SLACK_BOT_TOKEN",),
            lock_table=_ALL_LOCKS),
     Worker("echo", "workers.echo.handler", consumes=("echo",), secrets=("SLACK_BOT_TOKEN",)),
-    Worker("webhook", "workers.webhook.handler", consumes=("github",), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
-           lock_table=_ALL_LOCKS, idempotency=True),
-    Worker("reaper", "workers.reaper.handler", schedule="rate(1 minute)", secrets=("SLACK_BOT_TOKEN",),
+    Worker("webhook", "workers.webhook.handler", consumes=("github",), secrets=("SLACK_BOT_TOKEN",),
+           lock_table=_READ_WRITE_LOCKS),
+    Worker("reaper", "workers.reaper.handler", schedule="rate(1 minute)", secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_ALL_LOCKS),
 )
 # fmt: on
