@@ -3,8 +3,9 @@
 Three steps, each a pure function of its inputs (the configuration included), none doing I/O:
 
 - **parse** — :func:`parse` turns ``("/build", "router plt")`` into a :data:`Command` (``Dispatch``,
-  ``LockStatus``, ``Unlock``, ``Echo``) or into :class:`Help` / :class:`Usage`, which the router answers at once.
-  A component or environment outside the configured sets is a :class:`Usage`, so it never reaches a queue.
+  ``LockStatus``, ``Unlock``, ``Cancel``, ``Echo``) or into :class:`Help` / :class:`Usage`, which the router
+  answers at once. A component or environment outside the configured sets is a :class:`Usage`, so it never
+  reaches a queue.
 - **decide** — :func:`check_origin` refuses another workspace or app; :func:`audience_for` says who may run a
   command; :func:`decide` answers :class:`Allowed` or :class:`Refused` from the user's id and the user groups
   they are known to be in (looking the groups up is the caller's I/O, see :mod:`workers.usergroups`).
@@ -15,6 +16,7 @@ The forms::
 
     /build <component> <env>            /deploy <component> <env> [ref]
     /build status --locks               /build unlock <component> <env>   (admins; /deploy unlock too)
+    /build cancel <component> <env>     (the holder or an admin; /deploy cancel too)
     /echo <text>                        /build help
 """
 
@@ -64,6 +66,19 @@ class Unlock:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    """``/build cancel router plt``: cancel the run holding ``build-router-plt`` and release the lock.
+
+    Anyone may send it; the worker (:mod:`workers.cancel`) lets only the holder or an admin through, because
+    only the lock knows who holds it."""
+
+    action: Action
+    component: str
+    environment: str
+    kind: ClassVar[str] = "cancel"
+
+
+@dataclass(frozen=True)
 class Echo:
     """``/echo <text>``: a liveness check through the router, the queue and a worker."""
 
@@ -71,7 +86,7 @@ class Echo:
     kind: ClassVar[str] = "echo"
 
 
-Command = Dispatch | LockStatus | Unlock | Echo
+Command = Dispatch | LockStatus | Unlock | Cancel | Echo
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,9 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
     if verb == "unlock":
         target = _target(slash, words[1:], config, f"{slash} unlock <component> <env>")
         return target if isinstance(target, Usage) else Unlock(action, *target)
+    if verb == "cancel":
+        target = _target(slash, words[1:], config, f"{slash} cancel <component> <env>")
+        return target if isinstance(target, Usage) else Cancel(action, *target)
     target = _target(slash, words[:2], config, f"{slash} <component> <env>")
     if isinstance(target, Usage):
         return target
@@ -194,7 +212,7 @@ def audience_for(config: Config, command: Command) -> Audience:
             return config.authorization.audience(action, environment)
         case Unlock():
             return config.authorization.admins
-        case LockStatus() | Echo():
+        case LockStatus() | Echo() | Cancel():  # Cancel: the worker checks holder-or-admin against the lock
             return ANYONE
 
 
@@ -217,6 +235,8 @@ def describe(command: Command) -> str:
             return " ".join(part for part in (action.slash, component, environment, ref) if part)
         case Unlock(action=action, component=component, environment=environment):
             return f"{action.slash} unlock {component} {environment}"
+        case Cancel(action=action, component=component, environment=environment):
+            return f"{action.slash} cancel {component} {environment}"
         case LockStatus():
             return "/build status --locks"
         case Echo():
@@ -255,6 +275,7 @@ def help_text(config: Config, slash: str = "/build") -> str:
             "• `/deploy <component> <env> [ref]` — deploy a branch, tag or commit (default branch if omitted)",
             "• `/build status --locks` — every lock held right now",
             "• `/build unlock <component> <env>` — force-release a stuck lock (admins)",
+            "• `/build cancel <component> <env>` — cancel the run and free its lock (who started it, or admins)",
             "• `/echo <text>` — check that ChatOps is alive",
             f"• `{slash} help` — this message",
             f"Components: {components}. Environments: {environments}.",
@@ -279,6 +300,8 @@ def acknowledgement(command: Command, lock_enabled: bool = True) -> str:
             next_step = "checking the lock" if lock_enabled else "starting the workflow"
         case Unlock():
             next_step = "looking up the holder"
+        case Cancel():
+            next_step = "cancelling the run"
         case LockStatus():
             next_step = "looking up the locks"
         case Echo():

@@ -3,7 +3,7 @@
 Every message body is one JSON object with ``"version"`` and ``"kind"``; :func:`read_message` returns the
 matching class, or raises :class:`EnvelopeError` (one line) when the body is not one of ours.
 
-- :class:`CommandEnvelope` (kinds ``build``, ``deploy``, ``status``, ``unlock``, ``echo``): a slash command
+- :class:`CommandEnvelope` (kinds ``build``, ``deploy``, ``status``, ``unlock``, ``cancel``, ``echo``): a slash command
   already verified, parsed and authorized. ``request_id`` is Slack's ``trigger_id`` — unique per invocation, the
   worker's idempotency key and the lock owner. ``command`` is the parsed :data:`workers.commands.Command`.
 - :class:`InteractionEnvelope` (kind ``interaction``): a button press from a message a worker posted (the unlock
@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from workers.commands import Command, Dispatch, Echo, LockStatus, Unlock
+from workers.commands import Cancel, Command, Dispatch, Echo, LockStatus, Unlock
 from workers.config import Action
 
 VERSION = 1
@@ -49,6 +49,8 @@ def command_json(command: Command) -> dict[str, Any]:
             }
         case Unlock(action=action, component=component, environment=environment):
             return {"kind": "unlock", "action": action.value, "component": component, "environment": environment}
+        case Cancel(action=action, component=component, environment=environment):
+            return {"kind": "cancel", "action": action.value, "component": component, "environment": environment}
         case LockStatus():
             return {"kind": "status"}
         case Echo(text=text):
@@ -65,6 +67,8 @@ def command_from_json(data: dict[str, Any]) -> Command:
             return Dispatch(Action(kind), _text(data, "component"), _text(data, "environment"), ref)
         if kind == "unlock":
             return Unlock(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
+        if kind == "cancel":
+            return Cancel(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
         if kind == "status":
             return LockStatus()
         if kind == "echo":
@@ -301,7 +305,7 @@ class WorkflowRunEnvelope:
 
 
 Envelope = CommandEnvelope | InteractionEnvelope | WorkflowRunEnvelope
-COMMAND_KINDS = frozenset({"build", "deploy", "status", "unlock", "echo"})
+COMMAND_KINDS = frozenset({"build", "deploy", "status", "unlock", "cancel", "echo"})
 
 
 def read_message(body: str) -> Envelope:

@@ -293,6 +293,7 @@ def _group_of(command: c.Command) -> str:
         case (
             c.Dispatch(action=action, component=component, environment=environment)
             | c.Unlock(action=action, component=component, environment=environment)
+            | c.Cancel(action=action, component=component, environment=environment)
         ):
             return f"{action.value}-{component}-{environment}"
         case _:

@@ -19,6 +19,7 @@ the buttons of the unlock prompt). For each:
   the button twice — or a redelivery — finds the release already done by the same admin: the prompt says so,
   the channel is not told twice.
 - **unlock.cancel** — the prompt is replaced by "Unlock cancelled."; nothing is written.
+- **cancel** (``/build cancel <component> <env>``) — the holder's or an admin's: :mod:`workers.cancel`.
 
 Deciding and rendering are pure functions of the records, the outcome and the clock (``now``, epoch seconds),
 tested alone; :func:`handle` does the I/O around them.
@@ -49,7 +50,7 @@ from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, epoch
 from lockcore.store import LockStore
 from workers import runtime
-from workers.commands import LockStatus, Refused, Unlock, admits, describe, refusal_text
+from workers.commands import Cancel, LockStatus, Refused, Unlock, admits, describe, refusal_text
 from workers.config import Audience, Config, current_config
 from workers.envelope import (
     UNLOCK_CANCEL_ACTION,
@@ -357,6 +358,10 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 _status(envelope, store)
             case CommandEnvelope(command=Unlock() as command):
                 _unlock(envelope, command, config, store)
+            case CommandEnvelope(command=Cancel() as command):
+                from workers import cancel  # noqa: PLC0415 — cancel builds on this module: imported when needed
+
+                cancel.handle(envelope, command, config=config, store=store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CONFIRM_ACTION:
                 _confirm(envelope, config, store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CANCEL_ACTION:

@@ -1,0 +1,175 @@
+"""``/build cancel <component> <env>``: parsed and routed like unlock, handled by the status worker's queue.
+
+End to end from a build the build worker really dispatched: the cancel message as the router queues it, the run
+cancelled in the GitHub stand-in, the lock in DynamoDB (moto), the words in the Slack stand-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lockcore.machine import Acquired, AcquireRequest
+from lockcore.record import Status
+from tests.workers.github_events import github_events
+from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, running_world, sqs_event
+from workers import build, runtime, status, webhook
+from workers.cancel import Cancelled, CancelWorker
+from workers.commands import Cancel, Usage, acknowledgement, audience_for, describe, parse
+from workers.config import QUEUE_FOR_KIND, Action, Queue, current_config, load_config
+from workers.envelope import CommandEnvelope, read_message
+
+BUILD_KEY = "build-router-plt"
+NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
+CANCEL = Cancel(Action.BUILD, "router", "plt")
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with running_world(monkeypatch) as world:
+        yield world
+
+
+def start_build(world: World, *, user: str = "alice") -> int:
+    assert build.handler(sqs_event(world.envelope("a", user=user)), Context()) == NO_FAILURES
+    return world.dispatches()[-1].id
+
+
+def cancel(world: World, name: str, user: str, command: Cancel = CANCEL, channel: str = "C0BUILDS") -> str:
+    """Send the cancel through the status worker; the one reply its sender got."""
+    envelope = world.envelope(name, command, user=user, channel=channel)
+    assert status.handler(sqs_event(envelope), Context()) == NO_FAILURES
+    [reply] = world.replies_to(name)
+    return reply.text
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+def test_cancel_is_parsed_routed_and_acknowledged_like_unlock() -> None:
+    config = load_config(SHIPPED_CONFIG, {})
+    assert parse("/build", "cancel Router PLT", config) == CANCEL
+    assert parse("/deploy", "cancel api prod", config) == Cancel(Action.DEPLOY, "api", "prod")
+    assert isinstance(parse("/build", "cancel router", config), Usage)
+    assert isinstance(parse("/build", "cancel router nowhere", config), Usage)
+    assert describe(CANCEL) == "/build cancel router plt"
+    assert acknowledgement(CANCEL) == "⏳ Got it: /build cancel router plt — cancelling the run…"
+    assert audience_for(config, CANCEL).anyone  # the worker decides: only the lock knows its holder
+    assert QUEUE_FOR_KIND["cancel"] is Queue.STATUS
+
+
+def test_a_cancel_envelope_goes_through_the_queue_intact(world: World) -> None:
+    envelope = world.envelope("c", Cancel(Action.DEPLOY, "api", "prod"), user="bob")
+    back = read_message(envelope.to_json())
+    assert isinstance(back, CommandEnvelope) and back == envelope and back.kind == "cancel"
+
+
+# -------------------------------------------------------------------------------------------- who may
+def test_the_holder_cancels_their_own_build(world: World) -> None:
+    run_id = start_build(world, user="alice")
+    run_url = world.github.run(run_id).html_url
+
+    reply = cancel(world, "c", "alice")
+
+    assert world.github.run(run_id).status == "completed"
+    assert world.github.run(run_id).conclusion == "cancelled"
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.FORCE_RELEASED
+    assert (lock.released_by, lock.release_reason) == ("U0ALICE", "cancelled from Slack by alice")
+    assert reply.startswith("🛑 router (plt) build cancelled by <@U0ALICE> — started by <@U0ALICE> at <!date^")
+    assert reply.endswith(f", <{run_url}|run {run_id}>. The lock is free.")
+    [message] = world.replies_to("c")
+    assert message.body["response_type"] == "in_channel"
+    assert world.slack.messages("chat.postMessage") == []  # the same channel: told once, by the reply
+
+
+def test_an_admin_cancels_anyones_build_and_the_lock_channel_is_told(world: World) -> None:
+    run_id = start_build(world, user="alice")
+    reply = cancel(world, "c", "admin", channel="C0ADMINS")
+    assert reply.startswith("🛑 router (plt) build cancelled by <@U0ADMIN> — started by <@U0ALICE>")
+    assert world.github.run(run_id).conclusion == "cancelled"
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.FORCE_RELEASED and lock.released_by == "U0ADMIN"
+    [posted] = world.slack.messages("chat.postMessage")
+    assert posted.body["channel"] == "C0BUILDS" and posted.text == reply
+
+
+def test_anyone_else_is_refused_and_told_who_may(world: World) -> None:
+    run_id = start_build(world, user="alice")
+    reply = cancel(world, "c", "bob")
+    assert reply == (
+        "🚫 Sorry, only the holder (<@U0ALICE>) or an admin may run /build cancel router plt. "
+        "Who may: <@U0ADMIN> or <@U0ALICE>."
+    )
+    assert world.github.run(run_id).status != "completed"
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS
+    assert world.github.requests_to("POST", "/cancel") == []
+
+
+# ---------------------------------------------------------------------------------------- what follows
+def test_the_cancelled_runs_webhook_changes_nothing_more(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    with github_events(world, monkeypatch) as github:
+        run_id = start_build(world)
+        cancel(world, "c", "alice")
+        github.post_all(action="completed", run_id=run_id)
+        assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.FORCE_RELEASED
+    assert world.slack.messages("chat.postMessage") == []
+
+
+def test_nothing_to_cancel_when_no_run_holds_the_lock(world: World) -> None:
+    assert cancel(world, "c", "alice") == (
+        "✅ Nothing to cancel: `build-router-plt` is free: no lock was ever taken under this key."
+    )
+    start_build(world)
+    cancel(world, "d", "alice")
+    again = cancel(world, "e", "alice")
+    assert again.startswith("✅ Nothing to cancel: `build-router-plt` is free: force-released by <@U0ALICE> ")
+    assert len(world.github.requests_to("POST", "/cancel")) == 1
+
+
+def test_a_run_that_already_finished_is_left_to_its_result(world: World) -> None:
+    run_id = start_build(world)
+    world.github.complete_run(run_id, "success")  # its webhook not handled yet
+    reply = cancel(world, "c", "alice")
+    assert reply.startswith("ℹ️ The run of router (plt)")  # noqa: RUF001
+    assert "had already finished, so there was nothing to cancel" in reply
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS  # the webhook or the reaper records the outcome
+
+
+def test_github_failing_keeps_the_lock_and_says_so(world: World) -> None:
+    start_build(world)
+    world.github.fail_next(5, status=503, method="POST", path_contains="/cancel")
+    reply = cancel(world, "c", "alice")
+    assert reply.startswith("⚠️ Couldn't cancel the run of router (plt): GitHub at ")
+    assert reply.endswith("The lock is still held; try again in a moment, or cancel the run in GitHub.")
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS
+
+
+def test_a_run_still_being_dispatched_cannot_be_cancelled_yet(world: World) -> None:
+    taken = world.store.acquire(
+        AcquireRequest(BUILD_KEY, "req-x", 600, "U0ALICE", "alice", "router", "plt", correlation_id="cid-x")
+    )
+    assert isinstance(taken, Acquired)
+    world.store.note(
+        BUILD_KEY, "req-x", taken.token, command="build", channelId="C0BUILDS", dispatchState="dispatching"
+    )
+    reply = cancel(world, "c", "alice")
+    assert reply == "⏳ The run is still being started; try `/build cancel router plt` again in a few seconds."
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS
+
+
+def test_a_redelivered_cancel_is_answered_as_a_repeat(world: World) -> None:
+    """The release already done by the same user, but read before it (a redelivery racing the first)."""
+    taken = world.store.acquire(AcquireRequest(BUILD_KEY, "req-x", 600, "U0ALICE", "alice", "router", "plt"))
+    assert isinstance(taken, Acquired)
+    envelope = world.envelope("c", CANCEL, user="alice")
+    worker = CancelWorker(current_config(), world.store, runtime.github_client())
+    assert worker.cancel(envelope, CANCEL) is Cancelled.DONE
+    read_before = taken.record
+    assert worker._release(envelope, read_before, world.store.now()) is Cancelled.REPEATED

@@ -1,0 +1,227 @@
+"""``/build cancel <component> <env>``: stop your own run and free its lock, without an admin's force-unlock.
+
+The status worker hands ``cancel`` messages here (:data:`workers.config.QUEUE_FOR_KIND`: the status queue, beside
+``unlock``, which it resembles). The router lets anyone send the command, because only the lock knows who holds
+it; this worker decides:
+
+1. **The lock** (one GetItem). Not held by a run — free, released, or never taken — there is nothing to cancel,
+   and the user is told where the lock stands.
+2. **Who may**: the holder (the user who started it, ``lockedBy``) or an admin (the configuration, as for
+   unlock). Anyone else is told who may.
+3. **The run**: the one noted on the lock (``runId``), else the one named with the lock's correlation id. A run
+   still being dispatched, and not yet listed by GitHub, cannot be cancelled yet: the user is asked to try again
+   in a moment (releasing now would let the run start with no lock over it).
+4. **Cancel it in GitHub** (``POST …/runs/{id}/cancel``). GitHub failing leaves the lock as it is and says so.
+   A run that had already finished is not cancelled, and its lock not touched: the result is on its way
+   (the webhook, or the reaper within a minute).
+5. **Release the lock**: one conditional write on the token that was read — force-release, because it is the
+   operation that records who ended the lock and why (``releasedBy`` = the canceller's user id,
+   ``releaseReason`` = ``cancelled from Slack by <name>``). If the lock moved on in the meantime, nothing is
+   released. The channel is told (the reply ``in_channel``, and the lock's channel if the command came from
+   another), once: a repeat finds it already released by the same user.
+
+GitHub then reports the run ``completed``/``cancelled``; that event finds the lock already released and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lockcore import machine as m
+from lockcore.errors import LockStoreError
+from lockcore.record import LockRecord, Status
+from lockcore.store import LockStore
+from workers import runtime
+from workers.commands import Cancel, Refused, describe, refusal_text
+from workers.config import Action, Audience, Config
+from workers.dispatch import DISPATCHING
+from workers.envelope import CommandEnvelope
+from workers.github import GitHubClient, GitHubError
+from workers.runlock import action_of, find_unnoted_run, link_of, noted_run_id, requester, started, target_of
+from workers.secrets import SecretUnavailable
+from workers.slack import Message, escape
+from workers.status import is_admin, standing, store_unavailable
+from workers.usergroups import GroupLookupFailed
+
+CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
+_CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})
+
+
+class Cancelled(StrEnum):
+    """How a cancel request ended (logged, and returned for tests)."""
+
+    DONE = "done"
+    REPEATED = "repeated"
+    NOTHING_HELD = "nothing-held"
+    REFUSED = "refused"
+    RUN_STARTING = "run-starting"
+    RUN_FINISHED = "run-finished"
+    GITHUB_FAILED = "github-failed"
+    LOCK_MOVED = "lock-moved"
+    STORE_FAILED = "store-failed"
+    GROUPS_UNKNOWN = "groups-unknown"
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def lock_key_of(command: Cancel, config: Config) -> str:
+    return config.commands[command.action].lock_key(command.component, command.environment)
+
+
+def who_may_cancel(record: LockRecord, admins: Audience) -> Audience:
+    """The holder, and the admins."""
+    holder = frozenset({record.locked_by}) if record.locked_by else frozenset()
+    return Audience(users=admins.users | holder, groups=admins.groups)
+
+
+def refused_text(command: Cancel, record: LockRecord, admins: Audience) -> str:
+    reason = f"only the holder ({requester(record)}) or an admin may run {describe(command)}"
+    return refusal_text(Refused(reason, who_may_cancel(record, admins)))
+
+
+def nothing_to_cancel(lock_key: str, record: LockRecord | None, now: int) -> str:
+    return f"✅ Nothing to cancel: `{escape(lock_key)}` is {standing(record, now)}."
+
+
+def run_starting_text(command: Cancel) -> str:
+    return f"⏳ The run is still being started; try `{describe(command)}` again in a few seconds."
+
+
+def run_finished_text(record: LockRecord) -> str:
+    return (
+        f"ℹ️ The run of {target_of(record)} ({link_of(record)}) had already finished, so there was nothing to "  # noqa: RUF001
+        "cancel; its result will be posted here and the lock released in a minute at most."
+    )
+
+
+def github_failed_text(record: LockRecord, reason: str) -> str:
+    return (
+        f"⚠️ Couldn't cancel the run of {target_of(record)}: {reason}. The lock is still held; "
+        "try again in a moment, or cancel the run in GitHub."
+    )
+
+
+def cancelled_text(record: LockRecord, canceller_id: str, now: int) -> str:
+    """``🛑 router (plt) build cancelled by <@U0BOB> — started by <@U0ALICE> at <!date…>, <run>. The lock is free.``"""
+    noun = "deploy" if action_of(record) is Action.DEPLOY else "build"
+    sha = record.notes.get("commitSha", "")[:7]
+    at = f" of `{sha}`" if noun == "deploy" and sha else ""
+    run = link_of(record) if record.notes.get("runId") or record.notes.get("runUrl") else "no run had started"
+    return (
+        f"🛑 {target_of(record)} {noun}{at} cancelled by <@{canceller_id}> — {started(record, now)}, {run}. "
+        "The lock is free."
+    )
+
+
+def lock_moved_text(lock_key: str, current: LockRecord | None, now: int) -> str:
+    return f"⚠️ `{escape(lock_key)}` changed in the meantime (now {standing(current, now)}); nothing was released."
+
+
+def force_release_reason(user_name: str, user_id: str) -> str:
+    return f"cancelled from Slack by {user_name or user_id}"
+
+
+# ------------------------------------------------------------------------------------------------ the work
+class CancelWorker:
+    def __init__(self, config: Config, store: LockStore, github: GitHubClient) -> None:
+        self.config = config
+        self.store = store
+        self.github = github
+
+    def cancel(self, envelope: CommandEnvelope, command: Cancel) -> Cancelled:
+        lock_key = lock_key_of(command, self.config)
+        with runtime.logger.append_context_keys(lock_key=lock_key):
+            outcome = self._cancel(envelope, command, lock_key)
+            runtime.logger.info("cancel answered", outcome=outcome.value)
+            return outcome
+
+    def _cancel(self, envelope: CommandEnvelope, command: Cancel, lock_key: str) -> Cancelled:
+        try:
+            record = self.store.get(lock_key)
+        except LockStoreError as error:
+            runtime.logger.error("cancel: the lock table did not answer", reason=str(error))
+            self._reply(envelope, store_unavailable(f"look up `{lock_key}`"))
+            return Cancelled.STORE_FAILED
+        now = self.store.now()
+        if record is None or record.status not in _CANCELLABLE:
+            self._reply(envelope, Message(nothing_to_cancel(lock_key, record, now)))
+            return Cancelled.NOTHING_HELD
+        stopped = self._refusal(envelope, command, record) or self._stop_run(envelope, command, record, now)
+        if stopped is not None:
+            return stopped
+        return self._release(envelope, record, now)
+
+    def _refusal(self, envelope: CommandEnvelope, command: Cancel, record: LockRecord) -> Cancelled | None:
+        """``None`` for the holder or an admin; anyone else is answered here."""
+        if envelope.user_id == record.locked_by:
+            return None
+        try:
+            if is_admin(self.config, envelope.user_id):
+                return None
+        except (GroupLookupFailed, SecretUnavailable) as error:
+            runtime.logger.error("cancel: admin check failed, user groups unknown", reason=str(error))
+            self._reply(envelope, Message("⚠️ Sorry, I couldn't check your user groups with Slack just now."))
+            return Cancelled.GROUPS_UNKNOWN
+        runtime.logger.warning("cancel refused: neither the holder nor an admin")
+        self._reply(envelope, Message(refused_text(command, record, self.config.authorization.admins)))
+        return Cancelled.REFUSED
+
+    def _stop_run(self, envelope: CommandEnvelope, command: Cancel, record: LockRecord, now: int) -> Cancelled | None:
+        """Cancel the lock's run in GitHub; ``None`` when the lock may now be released."""
+        run_id = noted_run_id(record)
+        try:
+            if run_id is None:
+                unnoted = find_unnoted_run(record, self.config, self.github)
+                run_id = unnoted.id if unnoted is not None else None
+            if run_id is None:
+                if record.notes.get("dispatchState") == DISPATCHING and m.is_live(record.to_item(), now):
+                    self._reply(envelope, Message(run_starting_text(command)))
+                    return Cancelled.RUN_STARTING
+                return None  # no run was ever started under this lock: only the lock to free
+            accepted = self.github.cancel_run(self.config.github.repository, run_id)
+        except GitHubError as error:
+            runtime.logger.error("cancel: GitHub refused or failed", run_id=run_id, reason=str(error))
+            self._reply(envelope, Message(github_failed_text(record, str(error))))
+            return Cancelled.GITHUB_FAILED
+        if not accepted:
+            self._reply(envelope, Message(run_finished_text(record)))
+            return Cancelled.RUN_FINISHED
+        runtime.logger.info("run cancellation accepted by GitHub", run_id=run_id)
+        return None
+
+    def _release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> Cancelled:
+        lock_key = record.lock_key
+        reason = force_release_reason(envelope.user_name, envelope.user_id)
+        try:
+            released = self.store.force_release(lock_key, record.token, by=envelope.user_id, reason=reason)
+        except LockStoreError as error:
+            runtime.logger.error("cancel: the lock table did not answer the release", reason=str(error))
+            self._reply(envelope, store_unavailable(f"release `{lock_key}` (the run was cancelled)"))
+            return Cancelled.STORE_FAILED
+        if isinstance(released, m.NotHolder):
+            self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
+            return Cancelled.LOCK_MOVED
+        if released.repeated:
+            self._reply(envelope, Message(f"✅ `{escape(lock_key)}` was already cancelled by you; nothing more to do."))
+            return Cancelled.REPEATED
+        runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)
+        self._announce(envelope, released.record, Message.in_channel(cancelled_text(record, envelope.user_id, now)))
+        return Cancelled.DONE
+
+    def _reply(self, envelope: CommandEnvelope, message: Message) -> bool:
+        return runtime.slack_replies().reply(envelope.response_url, message, correlation_id=envelope.correlation_id)
+
+    def _announce(self, envelope: CommandEnvelope, record: LockRecord, news: Message) -> None:
+        """In the channel the cancel came from (the reply, in_channel), and in the lock's own if it differs."""
+        told = self._reply(envelope, news)
+        channel = record.notes.get("channelId", "")
+        if channel and (channel != envelope.channel_id or not told):
+            runtime.slack_replies().post_message(channel, news, correlation_id=envelope.correlation_id)
+
+
+def handle(envelope: CommandEnvelope, command: Cancel, *, config: Config, store: LockStore) -> Cancelled:
+    """One ``cancel`` message of the status queue."""
+    return CancelWorker(config, store, runtime.github_client()).cancel(envelope, command)
