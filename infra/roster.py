@@ -14,11 +14,12 @@ What each handler calls, as read from the code (``workers/`` and ``lockcore/``):
   table.
 - Secrets: :func:`workers.secrets.get_secret` reads ``$<NAME>_PARAM`` with SSM ``GetParameter`` (decrypted).
 
-Per worker: build (``/build``, ``/deploy``) acquires, notes and releases (UpdateItem, GetItem), keeps idempotency
-records, dispatches to GitHub and replies in Slack; status reads, lists and force-releases (GetItem, Scan,
-UpdateItem) and replies; echo only replies; webhook (GitHub's ``workflow_run``) reads one lock and releases or
-renews it (GetItem, UpdateItem) and tells the channel; the reaper scans every lock, asks GitHub about its run and
-releases, renews or expires it (Scan, GetItem, UpdateItem), telling the channel.
+Per worker: build (``/build``, ``/deploy``) acquires, notes and releases (UpdateItem, GetItem), keeps
+idempotency records, dispatches to GitHub and replies in Slack; status reads, lists and force-releases (GetItem,
+Scan, UpdateItem), replies, and for ``/build cancel`` cancels the run in GitHub; echo only replies; webhook
+(GitHub's ``workflow_run``) reads one lock and releases or renews it (GetItem, UpdateItem) and tells the channel;
+the reaper scans every lock, asks GitHub about its run and releases, renews or expires it (Scan, GetItem,
+UpdateItem), telling the channel.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ WORKERS: Final[tuple[Worker, ...]] = (
            secrets=("SLACK_SIGNING_SECRET", "GITHUB_WEBHOOK_SECRET", "SLACK_BOT_TOKEN")),
     Worker("build", "workers.build.handler", consumes=("build", "deploy"), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_READ_WRITE_LOCKS, idempotency=True),
-    Worker("status", "workers.status.handler", consumes=("status",), secrets=("SLACK_BOT_TOKEN",),
+    Worker("status", "workers.status.handler", consumes=("status",), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_ALL_LOCKS),
     Worker("echo", "workers.echo.handler", consumes=("echo",), secrets=("SLACK_BOT_TOKEN",)),
     Worker("webhook", "workers.webhook.handler", consumes=("github",), secrets=("SLACK_BOT_TOKEN",),
