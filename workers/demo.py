@@ -278,7 +278,7 @@ def main(out: TextIO | None = None) -> int:
     handle, log_path = tempfile.mkstemp(prefix="chatops-demo-", suffix=".log")  # kept, for whoever wants to read it
     log = os.fdopen(handle, "w", encoding="utf-8")
     print("chatops demo: the whole system on this machine — router, queues, workers, DynamoDB, Slack, GitHub", file=out)
-    options = StackOptions(github_delay=None, reaper_seconds=3600)  # the story says when a run ends
+    options = StackOptions.isolated(github_delay=None, reaper_seconds=3600)  # the story says when a run ends
     try:
         # The workers' JSON logs and EMF metrics go to the log file; this output is the story.
         with log, contextlib.redirect_stdout(log), LocalStack(options, logs=log) as stack:

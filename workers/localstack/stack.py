@@ -146,8 +146,8 @@ def load_handler(reference: str) -> LambdaHandler | None:
     return cast("LambdaHandler", getattr(importlib.import_module(module_name), function))
 
 
-def queue_name(queue: Queue) -> str:
-    return f"chatops-{queue.value}"
+def queue_name(queue: Queue, prefix: str = "chatops") -> str:
+    return f"{prefix}-{queue.value}"
 
 
 # ------------------------------------------------------------------------------------------------ options
@@ -170,8 +170,21 @@ class StackOptions:
     visibility_timeout: int = VISIBILITY_TIMEOUT
     lock_table: str = DEFAULT_TABLE
     idempotency_table: str = runtime.DEFAULT_IDEMPOTENCY_TABLE
+    queue_prefix: str = "chatops"
     workers: Sequence[Worker] = WORKERS
     schedules: Sequence[Schedule] = SCHEDULES
+
+    @classmethod
+    def isolated(cls, **options: Any) -> StackOptions:
+        """Tables and queues with names of their own. moto keeps its state per process, not per server: a stack
+        started in a process that already ran one (the demo, the tests) would otherwise find the last one's locks."""
+        suffix = random_secrets.token_hex(3)
+        names = {
+            "lock_table": f"{DEFAULT_TABLE}-{suffix}",
+            "idempotency_table": f"{runtime.DEFAULT_IDEMPOTENCY_TABLE}-{suffix}",
+            "queue_prefix": f"chatops-{suffix}",
+        }
+        return cls(**(names | options))
 
 
 def config_path(given: str | None) -> str:
@@ -306,9 +319,10 @@ class HttpFront:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() would wait forever for a loop that never ran
+            self._server.shutdown()
+            self._thread.join()
         self._server.server_close()
-        self._thread.join()
 
 
 def _front_handler(handler: Callable[[dict[str, Any], object], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
@@ -431,7 +445,7 @@ class QueuePoller:
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
                 self._slots.release()
                 if not self._stopping.is_set():
-                    log.warning("receive from %s failed: %s", queue_name(self.worker.queue), error)
+                    log.warning("receive from %s failed: %s", self.queue_url.rsplit("/", 1)[-1], error)
                     self._stopping.wait(1.0)
                 continue
             messages = received.get("Messages", [])
@@ -572,9 +586,12 @@ class LocalStack:
         """What cannot run because its module does not exist: a line each, for :meth:`describe`."""
         self.queue_urls: dict[Queue, str] = {}
         self.dlq_urls: dict[Queue, str] = {}
+        self.deliver_webhooks = True
+        """False: the GitHub stand-in's webhooks are lost on the way, as in a GitHub outage (the reaper's case)."""
         self._env = _Environment()
         self._log_streams: list[tuple[logging.StreamHandler[TextIO], TextIO]] = []
         self._started = False
+        self._aws_running = False
 
     # ------------------------------------------------------------------------------------- addresses
     @property
@@ -618,6 +635,7 @@ class LocalStack:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL_DYNAMODB"):
             self._env.set(name, None)
         self.aws.start()
+        self._aws_running = True
         self._env.set("AWS_ENDPOINT_URL", self.aws.url)
         self._create_tables()
         self._create_queues()
@@ -646,7 +664,9 @@ class LocalStack:
             self.slack = None
         if self._started:
             self.front.stop()
-            self.aws.stop()
+            if self._aws_running:
+                self.aws.stop()
+                self._aws_running = False
             self._started = False
         self._env.restore()
         router.forget_clients()
@@ -665,12 +685,15 @@ class LocalStack:
     def _create_tables(self) -> None:
         DynamoDBLockStore(self.options.lock_table, client=make_client(self.aws.url, REGION)).create_table()
         dynamodb = make_client(self.aws.url, REGION)
-        dynamodb.create_table(
-            TableName=self.options.idempotency_table,
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        try:
+            dynamodb.create_table(
+                TableName=self.options.idempotency_table,
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except dynamodb.exceptions.ResourceInUseException:
+            return  # moto's state is the process's: a stack started before in this process made it
         dynamodb.update_time_to_live(
             TableName=self.options.idempotency_table,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
@@ -682,11 +705,12 @@ class LocalStack:
     def _create_queues(self) -> None:
         sqs = self.sqs()
         for queue in Queue:
-            dlq_url = sqs.create_queue(QueueName=f"{queue_name(queue)}-dlq")["QueueUrl"]
+            name = queue_name(queue, self.options.queue_prefix)
+            dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             redrive = f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "{MAX_RECEIVE_COUNT}"}}'
             self.queue_urls[queue] = sqs.create_queue(
-                QueueName=queue_name(queue),
+                QueueName=name,
                 Attributes={"VisibilityTimeout": str(self.options.visibility_timeout), "RedrivePolicy": redrive},
             )["QueueUrl"]
             self.dlq_urls[queue] = dlq_url
@@ -701,8 +725,14 @@ class LocalStack:
                 complete_after=self.options.github_delay,
                 conclusion=self.options.github_conclusion,
             ).start()
-            webhook = f"{self.front.url}{router.GITHUB_WEBHOOK_PATH}"
-            self.github.on_workflow_run(webhook_sender(webhook, self.secrets["GITHUB_WEBHOOK_SECRET"]))
+            webhook_url = f"{self.front.url}{router.GITHUB_WEBHOOK_PATH}"
+            send = webhook_sender(webhook_url, self.secrets["GITHUB_WEBHOOK_SECRET"])
+
+            def deliver(action: str, run: Mapping[str, Any]) -> None:
+                if self.deliver_webhooks:
+                    send(action, run)
+
+            self.github.on_workflow_run(deliver)
 
     def _set_environment(self) -> None:
         hosts = sorted({*self.config.slack.response_url_hosts, *LOOPBACK_HOSTS})
@@ -726,7 +756,7 @@ class LocalStack:
         for worker in self.options.workers:
             handler = load_handler(worker.handler)
             if handler is None:
-                self.missing.append(f"{worker.handler} does not exist: {queue_name(worker.queue)} is not consumed")
+                self.missing.append(f"{worker.handler} does not exist: {worker.queue.value} queue not consumed")
                 continue
             url = self.queue_urls[worker.queue]
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -821,7 +851,7 @@ class LocalStack:
             yield "           then sends the signed workflow_run webhook back here"
         else:
             yield f"           dispatches → {self.github_api_url}"
-        consumed = ", ".join(queue_name(queue) for queue in self.pollers) or "none"
+        consumed = ", ".join(queue_name(queue, self.options.queue_prefix) for queue in self.pollers) or "none"
         yield f"  workers  {consumed} (visibility {self.options.visibility_timeout} s, DLQ after {MAX_RECEIVE_COUNT})"
         for name, run in self.schedules.items():
             yield f"           {name} every {run.every_seconds:g} s"

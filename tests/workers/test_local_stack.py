@@ -1,0 +1,379 @@
+"""End to end over the local stack: real HTTP into the router, real SQS polling on the moto server, the workers as
+deployed, the GitHub and Slack stand-ins on loopback.
+
+Each test gets a stack of its own (:func:`stack`). People are a :class:`~workers.localstack.workspace.Workspace`:
+signed requests over HTTP, replies read from the Slack stand-in. Time, where a lease must run out or come near
+its end, is a :class:`SimulatedClock` given to the workers' lock store — the only thing replaced, and only in the
+tests that say so; DynamoDB, SQS, the router and the workers are the real code paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+import urllib3
+
+from lockcore import machine as m
+from lockcore.dynamodb import DynamoDBLockStore
+from lockcore.record import LockRecord, Status
+from workers import runtime
+from workers.config import Queue
+from workers.localstack.github import GitHubStandIn, WorkflowRun, webhook_sender
+from workers.localstack.slack import PostedMessage, SlackStandIn
+from workers.localstack.stack import LocalStack, StackOptions
+from workers.localstack.workspace import Person, Sent, Workspace, slack_signature
+
+pytestmark = pytest.mark.timeout(60)
+
+BUILD_KEY = "build-router-plt"
+DEPLOY_KEY = "deploy-api-plt"
+ALICE, BOB, CAROL, DAVE, ERIN = (Person.named(n) for n in ("alice", "bob", "carol", "dave", "erin"))
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SimulatedClock:
+    """Real time plus an offset a test moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: int) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class Local:
+    stack: LocalStack
+    github: GitHubStandIn
+    slack: SlackStandIn
+    workspace: Workspace
+    store: DynamoDBLockStore
+
+    def send(self, person: Person, text: str, slash: str = "/build") -> Sent:
+        sent = self.workspace.command(person, slash, text)
+        assert sent.status == 200, sent.body
+        return sent
+
+    def reply(self, sent: Sent, count: int = 1) -> PostedMessage:
+        return self.workspace.await_replies(sent, count)[count - 1]
+
+    def lock(self, key: str = BUILD_KEY) -> LockRecord:
+        record = self.store.get(key)
+        assert record is not None
+        return record
+
+    def state(self, key: str = BUILD_KEY) -> m.LockState:
+        return self.store.state(key)[0]
+
+    def until_state(self, state: m.LockState, key: str = BUILD_KEY) -> LockRecord:
+        self.stack.wait_until(lambda: self.state(key) is state, f"{key} to be {state.value}")
+        return self.lock(key)
+
+    def runs(self, key: str = BUILD_KEY) -> list[WorkflowRun]:
+        return [run for run in self.github.runs if run.name.startswith(f"{key} ")]
+
+    def channel(self) -> list[str]:
+        return [post.text for post in self.workspace.channel_posts()]
+
+    def channel_post(self, starting: str) -> str:
+        self.stack.wait_until(lambda: any(t.startswith(starting) for t in self.channel()), f"a post {starting!r}")
+        return next(text for text in self.channel() if text.startswith(starting))
+
+    def simulate_time(self, monkeypatch: pytest.MonkeyPatch) -> SimulatedClock:
+        """The workers' lock store (and ours) read a clock the test moves."""
+        clock = SimulatedClock()
+        store = self.stack.lock_store(clock=clock)
+        # functools.cache keeps `cache_clear`, which runtime.reset() calls when the stack stops.
+        monkeypatch.setattr(runtime, "lock_store", functools.cache(lambda: store))
+        self.store = store
+        return clock
+
+
+@contextlib.contextmanager
+def running(options: StackOptions) -> Iterator[Local]:
+    """A stack of its own; the workers' logs thrown away (a failing test shows what people saw instead)."""
+    with open(os.devnull, "w", encoding="utf-8") as quiet, LocalStack(options, logs=quiet) as stack:
+        assert stack.github is not None and stack.slack is not None
+        workspace = Workspace(stack.url, stack.secrets["SLACK_SIGNING_SECRET"], stack.slack)
+        yield Local(stack, stack.github, stack.slack, workspace, stack.lock_store())
+
+
+@pytest.fixture
+def local() -> Iterator[Local]:
+    # Runs end only when a test says so; the reaper runs only when a test calls it.
+    with running(StackOptions.isolated(github_delay=None, reaper_seconds=3600)) as stack:
+        yield stack
+
+
+# --------------------------------------------------------------------------------------------- one user
+def test_a_single_build_holds_the_lock_until_its_run_completes(local: Local) -> None:
+    sent = local.send(ALICE, "router plt")
+    assert sent.acknowledgement == "⏳ Got it: /build router plt — checking the lock…"
+
+    started = local.reply(sent)
+    assert started.text.startswith("🔨 Building router (plt)…")
+    assert started.body["response_type"] == "in_channel"
+    [run] = local.runs()
+    record = local.lock()
+    assert (record.status, record.owner, record.locked_by) == (Status.IN_PROGRESS, sent.request_id, ALICE.user_id)
+    assert run.inputs["lock_key"] == BUILD_KEY and run.inputs["lock_token"] == str(record.token)
+    assert record.notes["runId"] == str(run.id), "the run is noted on the lock"
+
+    local.github.start_run(run.id)
+    local.github.drain()
+    assert local.state() is m.LockState.HELD, "an in_progress event does not release"
+
+    local.github.complete_run(run.id, "success")
+    released = local.until_state(m.LockState.COMPLETED)
+    assert released.token == record.token
+    result = local.channel_post("✅")
+    assert result.startswith("✅ router (plt) built in") and f"<@{ALICE.user_id}>" in result
+
+    again = local.reply(local.send(BOB, "router plt"))
+    assert again.text.startswith("🔨 Building router (plt)…")
+    assert local.lock().token == record.token + 1 and local.lock().locked_by == BOB.user_id
+
+
+def test_a_failed_run_releases_the_lock_as_failed(local: Local) -> None:
+    local.reply(local.send(ALICE, "router plt"))
+    [run] = local.runs()
+    local.github.complete_run(run.id, "failure")
+    assert local.until_state(m.LockState.FAILED).status is Status.FAILED
+    assert local.channel_post("❌").startswith("❌ router (plt) build failed (failure)")
+
+
+# ------------------------------------------------------------------------------------------ many users
+def test_concurrent_users_get_one_run_and_the_others_are_told_who_holds_it(local: Local) -> None:
+    people = (ALICE, BOB, CAROL, DAVE, ERIN)
+    sent = [local.workspace.command(person, "/build", "router plt") for person in people]
+    assert {request.status for request in sent} == {200}
+
+    first = {request.person: local.reply(request).text for request in sent}
+    winners = [person for person, text in first.items() if text.startswith("🔨")]
+    assert len(winners) == 1
+    holder = local.lock()
+    assert holder.locked_by == winners[0].user_id and holder.token == 1
+    assert len(local.runs()) == 1, "one dispatch, whatever the order the workers ran in"
+    for person, text in first.items():
+        if person is not winners[0]:
+            assert text.startswith(f"⚠️ Build already in progress — started by {winners[0].name} "), text
+
+
+def test_the_rollback_switch_dispatches_without_the_lock(local: Local, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENABLE_DISTRIBUTED_LOCK", "false")
+    sent = [local.send(person, "router plt") for person in (ALICE, BOB)]
+    assert all("starting the workflow" in request.acknowledgement for request in sent)
+    for request in sent:
+        assert "(the distributed lock is switched off)" in local.reply(request).text
+    assert len(local.runs()) == 2
+    assert local.store.get(BUILD_KEY) is None
+
+
+# ------------------------------------------------------------------------------------------ expiry
+def test_a_lease_expires_after_its_ttl_and_the_old_runs_late_webhook_is_ignored(
+    local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = local.simulate_time(monkeypatch)
+    local.reply(local.send(ALICE, "router plt"))
+    [old_run] = local.runs()
+    first = local.lock()
+
+    clock.advance(first.lease_expires_at - int(time.time()) + 60)  # the 10-minute lease ended a minute ago
+    assert local.state() is m.LockState.LAPSED
+    taken = local.reply(local.send(BOB, "router plt"))
+    assert taken.text.startswith("🔨 Building router (plt)…"), "a lapsed lease is free to take"
+    second = local.lock()
+    assert second.locked_by == BOB.user_id and second.token == first.token + 1
+
+    local.github.complete_run(old_run.id, "success")  # the first run ends, late
+    local.github.drain()
+    local.stack.settle()
+    assert local.lock() == second, "the older run's completion does not release the newer holder"
+    assert not any(text.startswith("✅") for text in local.channel())
+
+
+def test_a_late_redelivered_webhook_of_an_older_run_is_ignored(local: Local) -> None:
+    local.reply(local.send(ALICE, "router plt"))
+    [old_run] = local.runs()
+    local.github.complete_run(old_run.id, "success")
+    local.until_state(m.LockState.COMPLETED)
+    local.reply(local.send(BOB, "router plt"))
+    newer = local.lock()
+    posts = len(local.channel())
+
+    # GitHub redelivers the first run's completion (a retry, or a person pressing "Redeliver").
+    resend = webhook_sender(f"{local.stack.url}/github/webhook", local.stack.secrets["GITHUB_WEBHOOK_SECRET"])
+    resend("completed", local.github.run(old_run.id).to_json())
+    local.stack.settle()
+    assert local.lock() == newer and local.state() is m.LockState.HELD
+    assert len(local.channel()) == posts, "nothing said twice"
+
+
+# ------------------------------------------------------------------------------------------ the reaper
+def test_a_missed_webhook_is_recovered_by_the_reaper(local: Local) -> None:
+    local.reply(local.send(ALICE, "router plt"))
+    [run] = local.runs()
+    local.stack.deliver_webhooks = False  # GitHub's webhook never arrives
+    local.github.complete_run(run.id, "success")
+    local.github.drain()
+    local.stack.settle()
+    assert local.state() is m.LockState.HELD, "without the webhook the lock stays held"
+
+    local.stack.schedules["reaper"].run_now()
+    assert local.state() is m.LockState.COMPLETED
+    assert local.channel_post("✅").startswith("✅ router (plt) built in")
+
+
+def test_a_long_deploy_keeps_its_lock(local: Local, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = local.simulate_time(monkeypatch)
+    started = local.reply(local.send(ALICE, "api plt", slash="/deploy"))
+    assert started.text.startswith("🚀 Deploying api (plt)")
+    [run] = local.runs(DEPLOY_KEY)
+    first = local.lock(DEPLOY_KEY)
+    lease = first.lease_expires_at - int(clock())
+    assert 1790 <= lease <= 1800, "a deploy's lease is 30 minutes"
+
+    clock.advance(25 * 60)  # 25 minutes in: the run reports in_progress, its lease is renewed
+    local.github.start_run(run.id)
+    local.github.drain()
+    local.stack.wait_until(lambda: local.lock(DEPLOY_KEY).lease_expires_at > first.lease_expires_at, "a renewal")
+    renewed = local.lock(DEPLOY_KEY)
+    assert renewed.token == first.token and renewed.lease_expires_at >= int(clock()) + 1790
+
+    clock.advance(25 * 60)  # 50 minutes in, no event: the reaper sees the run still going and renews again
+    local.stack.schedules["reaper"].run_now()
+    again = local.lock(DEPLOY_KEY)
+    assert again.lease_expires_at > renewed.lease_expires_at and local.state(DEPLOY_KEY) is m.LockState.HELD
+
+    intruder = local.reply(local.send(BOB, "api plt", slash="/deploy"))
+    assert intruder.text.startswith("⚠️ Deploy already in progress"), "still held, 50 minutes into a 30-minute lease"
+    local.github.complete_run(run.id, "success")
+    assert local.until_state(m.LockState.COMPLETED, DEPLOY_KEY).token == first.token
+
+
+# ------------------------------------------------------------------------------------------ plumbing
+def test_a_record_that_fails_comes_back_then_goes_to_the_dlq_and_its_neighbours_do_not() -> None:
+    with running(StackOptions.isolated(github_delay=None, reaper_seconds=3600, visibility_timeout=1)) as local:
+        sqs = boto3.client("sqs", endpoint_url=local.stack.aws_url, region_name="ca-central-1")
+        url = local.stack.queue_urls[Queue.STATUS]
+        sqs.send_message(QueueUrl=url, MessageBody='{"version": 1, "kind": "not-ours"}')
+        status = local.send(CAROL, "status --locks")
+        assert local.reply(status).text.startswith("No builds or deploys hold a lock")
+
+        local.stack.wait_until(lambda: local.stack.dead_letters(Queue.STATUS) != [], "the bad message in the DLQ")
+        poller = local.stack.pollers[Queue.STATUS]
+        assert poller.stats.failed_records == 3, "received three times (maxReceiveCount), failed each time"
+        assert local.stack.dead_letters(Queue.STATUS) == ['{"version": 1, "kind": "not-ours"}']
+        assert len(local.workspace.replies(status)) == 1, "the good message was handled once"
+
+
+def test_the_router_refuses_an_unsigned_command_over_http_and_queues_nothing(local: Local) -> None:
+    http = urllib3.PoolManager()
+    body = "command=/build&text=router+plt&user_id=U0MALLORY&team_id=T0LOCAL&trigger_id=1.2.3&response_url=x"
+    now = int(time.time())
+    forged = slack_signature("not-the-secret", now, body)
+    answer = http.request(
+        "POST",
+        f"{local.stack.url}/slack/commands",
+        body=body,
+        headers={"X-Slack-Request-Timestamp": str(now), "X-Slack-Signature": forged},
+    )
+    assert answer.status == 401
+    assert http.request("GET", f"{local.stack.url}/slack/commands").status == 405
+    local.stack.settle()
+    assert local.stack.queue_depths()[Queue.BUILD] == (0, 0) and local.runs() == []
+
+
+# ------------------------------------------------------------------------------------------ chatops serve
+def test_chatops_serve_runs_the_stack_until_sigterm(tmp_path: Path) -> None:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_", "SLACK_", "GITHUB_")) and name not in {"CHATOPS_CONFIG", "LOCK_TABLE_NAME"}
+    }
+    env |= {"SLACK_SIGNING_SECRET": "serve-test-signing-secret", "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "serve", "--port", "0", "--github-delay", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        found = re.fullmatch(
+            r"chatops serve: ready at (http://127\.0\.0\.1:\d+) — DynamoDB at AWS_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)\n",
+            ready,
+        )
+        assert found, ready
+        app, aws = found[1], found[2]
+        described = []
+        while (line := server.stdout.readline()) and "Ctrl-C" not in line:
+            described.append(line)
+        text = "".join(described)
+        assert "SLACK_SIGNING_SECRET from the environment (not shown)" in text
+        assert "serve-test-signing-secret" not in text
+        assert re.search(r"GITHUB_WEBHOOK_SECRET=[0-9a-f]{32}  \(generated for this run; local only\)", text)
+
+        slack_api = re.search(r"built-in Slack stand-in at (http://127\.0\.0\.1:\d+)/api/", text)
+        assert slack_api
+        response_url = f"{slack_api[1]}/commands/T0LOCAL/serve-test/stand-in"
+        form = (
+            "command=%2Fbuild&text=router+plt&user_id=U0ALICE&user_name=alice&team_id=T0LOCAL&channel_id=C0B"
+            f"&trigger_id=77.88.99&response_url={response_url}"
+        )
+        now = int(time.time())
+        answer = urllib3.PoolManager().request(
+            "POST",
+            f"{app}/slack/commands",
+            body=form,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": str(now),
+                "X-Slack-Signature": slack_signature("serve-test-signing-secret", now, form),
+            },
+        )
+        assert answer.status == 200 and "checking the lock" in json.loads(answer.data)["text"]
+
+        locks = {**env, "AWS_ENDPOINT_URL": aws, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        locks["AWS_DEFAULT_REGION"] = "ca-central-1"
+
+        def chatops_locks(*argv: str) -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "workers.cli", "locks", *argv, "--json"],
+                cwd=ROOT,
+                env=locks,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            return done.stdout
+
+        deadline = time.monotonic() + 15
+        while json.loads(chatops_locks("show", BUILD_KEY))["state"] != "COMPLETED":
+            assert time.monotonic() < deadline, "the run completed (1 s) and its webhook released the lock"
+            time.sleep(0.3)
+        assert json.loads(chatops_locks("list", "--all"))["locks"][0]["lockedBy"] == "U0ALICE"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=15)
+    assert server.returncode == 0
+    assert out.endswith("chatops serve: stopped\n")
