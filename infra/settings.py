@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,7 +75,6 @@ class Settings:
     log_retention_days: int
     max_receive_count: int
     artifact: Path
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
