@@ -377,3 +377,25 @@ def test_chatops_serve_runs_the_stack_until_sigterm(tmp_path: Path) -> None:
         out, _ = server.communicate(timeout=15)
     assert server.returncode == 0
     assert out.endswith("chatops serve: stopped\n")
+
+
+# ------------------------------------------------------------------------------------------ /build cancel
+def test_the_holder_cancels_their_build_and_the_lock_is_free(local: Local) -> None:
+    local.reply(local.send(ALICE, "router plt"))
+    [run] = local.runs()
+    local.github.start_run(run.id)
+
+    other = local.reply(local.send(BOB, "cancel router plt"))
+    assert other.text.startswith("🚫"), "neither the holder nor an admin"
+    assert local.state() is m.LockState.HELD
+
+    cancelled = local.reply(local.send(ALICE, "cancel router plt"))
+    assert cancelled.text.startswith("🛑 router (plt) build") and "cancelled by <@U0ALICE>" in cancelled.text
+    assert cancelled.body["response_type"] == "in_channel"
+    assert local.state() is not m.LockState.HELD
+    assert local.github.run(run.id).conclusion == "cancelled"
+    assert "cancelled from Slack by alice" in (local.lock().release_reason or "")
+    local.github.drain()
+    local.stack.settle()
+    assert local.channel() == [], "GitHub's own cancelled event finds the lock released: nothing said twice"
+    assert local.reply(local.send(BOB, "router plt")).text.startswith("🔨"), "the next build goes through"
