@@ -10,15 +10,19 @@ it; this worker decides:
    unlock). Anyone else is told who may.
 3. **The run**: the one noted on the lock (``runId``), else the one named with the lock's correlation id. A run
    still being dispatched, and not yet listed by GitHub, cannot be cancelled yet: the user is asked to try again
-   in a moment (releasing now would let the run start with no lock over it).
-4. **Cancel it in GitHub** (``POST …/runs/{id}/cancel``). GitHub failing leaves the lock as it is and says so.
-   A run that had already finished is not cancelled, and its lock not touched: the result is on its way
-   (the webhook, or the reaper within a minute).
-5. **Release the lock**: one conditional write on the token that was read — force-release, because it is the
-   operation that records who ended the lock and why (``releasedBy`` = the canceller's user id,
-   ``releaseReason`` = ``cancelled from Slack by <name>``). If the lock moved on in the meantime, nothing is
-   released. The channel is told (the reply ``in_channel``, and the lock's channel if the command came from
-   another), once: a repeat finds it already released by the same user.
+   in a moment (releasing now would let the run start with no lock over it). A run that has already finished is
+   left to its result (the webhook, or the reaper within a minute, records it); GitHub not answering leaves the
+   lock as it is, and says so.
+4. **Release the lock, then cancel the run.** One conditional write on the token that was read — force-release,
+   because it is the operation that records who ended the lock and why (``releasedBy`` = the canceller's user id,
+   ``releaseReason`` = ``cancelled from Slack by <name>``); if the lock moved on in the meantime, nothing is
+   released and the run is not touched. Then ``POST …/runs/{id}/cancel``. In this order because GitHub reports
+   the cancelled run at once: its ``completed`` event then finds the lock already released and says nothing, where
+   the other order would race it to the lock and tell the channel "build failed (cancelled)" besides. If GitHub
+   then fails to cancel, the lock is free and the run goes on without it — the user is told to cancel it in
+   GitHub; a deploy run's fencing check (``chatops locks check``) already refuses its token.
+5. **The channel is told** (the reply ``in_channel``, and the lock's channel if the command came from another),
+   once: a repeat finds the lock already released by the same user.
 
 GitHub then reports the run ``completed``/``cancelled``; that event finds the lock already released and changes
 nothing.
@@ -61,6 +65,8 @@ class Cancelled(StrEnum):
     RUN_STARTING = "run-starting"
     RUN_FINISHED = "run-finished"
     GITHUB_FAILED = "github-failed"
+    RUN_NOT_CANCELLED = "run-not-cancelled"
+    """The lock was released, but GitHub did not cancel the run."""
     LOCK_MOVED = "lock-moved"
     STORE_FAILED = "store-failed"
     GROUPS_UNKNOWN = "groups-unknown"
@@ -99,8 +105,8 @@ def run_finished_text(record: LockRecord) -> str:
 
 def github_failed_text(record: LockRecord, reason: str) -> str:
     return (
-        f"⚠️ Couldn't cancel the run of {target_of(record)}: {reason}. The lock is still held; "
-        "try again in a moment, or cancel the run in GitHub."
+        f"⚠️ Couldn't cancel the run of {target_of(record)}: {reason}. Nothing changed, the lock is still held; "
+        "try again in a moment."
     )
 
 
@@ -149,10 +155,21 @@ class CancelWorker:
         if record is None or record.status not in _CANCELLABLE:
             self._reply(envelope, Message(nothing_to_cancel(lock_key, record, now)))
             return Cancelled.NOTHING_HELD
-        stopped = self._refusal(envelope, command, record) or self._stop_run(envelope, command, record, now)
-        if stopped is not None:
-            return stopped
-        return self._release(envelope, record, now)
+        refused = self._refusal(envelope, command, record)
+        if refused is not None:
+            return refused
+        run = self._run_to_cancel(envelope, command, record, now)
+        if isinstance(run, Cancelled):
+            return run
+        released = self._release(envelope, record, now)
+        if released is not Cancelled.DONE:
+            return released
+        not_cancelled = self._cancel_run(run) if run is not None else None
+        text = cancelled_text(record, envelope.user_id, now)
+        if not_cancelled is not None:
+            text += f" ⚠️ But GitHub did not cancel the run ({not_cancelled}): cancel it there."
+        self._announce(envelope, record, Message.in_channel(text))
+        return Cancelled.DONE if not_cancelled is None else Cancelled.RUN_NOT_CANCELLED
 
     def _refusal(self, envelope: CommandEnvelope, command: Cancel, record: LockRecord) -> Cancelled | None:
         """``None`` for the holder or an admin; anyone else is answered here."""
@@ -169,8 +186,11 @@ class CancelWorker:
         self._reply(envelope, Message(refused_text(command, record, self.config.authorization.admins)))
         return Cancelled.REFUSED
 
-    def _stop_run(self, envelope: CommandEnvelope, command: Cancel, record: LockRecord, now: int) -> Cancelled | None:
-        """Cancel the lock's run in GitHub; ``None`` when the lock may now be released."""
+    def _run_to_cancel(
+        self, envelope: CommandEnvelope, command: Cancel, record: LockRecord, now: int
+    ) -> int | Cancelled | None:
+        """The id of the lock's run, still going; ``None`` when no run was ever started under the lock; or how the
+        request ended here (the run is starting, has finished, or GitHub cannot say)."""
         run_id = noted_run_id(record)
         try:
             if run_id is None:
@@ -180,26 +200,36 @@ class CancelWorker:
                 if record.notes.get("dispatchState") == DISPATCHING and m.is_live(record.to_item(), now):
                     self._reply(envelope, Message(run_starting_text(command)))
                     return Cancelled.RUN_STARTING
-                return None  # no run was ever started under this lock: only the lock to free
-            accepted = self.github.cancel_run(self.config.github.repository, run_id)
+                return None
+            run = self.github.get_run(self.config.github.repository, run_id)
         except GitHubError as error:
-            runtime.logger.error("cancel: GitHub refused or failed", run_id=run_id, reason=str(error))
+            runtime.logger.error("cancel: GitHub could not say where the run stands", run_id=run_id, reason=str(error))
             self._reply(envelope, Message(github_failed_text(record, str(error))))
             return Cancelled.GITHUB_FAILED
-        if not accepted:
+        if run.completed:
             self._reply(envelope, Message(run_finished_text(record)))
             return Cancelled.RUN_FINISHED
-        runtime.logger.info("run cancellation accepted by GitHub", run_id=run_id)
+        return run_id
+
+    def _cancel_run(self, run_id: int) -> str | None:
+        """Ask GitHub to cancel the run; ``None`` when it did (or the run had just finished), else why not."""
+        try:
+            accepted = self.github.cancel_run(self.config.github.repository, run_id)
+        except GitHubError as error:
+            runtime.logger.error("cancel: the lock is free but GitHub did not cancel the run", reason=str(error))
+            return str(error)
+        runtime.logger.info("run cancelled in GitHub" if accepted else "run had just finished", run_id=run_id)
         return None
 
     def _release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> Cancelled:
+        """Free the lock, recording who and why; answered here unless it took effect (:attr:`Cancelled.DONE`)."""
         lock_key = record.lock_key
         reason = force_release_reason(envelope.user_name, envelope.user_id)
         try:
             released = self.store.force_release(lock_key, record.token, by=envelope.user_id, reason=reason)
         except LockStoreError as error:
             runtime.logger.error("cancel: the lock table did not answer the release", reason=str(error))
-            self._reply(envelope, store_unavailable(f"release `{lock_key}` (the run was cancelled)"))
+            self._reply(envelope, store_unavailable(f"release `{lock_key}`"))
             return Cancelled.STORE_FAILED
         if isinstance(released, m.NotHolder):
             self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
@@ -208,7 +238,6 @@ class CancelWorker:
             self._reply(envelope, Message(f"✅ `{escape(lock_key)}` was already cancelled by you; nothing more to do."))
             return Cancelled.REPEATED
         runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)
-        self._announce(envelope, released.record, Message.in_channel(cancelled_text(record, envelope.user_id, now)))
         return Cancelled.DONE
 
     def _reply(self, envelope: CommandEnvelope, message: Message) -> bool:

@@ -140,14 +140,26 @@ def test_a_run_that_already_finished_is_left_to_its_result(world: World) -> None
     assert lock is not None and lock.status is Status.IN_PROGRESS  # the webhook or the reaper records the outcome
 
 
-def test_github_failing_keeps_the_lock_and_says_so(world: World) -> None:
-    start_build(world)
-    world.github.fail_next(5, status=503, method="POST", path_contains="/cancel")
+def test_github_unable_to_say_where_the_run_stands_keeps_the_lock(world: World) -> None:
+    run_id = start_build(world)
+    world.github.fail_next(3, status=503, method="GET", path_contains=f"/runs/{run_id}")
     reply = cancel(world, "c", "alice")
     assert reply.startswith("⚠️ Couldn't cancel the run of router (plt): GitHub at ")
-    assert reply.endswith("The lock is still held; try again in a moment, or cancel the run in GitHub.")
+    assert reply.endswith("Nothing changed, the lock is still held; try again in a moment.")
     lock = world.lock()
     assert lock is not None and lock.status is Status.IN_PROGRESS
+    assert world.github.requests_to("POST", "/cancel") == []
+
+
+def test_github_refusing_the_cancel_after_the_release_says_so(world: World) -> None:
+    run_id = start_build(world)
+    world.github.fail_next(3, status=503, method="POST", path_contains="/cancel")
+    reply = cancel(world, "c", "alice")
+    assert reply.startswith("🛑 router (plt) build cancelled by <@U0ALICE>")
+    assert "⚠️ But GitHub did not cancel the run (GitHub at " in reply and reply.endswith("): cancel it there.")
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.FORCE_RELEASED
+    assert world.github.run(run_id).status != "completed"
 
 
 def test_a_run_still_being_dispatched_cannot_be_cancelled_yet(world: World) -> None:
