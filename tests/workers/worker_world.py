@@ -27,7 +27,7 @@ from lockcore.record import LockRecord
 from tests.workers import sqs_events as sqs
 from workers import runtime
 from workers.commands import Command, Dispatch
-from workers.config import Action
+from workers.config import Action, Queue
 from workers.envelope import CommandEnvelope
 from workers.localstack.github import GitHubStandIn, Repository, WorkflowRun, fake_sha
 from workers.localstack.motoserver import LOCAL_CREDENTIALS
@@ -140,8 +140,20 @@ def create_idempotency_table(name: str = IDEMPOTENCY_TABLE) -> None:
     client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"})
 
 
+def create_queues(monkeypatch: pytest.MonkeyPatch) -> dict[Queue, str]:
+    """Every queue the router writes to, made in the AWS at hand (moto), their URLs in the environment."""
+    client = boto3.client("sqs")
+    urls = {queue: client.create_queue(QueueName=f"chatops-{queue.value}")["QueueUrl"] for queue in Queue}
+    for queue, url in urls.items():
+        monkeypatch.setenv(queue.url_env, url)
+    return urls
+
+
 @contextlib.contextmanager
-def running_world(monkeypatch: pytest.MonkeyPatch, *, github_timeout: float = 1.0) -> Iterator[World]:
+def running_world(
+    monkeypatch: pytest.MonkeyPatch, *, github_timeout: float = 1.0, aws_endpoint: str | None = None
+) -> Iterator[World]:
+    """``aws_endpoint``: a moto server to use (``AWS_ENDPOINT_URL``) instead of moto in-process."""
     for name, value in LOCAL_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "ENABLE_DISTRIBUTED_LOCK", "GITHUB_REPOSITORY"):
@@ -153,11 +165,13 @@ def running_world(monkeypatch: pytest.MonkeyPatch, *, github_timeout: float = 1.
     monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
     monkeypatch.setenv("RESPONSE_URL_HOSTS", "127.0.0.1")
     monkeypatch.setenv("GITHUB_TIMEOUT_SECONDS", str(github_timeout))
+    if aws_endpoint is not None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", aws_endpoint)
     repository = Repository(REPOSITORY, branches={RELEASE_BRANCH: RELEASE_SHA})
     with (
         GitHubStandIn([repository], token=GITHUB_TOKEN) as github,
         SlackStandIn(token=SLACK_TOKEN) as slack,
-        mock_aws(),
+        mock_aws() if aws_endpoint is None else contextlib.nullcontext(),
     ):
         monkeypatch.setenv("GITHUB_API_URL", github.api_url)
         monkeypatch.setenv("SLACK_API_URL", slack.api_url)

@@ -55,10 +55,12 @@ class _QuietHandler(WSGIRequestHandler):
 class LocalAWS:
     """moto on 127.0.0.1 in a background thread of this process."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, middleware: Callable[[WSGIApp], WSGIApp] | None = None) -> None:
+        """``middleware`` wraps the app as served: a fault injected at the wire (tests)."""
         self.app = SerialisedDynamoDB(DomainDispatcherApplication(create_backend_app))
+        served = middleware(self.app) if middleware is not None else self.app
         self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
+            "127.0.0.1", port, served, threaded=True, request_handler=_QuietHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 

@@ -1,0 +1,318 @@
+"""The reference design's checklist, end to end: signed slash commands from several users go into
+``workers.router.handler`` as Function URL events, onto the build queue (moto's SQS), and come off it as one
+real-shaped SQS batch into ``workers.build.handler``; GitHub and Slack are the local stand-ins (real HTTP on
+loopback). Nothing of ours is mocked.
+
+- "Single user builds successfully": one dispatch, the run announced in the channel, the lock held with its run.
+- "Concurrent users trigger lock notification": five users at once, one build; the four others are each told,
+  ephemerally, that it is already in progress and who started it.
+- DynamoDB throttling, injected at the wire: a moto server behind a WSGI middleware that answers
+  ``ThrottlingException`` to the next N requests on one table. A short burst is absorbed by botocore's retries;
+  one that outlasts them fails the batch item (so the message comes back, and after ``maxReceiveCount`` it is in
+  the DLQ) with no lock taken, and the redelivery builds once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from lockcore.record import LockRecord, Status
+from tests.workers import function_url as f
+from tests.workers import sqs_events as sqs
+from tests.workers.worker_world import (
+    IDEMPOTENCY_TABLE,
+    LOCK_TABLE,
+    MAIN_SHA,
+    Context,
+    World,
+    create_queues,
+    failed_ids,
+    running_world,
+)
+from workers import build, router
+from workers.config import Queue
+from workers.localstack.github import WorkflowRun
+from workers.localstack.motoserver import LocalAWS, WSGIApp
+from workers.localstack.slack import PostedMessage
+from workers.usergroups import UserGroups
+
+USERS = ("alice", "bob", "carol", "dave", "erin")
+CHANNEL = "C0BUILDS"
+BUILD_KEY = "build-router-plt"
+NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
+
+
+# ------------------------------------------------------------------------------------------------- the path
+@dataclass
+class Path:
+    """The router in front of the world the build worker runs in, and the queues between them."""
+
+    world: World
+    queues: dict[Queue, str]
+
+    def slash(self, user: str, text: str = "router plt", command: str = "/build") -> dict[str, Any]:
+        """``user`` types a command in Slack: a signed Function URL event to the router; its answer."""
+        body = f.slash_form(
+            text,
+            command,
+            user_id=user_id(user),
+            user_name=user,
+            channel_id=CHANNEL,
+            response_url=self.world.slack.response_url(user),
+            trigger_id=trigger_id(user),
+        )
+        answer = router.handler(f.event("/slack/commands", body, f.slack_headers(body)), Context())
+        assert answer["statusCode"] == 200, answer
+        return answer
+
+    def build_batch(self) -> dict[str, Any]:
+        """What the event source mapping hands the build worker: the build queue's messages, as one SQS event."""
+        return sqs.drain(self.queues[Queue.BUILD])
+
+    def replies(self, user: str) -> list[PostedMessage]:
+        return self.world.replies_to(user)
+
+    def lock(self) -> LockRecord:
+        lock = self.world.lock(BUILD_KEY)
+        assert lock is not None
+        return lock
+
+
+def user_id(user: str) -> str:
+    return f"U0{user.upper()}"
+
+
+def trigger_id(user: str) -> str:
+    """Slack's trigger_id for ``user``'s command: the request id the whole path carries."""
+    return f"1334522{len(user)}.738474920.{user}"
+
+
+def enter(monkeypatch: pytest.MonkeyPatch, world: World) -> Path:
+    """The router's environment on top of the worker's: its signing secret and the queues it writes to."""
+    for name in ("SLACK_TEAM_IDS", "SLACK_APP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", f.SIGNING_SECRET)
+    router.forget_clients()
+    UserGroups.forget()
+    return Path(world, create_queues(monkeypatch))
+
+
+@pytest.fixture
+def path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    with running_world(monkeypatch) as world:
+        try:
+            yield enter(monkeypatch, world)
+        finally:
+            router.forget_clients()
+
+
+def deliver(event: dict[str, Any]) -> dict[str, Any]:
+    return build.handler(event, Context())
+
+
+def correlation_id_of(record: dict[str, Any]) -> str:
+    """The router's correlation id, as it rode on the SQS message."""
+    value: str = record["messageAttributes"]["correlationId"]["stringValue"]
+    return value
+
+
+def assert_built_by(path: Path, user: str, run: WorkflowRun, correlation_id: str) -> None:
+    """``user``'s request holds the lock, its run is noted on it, and the channel was told."""
+    assert run.workflow == "build.yml" and run.head_branch == "main"
+    assert run.inputs["correlation_id"] == correlation_id
+    assert (run.inputs["component"], run.inputs["environment"], run.inputs["sha"]) == ("router", "plt", MAIN_SHA)
+    lock = path.lock()
+    assert lock.status is Status.IN_PROGRESS
+    assert (lock.owner, lock.locked_by, lock.locked_by_name) == (trigger_id(user), user_id(user), user)
+    assert lock.correlation_id == correlation_id and run.inputs["lock_token"] == str(lock.token)
+    assert lock.lease_expires_at - int(time.time()) in range(590, 601)
+    assert (lock.notes["dispatchState"], lock.notes["runId"], lock.notes["runUrl"]) == (
+        "dispatched",
+        str(run.id),
+        run.html_url,
+    )
+    assert lock.notes["channelId"] == CHANNEL
+    [started] = path.replies(user)
+    assert started.body["response_type"] == "in_channel"
+    assert started.text == f"🔨 Building router (plt)… <{run.html_url}|run {run.id}>"
+
+
+# ------------------------------------------------------------------------------------- the checklist lines
+def test_single_user_builds_successfully(path: Path) -> None:
+    answer = path.slash("alice")
+    assert json.loads(answer["body"]) == {
+        "response_type": "ephemeral",
+        "text": "⏳ Got it: /build router plt — checking the lock…",
+    }
+
+    batch = path.build_batch()
+    [record] = batch["Records"]
+    assert record["messageAttributes"]["kind"]["stringValue"] == "build"
+    assert record["eventSourceARN"].endswith(":chatops-build")
+    assert deliver(batch) == NO_FAILURES
+
+    [run] = path.world.dispatches()
+    assert_built_by(path, "alice", run, correlation_id_of(record))
+    assert path.build_batch()["Records"] == []  # nothing else was queued, nothing came back
+
+
+def test_concurrent_users_trigger_lock_notification(path: Path) -> None:
+    for user in USERS:
+        path.slash(user)
+
+    batch = path.build_batch()
+    assert len(batch["Records"]) == len(USERS)
+    assert deliver(batch) == NO_FAILURES
+
+    # The batch is handled in order: the first message's user wins the lock, the four others find it held.
+    by_request = {trigger_id(user): user for user in USERS}
+    winner = by_request[json.loads(batch["Records"][0]["body"])["requestId"]]
+    [run] = path.world.dispatches()
+    assert_built_by(path, winner, run, correlation_id_of(batch["Records"][0]))
+    lock = path.lock()
+    for user in USERS:
+        if user == winner:
+            continue
+        [busy] = path.replies(user)
+        assert busy.body.get("response_type", "ephemeral") == "ephemeral"
+        assert busy.text.startswith(f"⚠️ Build already in progress — started by {winner} less than a minute ago, ")
+        assert f"<{run.html_url}|run {run.id}>" in busy.text
+        assert f"frees at <!date^{lock.lease_expires_at}^{{time}}|" in busy.text
+    assert path.world.slack.messages("/api/") == []  # every reply went through its own response_url
+
+
+def test_concurrent_users_across_batches_still_get_one_build(path: Path) -> None:
+    """Two invocations, as when the event source mapping splits the queue: the lock decides, not the batch."""
+    for user in USERS:
+        path.slash(user)
+    batch = path.build_batch()
+    first, second = sqs.event(*batch["Records"][:2]), sqs.event(*batch["Records"][2:])
+
+    assert deliver(first) == NO_FAILURES
+    assert deliver(second) == NO_FAILURES
+
+    [run] = path.world.dispatches()
+    winner = path.lock().locked_by_name
+    assert sum(len(path.replies(user)) for user in USERS) == len(USERS)
+    assert all(
+        path.replies(user)[0].text.startswith(f"⚠️ Build already in progress — started by {winner} ")
+        for user in USERS
+        if user != winner
+    )
+    assert run.inputs["lock_token"] == str(path.lock().token)
+
+
+# ----------------------------------------------------------------------------------- DynamoDB throttling
+THROTTLED = json.dumps(
+    {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "Rate of requests exceeds"}
+).encode()
+
+
+class Throttling:
+    """WSGI middleware in front of moto: the next ``count`` DynamoDB requests on ``table`` are throttled."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+        self.table = ""
+        self.left = 0
+        self.refused: list[str] = []
+        self._mutex = threading.Lock()
+
+    def arm(self, table: str, count: int) -> None:
+        with self._mutex:
+            self.table, self.left = table, count
+
+    def disarm(self) -> None:
+        self.arm("", 0)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target.startswith("DynamoDB_"):
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            table = json.loads(body or b"{}").get("TableName")
+            with self._mutex:
+                refuse = self.left > 0 and table == self.table
+                if refuse:
+                    self.left -= 1
+                    self.refused.append(target.rsplit(".", 1)[-1])
+            if refuse:
+                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+                return [THROTTLED]
+        return self.app(environ, start_response)
+
+
+@dataclass
+class ThrottledPath(Path):
+    throttling: Throttling
+
+
+@pytest.fixture
+def throttled(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThrottledPath]:
+    throttlings: list[Throttling] = []
+
+    def remember(app: WSGIApp) -> WSGIApp:
+        throttlings.append(Throttling(app))
+        return throttlings[-1]
+
+    with LocalAWS(middleware=remember) as aws:
+        reset_moto(aws.url)  # moto's state is the process's: start from nothing, leave nothing
+        try:
+            with running_world(monkeypatch, aws_endpoint=aws.url) as world:
+                base = enter(monkeypatch, world)
+                yield ThrottledPath(base.world, base.queues, throttlings[0])
+        finally:
+            router.forget_clients()
+            reset_moto(aws.url)
+
+
+def reset_moto(url: str) -> None:
+    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")  # noqa: S310 — our loopback server
+    with urllib.request.urlopen(reset, timeout=10):  # noqa: S310
+        pass
+
+
+def test_a_burst_of_throttling_is_absorbed_by_botocores_retries(throttled: ThrottledPath) -> None:
+    throttled.slash("alice")
+    batch = throttled.build_batch()
+    throttled.throttling.arm(LOCK_TABLE, 2)
+
+    assert deliver(batch) == NO_FAILURES
+
+    assert throttled.throttling.refused == ["UpdateItem", "UpdateItem"]  # the acquire, twice, then through
+    [run] = throttled.world.dispatches()
+    assert_built_by(throttled, "alice", run, correlation_id_of(batch["Records"][0]))
+
+
+@pytest.mark.parametrize("table", [LOCK_TABLE, IDEMPOTENCY_TABLE])
+def test_throttling_that_outlasts_the_retries_fails_the_item_with_no_lock_then_the_redelivery_builds(
+    throttled: ThrottledPath, monkeypatch: pytest.MonkeyPatch, table: str
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # read when the worker makes its clients, below
+    throttled.slash("alice")
+    batch = throttled.build_batch()
+    throttled.throttling.arm(table, 1_000)
+
+    response = deliver(batch)
+
+    throttled.throttling.disarm()
+    assert failed_ids(response) == [batch["Records"][0]["messageId"]]  # back to the queue; then the DLQ
+    assert len(throttled.throttling.refused) == 2  # one request, AWS_MAX_ATTEMPTS times; then no other
+    assert throttled.world.lock(BUILD_KEY) is None  # no lock left behind by the failure
+    assert throttled.world.dispatches() == []
+    assert throttled.replies("alice") == []  # nothing to tell yet: the request is not over
+    for record in batch["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = "2"
+    assert deliver(batch) == NO_FAILURES
+
+    [run] = throttled.world.dispatches()
+    assert_built_by(throttled, "alice", run, correlation_id_of(batch["Records"][0]))
