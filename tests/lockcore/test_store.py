@@ -12,7 +12,7 @@ import pytest
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.memory import MemoryLockStore
-from lockcore.record import LockRecord, Status, iso
+from lockcore.record import LockRecord, Status, epoch, iso
 from tests.lockcore.stores import SimClock, StoreUnderTest, client_for, dynamodb_store, memory_store
 
 KEY = "build-router-plt"
@@ -178,3 +178,9 @@ def test_create_table_is_idempotent_and_turns_ttl_on() -> None:
     assert described.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST"
     assert described.get("KeySchema") == [{"AttributeName": "lockKey", "KeyType": "HASH"}]
     client.delete_table(TableName="created-by-store")
+
+
+def test_times_are_iso_8601_utc_and_read_back() -> None:
+    assert iso(0) == "1970-01-01T00:00:00Z"
+    assert iso(1_800_000_061) == "2027-01-15T08:01:01Z"
+    assert epoch(iso(1_800_000_061)) == 1_800_000_061
