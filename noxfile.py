@@ -54,6 +54,13 @@ def mutants(session: nox.Session) -> None:
 
 
 @nox.session
+def serve(session: nox.Session) -> None:
+    """The whole system on this machine, until Ctrl-C: `nox -s serve -- --port 3000`."""
+    session.install("-e", ".[local]")
+    session.run("chatops", "serve", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The main job: `chatops demo` on the embedded local stack."""
     session.install("-e", ".[local]")

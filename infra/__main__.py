@@ -13,7 +13,7 @@
            SSM SecureStrings (read at run time) · GitHub workflow dispatch · Slack replies
            CloudWatch: alarms ─▶ SNS e-mail · dashboard
 
-Deploy the tables first (``pulumi up --target`` them, see docs/deploy.md), then everything.
+Deploy the tables first (``pulumi up --target`` them, see README.md, "Deploying"), then everything.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def test_the_deploy_checks_its_token_right_before_deploying_with_oidc_credential
 
 
 def test_the_workflows_page_documents_every_input_and_the_window() -> None:
-    page = (DOCS / "workflows.md").read_text(encoding="utf-8")
+    page = (DOCS.parent / "README.md").read_text(encoding="utf-8")
     for key in dispatch_inputs(a_job(Action.BUILD), Revision("main", "a" * 40, "main"), "7"):
         assert f"`{key}`" in page, key
     assert RUN_NAME_EXPRESSION in page
