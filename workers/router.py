@@ -55,7 +55,7 @@ from workers.envelope import (
     WorkflowRunEnvelope,
 )
 from workers.secrets import SecretUnavailable, get_secret
-from workers.usergroups import GroupLookupFailed, UserGroups
+from workers.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -306,14 +306,11 @@ def authorize(config: Config, command: c.Command, user_id: str) -> c.Decision | 
     A string is the reply when the groups could not be looked up: fail closed, and say so.
     """
     audience = c.audience_for(config, command)
-    groups: frozenset[str] = frozenset()
-    if audience.groups and not c.admits(audience, user_id):
-        directory = UserGroups(config.slack.user_groups, config.slack.api_url, lambda: get_secret("SLACK_BOT_TOKEN"))
-        try:
-            groups = directory.groups_of(user_id, audience)
-        except (GroupLookupFailed, SecretUnavailable) as error:
-            logger.error("user-group lookup failed", reason=str(error))
-            return "⚠️ Sorry, I couldn't check your user groups with Slack just now — please try again."
+    try:
+        groups = member_groups(config.slack, audience, user_id)
+    except (GroupLookupFailed, SecretUnavailable) as error:
+        logger.error("user-group lookup failed", reason=str(error))
+        return GROUPS_UNKNOWN
     return c.decide(command, audience, user_id, groups)
 
 
@@ -358,13 +355,12 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
     if not user_id or not request_id or not config.response_url_allowed(response_url):
         raise BadRequest("the interaction lacks a user, a trigger_id or an allowed response_url")
     if action_id in ADMIN_ACTIONS:
-        directory = UserGroups(config.slack.user_groups, config.slack.api_url, lambda: get_secret("SLACK_BOT_TOKEN"))
         admins = config.authorization.admins
         try:
-            groups = directory.groups_of(user_id, admins) if admins.groups else frozenset()
+            groups = member_groups(config.slack, admins, user_id)
         except (GroupLookupFailed, SecretUnavailable) as error:
             logger.error("user-group lookup failed", reason=str(error))
-            return ephemeral("⚠️ Sorry, I couldn't check your user groups with Slack just now — please try again.")
+            return ephemeral(GROUPS_UNKNOWN)
         if not c.admits(admins, user_id, groups):
             # Slack ignores a block_actions reply body; the confirm button only ever goes to an admin, so this
             # is a race with a configuration change or a forgery, and is logged, not answered.

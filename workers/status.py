@@ -62,9 +62,9 @@ from workers.envelope import (
     read_message,
 )
 from workers.render import duration
-from workers.secrets import SecretUnavailable, get_secret
+from workers.secrets import SecretUnavailable
 from workers.slack import Message, escape
-from workers.usergroups import GroupLookupFailed, UserGroups
+from workers.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 
 NO_LOCKS = "No builds or deploys hold a lock right now."
 MAX_LOCKS_SHOWN = 40
@@ -238,7 +238,7 @@ def unlock_refused(command: Unlock, admins: Audience) -> Message:
 
 
 def groups_unknown() -> Message:
-    return Message("⚠️ Sorry, I couldn't check your user groups with Slack just now — please try again.")
+    return Message(GROUPS_UNKNOWN)
 
 
 def unlock_prompt(record: LockRecord, now: int) -> Message:
@@ -397,11 +397,7 @@ def is_admin(config: Config, user_id: str) -> bool:
     :class:`~workers.usergroups.GroupLookupFailed` or :class:`~workers.secrets.SecretUnavailable` when a group
     of admins must be asked of Slack and cannot be."""
     admins = config.authorization.admins
-    groups: frozenset[str] = frozenset()
-    if admins.groups and not admits(admins, user_id):
-        directory = UserGroups(config.slack.user_groups, config.slack.api_url, lambda: get_secret("SLACK_BOT_TOKEN"))
-        groups = directory.groups_of(user_id, admins)
-    return admits(admins, user_id, groups)
+    return admits(admins, user_id, member_groups(config.slack, admins, user_id))
 
 
 def _admin_or_answer(config: Config, user_id: str, response_url: str, refusal: Message, correlation_id: str) -> bool:

@@ -4,6 +4,8 @@ A slash command does not say which groups its user is in, so a rule naming a gro
 somewhere: the configuration (``[slack.user_groups]``, for the local stack and tests) or Slack's
 ``usergroups.users.list`` (the bot token needs ``usergroups:read``), cached for five minutes per warm Lambda.
 A lookup that fails raises :class:`GroupLookupFailed`: the router then refuses, never guesses.
+
+:func:`member_groups` is what the router and the workers ask before :func:`workers.commands.admits` decides.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from typing import ClassVar
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from workers.config import Audience
+from workers.commands import admits
+from workers.config import Audience, SlackSettings
+from workers.secrets import get_secret
 
 CACHE_SECONDS = 300
 TIMEOUT_SECONDS = 2  # the router must answer Slack within 3 s
+GROUPS_UNKNOWN = "⚠️ Sorry, I couldn't check your user groups with Slack just now — please try again."
+"""What a user is told when their groups had to be looked up and could not be: refused, never guessed."""
 
 
 class GroupLookupFailed(Exception):
@@ -81,3 +87,16 @@ class UserGroups:
         """Empty the cache (tests; a group changed and five minutes is too long)."""
         with cls._cache_lock:
             cls._cache.clear()
+
+
+def member_groups(slack: SlackSettings, audience: Audience, user_id: str) -> frozenset[str]:
+    """The groups of ``audience`` that ``user_id`` is in, for :func:`workers.commands.admits` — looked up only when
+    they matter: the audience names groups and does not admit the user already (anyone, or by user id).
+
+    Raises :class:`GroupLookupFailed`, or :class:`~workers.secrets.SecretUnavailable` for the bot token, when
+    Slack must be asked and cannot be.
+    """
+    if not audience.groups or admits(audience, user_id):
+        return frozenset()
+    directory = UserGroups(slack.user_groups, slack.api_url, lambda: get_secret("SLACK_BOT_TOKEN"))
+    return directory.groups_of(user_id, audience)
