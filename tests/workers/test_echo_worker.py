@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
+from tests.workers.worker_world import create_queues
 from workers import echo, router, runtime
 from workers.commands import Echo, LockStatus
 from workers.config import Queue
@@ -49,10 +49,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         monkeypatch.setenv("SLACK_API_URL", slack.api_url)
         runtime.reset()
         router.forget_clients()
-        client = boto3.client("sqs")
-        queues = {queue: client.create_queue(QueueName=f"chatops-{queue.value}")["QueueUrl"] for queue in Queue}
-        for queue, url in queues.items():
-            monkeypatch.setenv(queue.url_env, url)
+        queues = create_queues(monkeypatch)
         logs.attach()
         try:
             yield World(slack, queues, logs)

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -25,6 +24,7 @@ from lockcore import Acquired, AcquireRequest, LockRecord, Status
 from lockcore.dynamodb import DynamoDBLockStore
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
+from tests.workers.worker_world import create_queues
 from workers import router, runtime, status
 from workers.commands import Command, Echo, LockStatus, Unlock
 from workers.config import Action, Queue
@@ -76,10 +76,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         UserGroups.forget()
         store = DynamoDBLockStore(TABLE)
         store.create_table()
-        client = boto3.client("sqs")
-        queues = {queue: client.create_queue(QueueName=f"chatops-{queue.value}")["QueueUrl"] for queue in Queue}
-        for queue, url in queues.items():
-            monkeypatch.setenv(queue.url_env, url)
+        queues = create_queues(monkeypatch)
         logs.attach()
         try:
             yield World(slack, store, queues, logs)
