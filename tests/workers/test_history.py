@@ -1,0 +1,202 @@
+"""The history writer: the pure derivation under Hypothesis (against lockcore's own writes, in memory), and the
+Lambda end to end on moto — the lock table's real DynamoDB Stream read with ``GetRecords``, handed to the handler
+as Lambda would, the events read back from the history table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from lockcore import AcquireRequest, MemoryLockStore, Status
+from lockcore.dynamodb import DynamoDBLockStore
+from lockcore.expressions import Item
+from lockcore.record import epoch
+from workers import history as h
+from workers.localstack.motoserver import LOCAL_CREDENTIALS
+
+KEY = "build-router-plt"
+LOCK_TABLE = "chatops-locks-history-test"
+HISTORY_TABLE = "chatops-history-test"
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+OWNERS = ("alice-req", "bob-req", "carol-req")
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["acquire", "complete", "fail", "extend", "force", "cancel", "expire", "note"]),
+        st.sampled_from(OWNERS),
+        st.integers(min_value=0, max_value=900),
+    ),
+    max_size=25,
+)
+
+
+def _item(store: MemoryLockStore, key: str = KEY) -> Item | None:
+    record = store.get(key)
+    return record.to_item() if record is not None else None
+
+
+def _apply(store: MemoryLockStore, operation: str, owner: str) -> None:
+    current = store.get(KEY)
+    token = current.token if current is not None else 1
+    holder = current.owner if current is not None else owner
+    match operation:
+        case "acquire":
+            store.acquire(AcquireRequest(KEY, owner, 600, locked_by=f"U{owner[:3].upper()}", locked_by_name=owner))
+        case "complete" | "fail":
+            store.release(KEY, holder, token, Status.COMPLETED if operation == "complete" else Status.FAILED)
+        case "extend":
+            store.extend(KEY, holder, token, 900)
+        case "force":
+            store.force_release(KEY, token, by="U0ADMIN", reason="force unlock from Slack by admin")
+        case "cancel":
+            store.force_release(KEY, token, by="U0ALICE", reason="cancelled from Slack by alice")
+        case "expire":
+            store.expire(KEY, token)
+        case "note":
+            store.note(KEY, holder, token, runId="42")
+
+
+@given(operations)
+def test_every_change_yields_the_events_it_means(steps: list[tuple[str, str, int]]) -> None:
+    clock = Clock()
+    store = MemoryLockStore(clock)
+    for operation, owner, wait in steps:
+        clock.now += wait
+        old = _item(store)
+        _apply(store, operation, owner)
+        new = _item(store)
+        events = h.events_of(old, new, int(clock.now))
+        beginnings = [e for e in events if e.kind in h.BEGINNINGS]
+        if new is None or old == new:
+            assert events == []
+            continue
+        token_changed = old is None or old.get("token") != new.get("token")
+        assert len(beginnings) == (1 if token_changed else 0)
+        if token_changed:
+            assert beginnings[0].token == new["token"]
+            assert beginnings[0].who_name == new["lockedByName"]
+        old_status = old.get("status") if old is not None else None
+        if not token_changed and old_status == Status.IN_PROGRESS and new["status"] != Status.IN_PROGRESS:
+            (ending,) = events
+            assert ending.kind in h.ENDINGS
+            assert ending.outcome == new["status"]
+            assert ending.duration == epoch(str(new["releasedAt"])) - epoch(str(new["lockedAt"]))
+            expected = {
+                "COMPLETED": h.EventKind.RELEASE,
+                "FAILED": h.EventKind.RELEASE,
+                "EXPIRED": h.EventKind.EXPIRE,
+                "FORCE_RELEASED": h.EventKind.CANCEL
+                if str(new.get("releaseReason", "")).startswith("cancelled")
+                else h.EventKind.FORCE_RELEASE,
+            }
+            assert ending.kind is expected[str(new["status"])]
+        if token_changed and old_status == Status.IN_PROGRESS:  # taken over a lapsed lease: the old one expired
+            lapsed = [e for e in events if e.kind is h.EventKind.EXPIRE]
+            assert [e.token for e in lapsed] == [old["token"]] if old is not None else []
+        sort_keys = [e.sort_key for e in events]
+        assert len(set(sort_keys)) == len(sort_keys)
+        for event in events:
+            assert h.HistoryEvent.from_item(event.to_item()) == event
+
+
+def test_a_freeze_key_has_freeze_and_unfreeze() -> None:
+    clock = Clock()
+    store = MemoryLockStore(clock)
+    store.acquire(AcquireRequest("freeze-prod", "req-1", 30 * 86_400, locked_by="U0ADMIN", locked_by_name="admin"))
+    frozen = _item(store, "freeze-prod")
+    clock.now += 3600
+    store.force_release("freeze-prod", 1, by="U0ADMIN", reason="unfrozen from Slack by admin")
+    (freeze,) = h.events_of(None, frozen, int(clock.now))
+    (unfreeze,) = h.events_of(frozen, _item(store, "freeze-prod"), int(clock.now))
+    assert (freeze.kind, unfreeze.kind, unfreeze.duration) == (h.EventKind.FREEZE, h.EventKind.UNFREEZE, 3600)
+
+
+# ------------------------------------------------------------------------------------------------ on moto
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in LOCAL_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv(h.HISTORY_TABLE_ENV, HISTORY_TABLE)
+    with mock_aws():
+        h.history_table.cache_clear()
+        yield
+        h.history_table.cache_clear()
+
+
+def streamed_lock_table() -> str:
+    """The lock table as the Pulumi program makes it: with a NEW_AND_OLD_IMAGES stream; its stream ARN."""
+    DynamoDBLockStore(LOCK_TABLE).create_table()
+    client = boto3.client("dynamodb")
+    client.update_table(
+        TableName=LOCK_TABLE, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    )
+    return str(client.describe_table(TableName=LOCK_TABLE)["Table"]["LatestStreamArn"])
+
+
+def stream_event(stream_arn: str) -> dict[str, Any]:
+    """Everything on the stream so far, as the event Lambda's event source mapping would deliver."""
+    streams = boto3.client("dynamodbstreams")
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for record in streams.get_records(ShardIterator=iterator)["Records"]:
+            records.append({**record, "eventSourceARN": stream_arn})
+    return {"Records": records}
+
+
+@pytest.mark.usefixtures("aws")
+def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothing() -> None:
+    stream_arn = streamed_lock_table()
+    table = h.history_table()
+    table.create_table()
+    clock = Clock(time.time())  # the stream dates an extend by the wall clock: the store's starts there too
+    store = DynamoDBLockStore(LOCK_TABLE, clock=clock)
+    store.acquire(AcquireRequest(KEY, "req-alice", 600, locked_by="U0ALICE", locked_by_name="alice"))
+    store.note(KEY, "req-alice", 1, runId="42")
+    clock.now += 200
+    store.extend(KEY, "req-alice", 1, 600)
+    clock.now += 100
+    store.release(KEY, "req-alice", 1, Status.FAILED)
+    clock.now += 10
+    store.acquire(AcquireRequest(KEY, "req-bob", 600, locked_by="U0BOB", locked_by_name="bob"))
+    clock.now += 5
+    store.force_release(KEY, 2, by="U0BOB", reason="cancelled from Slack by bob")
+
+    event = stream_event(stream_arn)
+    records = len(event["Records"])
+    assert records >= 6  # one a write at least (the acquire, note, extend, release, acquire, cancel)
+    assert h.handler(event, None) == {"records": records, "events": 5}
+    assert h.handler(event, None) == {"records": records, "events": 5}  # the stream redelivers: the same puts
+
+    recent = table.recent(KEY)
+    assert [(e.kind, e.token, e.who, e.outcome, e.duration) for e in recent] == [
+        (h.EventKind.CANCEL, 2, "U0BOB", "FORCE_RELEASED", 5),
+        (h.EventKind.ACQUIRE, 2, "U0BOB", "", None),
+        (h.EventKind.RELEASE, 1, "U0ALICE", "FAILED", 300),
+        (h.EventKind.EXTEND, 1, "U0ALICE", "", None),
+        (h.EventKind.ACQUIRE, 1, "U0ALICE", "", None),
+    ]
+    items = boto3.client("dynamodb").scan(TableName=HISTORY_TABLE)["Items"]
+    assert len(items) == 5
+    assert all(int(item["ttl"]["N"]) == epoch(item["eventAt"]["S"]) + 30 * 86_400 for item in items)
+    assert len(table.recent(KEY, limit=2)) == 2
+    assert {e.kind for e in table.since(int(clock.now) - 4)} == {h.EventKind.CANCEL}
+    assert table.create_table() is False
