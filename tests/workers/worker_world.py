@@ -183,6 +183,19 @@ def running_world(
             yield World(github, slack, store)
         finally:
             runtime.reset()
+            if aws_endpoint is not None:
+                forget_server_state()
+
+
+def forget_server_state() -> None:
+    """An in-process moto server shares moto's state with every later ``mock_aws`` in this process: drop what
+    a world made there, so the next test starts from nothing."""
+    dynamodb = boto3.client("dynamodb")
+    for table in (LOCK_TABLE, IDEMPOTENCY_TABLE):
+        dynamodb.delete_table(TableName=table)
+    sqs = boto3.client("sqs")
+    for url in sqs.list_queues(QueueNamePrefix="chatops-").get("QueueUrls", []):
+        sqs.delete_queue(QueueUrl=url)
 
 
 def envelope_json(envelope: CommandEnvelope) -> dict[str, Any]:
