@@ -129,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--github-delay", type=float, default=30.0, help="the built-in GitHub's run length (30 s)")
     serve.add_argument("--reaper-every", type=float, default=60.0, help="seconds between reaper runs (60)")
 
-    commands.add_parser("demo", help="the whole story on this machine: five people, one lock, one CI run")
+    demo = commands.add_parser("demo", help="the whole story on this machine: five people, one lock, one CI run")
+    demo.add_argument(
+        "--lock", action="store_true", help="the lock alone: 20 people race the DynamoDB store, leases, fencing"
+    )
     return parser
 
 
@@ -336,10 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stack.serve(stack.options_from(args))
     if args.command == "demo":
         try:
-            from workers import demo  # noqa: PLC0415 - moto is only needed here (the `local` extra)
+            from workers import demo, lock_demo  # noqa: PLC0415 - moto is only needed here (the `local` extra)
         except ImportError as error:
             return fail(f"the demo needs the local stack ({error}): pip install 'chatops-locks[local]'", as_json)
-        return demo.main()
+        return lock_demo.main() if args.lock else demo.main()
     try:
         store = DynamoDBLockStore(table_name(args), client=make_client())
         answer = ACTIONS[args.action](args, store)

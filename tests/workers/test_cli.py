@@ -423,3 +423,31 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert "@admin force-unlocked `deploy-api-plt`" in out
     assert out.count("(the distributed lock is switched off)") == 2
     assert "2 runs of api (plt) at once; no build-api-plt lock" in out
+
+
+# ------------------------------------------------------------------------------------------------ the lock alone
+def test_the_lock_demo_tells_and_checks_its_story(chatops: Chatops, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL", "LOCK_TABLE_NAME"):
+        monkeypatch.delenv(name)  # the demo needs none of them
+    run = chatops("demo", "--lock")
+    assert run.code == 0, run.out + run.err
+    out = run.out
+
+    winners = re.findall(r"🔒 (\w+) \(U\d+\) got the lock: token (\d+)", out)
+    assert len(winners) == 1
+    winner, first_token = winners[0][0], int(winners[0][1])
+    told = re.findall(r"^ {4}(\w+) +held by (\w+) \(U\d+\) since \S+, frees in \S+ \((\S+)\), token (\d+)$", out, re.M)
+    assert len(told) == 19
+    assert {holder for _, holder, _, _ in told} == {winner}
+    assert {int(token) for *_, token in told} == {first_token}
+    assert winner not in {loser for loser, *_ in told}
+    assert "20 acquires, 20 DynamoDB requests" in out
+
+    assert f"release (token {first_token})" in out and "released as COMPLETED" in out
+    later = [int(token) for token in re.findall(r"→ acquired, token (\d+)", out)]
+    assert len(later) == 2 and first_token < later[0] < later[1]
+    assert "(simulated clock +11 min" in out
+    assert f"release (token {later[0]})" in out and f"refused: {Refusal.STALE_TOKEN.value}" in out
+    assert re.search(rf"check --token {later[1]} +→ ✅ holds the lock", out)
+    assert re.search(rf"check --token {later[0]} +→ ⛔ not the holder", out)
+    assert "story did not hold" not in out
