@@ -14,13 +14,15 @@
    (``IdempotencyAlreadyInProgressError``, so the message comes back later), lets a crashed attempt be retried
    once the Lambda's remaining time has passed, and deletes the record when the attempt raises, so a failure
    worth retrying is retried. One conditional PutItem per request on the way in, one UpdateItem on the way out.
-2. **The lock**, owner = request id, lease from the :class:`~workers.config.CommandSpec`. Held by someone else:
+2. **A freeze**, for ``/deploy`` only: one read of ``freeze-<env>``; while it is live the deploy is refused with
+   the reason, who froze it and since when (:mod:`workers.freeze`), and takes no lock.
+3. **The lock**, owner = request id, lease from the :class:`~workers.config.CommandSpec`. Held by someone else:
    an ephemeral "⚠️ Build already in progress — started by …" through the ``response_url``, and done.
-3. **The revision**: the ref (``/deploy``'s, else the default branch) resolved to a commit SHA.
-4. **Dispatch, recorded first**: the lock is noted ``dispatchState=dispatching`` (with command, ref, SHA and
+4. **The revision**: the ref (``/deploy``'s, else the default branch) resolved to a commit SHA.
+5. **Dispatch, recorded first**: the lock is noted ``dispatchState=dispatching`` (with command, ref, SHA and
    channel) *before* the ``workflow_dispatch``; after it, ``runId``/``runUrl`` and ``dispatched``. The lock stays
    held while the run goes; the ``workflow_run`` completion releases it (or its lease ends).
-5. **In the channel**: "🔨 Building router (plt)… <run>" through the ``response_url`` (``in_channel``), else
+6. **In the channel**: "🔨 Building router (plt)… <run>" through the ``response_url`` (``in_channel``), else
    ``chat.postMessage``. A reply that fails is logged with the correlation id and changes nothing.
 
 Never two dispatches for one request: a redelivered message (``ApproximateReceiveCount`` > 1) looks for its run
@@ -39,7 +41,7 @@ taken fails the message the same way, with nothing changed.
 
 Metrics (EMF, namespace ``ChatOps``): ``buildLockManager.acquireLock.success`` / ``.failed``,
 ``buildLockManager.lockDuration`` (seconds, when the worker releases), ``buildWorker.dispatch.failed``,
-``buildWorker.dispatch.success``.
+``buildWorker.dispatch.success``, ``buildWorker.deploy.frozen``.
 """
 
 from __future__ import annotations
@@ -63,8 +65,9 @@ from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers import dispatch as d
 from workers import runtime
-from workers.config import Config, current_config
+from workers.config import Action, Config, current_config
 from workers.envelope import CommandEnvelope
+from workers.freeze import refuse_frozen
 from workers.github import GitHubClient, GitHubError, GitHubServerError, GitHubUnreachable, Run
 from workers.runtime import logger, metrics
 from workers.secrets import SecretUnavailable
@@ -88,7 +91,7 @@ class Result:
     """How a request ended; kept in the idempotency record and logged."""
 
     outcome: str
-    """``dispatched``, ``busy``, ``failed``, ``already-ran``."""
+    """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``."""
     lock_key: str
     run_id: int | None = None
     sha: str | None = None
@@ -133,6 +136,12 @@ class BuildWorker:
             return self._start(job, None, d.DispatchNow())
         if found is not None:
             return self._adopt(job, found)
+        if job.spec.action is Action.DEPLOY:  # one read, deploys only: is the environment frozen?
+            frozen = refuse_frozen(self.store, job.environment, self.now())
+            if frozen is not None:
+                logger.info("deploy refused: the environment is frozen", environment=job.environment)
+                self._tell(job, Message(frozen))
+                return Result("frozen", job.lock_key)
         outcome = self.store.acquire(job.acquire_request())
         if isinstance(outcome, m.HeldBySomeone):
             metrics.add_metric(name=BUSY_METRIC, unit=MetricUnit.Count, value=1)

@@ -3,9 +3,9 @@
 Three steps, each a pure function of its inputs (the configuration included), none doing I/O:
 
 - **parse** — :func:`parse` turns ``("/build", "router plt")`` into a :data:`Command` (``Dispatch``,
-  ``LockStatus``, ``Unlock``, ``Cancel``, ``Echo``) or into :class:`Help` / :class:`Usage`, which the router
-  answers at once. A component or environment outside the configured sets is a :class:`Usage`, so it never
-  reaches a queue.
+  ``LockStatus``, ``Unlock``, ``Cancel``, ``Echo``, ``History``, ``Stats``, ``Freeze``, ``Unfreeze``) or
+  into :class:`Help` / :class:`Usage`, which the router answers at once. A component or environment outside the
+  configured sets is a :class:`Usage`, so it never reaches a queue.
 - **decide** — :func:`check_origin` refuses another workspace or app; :func:`audience_for` says who may run a
   command; :func:`decide` answers :class:`Allowed` or :class:`Refused` from the user's id and the user groups
   they are known to be in (looking the groups up is the caller's I/O, see :mod:`workers.usergroups`).
@@ -17,6 +17,8 @@ The forms::
     /build <component> <env>            /deploy <component> <env> [ref]
     /build status --locks               /build unlock <component> <env>   (admins; /deploy unlock too)
     /build cancel <component> <env>     (the holder or an admin; /deploy cancel too)
+    /build history <component> <env>   /build stats [days]               (/deploy history, stats too)
+    /deploy freeze <env> <reason>       /deploy unfreeze <env>            (admins)
     /echo <text>                        /build help
 """
 
@@ -30,6 +32,10 @@ from workers.config import Action, Audience, Config, SlackSettings
 
 ECHO_SLASH = "/echo"
 MAX_ECHO_CHARS = 500
+MAX_REASON_CHARS = 200
+DEFAULT_STATS_DAYS = 7
+MAX_STATS_DAYS = 30
+"""The history keeps 30 days."""
 _REF = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])(?<!\.lock)")
 
 
@@ -86,7 +92,42 @@ class Echo:
     kind: ClassVar[str] = "echo"
 
 
-Command = Dispatch | LockStatus | Unlock | Cancel | Echo
+@dataclass(frozen=True)
+class History:
+    """``/build history router plt``: the last events of ``build-router-plt`` (:mod:`workers.insights`)."""
+
+    action: Action
+    component: str
+    environment: str
+    kind: ClassVar[str] = "history"
+
+
+@dataclass(frozen=True)
+class Stats:
+    """``/build stats [days]``: acquisitions, outcomes and durations from the history."""
+
+    days: int = DEFAULT_STATS_DAYS
+    kind: ClassVar[str] = "stats"
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """``/deploy freeze prod <reason>``: a manual lock on ``freeze-prod``; deploys to prod are refused (admins)."""
+
+    environment: str
+    reason: str
+    kind: ClassVar[str] = "freeze"
+
+
+@dataclass(frozen=True)
+class Unfreeze:
+    """``/deploy unfreeze prod``: release ``freeze-prod`` (admins)."""
+
+    environment: str
+    kind: ClassVar[str] = "unfreeze"
+
+
+Command = Dispatch | LockStatus | Unlock | Cancel | Echo | History | Stats | Freeze | Unfreeze
 
 
 @dataclass(frozen=True)
@@ -141,12 +182,13 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
         if [word.lower() for word in words[1:]] not in ([], ["--locks"]):
             return _usage(slash, f"{slash} status takes only --locks", config)
         return LockStatus()
-    if verb == "unlock":
-        target = _target(slash, words[1:], config, f"{slash} unlock <component> <env>")
-        return target if isinstance(target, Usage) else Unlock(action, *target)
-    if verb == "cancel":
-        target = _target(slash, words[1:], config, f"{slash} cancel <component> <env>")
-        return target if isinstance(target, Usage) else Cancel(action, *target)
+    if verb in _ON_A_LOCK:
+        target = _target(slash, words[1:], config, f"{slash} {verb} <component> <env>")
+        return target if isinstance(target, Usage) else _ON_A_LOCK[verb](action, *target)
+    if verb == "stats":
+        return _stats(slash, words[1:], config)
+    if verb in {"freeze", "unfreeze"}:
+        return _freeze(action, verb, words[1:], config)
     target = _target(slash, words[:2], config, f"{slash} <component> <env>")
     if isinstance(target, Usage):
         return target
@@ -160,6 +202,38 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
     if not _REF.fullmatch(rest[0]):
         return _usage(slash, f"{_code(rest[0])} is not a branch, tag or commit", config)
     return Dispatch(action, *target, ref=rest[0])
+
+
+_ON_A_LOCK: dict[str, type[Unlock | Cancel | History]] = {"unlock": Unlock, "cancel": Cancel, "history": History}
+"""The verbs that take a component and an environment: ``/build <verb> <component> <env>``."""
+
+
+def _stats(slash: str, words: list[str], config: Config) -> Stats | Usage:
+    if not words:
+        return Stats()
+    if len(words) == 1 and words[0].isdecimal() and 1 <= int(words[0]) <= MAX_STATS_DAYS:
+        return Stats(int(words[0]))
+    return _usage(slash, f"expected {slash} stats [days], days from 1 to {MAX_STATS_DAYS}", config)
+
+
+def _freeze(action: Action, verb: str, words: list[str], config: Config) -> Freeze | Unfreeze | Usage:
+    slash = action.slash
+    form = "/deploy freeze <env> <reason>" if verb == "freeze" else "/deploy unfreeze <env>"
+    if action is not Action.DEPLOY:
+        return _usage(slash, f"freezing is for deploys: {form}", config)
+    if not words or (verb == "unfreeze" and len(words) != 1):
+        return _usage(slash, f"expected {form}", config)
+    environment = words[0].lower()
+    if environment not in config.environments:
+        return _usage(slash, f"unknown environment {_code(words[0])}", config)
+    if verb == "unfreeze":
+        return Unfreeze(environment)
+    reason = " ".join(words[1:])
+    if not reason:
+        return _usage(slash, f"say why: {form}", config)
+    if len(reason) > MAX_REASON_CHARS:
+        return _usage(slash, f"a freeze reason takes at most {MAX_REASON_CHARS} characters", config)
+    return Freeze(environment, reason)
 
 
 def _target(slash: str, words: list[str], config: Config, form: str) -> tuple[str, str] | Usage:
@@ -210,9 +284,11 @@ def audience_for(config: Config, command: Command) -> Audience:
     match command:
         case Dispatch(action=action, environment=environment):
             return config.authorization.audience(action, environment)
-        case Unlock():
+        case Unlock() | Freeze() | Unfreeze():
             return config.authorization.admins
-        case LockStatus() | Echo() | Cancel():  # Cancel: the worker checks holder-or-admin against the lock
+        case (
+            LockStatus() | Echo() | Cancel() | History() | Stats()
+        ):  # Cancel: the worker checks holder-or-admin against the lock
             return ANYONE
 
 
@@ -241,6 +317,14 @@ def describe(command: Command) -> str:
             return "/build status --locks"
         case Echo():
             return ECHO_SLASH
+        case History(action=action, component=component, environment=environment):
+            return f"{action.slash} history {component} {environment}"
+        case Stats(days=days):
+            return f"/build stats {days}"
+        case Freeze(environment=environment, reason=reason):
+            return f"/deploy freeze {environment} {reason}"
+        case Unfreeze(environment=environment):
+            return f"/deploy unfreeze {environment}"
 
 
 def who_may(audience: Audience) -> str:
@@ -276,6 +360,9 @@ def help_text(config: Config, slash: str = "/build") -> str:
             "• `/build status --locks` — every lock held right now",
             "• `/build unlock <component> <env>` — force-release a stuck lock (admins)",
             "• `/build cancel <component> <env>` — cancel the run and free its lock (who started it, or admins)",
+            "• `/build history <component> <env>` — the last 10 acquires and releases of that lock",
+            f"• `/build stats [days]` — acquisitions, outcomes and lock durations (default {DEFAULT_STATS_DAYS} days)",
+            "• `/deploy freeze <env> <reason>` / `/deploy unfreeze <env>` — stop deploys to an environment (admins)",
             "• `/echo <text>` — check that ChatOps is alive",
             f"• `{slash} help` — this message",
             f"Components: {components}. Environments: {environments}.",
@@ -306,4 +393,10 @@ def acknowledgement(command: Command, lock_enabled: bool = True) -> str:
             next_step = "looking up the locks"
         case Echo():
             next_step = "sending it through the queue"
+        case History() | Stats():
+            next_step = "reading the history"
+        case Freeze():
+            next_step = "taking the freeze lock"
+        case Unfreeze():
+            next_step = "releasing the freeze lock"
     return f"⏳ Got it: {describe(command)} — {next_step}…"

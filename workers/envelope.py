@@ -3,7 +3,8 @@
 Every message body is one JSON object with ``"version"`` and ``"kind"``; :func:`read_message` returns the
 matching class, or raises :class:`EnvelopeError` (one line) when the body is not one of ours.
 
-- :class:`CommandEnvelope` (kinds ``build``, ``deploy``, ``status``, ``unlock``, ``cancel``, ``echo``): a slash command
+- :class:`CommandEnvelope` (kinds ``build``, ``deploy``, ``status``, ``unlock``, ``cancel``, ``echo``, ``history``,
+  ``stats``, ``freeze``, ``unfreeze``): a slash command
   already verified, parsed and authorized. ``request_id`` is Slack's ``trigger_id`` — unique per invocation, the
   worker's idempotency key and the lock owner. ``command`` is the parsed :data:`workers.commands.Command`.
 - :class:`InteractionEnvelope` (kind ``interaction``): a button press from a message a worker posted (the unlock
@@ -20,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from workers.commands import Cancel, Command, Dispatch, Echo, LockStatus, Unlock
+from workers.commands import Cancel, Command, Dispatch, Echo, Freeze, History, LockStatus, Stats, Unfreeze, Unlock
 from workers.config import Action
 
 VERSION = 1
@@ -55,6 +56,14 @@ def command_json(command: Command) -> dict[str, Any]:
             return {"kind": "status"}
         case Echo(text=text):
             return {"kind": "echo", "text": text}
+        case History(action=action, component=component, environment=environment):
+            return {"kind": "history", "action": action.value, "component": component, "environment": environment}
+        case Stats(days=days):
+            return {"kind": "stats", "days": days}
+        case Freeze(environment=environment, reason=reason):
+            return {"kind": "freeze", "environment": environment, "reason": reason}
+        case Unfreeze(environment=environment):
+            return {"kind": "unfreeze", "environment": environment}
 
 
 def command_from_json(data: dict[str, Any]) -> Command:
@@ -73,6 +82,14 @@ def command_from_json(data: dict[str, Any]) -> Command:
             return LockStatus()
         if kind == "echo":
             return Echo(_text(data, "text"))
+        if kind == "history":
+            return History(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
+        if kind == "stats":
+            return Stats(_number(data, "days"))
+        if kind == "freeze":
+            return Freeze(_text(data, "environment"), _text(data, "reason"))
+        if kind == "unfreeze":
+            return Unfreeze(_text(data, "environment"))
     except ValueError as error:
         raise EnvelopeError(f"command: {error}") from None
     raise EnvelopeError(f"command.kind: unknown kind {kind!r}")
@@ -305,7 +322,9 @@ class WorkflowRunEnvelope:
 
 
 Envelope = CommandEnvelope | InteractionEnvelope | WorkflowRunEnvelope
-COMMAND_KINDS = frozenset({"build", "deploy", "status", "unlock", "cancel", "echo"})
+COMMAND_KINDS = frozenset(
+    {"build", "deploy", "status", "unlock", "cancel", "echo", "history", "stats", "freeze", "unfreeze"}
+)
 
 
 def read_message(body: str) -> Envelope:

@@ -20,6 +20,9 @@ the buttons of the unlock prompt). For each:
   the channel is not told twice.
 - **unlock.cancel** — the prompt is replaced by "Unlock cancelled."; nothing is written.
 - **cancel** (``/build cancel <component> <env>``) — the holder's or an admin's: :mod:`workers.cancel`.
+- **history**, **stats** (``/build history <component> <env>``, ``/build stats [days]``): :mod:`workers.insights`.
+- **freeze**, **unfreeze** (``/deploy freeze <env> <reason>``, ``/deploy unfreeze <env>``, admins):
+  :mod:`workers.freeze`; a live freeze shows in status with its reason.
 
 Deciding and rendering are pure functions of the records, the outcome and the clock (``now``, epoch seconds),
 tested alone; :func:`handle` does the I/O around them.
@@ -50,7 +53,19 @@ from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, epoch
 from lockcore.store import LockStore
 from workers import runtime
-from workers.commands import Cancel, LockStatus, Refused, Unlock, admits, describe, refusal_text
+from workers.commands import (
+    Cancel,
+    Freeze,
+    History,
+    LockStatus,
+    Refused,
+    Stats,
+    Unfreeze,
+    Unlock,
+    admits,
+    describe,
+    refusal_text,
+)
 from workers.config import Audience, Config, current_config
 from workers.envelope import (
     UNLOCK_CANCEL_ACTION,
@@ -61,6 +76,7 @@ from workers.envelope import (
     InteractionEnvelope,
     read_message,
 )
+from workers.history import FREEZE_PREFIX
 from workers.render import duration
 from workers.secrets import SecretUnavailable
 from workers.slack import Message, escape
@@ -191,7 +207,11 @@ def _field(title: str, value: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------- status
 def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
-    """The facts of one lock, as section fields (Slack allows ten)."""
+    """The facts of one lock, as section fields (Slack allows ten); a freeze's own (:mod:`workers.freeze`)."""
+    if record.lock_key.startswith(FREEZE_PREFIX):
+        from workers import freeze  # noqa: PLC0415 — freeze builds on this module: imported when needed
+
+        return freeze.freeze_fields(record, now)
     fields = [
         _field("Holder", holder(record)),
         _field("Since", since(record)),
@@ -362,6 +382,14 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 from workers import cancel  # noqa: PLC0415 — cancel builds on this module: imported when needed
 
                 cancel.handle(envelope, command, config=config, store=store)
+            case CommandEnvelope(command=History() | Stats() as command):
+                from workers import insights  # noqa: PLC0415 — builds on this module too
+
+                insights.handle(envelope, command, config=config, now=store.now())
+            case CommandEnvelope(command=Freeze() | Unfreeze() as command):
+                from workers import freeze  # noqa: PLC0415 — builds on this module too
+
+                freeze.handle(envelope, command, config=config, store=store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CONFIRM_ACTION:
                 _confirm(envelope, config, store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CANCEL_ACTION:
