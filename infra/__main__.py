@@ -10,6 +10,7 @@
                                 │                                                  │
                                 ▼                                                  ▼
            DynamoDB: lock table (lockKey) · idempotency records        the lock table (expired leases)
+                     └─ stream ─▶ history writer ─▶ history table (30 days; /build history, /build stats)
            SSM SecureStrings (read at run time) · GitHub workflow dispatch · Slack replies
            CloudWatch: alarms ─▶ SNS e-mail · dashboard
 
@@ -37,7 +38,7 @@ from infra.components.functions import WorkerFunction, WorkerFunctionArgs  # noq
 from infra.components.monitoring import Monitoring, MonitoringArgs  # noqa: E402
 from infra.components.queues import CommandQueue, CommandQueueArgs  # noqa: E402
 from infra.components.schedule import Schedule, ScheduleArgs  # noqa: E402
-from infra.components.tables import IdempotencyTable, LockTable, TableArgs  # noqa: E402
+from infra.components.tables import HistoryTable, IdempotencyTable, LockTable, TableArgs  # noqa: E402
 from infra.environment import worker_environment  # noqa: E402
 from infra.roster import QUEUES, WORKERS, consumer_of  # noqa: E402
 
@@ -50,6 +51,7 @@ code = lambda_code(config, region)
 # ------------------------------------------------------------------------------------------------- state
 locks = LockTable("locks", TableArgs(config.lock_table_name))
 idempotency = IdempotencyTable("idempotency", TableArgs(config.idempotency_table_name))
+lock_history = HistoryTable("history", TableArgs(config.history_table_name))
 
 # ------------------------------------------------------------------------------------------------ queues
 queues = {
@@ -75,6 +77,10 @@ for worker in WORKERS:
         statements.append(policies.lock_table(locks.arn, worker.lock_table))
     if worker.idempotency:
         statements.append(policies.idempotency_table(idempotency.arn))
+    if worker.history_table:
+        statements.append(policies.history_table(lock_history.arn, worker.history_table))
+    if worker.lock_stream:
+        statements.extend(policies.read_lock_stream(locks.stream_arn))
     if parameter_arns:
         statements.append(policies.read_parameters(parameter_arns))
         statements.append(policies.decrypt_parameters(region, account_id, parameter_arns))
@@ -90,11 +96,13 @@ for worker in WORKERS:
                 config,
                 lock_table_name=locks.name,
                 idempotency_table_name=idempotency.name,
+                history_table_name=lock_history.name,
                 queue_urls={queue: queues[queue].url for queue in QUEUES},
             ),
             statements=statements,
             log_retention_days=config.log_retention_days,
             queues=[queues[queue] for queue in worker.consumes],
+            stream_arn=locks.stream_arn if worker.lock_stream else None,
         ),
     )
 
@@ -131,5 +139,6 @@ pulumi.export("slackInteractivityUrl", endpoint.slack_interactions_url)
 pulumi.export("githubWebhookUrl", endpoint.github_webhook_url)
 pulumi.export("lockTableName", locks.name)
 pulumi.export("idempotencyTableName", idempotency.name)
+pulumi.export("historyTableName", lock_history.name)
 pulumi.export("alarmTopicArn", monitoring.topic_arn)
 pulumi.export("distributedLockEnabled", config.lock_enabled)

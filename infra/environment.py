@@ -3,6 +3,7 @@
 Every function gets ``CHATOPS_CONFIG`` (the stack's rendered ``chatops.toml``) and ``ENABLE_DISTRIBUTED_LOCK``
 (the rollback switch: ``pulumi config set chatops:enableDistributedLock false && pulumi up``). The rest follows
 the row: the lock table's name to those that touch locks, the idempotency table's to those that keep records,
+the history table's to those that write or read it,
 ``<SECRET>_PARAM`` (an SSM parameter *name*, never a value) per secret it reads, the queue URLs to the router.
 """
 
@@ -23,6 +24,7 @@ def worker_environment(
     *,
     lock_table_name: pulumi.Input[str],
     idempotency_table_name: pulumi.Input[str],
+    history_table_name: pulumi.Input[str],
     queue_urls: Mapping[str, pulumi.Input[str]],
 ) -> dict[str, pulumi.Input[str]]:
     environment: dict[str, pulumi.Input[str]] = {
@@ -33,6 +35,8 @@ def worker_environment(
         environment["LOCK_TABLE_NAME"] = lock_table_name
     if worker.idempotency:
         environment["IDEMPOTENCY_TABLE_NAME"] = idempotency_table_name
+    if worker.history_table:
+        environment["HISTORY_TABLE_NAME"] = history_table_name
     for secret in worker.secrets:
         environment[f"{secret}_PARAM"] = settings.ssm_parameters[secret]
     for queue in worker.sends_to:

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import pulumi
 
-from infra.roster import IDEMPOTENCY_ACTIONS, LockAction
+from infra.roster import IDEMPOTENCY_ACTIONS, STREAM_ACTIONS, HistoryAction, LockAction
 
 Statement = dict[str, Any]
 
@@ -65,6 +65,19 @@ def lock_table(table_arn: pulumi.Input[str], actions: Sequence[LockAction]) -> S
 
 def idempotency_table(table_arn: pulumi.Input[str]) -> Statement:
     return _allow("IdempotencyRecords", IDEMPOTENCY_ACTIONS, [table_arn])
+
+
+def history_table(table_arn: pulumi.Input[str], actions: Sequence[HistoryAction]) -> Statement:
+    return _allow("HistoryTable", actions, [table_arn])
+
+
+def read_lock_stream(stream_arn: pulumi.Input[str]) -> list[Statement]:
+    """The event source mapping's reads, on the lock table's stream only; and ``dynamodb:ListStreams``, which IAM
+    knows on no resource but ``*`` (it lists stream ARNs, no data) and which Lambda checks the role for."""
+    return [
+        _allow("ReadLockStream", STREAM_ACTIONS, [stream_arn]),
+        _allow("ListStreams", ("dynamodb:ListStreams",), ["*"]),
+    ]
 
 
 def parameter_arn(region: str, account_id: str, name: str) -> str:

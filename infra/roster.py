@@ -19,7 +19,9 @@ idempotency records, dispatches to GitHub and replies in Slack; status reads, li
 Scan, UpdateItem), replies, and for ``/build cancel`` cancels the run in GitHub; echo only replies; webhook
 (GitHub's ``workflow_run``) reads one lock and releases or renews it (GetItem, UpdateItem) and tells the channel;
 the reaper scans every lock, asks GitHub about its run and releases, renews or expires it (Scan, GetItem,
-UpdateItem), telling the channel.
+UpdateItem), telling the channel. The history writer reads the lock table's stream (never the table) and puts
+events in the history table (PutItem); the status worker reads them back for ``/build history`` (Query) and
+``/build stats`` (Scan).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ SECRETS: Final[tuple[Secret, ...]] = (
 
 LockAction = Literal["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
 IDEMPOTENCY_ACTIONS: Final = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+HistoryAction = Literal["dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan"]
+STREAM_ACTIONS: Final = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
+"""What Lambda's event source mapping on the lock table's stream needs, on that stream only; ``ListStreams``
+(which has no resource but ``*``) is granted apart, see :func:`infra.policies.read_lock_stream`."""
 
 #: The router's queues (:class:`workers.config.Queue`): the router sends to each, one worker consumes each.
 QUEUES: Final = ("build", "deploy", "status", "echo", "github")
@@ -64,6 +70,10 @@ class Worker:
     """The lock table actions it calls; empty: it gets neither the table's name nor any access to it."""
     idempotency: bool = False
     """Whether it keeps Powertools Idempotency records (its own table)."""
+    history_table: tuple[HistoryAction, ...] = ()
+    """The history table actions it calls; empty: neither the table's name nor any access to it."""
+    lock_stream: bool = False
+    """Whether the lock table's stream feeds it (an event source mapping; read access to the stream only)."""
     sends_to: tuple[str, ...] = ()
     """The queues it writes to (the router)."""
     http: bool = False
@@ -83,12 +93,13 @@ WORKERS: Final[tuple[Worker, ...]] = (
     Worker("build", "workers.build.handler", consumes=("build", "deploy"), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_READ_WRITE_LOCKS, idempotency=True),
     Worker("status", "workers.status.handler", consumes=("status",), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
-           lock_table=_ALL_LOCKS),
+           lock_table=_ALL_LOCKS, history_table=("dynamodb:Query", "dynamodb:Scan")),
     Worker("echo", "workers.echo.handler", consumes=("echo",), secrets=("SLACK_BOT_TOKEN",)),
     Worker("webhook", "workers.webhook.handler", consumes=("github",), secrets=("SLACK_BOT_TOKEN",),
            lock_table=_READ_WRITE_LOCKS),
     Worker("reaper", "workers.reaper.handler", schedule="rate(1 minute)", secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_ALL_LOCKS),
+    Worker("history", "workers.history.handler", lock_stream=True, history_table=("dynamodb:PutItem",)),
 )
 # fmt: on
 
@@ -114,6 +125,8 @@ def check(workers: tuple[Worker, ...] = WORKERS) -> None:
             raise ValueError(f"roster: {worker.name}: unknown queues {sorted(unknown - set(QUEUES))}")
         if not 1 <= worker.timeout <= 900:
             raise ValueError(f"roster: {worker.name}: timeout {worker.timeout}s is outside Lambda's 1-900 s")
+        if worker.lock_stream and worker.consumes:
+            raise ValueError(f"roster: {worker.name}: the lock stream's writer consumes no queue")
         if worker.consumes and worker.timeout * 6 > 43_200:
             raise ValueError(f"roster: {worker.name}: 6 x {worker.timeout}s exceeds SQS's 12-hour visibility limit")
 

@@ -38,6 +38,7 @@ KEYS: Final = frozenset(
         "ssmParameters",
         "lockTableName",
         "idempotencyTableName",
+        "historyTableName",
         "logRetentionDays",
         "maxReceiveCount",
         "artifact",
@@ -72,6 +73,7 @@ class Settings:
     ssm_parameters: Mapping[Secret, str]
     lock_table_name: str
     idempotency_table_name: str
+    history_table_name: str
     log_retention_days: int
     max_receive_count: int
     artifact: Path
@@ -134,6 +136,7 @@ def from_values(stack: str, values: Mapping[str, Any], root: Path = REPOSITORY_R
         ssm_parameters={name: parameters[name] for name in SECRETS},
         lock_table_name=str(values.get("lockTableName") or f"{prefix}-locks"),
         idempotency_table_name=str(values.get("idempotencyTableName") or f"{prefix}-idempotency"),
+        history_table_name=str(values.get("historyTableName") or f"{prefix}-history"),
         log_retention_days=retention,
         max_receive_count=receives,
         artifact=artifact if artifact.is_absolute() else root / artifact,

@@ -16,6 +16,7 @@ from infra.roster import Worker
 RUNTIME: Final = "python3.12"
 ARCHITECTURE: Final = "x86_64"  # the Powertools layer named in the config is the x86_64 build
 BATCH_SIZE: Final = 10
+STREAM_BATCH_SIZE: Final = 100
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class WorkerFunctionArgs:
     log_retention_days: int
     queues: Sequence[CommandQueue] = ()
     """The queues it consumes (an event source mapping each)."""
+    stream_arn: pulumi.Input[str] | None = None
+    """A DynamoDB stream that feeds it (the lock table's, for the history writer)."""
     layers: Sequence[str] = field(default_factory=tuple)
 
 
@@ -91,6 +94,21 @@ class WorkerFunction(pulumi.ComponentResource):
             )
             for queue in args.queues
         ]
+        if args.stream_arn is not None:
+            # From the oldest record the stream keeps (24 h), so nothing written before the mapping is lost; a
+            # failed batch is split to find the bad record and retried — the writer's puts are idempotent.
+            self.mappings.append(
+                aws.lambda_.EventSourceMapping(
+                    f"{name}-stream",
+                    event_source_arn=args.stream_arn,
+                    function_name=self.function.arn,
+                    starting_position="TRIM_HORIZON",
+                    batch_size=STREAM_BATCH_SIZE,
+                    bisect_batch_on_function_error=True,
+                    maximum_retry_attempts=10,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy]),
+                )
+            )
         self.name: pulumi.Output[str] = self.function.name
         self.arn: pulumi.Output[str] = self.function.arn
         self.register_outputs({"name": self.name, "arn": self.arn, "roleArn": self.role.arn})

@@ -52,7 +52,7 @@ class Deployment:
         return found
 
     def arns(self) -> set[str]:
-        return {str(r.state["arn"]) for r in self.resources if "arn" in r.state}
+        return {str(r.state[key]) for r in self.resources for key in ("arn", "streamArn") if key in r.state}
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -79,6 +79,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         identifier = f"{physical}-id"
         if arn:
             state["arn"] = arn
+        if args.typ == "aws:dynamodb/table:Table" and state.get("streamEnabled"):
+            state["streamArn"] = f"{arn}/stream/2026-01-01T00:00:00.000"
         if args.typ == "aws:sqs/queue:Queue":
             identifier = state["url"] = f"https://sqs.{region}.amazonaws.com/{account}/{physical}"
         if args.typ == "aws:iam/role:Role":

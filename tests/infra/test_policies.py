@@ -1,8 +1,10 @@
 """IAM, as CrossGuard would check it if it ran without the CLI: every policy document of the stack is walked.
 
 Fails on a wildcard account, a wildcard action, or a resource that is not the project's own (one of the
-stack's resources, one of its configured SSM parameters, or — for ``kms:Decrypt`` through SSM only — the
-account's keys in the region). Then each role is held to exactly what its roster row says.
+stack's resources — the lock table's stream among them —, one of its configured SSM parameters, or — for
+``kms:Decrypt`` through SSM only — the account's keys in the region). The one ``*``: ``dynamodb:ListStreams``
+alone, which IAM knows on no resource but ``*``, for the stream's reader only. Then each role is held to exactly
+what its roster row says.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from infra.roster import IDEMPOTENCY_ACTIONS, WORKERS, Worker
+from infra.roster import IDEMPOTENCY_ACTIONS, STREAM_ACTIONS, WORKERS, Worker
 from tests.infra.stack import ACCOUNT_ID, Deployment, stack_config
 
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -70,7 +72,10 @@ def test_every_resource_is_the_projects_own_in_this_account_and_region(deploymen
     parameters = _parameter_arns(deployment)
     for role, statement in _statements(deployment):
         for resource in _listed(statement["Resource"]):
-            assert resource != "*", role
+            if resource == "*":
+                assert _listed(statement["Action"]) == ["dynamodb:ListStreams"], role
+                assert any(worker.lock_stream and role.endswith(f"-{worker.name}") for worker in WORKERS), role
+                continue
             partition, service, resource_region, account = resource.split(":")[1:5]
             assert (partition, resource_region, account) == ("aws", region, ACCOUNT_ID), (role, resource)
             if service == "ssm":
@@ -133,6 +138,12 @@ def test_each_role_allows_exactly_what_its_row_says(deployment: Deployment, work
         expected.setdefault(action, set()).add(lock_table)
     for action in IDEMPOTENCY_ACTIONS if worker.idempotency else ():
         expected.setdefault(action, set()).add(idempotency_table)
+    for action in worker.history_table:
+        expected.setdefault(action, set()).add(arn("dynamodb", f"table/{prefix}-history"))
+    for action in STREAM_ACTIONS if worker.lock_stream else ():
+        expected.setdefault(action, set()).add(f"{lock_table}/stream/2026-01-01T00:00:00.000")
+    if worker.lock_stream:
+        expected["dynamodb:ListStreams"] = {"*"}
     if worker.secrets:
         names = config["chatops:ssmParameters"]
         expected["ssm:GetParameter"] = {arn("ssm", f"parameter{names[secret]}") for secret in worker.secrets}
@@ -145,6 +156,14 @@ def test_the_router_only_enqueues_and_reads_its_secrets(deployment: Deployment) 
     assert {action.split(":")[0] for action in allowed} == {"sqs", "ssm", "kms", "logs"}
     assert {action for action in allowed if action.startswith("sqs:")} == {"sqs:SendMessage"}
     assert not any(action.startswith("dynamodb:") for action in allowed)
+
+
+def test_the_history_writer_reads_the_stream_and_puts_history_and_touches_no_lock(deployment: Deployment) -> None:
+    allowed = _role_actions(deployment, f"chatops-{deployment.stack}-history")
+    dynamodb = {action for action in allowed if action.startswith("dynamodb:")}
+    assert dynamodb == {*STREAM_ACTIONS, "dynamodb:ListStreams", "dynamodb:PutItem"}
+    assert all("/stream/" in resource for action in STREAM_ACTIONS for resource in allowed[action])
+    assert {action.split(":")[0] for action in allowed} == {"dynamodb", "logs"}
 
 
 def test_ssm_arns_spell_out_the_account_id(deployment: Deployment) -> None:

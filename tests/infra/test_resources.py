@@ -40,6 +40,27 @@ def test_the_lock_table_is_keyed_by_lock_key_on_demand_with_ttl_recovery_encrypt
     assert table["pointInTimeRecovery"] == {"enabled": True}
     assert table["serverSideEncryption"] == {"enabled": True}
     assert table["deletionProtectionEnabled"] is True
+    assert (table["streamEnabled"], table["streamViewType"]) == (True, "NEW_AND_OLD_IMAGES")
+
+
+def test_the_history_table_keeps_events_by_lock_key_and_time_for_30_days_by_ttl(deployment: Deployment) -> None:
+    table = deployment.one(TABLE, "history").inputs
+    assert table["name"] == f"chatops-{deployment.stack}-history"
+    assert (table["hashKey"], table["rangeKey"]) == ("lockKey", "at")
+    assert table["attributes"] == [{"name": "lockKey", "type": "S"}, {"name": "at", "type": "S"}]
+    assert table["billingMode"] == "PAY_PER_REQUEST"
+    assert table["ttl"] == {"attributeName": "ttl", "enabled": True}
+    assert table["serverSideEncryption"] == {"enabled": True}
+
+
+def test_the_lock_tables_stream_feeds_the_history_writer_alone(deployment: Deployment) -> None:
+    locks = deployment.one(TABLE, "locks")
+    functions = {str(f["arn"]): f for f in deployment.of_type(FUNCTION)}
+    streamed = [m for m in deployment.of_type(MAPPING) if m.inputs["eventSourceArn"] == locks["streamArn"]]
+    assert [functions[m.inputs["functionName"]].inputs["handler"] for m in streamed] == ["workers.history.handler"]
+    (mapping,) = streamed
+    assert mapping.inputs["startingPosition"] == "TRIM_HORIZON"
+    assert mapping.inputs["bisectBatchOnFunctionError"] is True
 
 
 def test_the_idempotency_table_is_keyed_by_id_with_ttl_on_expiration(deployment: Deployment) -> None:
@@ -78,7 +99,7 @@ def test_visibility_is_at_least_six_times_the_consuming_functions_timeout_for_ev
 ) -> None:
     functions = {str(f["arn"]): f for f in deployment.of_type(FUNCTION)}
     by_arn = _queues_by_arn(deployment)
-    mappings = deployment.of_type(MAPPING)
+    mappings = [m for m in deployment.of_type(MAPPING) if m.inputs["eventSourceArn"] in by_arn]  # not the stream's
     assert {by_arn[m.inputs["eventSourceArn"]].inputs["name"] for m in mappings} == {
         f"chatops-{deployment.stack}-{queue}" for queue in QUEUES
     }
@@ -94,6 +115,8 @@ def test_each_queue_feeds_its_one_worker_with_partial_batch_responses(deployment
     functions = {str(f["arn"]): f for f in deployment.of_type(FUNCTION)}
     by_arn = _queues_by_arn(deployment)
     for mapping in deployment.of_type(MAPPING):
+        if "/stream/" in mapping.inputs["eventSourceArn"]:
+            continue  # the lock table's stream: the history writer's, above
         assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
         assert 1 <= mapping.inputs["batchSize"] <= 10
         queue = by_arn[mapping.inputs["eventSourceArn"]].name
@@ -132,6 +155,7 @@ def test_every_function_gets_the_rollback_flag_and_only_the_variables_its_row_na
         assert variables["CHATOPS_CONFIG"] == "/var/task/chatops.toml"
         assert ("LOCK_TABLE_NAME" in variables) == bool(worker.lock_table)
         assert ("IDEMPOTENCY_TABLE_NAME" in variables) == worker.idempotency
+        assert ("HISTORY_TABLE_NAME" in variables) == bool(worker.history_table)
         parameters = {name.removesuffix("_PARAM") for name in variables if name.endswith("_PARAM")}
         assert parameters == set(worker.secrets)
         for secret in worker.secrets:
@@ -261,3 +285,4 @@ def test_the_outputs_are_the_urls_slack_and_github_need_and_the_table_name(deplo
     assert "//slack" not in outputs["slackRequestUrl"].removeprefix("https://")
     assert outputs["lockTableName"] == stack_config(deployment.stack)["chatops:lockTableName"]
     assert outputs["idempotencyTableName"] == f"chatops-{deployment.stack}-idempotency"
+    assert outputs["historyTableName"] == f"chatops-{deployment.stack}-history"
