@@ -12,9 +12,11 @@ stopped; tests start it in a subprocess so that its state is never shared with a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -74,6 +76,10 @@ class LocalAWS:
         return self
 
     def stop(self) -> None:
+        # moto keeps its state per process, shared with any other moto in it (an in-process mock_aws, another
+        # LocalAWS): what this stack made must not outlive it.
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=5)  # noqa: S310 - our own loopback server
         self._server.shutdown()
         self._thread.join()
 
