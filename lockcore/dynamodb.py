@@ -32,6 +32,7 @@ from lockcore.expressions import (
     Guard,
     Item,
     Missing,
+    Not,
     OneOf,
     Value,
 )
@@ -107,6 +108,8 @@ class _Expression:
                 return "(" + " AND ".join(self.condition(part) for part in parts) + ")"
             case AnyOf(parts):
                 return "(" + " OR ".join(self.condition(part) for part in parts) + ")"
+            case Not(part):
+                return f"(NOT {self.condition(part)})"
         raise TypeError(f"not a guard: {guard!r}")  # pragma: no cover
 
     def update(self, effect: Effect) -> str:
@@ -114,10 +117,10 @@ class _Expression:
         if effect.bump is not None:
             counter = self.name(effect.bump)
             assignments.append(f"{counter} = if_not_exists({counter}, {self.value(0)}) + {self.value(1)}")
-        text = "SET " + ", ".join(assignments)
+        clauses = ["SET " + ", ".join(assignments)] if assignments else []
         if effect.remove:
-            text += " REMOVE " + ", ".join(self.name(name) for name in sorted(effect.remove))
-        return text
+            clauses.append("REMOVE " + ", ".join(self.name(name) for name in sorted(effect.remove)))
+        return " ".join(clauses)
 
 
 def _python(value: Any) -> Value:
@@ -149,6 +152,8 @@ class DynamoDBLockStore(LockStore):
         expression = _Expression()
         update = expression.update(transition.effect)
         condition = expression.condition(transition.guard)
+        # DynamoDB refuses an empty map of values (a write that only removes, on a guard without values).
+        values = {"ExpressionAttributeValues": expression.values} if expression.values else {}
         try:
             answer = self._call(
                 self.client.update_item,
@@ -157,9 +162,9 @@ class DynamoDBLockStore(LockStore):
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=expression.names,
-                ExpressionAttributeValues=expression.values,
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **values,
             )
         except _Refused as refused:
             if refused.item is not None:

@@ -67,7 +67,15 @@ class AnyOf:
     parts: tuple[Guard, ...]
 
 
-Guard = Missing | Absent | Equals | OneOf | AtMost | Above | AllOf | AnyOf
+@dataclass(frozen=True)
+class Not:
+    """The guard ``part`` does not hold (DynamoDB's ``NOT``: also true where ``part`` compares an absent
+    attribute, since that comparison is false)."""
+
+    part: Guard
+
+
+Guard = Missing | Absent | Equals | OneOf | AtMost | Above | AllOf | AnyOf | Not
 
 
 def _same_type(a: Value, b: Value) -> bool:
@@ -86,6 +94,8 @@ def holds(guard: Guard, item: Mapping[str, Value] | None) -> bool:
             return all(holds(part, item) for part in parts)
         case AnyOf(parts):
             return any(holds(part, item) for part in parts)
+        case Not(part):
+            return not holds(part, item)
     if item is None:
         return False
     match guard:

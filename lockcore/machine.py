@@ -26,18 +26,28 @@ States, as :func:`state_of` derives them from the item and the clock::
     LAPSED          IN_PROGRESS but the lease has ended (nobody recorded it yet), or EXPIRED (recorded)
     COMPLETED / FAILED / FORCE_RELEASED    released, with the last outcome readable
 
-Only HELD is "locked"; every other state is free to acquire. :data:`TRANSITIONS` is the table of which operation
-may start from which state and where it leads; ``tests/lockcore/test_machine.py`` checks every guard against it
-and the README's diagram is drawn from it.
+Only HELD is "locked"; every other state is free to acquire — unless others wait in the lock's queue.
+
+The queue (``AcquireRequest(queue=True)``) lives in the item, in order, with the users watching for the lock to
+free. A newcomer never jumps it; the write that frees the lock hands it to the head in the same write (a
+HAND_OFF: new owner, token + 1); a lapsed lease with a queue goes to the head on the next acquire or expire.
+DynamoDB cannot choose between two effects in one UpdateItem, so where a queue or watchers exist the first write
+(which assumes none) is refused, and the machine decides the next write from the item it returns, conditioned on
+the exact queue it saw — see "the queue and the watchers" below and :func:`drive`.
+
+:data:`TRANSITIONS` is the table of which operation may start from which state and where it leads;
+``tests/lockcore/test_machine.py`` checks every guard against it and the README's diagram is drawn from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol, TypeVar
 
 from lockcore import record as r
+from lockcore.errors import LockStoreError
 from lockcore.expressions import (
     Above,
     Absent,
@@ -49,10 +59,13 @@ from lockcore.expressions import (
     Guard,
     Item,
     Missing,
+    Not,
     OneOf,
     Value,
+    apply,
+    holds,
 )
-from lockcore.record import LockRecord, Status
+from lockcore.record import LockRecord, QueueEntry, Status
 
 
 class LockState(StrEnum):
@@ -71,6 +84,10 @@ class Operation(StrEnum):
     FORCE_RELEASE = "force-release"
     EXPIRE = "expire"
     NOTE = "note"
+    HAND_OFF = "hand-off"
+    ENQUEUE = "enqueue"
+    DEQUEUE = "dequeue"
+    WATCH = "watch"
 
 
 RELEASED_STATES = frozenset({LockState.COMPLETED, LockState.FAILED, LockState.FORCE_RELEASED})
@@ -100,7 +117,15 @@ TRANSITIONS: dict[Operation, tuple[frozenset[LockState], frozenset[LockState], s
         frozenset({LockState.LAPSED}),
         "anyone presenting the current token (the reaper), once the lease has ended",
     ),
+    Operation.HAND_OFF: (
+        frozenset({LockState.HELD, LockState.LAPSED}),  # a released lock has no queue: its release handed off
+        frozenset({LockState.HELD}),
+        "the head of the queue, in the very write that frees the lock (release, force-release, expire), "
+        "or in the next acquire of a lapsed lock with a queue",
+    ),
 }
+QUEUE_EDITS = frozenset({Operation.ENQUEUE, Operation.DEQUEUE, Operation.WATCH})
+"""Operations that edit the queue or the watchers and never change the lock's state (so not in the table)."""
 
 RELEASE_OUTCOMES = frozenset({Status.COMPLETED, Status.FAILED})
 _NOT_IN_PROGRESS = tuple(s.value for s in Status if s is not Status.IN_PROGRESS)
@@ -179,6 +204,21 @@ class AcquireRequest:
     component: str = ""
     environment: str = ""
     correlation_id: str | None = None
+    queue: bool = False
+    """The conflict policy: ``False`` refuses when the lock is busy (``HeldBySomeone``); ``True`` joins its queue
+    (``Queued``)."""
+    coalesce: str = ""
+    """What makes two pending requests the same run (command, component, environment, ref); empty: never
+    coalesced."""
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """The head of the queue was handed the lock: ``entry`` is who asked (every coalesced requester), ``record``
+    the lock as it now holds it (a new token, its own lease)."""
+
+    entry: QueueEntry
+    record: LockRecord
 
 
 @dataclass(frozen=True)
@@ -187,6 +227,10 @@ class Transition:
     lock_key: str
     guard: Guard
     effect: Effect
+    seen: Item | None = None
+    """The item this write was decided from — what a refused write returned — or ``None`` for a first attempt."""
+    handed: HandOff | None = None
+    """A hand-off an earlier write of the same operation performed, to be reported with its outcome."""
 
     @property
     def key(self) -> dict[str, Value]:
@@ -213,23 +257,47 @@ def acquire(request: AcquireRequest, now: int) -> Transition:
     stale = (set(r.HOLDER_ATTRIBUTES) | set(r.RELEASE_ATTRIBUTES) | set(r.NOTE_ATTRIBUTES) | {r.LEGACY_TTL}) - set(
         values
     )
+    # A newcomer never jumps a queue: with anyone waiting, the write is refused and the machine decides again.
     return Transition(
         Operation.ACQUIRE,
         request.lock_key,
-        acquire_guard(now),
+        AllOf((acquire_guard(now), Absent(r.QUEUE))),
         Effect(set=values, remove=frozenset(stale), bump=r.TOKEN),
     )
+
+
+_STALE = frozenset(r.HOLDER_ATTRIBUTES) | set(r.RELEASE_ATTRIBUTES) | set(r.NOTE_ATTRIBUTES) | {r.LEGACY_TTL}
+
+
+def _freeing(guard: Guard) -> Guard:
+    """A write that frees the lock takes effect at once only when nobody waits and nobody watches; otherwise
+    the machine, shown the item, decides again (hand off, or tell the watchers)."""
+    return AllOf((guard, Absent(r.QUEUE), Absent(r.WATCHERS)))
+
+
+def _release_effect(outcome: Status, now: int) -> Effect:
+    return Effect(set={r.STATUS: outcome.value, r.RELEASED_AT: r.iso(now)})
+
+
+def _force_release_effect(by: str, reason: str, now: int) -> Effect:
+    return Effect(
+        set={
+            r.STATUS: Status.FORCE_RELEASED.value,
+            r.RELEASED_AT: r.iso(now),
+            r.RELEASED_BY: by,
+            r.RELEASE_REASON: reason,
+        }
+    )
+
+
+def _expire_effect(now: int) -> Effect:
+    return Effect(set={r.STATUS: Status.EXPIRED.value, r.RELEASED_AT: r.iso(now)})
 
 
 def release(lock_key: str, owner: str, token: int, outcome: Status, now: int) -> Transition:
     if outcome not in RELEASE_OUTCOMES:
         raise ValueError(f"a holder releases with COMPLETED or FAILED, not {outcome}")
-    return Transition(
-        Operation.RELEASE,
-        lock_key,
-        release_guard(owner, token),
-        Effect(set={r.STATUS: outcome.value, r.RELEASED_AT: r.iso(now)}),
-    )
+    return Transition(Operation.RELEASE, lock_key, _freeing(release_guard(owner, token)), _release_effect(outcome, now))
 
 
 def extend(lock_key: str, owner: str, token: int, lease_seconds: int, now: int) -> Transition:
@@ -247,17 +315,7 @@ def force_release(lock_key: str, token: int, by: str, reason: str, now: int) -> 
     if not by or not reason:
         raise ValueError("a force-release records who did it and why")
     return Transition(
-        Operation.FORCE_RELEASE,
-        lock_key,
-        force_release_guard(token),
-        Effect(
-            set={
-                r.STATUS: Status.FORCE_RELEASED.value,
-                r.RELEASED_AT: r.iso(now),
-                r.RELEASED_BY: by,
-                r.RELEASE_REASON: reason,
-            }
-        ),
+        Operation.FORCE_RELEASE, lock_key, _freeing(force_release_guard(token)), _force_release_effect(by, reason, now)
     )
 
 
@@ -270,12 +328,7 @@ def note(lock_key: str, owner: str, token: int, notes: Mapping[str, str], now: i
 
 
 def expire(lock_key: str, token: int, now: int) -> Transition:
-    return Transition(
-        Operation.EXPIRE,
-        lock_key,
-        expire_guard(token, now),
-        Effect(set={r.STATUS: Status.EXPIRED.value, r.RELEASED_AT: r.iso(now)}),
-    )
+    return Transition(Operation.EXPIRE, lock_key, _freeing(expire_guard(token, now)), _expire_effect(now))
 
 
 # -------------------------------------------------------------------------------------------------- outcomes
@@ -294,6 +347,8 @@ class Acquired:
     record: LockRecord
     reentered: bool = False
     """True when the owner already held the lock (a redelivered request): same token, nothing written."""
+    handed_to: HandOff | None = None
+    """Set when this acquire found a lapsed lock with a queue and handed it to the head (perhaps the caller)."""
 
     @property
     def token(self) -> int:
@@ -303,6 +358,19 @@ class Acquired:
 @dataclass(frozen=True)
 class HeldBySomeone:
     holder: LockRecord
+    handed_to: HandOff | None = None
+    """Set when this acquire found a lapsed lock with a queue and handed it to the head: dispatch for it."""
+
+
+@dataclass(frozen=True)
+class Queued(HeldBySomeone):
+    """The lock is busy and the request waits in its queue (``AcquireRequest(queue=True)``). A kind of
+    ``HeldBySomeone``, so a caller that only knows refusals still tells its user who holds the lock."""
+
+    position: int = 0
+    """1: next in line."""
+    coalesced: bool = False
+    """The request joined an identical pending one and will be told its result."""
 
 
 @dataclass(frozen=True)
@@ -310,6 +378,10 @@ class Released:
     record: LockRecord
     repeated: bool = False
     """True when the same release had already taken effect (a retry whose first answer was lost)."""
+    handed_to: HandOff | None = None
+    """The head of the queue, handed the lock in the same write: dispatch for it and tell its requesters."""
+    notify: tuple[str, ...] = ()
+    """The users who asked to be told when the lock frees (cleared in the same write)."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +393,8 @@ class Extended:
 class ForceReleased:
     record: LockRecord
     repeated: bool = False
+    handed_to: HandOff | None = None
+    notify: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -331,6 +405,8 @@ class Noted:
 @dataclass(frozen=True)
 class MarkedExpired:
     record: LockRecord
+    handed_to: HandOff | None = None
+    notify: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -341,12 +417,40 @@ class NotHolder:
     current: LockRecord | None
 
 
+@dataclass(frozen=True)
+class Dequeued:
+    record: LockRecord
+    position: int
+    """Where the request stood before it left."""
+
+
+@dataclass(frozen=True)
+class NotQueued:
+    current: LockRecord | None
+
+
+@dataclass(frozen=True)
+class Watching:
+    """The user will be named in the outcome of the write that frees the lock."""
+
+    record: LockRecord
+
+
+@dataclass(frozen=True)
+class FreeNow:
+    """Nothing to wait for: the lock is free and nobody waits."""
+
+    current: LockRecord | None
+
+
 AcquireOutcome = Acquired | HeldBySomeone
 ReleaseOutcome = Released | NotHolder
 ExtendOutcome = Extended | NotHolder
 ForceReleaseOutcome = ForceReleased | NotHolder
 ExpireOutcome = MarkedExpired | NotHolder
 NoteOutcome = Noted | NotHolder
+DequeueOutcome = Dequeued | NotQueued
+WatchOutcome = Watching | FreeNow
 Outcome = Acquired | HeldBySomeone | Released | Extended | Noted | ForceReleased | MarkedExpired | NotHolder
 
 
@@ -453,3 +557,304 @@ def expire_outcome(token: int, result: WriteResult, now: int) -> ExpireOutcome:
 def holds_token(item: Item | None, token: int, now: int) -> bool:
     """The fencing check: is ``token`` the token of the current, unexpired holder?"""
     return is_live(item, now) and item is not None and item.get(r.TOKEN) == token
+
+
+# --------------------------------------------------------------------------------- the queue and the watchers
+# DynamoDB's UpdateItem cannot choose between two effects, and freeing a lock with a queue is a different write
+# (hand the lock to the head) from freeing one without (record the outcome). So each write is decided from what
+# the machine knows: a first attempt assumes no queue and no watchers — one request, as always, when none
+# exist. If they do, the refused write hands back the item (ALL_OLD) and the machine decides the next write from
+# it, conditioned on the exact queue (and watchers, and token) it saw: a write that races another is refused in
+# turn and decided again, so nothing is ever done on a stale view. `drive` runs those steps for every store.
+MAX_WRITES = 4
+"""An operation's writes, at most: a race lost on every one of them is reported, never retried for ever."""
+
+_Answer_co = TypeVar("_Answer_co", covariant=True)
+
+
+class Step(Protocol[_Answer_co]):
+    """What the machine decides from a write's answer: the next write, or the operation's outcome."""
+
+    def __call__(self, transition: Transition | None, result: WriteResult, /) -> Transition | _Answer_co: ...
+
+
+def drive(
+    first: Transition | None,
+    step: Step[_Answer_co],
+    write: Callable[[Transition], WriteResult],
+    read: Callable[[], Item | None] | None = None,
+) -> _Answer_co:
+    """Perform an operation: its first write (or, for ``first=None``, one read), then what the machine decides
+    from each answer, until it names an outcome."""
+    if first is None:
+        assert read is not None
+        decided = step(None, Refused(read()))
+    else:
+        decided = first
+    for _ in range(MAX_WRITES):
+        if not isinstance(decided, Transition):
+            return decided
+        transition = decided
+        decided = step(transition, write(transition))
+    if not isinstance(decided, Transition):
+        return decided
+    raise LockStoreError(f"{decided.lock_key}: the lock changed under each of {MAX_WRITES} writes; try again")
+
+
+def queue_of(item: Item | None) -> tuple[QueueEntry, ...]:
+    return r.decode_queue(item.get(r.QUEUE)) if item is not None else ()
+
+
+def watchers_of(item: Item | None) -> tuple[str, ...]:
+    return r.decode_watchers(item.get(r.WATCHERS)) if item is not None else ()
+
+
+def position_of(entries: tuple[QueueEntry, ...], owner: str) -> int | None:
+    """Where ``owner`` waits (1: next in line) — as an entry's owner or as a requester coalesced into it."""
+    for position, entry in enumerate(entries, 1):
+        if any(requester.owner == owner for requester in entry.requesters):
+            return position
+    return None
+
+
+def _as_seen(name: str, item: Item | None) -> Guard:
+    """The attribute is exactly as in ``item`` (absent if it was)."""
+    value = item.get(name) if item is not None else None
+    return Equals(name, value) if value is not None else Absent(name)
+
+
+def _busy(now: int) -> Guard:
+    """A newcomer could not take the lock now: it is held, or others wait."""
+    return AnyOf((Not(acquire_guard(now)), Not(Absent(r.QUEUE))))
+
+
+def _out_of_ttl(seen: Item) -> tuple[dict[str, Value], frozenset[str], tuple[Guard, ...]]:
+    """A legacy item keeps its lease end in ``ttl``, which DynamoDB's TTL may delete — queue and watchers with
+    it. Whoever writes a queue or watchers onto one moves the lease end to ``leaseExpiresAt`` first."""
+    if r.LEGACY_TTL not in seen:
+        return {}, frozenset(), ()
+    end = lease_end(seen)
+    moved: dict[str, Value] = {r.LEASE_EXPIRES_AT: end} if end is not None else {}
+    return (
+        moved,
+        frozenset({r.LEGACY_TTL}),
+        (Equals(r.LEGACY_TTL, seen[r.LEGACY_TTL]), _as_seen(r.LEASE_EXPIRES_AT, seen)),
+    )
+
+
+def hand_off(lock_key: str, seen: Item, base: Guard, now: int, handed: HandOff | None = None) -> Transition:
+    """The head of ``seen``'s queue takes the lock in the same write that frees it: a new token, its own lease,
+    the rest of the queue moving up. ``base`` is the freeing operation's own guard."""
+    head, *rest = queue_of(seen)
+    asker = head.requesters[0]
+    values: dict[str, Value] = {
+        r.OWNER: head.owner,
+        r.STATUS: Status.IN_PROGRESS.value,
+        r.LOCKED_BY: asker.user,
+        r.LOCKED_BY_NAME: asker.name,
+        r.LOCKED_AT: r.iso(now),
+        r.LEASE_EXPIRES_AT: now + head.lease_seconds,
+        r.COMPONENT: head.component,
+        r.ENVIRONMENT: head.environment,
+    }
+    if head.correlation_id is not None:
+        values[r.CORRELATION_ID] = head.correlation_id
+    if rest:
+        values[r.QUEUE] = r.encode_queue(rest)
+    stale = (_STALE | {r.QUEUE}) - set(values)
+    guard = AllOf((base, _as_seen(r.TOKEN, seen), _as_seen(r.QUEUE, seen)))
+    effect = Effect(set=values, remove=frozenset(stale), bump=r.TOKEN)
+    return Transition(Operation.HAND_OFF, lock_key, guard, effect, seen=seen, handed=handed)
+
+
+def _free_again(
+    operation: Operation, lock_key: str, base: Guard, effect: Effect, seen: Item, *, now: int
+) -> Transition:
+    """The freeing write again, knowing the queue and the watchers: hand off, or free and clear the watchers."""
+    if queue_of(seen):
+        return hand_off(lock_key, seen, base, now)
+    gone = {r.WATCHERS} | ({r.QUEUE} & set(seen))  # an unreadable queue goes too
+    guard = AllOf((base, _as_seen(r.QUEUE, seen), _as_seen(r.WATCHERS, seen)))
+    return Transition(operation, lock_key, guard, replace(effect, remove=effect.remove | gone), seen=seen)
+
+
+def _freed(transition: Transition, item: Item, effect: Effect) -> tuple[LockRecord, HandOff | None, tuple[str, ...]]:
+    """What a freeing write did: the lock as freed, the hand-off it made, the watchers to tell."""
+    seen = transition.seen
+    if transition.operation is Operation.HAND_OFF and seen is not None:
+        released = apply(replace(effect, remove=effect.remove | {r.QUEUE}), transition.key, seen)
+        return LockRecord.from_item(released), HandOff(queue_of(seen)[0], LockRecord.from_item(item)), ()
+    return LockRecord.from_item(item), None, watchers_of(seen)
+
+
+def _must_decide_again(base: Guard, item: Item | None) -> bool:
+    """Refused only because somebody waits or watches: the freeing operation itself was allowed."""
+    return item is not None and (r.QUEUE in item or r.WATCHERS in item) and holds(base, item)
+
+
+def release_step(lock_key: str, owner: str, token: int, outcome: Status, now: int) -> Step[ReleaseOutcome]:
+    base, effect = release_guard(owner, token), _release_effect(outcome, now)
+
+    def step(transition: Transition | None, result: WriteResult) -> Transition | ReleaseOutcome:
+        if isinstance(result, Written) and transition is not None:
+            record, handed, notify = _freed(transition, result.item, effect)
+            return Released(record, handed_to=handed, notify=notify)
+        if _must_decide_again(base, result.item):
+            assert result.item is not None
+            return _free_again(Operation.RELEASE, lock_key, base, effect, result.item, now=now)
+        return release_outcome(owner, token, outcome, result)
+
+    return step
+
+
+def force_release_step(lock_key: str, token: int, by: str, reason: str, now: int) -> Step[ForceReleaseOutcome]:
+    base, effect = force_release_guard(token), _force_release_effect(by, reason, now)
+
+    def step(transition: Transition | None, result: WriteResult) -> Transition | ForceReleaseOutcome:
+        if isinstance(result, Written) and transition is not None:
+            record, handed, notify = _freed(transition, result.item, effect)
+            return ForceReleased(record, handed_to=handed, notify=notify)
+        if _must_decide_again(base, result.item):
+            assert result.item is not None
+            return _free_again(Operation.FORCE_RELEASE, lock_key, base, effect, result.item, now=now)
+        return force_release_outcome(token, by, result)
+
+    return step
+
+
+def expire_step(lock_key: str, token: int, now: int) -> Step[ExpireOutcome]:
+    base, effect = expire_guard(token, now), _expire_effect(now)
+
+    def step(transition: Transition | None, result: WriteResult) -> Transition | ExpireOutcome:
+        if isinstance(result, Written) and transition is not None:
+            record, handed, notify = _freed(transition, result.item, effect)
+            return MarkedExpired(record, handed_to=handed, notify=notify)
+        if _must_decide_again(base, result.item):
+            assert result.item is not None
+            return _free_again(Operation.EXPIRE, lock_key, base, effect, result.item, now=now)
+        return expire_outcome(token, result, now)
+
+    return step
+
+
+def enqueue(request: AcquireRequest, seen: Item, now: int, handed: HandOff | None = None) -> Transition:
+    """Join the queue — into an identical pending entry if there is one — conditioned on the queue as seen and
+    on the lock still being busy (a lock that freed meanwhile is taken, not queued for)."""
+    entries = list(queue_of(seen))
+    me = r.Requester(request.owner, request.locked_by, request.locked_by_name)
+    for index, entry in enumerate(entries):
+        if request.coalesce and entry.coalesce == request.coalesce:
+            entries[index] = replace(entry, requesters=(*entry.requesters, me))
+            break
+    else:
+        entries.append(
+            QueueEntry(
+                (me,),
+                request.lease_seconds,
+                request.component,
+                request.environment,
+                request.coalesce,
+                request.correlation_id,
+            )
+        )
+    moved, gone, kept = _out_of_ttl(seen)
+    guard = AllOf((_as_seen(r.QUEUE, seen), _busy(now), *kept))
+    effect = Effect(set={**moved, r.QUEUE: r.encode_queue(entries)}, remove=gone)
+    return Transition(Operation.ENQUEUE, request.lock_key, guard, effect, seen=seen, handed=handed)
+
+
+def _queued(request: AcquireRequest, item: Item, handed: HandOff | None) -> Queued | None:
+    entries = queue_of(item)
+    position = position_of(entries, request.owner)
+    if position is None:
+        return None
+    coalesced = entries[position - 1].owner != request.owner
+    return Queued(LockRecord.from_item(item), handed, position=position, coalesced=coalesced)
+
+
+def acquire_step(request: AcquireRequest, now: int) -> Step[AcquireOutcome]:
+    def step(transition: Transition | None, result: WriteResult) -> Transition | AcquireOutcome:
+        handed = transition.handed if transition is not None else None
+        item: Item | None = result.item
+        if isinstance(result, Written) and transition is not None:
+            item = result.item
+            if transition.operation is Operation.ACQUIRE:
+                return Acquired(LockRecord.from_item(item), handed_to=handed)
+            if transition.operation is Operation.ENQUEUE:
+                queued = _queued(request, item, handed)
+                assert queued is not None
+                return queued
+            assert transition.seen is not None  # a hand-off this acquire made: decide again on the new item
+            handed = HandOff(queue_of(transition.seen)[0], LockRecord.from_item(result.item))
+        if item is None:
+            raise LookupError(f"{request.lock_key}: the write was refused but no lock exists; try again")
+        return _acquire_decision(request, item, now, handed)
+
+    return step
+
+
+def _acquire_decision(
+    request: AcquireRequest, item: Item, now: int, handed: HandOff | None
+) -> Transition | AcquireOutcome:
+    record = LockRecord.from_item(item)
+    live = is_live(item, now)
+    if live and record.owner == request.owner:
+        fresh = handed is not None and handed.entry.owner == request.owner
+        return Acquired(record, reentered=not fresh, handed_to=handed)
+    if not live and queue_of(item):
+        # The lease lapsed with a queue waiting and nobody freed it: the head takes it, not this newcomer.
+        return hand_off(request.lock_key, item, acquire_guard(now), now, handed)
+    queued = _queued(request, item, handed)
+    if queued is not None:
+        return queued  # already waiting: joining twice keeps one entry
+    if not live:  # freed meanwhile (or a queue attribute that is not ours): take it, as seen
+        first = acquire(request, now)
+        guard = AllOf((acquire_guard(now), _as_seen(r.QUEUE, item)))
+        effect = replace(first.effect, remove=first.effect.remove | ({r.QUEUE} & set(item)))
+        return replace(first, guard=guard, effect=effect, seen=item, handed=handed)
+    if not request.queue:
+        return HeldBySomeone(record, handed_to=handed)
+    return enqueue(request, item, now, handed)
+
+
+def dequeue_step(lock_key: str, owner: str) -> Step[DequeueOutcome]:
+    def step(transition: Transition | None, result: WriteResult) -> Transition | DequeueOutcome:
+        if isinstance(result, Written) and transition is not None:
+            position = position_of(queue_of(transition.seen), owner)
+            assert position is not None
+            return Dequeued(LockRecord.from_item(result.item), position)
+        item = result.item
+        entries = queue_of(item)
+        if item is None or position_of(entries, owner) is None:
+            return NotQueued(_record(item))
+        remaining = []
+        for entry in entries:
+            requesters = tuple(q for q in entry.requesters if q.owner != owner)
+            if requesters:
+                remaining.append(replace(entry, requesters=requesters))
+        effect = (
+            Effect(set={r.QUEUE: r.encode_queue(remaining)})
+            if remaining
+            else Effect(set={}, remove=frozenset({r.QUEUE}))
+        )
+        return Transition(Operation.DEQUEUE, lock_key, _as_seen(r.QUEUE, item), effect, seen=item)
+
+    return step
+
+
+def watch_step(lock_key: str, user: str, now: int) -> Step[WatchOutcome]:
+    def step(transition: Transition | None, result: WriteResult) -> Transition | WatchOutcome:
+        if isinstance(result, Written):
+            return Watching(LockRecord.from_item(result.item))
+        item = result.item
+        if item is None or (not is_live(item, now) and not queue_of(item)):
+            return FreeNow(_record(item))
+        watchers = watchers_of(item)
+        if user in watchers:
+            return Watching(LockRecord.from_item(item))
+        moved, gone, kept = _out_of_ttl(item)
+        guard = AllOf((_as_seen(r.WATCHERS, item), _busy(now), *kept))
+        effect = Effect(set={**moved, r.WATCHERS: r.encode_watchers((*watchers, user))}, remove=gone)
+        return Transition(Operation.WATCH, lock_key, guard, effect, seen=item)
+
+    return step

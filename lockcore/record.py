@@ -17,6 +17,8 @@
 | `releasedBy`     | S    | who force-released it                                                     |
 | `releaseReason`  | S    | why it was force-released                                                 |
 | notes            | S    | command, ref, commitSha, channelId, dispatchState, runId, runUrl (by the holder) |
+| `queue`          | S    | the requests waiting for the lock, first in line first (JSON; absent when none) |
+| `watchers`       | S    | user ids to tell when the lock frees (JSON; absent when none)              |
 
 Why the lease end is not in `ttl`: the table has DynamoDB TTL on `ttl` (the user's design; other item types use
 it), and TTL may delete an item any time after that instant. A deleted lock item would restart its token at 1,
@@ -28,7 +30,8 @@ original code (no `token`, lease end in `ttl`) are still understood; the first a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -59,6 +62,8 @@ RELEASED_AT = "releasedAt"
 RELEASED_BY = "releasedBy"
 RELEASE_REASON = "releaseReason"
 LEGACY_TTL = "ttl"
+QUEUE = "queue"
+WATCHERS = "watchers"
 
 HOLDER_ATTRIBUTES = (
     OWNER, STATUS, LOCKED_BY, LOCKED_BY_NAME, LOCKED_AT, LEASE_EXPIRES_AT,
@@ -71,6 +76,86 @@ NOTE_ATTRIBUTES = (
 )  # fmt: skip
 """What the holder may note on its lock while it holds it (the run it started, where to report); an acquire
 clears them, so they always describe the current holder's work."""
+
+
+@dataclass(frozen=True)
+class Requester:
+    """One request waiting in line: its owner id (what it will hold the lock as) and who asked."""
+
+    owner: str
+    user: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One pending run. Identical requests (the same ``coalesce`` identity: command, component, environment,
+    ref) share one entry; the first requester is the owner the lock is handed to, and every one is told."""
+
+    requesters: tuple[Requester, ...]
+    lease_seconds: int
+    component: str = ""
+    environment: str = ""
+    coalesce: str = ""
+    correlation_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return self.requesters[0].owner
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {
+            "requesters": [[q.owner, q.user, q.name] for q in self.requesters],
+            "leaseSeconds": self.lease_seconds,
+            "component": self.component,
+            "environment": self.environment,
+            "coalesce": self.coalesce,
+        }
+        if self.correlation_id is not None:
+            body["correlationId"] = self.correlation_id
+        return body
+
+
+def encode_queue(entries: Iterable[QueueEntry]) -> str:
+    """The queue as one string attribute: the same entries always encode to the same text, so a write can
+    be conditioned on the exact queue it was decided from."""
+    return json.dumps([entry.to_json() for entry in entries], separators=(",", ":"), sort_keys=True)
+
+
+def decode_queue(value: Value | None) -> tuple[QueueEntry, ...]:
+    """The queue an item carries; text that is not ours reads as no queue."""
+    if not isinstance(value, str):
+        return ()
+    try:
+        raw = json.loads(value)
+        return tuple(
+            QueueEntry(
+                requesters=tuple(Requester(str(o), str(u), str(n)) for o, u, n in entry["requesters"]),
+                lease_seconds=int(entry["leaseSeconds"]),
+                component=str(entry.get("component", "")),
+                environment=str(entry.get("environment", "")),
+                coalesce=str(entry.get("coalesce", "")),
+                correlation_id=str(entry["correlationId"]) if "correlationId" in entry else None,
+            )
+            for entry in raw
+            if entry["requesters"]
+        )
+    except (ValueError, TypeError, KeyError):
+        return ()
+
+
+def encode_watchers(users: Iterable[str]) -> str:
+    return json.dumps(sorted(set(users)), separators=(",", ":"))
+
+
+def decode_watchers(value: Value | None) -> tuple[str, ...]:
+    if not isinstance(value, str):
+        return ()
+    try:
+        raw = json.loads(value)
+    except ValueError:
+        return ()
+    return tuple(str(user) for user in raw) if isinstance(raw, list) else ()
 
 
 def iso(epoch: int) -> str:
@@ -106,6 +191,8 @@ class LockRecord:
     release_reason: str | None = None
     legacy_ttl: int | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
+    queue: tuple[QueueEntry, ...] = ()
+    watchers: tuple[str, ...] = ()
 
     @classmethod
     def from_item(cls, item: Mapping[str, Value]) -> LockRecord:
@@ -140,6 +227,8 @@ class LockRecord:
             release_reason=optional_text(RELEASE_REASON),
             legacy_ttl=legacy_ttl,
             notes={name: text(name) for name in NOTE_ATTRIBUTES if name in item},
+            queue=decode_queue(item.get(QUEUE)),
+            watchers=decode_watchers(item.get(WATCHERS)),
         )
 
     def to_item(self) -> Item:
@@ -164,6 +253,10 @@ class LockRecord:
         }
         item.update({name: value for name, value in optional.items() if value is not None})
         item.update(self.notes)
+        if self.queue:
+            item[QUEUE] = encode_queue(self.queue)
+        if self.watchers:
+            item[WATCHERS] = encode_watchers(self.watchers)
         return item
 
     def as_json(self) -> dict[str, Value | None]:

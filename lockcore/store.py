@@ -38,12 +38,20 @@ class LockStore(ABC):
 
     # ------------------------------------------------------------------ the operations
     def acquire(self, request: m.AcquireRequest) -> m.AcquireOutcome:
+        """Take the lock; or, when it is busy, answer who holds it — and with ``request.queue``, join its queue
+        (``Queued``, a ``HeldBySomeone``). A lapsed lock with a queue goes to the queue's head (``handed_to``)."""
         now = self.now()
-        return m.acquire_outcome(request, self._write(m.acquire(request, now)), now)
+        return m.drive(m.acquire(request, now), m.acquire_step(request, now), self._write)
 
     def release(self, lock_key: str, owner: str, token: int, outcome: Status) -> m.ReleaseOutcome:
-        result = self._write(m.release(lock_key, owner, token, outcome, self.now()))
-        return m.release_outcome(owner, token, outcome, result)
+        """Release; with a queue, the head is handed the lock in the same write (``handed_to``); without one,
+        whoever watched is named (``notify``)."""
+        now = self.now()
+        return m.drive(
+            m.release(lock_key, owner, token, outcome, now),
+            m.release_step(lock_key, owner, token, outcome, now),
+            self._write,
+        )
 
     def extend(self, lock_key: str, owner: str, token: int, lease_seconds: int) -> m.ExtendOutcome:
         now = self.now()
@@ -55,12 +63,25 @@ class LockStore(ABC):
         return m.note_outcome(owner, token, self._write(m.note(lock_key, owner, token, notes, now)), now)
 
     def force_release(self, lock_key: str, token: int, by: str, reason: str) -> m.ForceReleaseOutcome:
-        result = self._write(m.force_release(lock_key, token, by, reason, self.now()))
-        return m.force_release_outcome(token, by, result)
+        now = self.now()
+        return m.drive(
+            m.force_release(lock_key, token, by, reason, now),
+            m.force_release_step(lock_key, token, by, reason, now),
+            self._write,
+        )
 
     def expire(self, lock_key: str, token: int) -> m.ExpireOutcome:
         now = self.now()
-        return m.expire_outcome(token, self._write(m.expire(lock_key, token, now)), now)
+        return m.drive(m.expire(lock_key, token, now), m.expire_step(lock_key, token, now), self._write)
+
+    def dequeue(self, lock_key: str, owner: str) -> m.DequeueOutcome:
+        """Leave the queue (a coalesced requester leaves its entry; the entry goes with its last requester)."""
+        return m.drive(None, m.dequeue_step(lock_key, owner), self._write, lambda: self._read(lock_key))
+
+    def watch(self, lock_key: str, user: str) -> m.WatchOutcome:
+        """Ask to be told when the lock frees: ``user`` is named in the outcome of the write that frees it."""
+        now = self.now()
+        return m.drive(None, m.watch_step(lock_key, user, now), self._write, lambda: self._read(lock_key))
 
     def get(self, lock_key: str) -> LockRecord | None:
         item = self._read(lock_key)

@@ -8,6 +8,7 @@ step the invariants below — the lock's promises — are checked.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -18,14 +19,22 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from lockcore.machine import (
     Acquired,
     AcquireRequest,
+    Dequeued,
+    DequeueOutcome,
     Extended,
     ForceReleased,
+    FreeNow,
+    HandOff,
     HeldBySomeone,
     MarkedExpired,
     Noted,
     NotHolder,
+    NotQueued,
     Outcome,
+    Queued,
     Released,
+    Watching,
+    WatchOutcome,
 )
 from lockcore.record import LEGACY_TTL, NOTE_ATTRIBUTES, Status
 from lockcore.store import Clock
@@ -50,22 +59,105 @@ class Holder:
 
 
 @dataclass
+class Waiting:
+    """One pending run in the queue: its requesters in the order they asked (the first holds it when handed)."""
+
+    requesters: list[str]
+    lease: int
+    coalesce: str
+
+
+Handed = tuple[tuple[str, ...], int] | None
+"""A hand-off as the model reports it: every requester of the entry, and the token it was handed."""
+
+
+@dataclass
 class KeyModel:
     holder: Holder | None = None
     last_token: int = 0
     force_released: set[int] = field(default_factory=set)
+    queue: list[Waiting] = field(default_factory=list)
+    watchers: set[str] = field(default_factory=set)
 
     def live(self, now: int) -> bool:
         h = self.holder
         return h is not None and h.status is Status.IN_PROGRESS and now < h.lease_end
 
-    def acquire(self, owner: str, lease: int, now: int) -> Answer:
-        h = self.holder
-        if h is not None and self.live(now):
-            return ("reentered", h.token) if h.owner == owner else ("held", h.owner, h.token)
+    def position(self, owner: str) -> tuple[int, bool] | None:
+        for index, entry in enumerate(self.queue, 1):
+            if owner in entry.requesters:
+                return index, entry.requesters[0] != owner
+        return None
+
+    def _hand_off(self, now: int) -> Handed:
+        head = self.queue.pop(0)
         self.last_token += 1
-        self.holder = Holder(owner, self.last_token, now + lease)
-        return ("acquired", self.last_token)
+        self.holder = Holder(head.requesters[0], self.last_token, now + head.lease)
+        return tuple(head.requesters), self.last_token
+
+    def _keep_out_of_ttl(self) -> None:
+        """A queue or watchers on a legacy lock: its lease end moves out of `ttl`, so TTL deletes nothing."""
+        if self.holder is not None:
+            self.holder.legacy = False
+
+    def acquire(self, owner: str, lease: int, now: int, queue: bool = False, coalesce: str = "") -> Answer:
+        handed: Handed = None
+        if self.holder is not None and self.live(now) and self.holder.owner == owner:
+            return ("reentered", self.holder.token, handed)
+        if not self.live(now) and self.queue:
+            handed = self._hand_off(now)  # the head goes first, never the newcomer
+            assert self.holder is not None
+            if self.holder.owner == owner:
+                return ("acquired", self.holder.token, handed)
+        h = self.holder
+        waiting = self.position(owner)
+        if waiting is not None:
+            assert h is not None
+            return ("queued", h.owner, h.token, *waiting, handed)
+        if not self.live(now):
+            self.last_token += 1
+            self.holder = Holder(owner, self.last_token, now + lease)
+            return ("acquired", self.last_token, handed)
+        assert h is not None
+        if not queue:
+            return ("held", h.owner, h.token, handed)
+        self._keep_out_of_ttl()
+        for entry in self.queue:
+            if coalesce and entry.coalesce == coalesce:
+                entry.requesters.append(owner)
+                break
+        else:
+            self.queue.append(Waiting([owner], lease, coalesce))
+        place = self.position(owner)
+        assert place is not None
+        return ("queued", h.owner, h.token, *place, handed)
+
+    def _free(self, status: Status, now: int, by: str | None = None) -> tuple[Handed, tuple[str, ...]]:
+        """The write that frees the lock: a hand-off to the head, or the outcome recorded and watchers told."""
+        if self.queue:
+            return self._hand_off(now), ()
+        assert self.holder is not None
+        self.holder.status, self.holder.released_by = status, by
+        notify = tuple(sorted(self.watchers))
+        self.watchers.clear()
+        return None, notify
+
+    def dequeue(self, owner: str) -> Answer:
+        place = self.position(owner)
+        if place is None:
+            return ("not-queued",)
+        for entry in self.queue:
+            if owner in entry.requesters:
+                entry.requesters.remove(owner)
+        self.queue = [entry for entry in self.queue if entry.requesters]
+        return ("dequeued", place[0])
+
+    def watch(self, user: str, now: int) -> Answer:
+        if not self.live(now) and not self.queue:
+            return ("free",)
+        self._keep_out_of_ttl()
+        self.watchers.add(user)
+        return ("watching",)
 
     def _refusal(self, token: int, owner: str | None) -> Answer | None:
         h = self.holder
@@ -77,16 +169,15 @@ class KeyModel:
             return ("refused", "NOT_OWNER", h.token)
         return None
 
-    def release(self, owner: str, token: int, outcome: Status) -> Answer:
+    def release(self, owner: str, token: int, outcome: Status, now: int) -> Answer:
         refused = self._refusal(token, owner)
         if refused:
             return refused
         assert self.holder is not None
         if self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED):
-            self.holder.status = outcome
-            return ("released", token, outcome.value)
+            return ("released", token, outcome.value, *self._free(outcome, now))
         if self.holder.status is outcome:
-            return ("released-again", token, outcome.value)
+            return ("released-again", token, outcome.value, None, ())
         return ("refused", "NOT_HELD", self.holder.token)
 
     def extend(self, owner: str, token: int, lease: int, now: int) -> Answer:
@@ -110,17 +201,16 @@ class KeyModel:
         lapsed = self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED)
         return ("refused", "LEASE_ENDED" if lapsed else "NOT_HELD", self.holder.token)
 
-    def force_release(self, token: int, by: str) -> Answer:
+    def force_release(self, token: int, by: str, now: int) -> Answer:
         refused = self._refusal(token, None)
         if refused:
             return refused
         assert self.holder is not None
         if self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED):
-            self.holder.status, self.holder.released_by = Status.FORCE_RELEASED, by
             self.force_released.add(token)
-            return ("force-released", token)
+            return ("force-released", token, *self._free(Status.FORCE_RELEASED, now, by))
         if self.holder.status is Status.FORCE_RELEASED and self.holder.released_by == by:
-            return ("force-released-again", token)
+            return ("force-released-again", token, None, ())
         return ("refused", "NOT_HELD", self.holder.token)
 
     def expire(self, token: int, now: int) -> Answer:
@@ -129,8 +219,7 @@ class KeyModel:
             return refused
         assert self.holder is not None
         if self.holder.status is Status.IN_PROGRESS and not self.live(now):
-            self.holder.status = Status.EXPIRED
-            return ("expired", token)
+            return ("expired", token, *self._free(Status.EXPIRED, now))
         return ("refused", "LEASE_RUNS" if self.live(now) else "NOT_HELD", self.holder.token)
 
     def ttl_sweep(self, now: int) -> bool:
@@ -141,25 +230,46 @@ class KeyModel:
         return False
 
 
-def answer_of(outcome: Outcome) -> Answer:
+def handed_of(handed: HandOff | None) -> Handed:
+    if handed is None:
+        return None
+    return tuple(q.owner for q in handed.entry.requesters), handed.record.token
+
+
+AnyOutcome = Outcome | DequeueOutcome | WatchOutcome
+
+
+def answer_of(outcome: AnyOutcome) -> Answer:  # noqa: PLR0912 - one case per outcome
     """A store's outcome in the model's terms."""
     match outcome:
-        case Acquired(record, reentered):
-            return ("reentered" if reentered else "acquired", record.token)
-        case HeldBySomeone(holder):
-            return ("held", holder.owner, holder.token or None)
-        case Released(record, repeated):
-            return ("released-again" if repeated else "released", record.token, record.status.value)
+        case Acquired(record, reentered, handed):
+            return ("reentered" if reentered else "acquired", record.token, handed_of(handed))
+        case Queued(holder, handed, position, coalesced):
+            return ("queued", holder.owner, holder.token or None, position, coalesced, handed_of(handed))
+        case HeldBySomeone(holder, handed):
+            return ("held", holder.owner, holder.token or None, handed_of(handed))
+        case Released(record, repeated, handed, notify):
+            kind = "released-again" if repeated else "released"
+            return (kind, record.token, record.status.value, handed_of(handed), notify)
         case Extended(record):
             return ("extended", record.token, record.lease_expires_at)
-        case ForceReleased(record, repeated):
-            return ("force-released-again" if repeated else "force-released", record.token)
+        case ForceReleased(record, repeated, handed, notify):
+            kind = "force-released-again" if repeated else "force-released"
+            return (kind, record.token, handed_of(handed), notify)
         case Noted(record):
             return ("noted", record.token)
-        case MarkedExpired(record):
-            return ("expired", record.token)
+        case MarkedExpired(record, handed, notify):
+            return ("expired", record.token, handed_of(handed), notify)
         case NotHolder(reason, current):
             return ("refused", reason.name, current.token or None if current is not None else None)
+        case Dequeued(_, position):
+            return ("dequeued", position)
+        case NotQueued():
+            return ("not-queued",)
+        case Watching():
+            return ("watching",)
+        case FreeNow():
+            return ("free",)
     raise AssertionError(outcome)  # pragma: no cover
 
 
@@ -194,17 +304,24 @@ class LockSimulation(RuleBasedStateMachine):
         self.model = {key: KeyModel() for key in KEYS}
         self.actors: list[Actor] = []
         self.max_token = dict.fromkeys(KEYS, 0)
+        # The queue's promises, kept apart from the model: which join each waiting requester belongs to.
+        self.joins = itertools.count()
+        self.pending: dict[str, dict[str, int]] = {key: {} for key in KEYS}
         type(self).schedules_run += 1
 
     def teardown(self) -> None:
-        for store in self.stores:
-            store.close()
+        try:
+            if self.stores:
+                self.nobody_waits_for_ever()
+        finally:
+            for store in self.stores:
+                store.close()
 
     @property
     def now(self) -> int:
         return int(self.clock.now)
 
-    def everywhere(self, step: Callable[[StoreUnderTest], Outcome]) -> Answer:
+    def everywhere(self, step: Callable[[StoreUnderTest], AnyOutcome]) -> Answer:
         answers = [answer_of(step(store)) for store in self.stores]
         for store, answer in zip(self.stores[1:], answers[1:], strict=True):
             assert answer == answers[0], f"{store.name} answered {answer}, {self.stores[0].name} {answers[0]}"
@@ -238,22 +355,93 @@ class LockSimulation(RuleBasedStateMachine):
     @rule(who=actor, lease=st.integers(1, 90))
     def acquire(self, who: int, lease: int) -> None:
         """A first delivery, or a redelivery of the same request (same owner) — also after a crash."""
-        a = self.pick(who)
-        expected = self.model[a.key].acquire(a.owner, lease, self.now)
-        request = AcquireRequest(a.key, a.owner, lease, locked_by=a.name, locked_by_name=a.name)
+        self._acquire(self.pick(who), lease, queue=False, coalesce="")
+
+    @rule(who=actor, lease=st.integers(1, 90), coalesce=st.sampled_from(["", "build main", "build main", "build dev"]))
+    def queued_acquire(self, who: int, lease: int, coalesce: str) -> None:
+        """The same, asking to wait in line; identical requests (same coalesce identity) share one entry."""
+        self._acquire(self.pick(who), lease, queue=True, coalesce=coalesce)
+
+    def _acquire(self, a: Actor, lease: int, queue: bool, coalesce: str) -> None:
+        model = self.model[a.key]
+        waiting_before = bool(model.queue)
+        expected = model.acquire(a.owner, lease, self.now, queue=queue, coalesce=coalesce)
+        request = AcquireRequest(
+            a.key, a.owner, lease, locked_by=a.name, locked_by_name=a.name, queue=queue, coalesce=coalesce
+        )
         got = self.everywhere(lambda s: s.store.acquire(request))
         assert got == expected, f"acquire: store {got}, model {expected}"
-        if got[0] == "acquired":
+        handed = got[-1]
+        self.learn(a.key, handed)  # type: ignore[arg-type]
+        if got[0] == "acquired" and handed is None:
+            assert not waiting_before, "newcomers_never_jump_the_queue"
             token = int(str(got[1]))
             assert token > self.max_token[a.key], "tokens_strictly_increase_per_key"
             self.max_token[a.key] = token
             item = self.stores[0].read(a.key) or {}
             assert not set(item) & {*NOTE_ATTRIBUTES, LEGACY_TTL}, f"a new holder inherited {item}"
+        if got[0] == "queued":
+            self._joined(a.key, a.owner)
         if got[0] in ("acquired", "reentered"):
-            holder = self.model[a.key].holder
+            holder = model.holder
             assert holder is not None
             a.token, a.lease_end = holder.token, holder.lease_end
             a.tokens_seen.append(int(str(got[1])))
+
+    def _joined(self, key: str, owner: str) -> None:
+        """A queued answer: a new join, a coalesced one (its entry's join), or a repeat (nothing new)."""
+        pending = self.pending[key]
+        if owner in pending:
+            return
+        place = self.model[key].position(owner)
+        assert place is not None
+        entry = self.model[key].queue[place[0] - 1]
+        first = entry.requesters[0]
+        pending[owner] = pending[first] if first != owner else next(self.joins)
+
+    def learn(self, key: str, handed: tuple[tuple[str, ...], int] | None) -> None:
+        """A hand-off reported by a store: the worker dispatches for the head, and every requester is told."""
+        if handed is None:
+            return
+        requesters, token = handed
+        pending = self.pending[key]
+        assert all(owner in pending for owner in requesters), f"no_double_hand_off: {requesters} not waiting"
+        joins = {pending[owner] for owner in requesters}
+        assert len(joins) == 1, f"coalesced_requesters_all_reported: {requesters} joined apart"
+        assert joins == {min(pending.values())}, f"fifo: {requesters} handed before an older join"
+        assert len(requesters) == sum(1 for j in pending.values() if j in joins), "a coalesced requester left out"
+        for owner in requesters:
+            del pending[owner]
+        assert token == self.max_token[key] + 1, "a hand-off is an acquire: the token rises by one"
+        self.max_token[key] = token
+        holder = self.model[key].holder
+        assert holder is not None and holder.owner == requesters[0]
+        for a in self.actors:
+            if a.key == key and a.owner == requesters[0]:
+                a.token, a.lease_end = token, holder.lease_end
+                a.tokens_seen.append(token)
+        item = self.stores[0].read(key) or {}
+        assert not set(item) & {*NOTE_ATTRIBUTES, LEGACY_TTL}, f"the head inherited {item}"
+
+    @rule(who=actor)
+    def dequeue(self, who: int) -> None:
+        """/build dequeue: the actor's current request leaves the line."""
+        a = self.pick(who)
+        expected = self.model[a.key].dequeue(a.owner)
+        got = self.everywhere(lambda s: s.store.dequeue(a.key, a.owner))
+        assert got == expected, f"dequeue: store {got}, model {expected}"
+        if got[0] == "dequeued":
+            del self.pending[a.key][a.owner]
+        else:
+            assert a.owner not in self.pending[a.key]
+
+    @rule(who=actor)
+    def watch(self, who: int) -> None:
+        """The "tell me when it's free" button."""
+        a = self.pick(who)
+        expected = self.model[a.key].watch(a.name, self.now)
+        got = self.everywhere(lambda s: s.store.watch(a.key, a.name))
+        assert got == expected, f"watch: store {got}, model {expected}"
 
     @rule(who=actor)
     def next_request(self, who: int) -> None:
@@ -288,9 +476,10 @@ class LockSimulation(RuleBasedStateMachine):
     def _release(self, a: Actor, token: int, outcome: Status) -> None:
         model = self.model[a.key]
         was_holder = model.holder is not None and (model.holder.owner, model.holder.token) == (a.owner, token)
-        expected = model.release(a.owner, token, outcome)
+        expected = model.release(a.owner, token, outcome, self.now)
         got = self.everywhere(lambda s: s.store.release(a.key, a.owner, token, outcome))
         assert got == expected, f"release: store {got}, model {expected}"
+        self.learn(a.key, got[3] if str(got[0]).startswith("released") else None)  # type: ignore[arg-type]
         if str(got[0]).startswith("released"):
             assert was_holder, "no_release_by_a_non_holder"
             if token == a.token:
@@ -341,9 +530,10 @@ class LockSimulation(RuleBasedStateMachine):
     def force_release(self, key: str, stale: bool) -> None:
         model = self.model[key]
         token = model.last_token - 1 if stale else model.last_token
-        expected = model.force_release(token, ADMIN)
+        expected = model.force_release(token, ADMIN, self.now)
         got = self.everywhere(lambda s: s.store.force_release(key, token, ADMIN, "stuck in the simulation"))
         assert got == expected, f"force-release: store {got}, model {expected}"
+        self.learn(key, got[2] if str(got[0]).startswith("force-released") else None)  # type: ignore[arg-type]
 
     @rule(key=st.sampled_from(KEYS))
     def reaper(self, key: str) -> None:
@@ -352,6 +542,7 @@ class LockSimulation(RuleBasedStateMachine):
         expected = model.expire(token, self.now)
         got = self.everywhere(lambda s: s.store.expire(key, token))
         assert got == expected, f"expire: store {got}, model {expected}"
+        self.learn(key, got[2] if got[0] == "expired" else None)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------ the world's steps
     @rule()
@@ -417,6 +608,36 @@ class LockSimulation(RuleBasedStateMachine):
             else:
                 # Only an item no acquire has touched yet (a legacy one, or none) lacks a token.
                 assert self.max_token[key] == 0, f"{key}: the token counter vanished after {self.max_token[key]}"
+
+    @invariant()
+    def the_queue_is_the_models(self) -> None:
+        """The stores keep the same line as the model (order, coalesced requesters) and the same watchers."""
+        if not self.stores:
+            return
+        for key in KEYS:
+            record = self.stores[0].store.get(key)
+            line = [[q.owner for q in entry.requesters] for entry in record.queue] if record else []
+            assert line == [entry.requesters for entry in self.model[key].queue], f"{key}: queue {line}"
+            assert set(record.watchers if record else ()) == self.model[key].watchers
+            assert set(self.pending[key]) == {owner for e in self.model[key].queue for owner in e.requesters}
+
+    def nobody_waits_for_ever(self) -> None:
+        """No starvation: with every holder gone — released by an admin, or its lease run out — each request
+        still in line is handed the lock in turn, in a bounded number of steps, and the line ends empty."""
+        for key in KEYS:
+            model = self.model[key]
+            for _ in range(2 * len(model.queue) + 2):
+                if not model.queue:
+                    break
+                holder = model.holder
+                if holder is not None and holder.token is not None and holder.status is Status.IN_PROGRESS:
+                    self.force_release(key, stale=False)
+                else:  # a legacy holder, or a lapsed one nobody recorded: the next acquire hands off
+                    self.clock.advance(max(0, (holder.lease_end if holder else 0) - self.now) + 1)
+                    drainer = Actor("drainer", key)
+                    self._acquire(drainer, 1, queue=False, coalesce="")
+            assert not model.queue, f"{key}: still waiting after the drain: {model.queue}"
+            assert not self.pending[key], f"{key}: never served nor dequeued: {self.pending[key]}"
 
     def _force_released(self, key: str, actor: Actor) -> bool:
         return actor.token in self.model[key].force_released

@@ -31,6 +31,7 @@ from lockcore.expressions import (
     Guard,
     Item,
     Missing,
+    Not,
     OneOf,
     apply,
     holds,
@@ -47,9 +48,11 @@ WSGI = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # Numbers stay numbers and strings strings, as in every item we write: moto crashes comparing a string attribute
 # with a number (DynamoDB answers false), so that mismatch is left to the in-memory semantics' own tests.
 numeric_names = st.sampled_from(["token", "leaseExpiresAt", "ttl"])
-text_names = st.sampled_from(["status", "owner"])
+text_names = st.sampled_from(["status", "owner", "queue", "watchers"])
 names = numeric_names | text_names
-values = st.one_of(st.integers(0, 4), st.sampled_from(["IN_PROGRESS", "COMPLETED", "req-a", "req-b", "3"]))
+# The queue and the watchers are JSON text compared whole: quotes, brackets and unicode must survive the wire.
+QUEUES = ['[{"requesters":[["req-a","U1","al"]],"leaseSeconds":60}]', '["U1","Ü2"]', "[]"]
+values = st.one_of(st.integers(0, 4), st.sampled_from(["IN_PROGRESS", "COMPLETED", "req-a", "req-b", "3", *QUEUES]))
 leaves = st.one_of(
     st.just(Missing()),
     st.builds(Absent, names),
@@ -63,6 +66,7 @@ guards: st.SearchStrategy[Guard] = st.recursive(
     lambda inner: st.one_of(
         st.lists(inner, min_size=1, max_size=3).map(lambda parts: AllOf(tuple(parts))),
         st.lists(inner, min_size=1, max_size=3).map(lambda parts: AnyOf(tuple(parts))),
+        st.builds(Not, inner),
     ),
     max_leaves=6,
 )
@@ -74,17 +78,26 @@ stored_items = st.none() | st.fixed_dictionaries(
         "ttl": st.integers(0, 4),
         "status": st.sampled_from(["IN_PROGRESS", "COMPLETED", "3"]),
         "owner": st.sampled_from(["req-a", "req-b"]),
+        "queue": st.sampled_from(QUEUES),
+        "watchers": st.sampled_from(QUEUES),
     },
 ).map(lambda attrs: {"lockKey": KEY, **attrs})
 effects = st.builds(
     Effect,
     set=st.fixed_dictionaries(
-        {"status": st.sampled_from(["IN_PROGRESS", "FAILED"])},
-        optional={"owner": st.sampled_from(["req-a", "req-c"]), "leaseExpiresAt": st.integers(0, 9), "runId": values},
+        {},
+        optional={
+            "status": st.sampled_from(["IN_PROGRESS", "FAILED"]),
+            "owner": st.sampled_from(["req-a", "req-c"]),
+            "leaseExpiresAt": st.integers(0, 9),
+            "runId": values,
+            "queue": st.sampled_from(QUEUES),
+        },
     ),
-    remove=st.frozensets(st.sampled_from(["ttl", "releasedAt", "runUrl"])),
+    # A write may only remove (dequeueing the last request, clearing the watchers).
+    remove=st.frozensets(st.sampled_from(["ttl", "releasedAt", "runUrl", "queue", "watchers"])),
     bump=st.sampled_from([None, "token"]),
-)
+).filter(lambda effect: (effect.set or effect.remove or effect.bump) and not set(effect.set) & effect.remove)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +163,33 @@ def test_every_lock_operation_is_one_request() -> None:
     assert counter.during(lambda: table.expire(key, 2)) == ["UpdateItem"]
     assert counter.during(lambda: table.get(key)) == ["GetItem"]
     assert counter.during(table.list) == ["Scan"]
+    under_test.close()
+
+
+def test_the_queue_costs_one_more_request_only_where_it_exists() -> None:
+    """The first write assumes no queue and no watchers; where they exist, the refused write's ALL_OLD item
+    decides the second write — no read. Leaving the queue and watching read first (one GetItem)."""
+    under_test = dynamodb_store("moto", client_for(None), SimClock())
+    table = under_test.store
+    assert isinstance(table, DynamoDBLockStore)
+    counter = RequestCounter(table)
+    key = KEY + "-queue"
+    table.acquire(m.AcquireRequest(key, "req-a", 600))
+    queued = m.AcquireRequest(key, "req-b", 600, queue=True)
+    assert counter.during(lambda: table.acquire(queued)) == ["UpdateItem"] * 2
+    assert counter.during(lambda: table.acquire(queued)) == ["UpdateItem"]  # already waiting: nothing written
+    assert counter.during(lambda: table.watch(key, "U1")) == ["GetItem", "UpdateItem"]
+    assert counter.during(lambda: table.acquire(m.AcquireRequest(key, "req-c", 600, queue=True))) == ["UpdateItem"] * 2
+    assert counter.during(lambda: table.dequeue(key, "req-c")) == ["GetItem", "UpdateItem"]
+    handed = table.release(key, "req-a", 1, Status.COMPLETED)
+    assert isinstance(handed, m.Released) and handed.handed_to is not None
+    assert handed.handed_to.record.owner == "req-b" and handed.handed_to.record.token == 2
+    assert counter.sent[-2:] == ["UpdateItem", "UpdateItem"]
+    freed = table.release(key, "req-b", 2, Status.COMPLETED)
+    assert isinstance(freed, m.Released) and freed.notify == ("U1",)
+    assert counter.during(lambda: table.release(key, "req-b", 2, Status.COMPLETED)) == ["UpdateItem"]
+    item = table._read(key)
+    assert item is not None and not {"queue", "watchers"} & set(item)
     under_test.close()
 
 

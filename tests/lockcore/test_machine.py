@@ -11,6 +11,8 @@ from lockcore.expressions import Item, apply, holds
 from lockcore.record import NOTE_ATTRIBUTES, Status
 
 NOW = 1_800_000_000
+HOLDER_OPERATIONS = [op for op in m.TRANSITIONS if op is not m.Operation.HAND_OFF]
+"""Operations a caller asks for by name; a hand-off only ever happens inside one of them."""
 owners = st.sampled_from(["req-a", "req-b", "req-c"])
 tokens = st.integers(0, 4)
 leases = st.integers(1, 3600)
@@ -83,7 +85,7 @@ def test_a_live_lease_is_never_taken_over(item: Item | None) -> None:
 @given(
     items(),
     st.lists(
-        st.tuples(st.sampled_from([op.value for op in m.Operation]), owners, tokens,
+        st.tuples(st.sampled_from([op.value for op in HOLDER_OPERATIONS]), owners, tokens,
                   st.integers(0, 700)),
         max_size=25,
     ),
@@ -247,7 +249,7 @@ def test_the_reaper_marks_only_lapsed_leases(item: Item | None, token: int, dt: 
 
 
 # ------------------------------------------------------------------------------------------ the table
-@given(items(), st.sampled_from(list(m.Operation)), st.integers(-5, 5))
+@given(items(), st.sampled_from(HOLDER_OPERATIONS), st.integers(-5, 5))
 def test_every_guard_matches_the_transition_table(item: Item | None, operation: m.Operation, dt: int) -> None:
     """With the holder's own credentials, a write takes effect exactly from the states the table lists,
     and lands in one of the states the table says it leads to."""
@@ -270,3 +272,240 @@ def test_every_guard_matches_the_transition_table(item: Item | None, operation: 
             assert isinstance(result, m.Written) == (before in starts), f"{operation} from {before}: {result}"
     if isinstance(result, m.Written):
         assert m.state_of(after, now) in leads_to
+
+
+# ------------------------------------------------------------------------------------------ the queue
+class Lock:
+    """One lock item and the writes performed on it, every operation driven as the stores drive it."""
+
+    def __init__(self, item: Item | None = None) -> None:
+        self.item = item
+        self.writes = 0
+
+    def write(self, transition: m.Transition) -> m.WriteResult:
+        self.writes += 1
+        result, self.item = run(transition, self.item)
+        return result
+
+    def read(self) -> Item | None:
+        return self.item
+
+    def acquire(
+        self, owner: str, now: int = NOW, queue: bool = True, coalesce: str = "", lease: int = 600
+    ) -> m.AcquireOutcome:
+        request = m.AcquireRequest(KEY, owner, lease, locked_by=f"U-{owner}", queue=queue, coalesce=coalesce)
+        return m.drive(m.acquire(request, now), m.acquire_step(request, now), self.write)
+
+    def release(self, owner: str, token: int, now: int = NOW) -> m.ReleaseOutcome:
+        return m.drive(
+            m.release(KEY, owner, token, Status.COMPLETED, now),
+            m.release_step(KEY, owner, token, Status.COMPLETED, now),
+            self.write,
+        )
+
+    def expire(self, token: int, now: int) -> m.ExpireOutcome:
+        return m.drive(m.expire(KEY, token, now), m.expire_step(KEY, token, now), self.write)
+
+    def force_release(self, token: int, now: int = NOW) -> m.ForceReleaseOutcome:
+        step = m.force_release_step(KEY, token, "U-admin", "stuck", now)
+        return m.drive(m.force_release(KEY, token, "U-admin", "stuck", now), step, self.write)
+
+    def dequeue(self, owner: str) -> m.DequeueOutcome:
+        return m.drive(None, m.dequeue_step(KEY, owner), self.write, self.read)
+
+    def watch(self, user: str, now: int = NOW) -> m.WatchOutcome:
+        return m.drive(None, m.watch_step(KEY, user, now), self.write, self.read)
+
+    @property
+    def queue(self) -> list[str]:
+        return [entry.owner for entry in m.queue_of(self.item)]
+
+    @property
+    def holder(self) -> tuple[str, int]:
+        assert self.item is not None
+        return str(self.item["owner"]), int(self.item["token"])
+
+
+KEY = "build-router-plt"
+
+
+def test_a_busy_lock_queues_first_come_first_served_and_hands_off_in_the_release_itself() -> None:
+    lock = Lock()
+    assert isinstance(lock.acquire("req-a"), m.Acquired)
+    for position, owner in enumerate(["req-b", "req-c", "req-d"], 1):
+        queued = lock.acquire(owner)
+        assert isinstance(queued, m.Queued) and queued.position == position and queued.holder.owner == "req-a"
+    lock.writes = 0
+    released = lock.release("req-a", 1)
+    assert isinstance(released, m.Released) and released.record.status is Status.COMPLETED
+    assert released.handed_to is not None and released.handed_to.entry.owner == "req-b"
+    assert lock.holder == ("req-b", 2) and lock.queue == ["req-c", "req-d"]
+    assert lock.writes == 2  # the first assumed no queue; the second, decided from ALL_OLD, handed off
+    assert released.handed_to.record.lease_expires_at == NOW + 600
+    assert lock.item is not None and lock.item["lockedBy"] == "U-req-b"
+
+
+def test_joining_twice_keeps_one_entry_and_the_holder_is_never_queued() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    first, again = lock.acquire("req-b"), lock.acquire("req-b")
+    assert isinstance(first, m.Queued) and isinstance(again, m.Queued) and again.position == first.position == 1
+    assert lock.queue == ["req-b"]
+    reentered = lock.acquire("req-a")
+    assert isinstance(reentered, m.Acquired) and reentered.reentered and lock.queue == ["req-b"]
+
+
+def test_without_the_queue_policy_a_busy_lock_is_refused_as_before() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    refused = lock.acquire("req-b", queue=False)
+    assert type(refused) is m.HeldBySomeone and lock.queue == []
+
+
+@given(st.integers(0, 1300), st.booleans(), st.sampled_from(["req-new", "req-other"]))
+def test_a_newcomer_never_jumps_a_non_empty_queue(later: int, queue: bool, newcomer: str) -> None:
+    """Whatever the lock's state — held, lapsed, released — a queue means the head goes first."""
+    lock = Lock()
+    lock.acquire("req-head-holder", lease=600)
+    lock.acquire("req-waiting", lease=600)
+    if later % 3 == 0:
+        lock.release("req-head-holder", 1)  # handed to req-waiting at once
+    waiting = lock.queue
+    outcome = lock.acquire(newcomer, now=NOW + later, queue=queue)
+    if waiting:
+        assert not isinstance(outcome, m.Acquired), "a newcomer jumped the queue"
+        assert lock.holder[0] in ("req-head-holder", *waiting)
+    if isinstance(outcome, m.Queued):
+        assert lock.queue[-1] == newcomer and outcome.position == len(lock.queue)
+
+
+def test_a_lapsed_lease_with_a_queue_goes_to_the_head_on_the_next_acquire_or_expiry() -> None:
+    lock = Lock()
+    lock.acquire("req-a", lease=60)
+    lock.acquire("req-b")
+    lock.acquire("req-c")
+    late = NOW + 60
+    newcomer = lock.acquire("req-z", now=late, queue=False)
+    assert isinstance(newcomer, m.HeldBySomeone) and newcomer.handed_to is not None
+    assert newcomer.handed_to.entry.owner == "req-b" and lock.holder == ("req-b", 2)
+    expired = lock.expire(2, NOW + 60 + 600)
+    assert isinstance(expired, m.MarkedExpired) and expired.handed_to is not None
+    assert expired.record.status is Status.EXPIRED and expired.record.token == 2
+    assert lock.holder == ("req-c", 3) and lock.queue == []
+    head = lock.acquire("req-c", now=NOW + 60 + 600)
+    assert isinstance(head, m.Acquired) and head.reentered and head.token == 3
+
+
+def test_the_head_itself_asking_for_a_lapsed_lock_is_handed_it() -> None:
+    lock = Lock()
+    lock.acquire("req-a", lease=60)
+    lock.acquire("req-b")
+    mine = lock.acquire("req-b", now=NOW + 61)
+    assert isinstance(mine, m.Acquired) and not mine.reentered and mine.handed_to is not None
+    assert mine.token == 2 and lock.queue == []
+
+
+def test_identical_requests_coalesce_and_every_requester_is_reported() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    b = lock.acquire("req-b", coalesce="build router plt main")
+    c = lock.acquire("req-c", coalesce="build router plt main")
+    d = lock.acquire("req-d", coalesce="build router plt other")
+    assert isinstance(b, m.Queued) and not b.coalesced
+    assert isinstance(c, m.Queued) and c.coalesced and c.position == 1
+    assert isinstance(d, m.Queued) and d.position == 2
+    released = lock.release("req-a", 1)
+    assert isinstance(released, m.Released) and released.handed_to is not None
+    assert [q.owner for q in released.handed_to.entry.requesters] == ["req-b", "req-c"]
+    assert lock.holder == ("req-b", 2) and lock.queue == ["req-d"]
+
+
+def test_dequeue_leaves_the_queue_and_a_coalesced_entry_keeps_its_other_requesters() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b", coalesce="same")
+    lock.acquire("req-c", coalesce="same")
+    lock.acquire("req-d")
+    left = lock.dequeue("req-b")
+    assert isinstance(left, m.Dequeued) and left.position == 1 and lock.queue == ["req-c", "req-d"]
+    assert isinstance(lock.dequeue("req-b"), m.NotQueued)
+    lock.dequeue("req-c")
+    lock.dequeue("req-d")
+    assert lock.item is not None and "queue" not in lock.item
+    released = lock.release("req-a", 1)
+    assert isinstance(released, m.Released) and released.handed_to is None
+
+
+def test_watchers_are_told_when_the_lock_frees_and_not_before() -> None:
+    lock = Lock()
+    assert isinstance(lock.watch("U1"), m.FreeNow)
+    lock.acquire("req-a")
+    assert isinstance(lock.watch("U1"), m.Watching) and isinstance(lock.watch("U1"), m.Watching)
+    lock.watch("U2")
+    lock.acquire("req-b")
+    handed = lock.release("req-a", 1)
+    assert isinstance(handed, m.Released) and handed.notify == ()  # still busy: handed to req-b
+    freed = lock.release("req-b", 2)
+    assert isinstance(freed, m.Released) and freed.notify == ("U1", "U2") and freed.handed_to is None
+    assert lock.item is not None and "watchers" not in lock.item
+    again = lock.release("req-b", 2)
+    assert isinstance(again, m.Released) and again.repeated and again.notify == ()
+
+
+def test_a_force_release_hands_off_too() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    forced = lock.force_release(1)
+    assert isinstance(forced, m.ForceReleased) and forced.record.status is Status.FORCE_RELEASED
+    assert forced.handed_to is not None and lock.holder == ("req-b", 2)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["join", "release", "dequeue", "lapse", "expire"]), owners, st.booleans()),
+        max_size=30,
+    )
+)
+def test_hand_offs_follow_the_order_of_joining_each_at_most_once(steps: list[tuple[str, str, bool]]) -> None:
+    """FIFO and no double hand-off, for any schedule of joins, releases, departures and lapses: the requests
+    handed the lock are, in order, a subsequence of the requests that joined, each join served at most once."""
+    lock, now, joins, handed, served = Lock(), NOW, list[str](), list[int](), 0
+    request = dict.fromkeys(["req-a", "req-b", "req-c"], 0)
+    for op, who, flag in steps:
+        owner = f"{who}-{request[who]}"
+        if op == "join":
+            waiting = lock.queue
+            outcome = lock.acquire(owner, now=now, queue=True, coalesce="same" if flag else "")
+            if isinstance(outcome, m.Queued) and owner not in waiting and not outcome.coalesced:
+                joins.append(owner)
+            if isinstance(outcome, m.Acquired) and not outcome.reentered and outcome.handed_to is None:
+                assert waiting == [], "a newcomer jumped the queue"
+            request[who] += 1 if isinstance(outcome, m.Acquired) else 0
+        if op == "release" and lock.item is not None:
+            result = lock.release(*lock.holder, now=now) if flag else lock.force_release(lock.holder[1], now)
+            assert not isinstance(result, m.NotHolder) or lock.item.get("status") != "IN_PROGRESS"
+        if op == "dequeue":
+            lock.dequeue(owner)
+        if op == "lapse":
+            now += 601
+        if op == "expire" and lock.item is not None:
+            lock.expire(lock.holder[1], now)
+        # every hand-off is visible as the holder changing to a request that joined
+        if lock.item is not None and lock.holder[0] in joins:
+            index = joins.index(lock.holder[0])
+            if index not in handed:
+                handed.append(index)
+                served += 1
+    assert handed == sorted(handed), f"hand-offs out of order: {[joins[i] for i in handed]}"
+    assert served == len(set(handed))
+
+
+def test_a_queue_on_a_legacy_lock_moves_its_lease_out_of_ttl_so_ttl_cannot_delete_the_queue() -> None:
+    lock = Lock({"lockKey": KEY, "status": "IN_PROGRESS", "ttl": NOW + 10, "lockedBy": "U9"})
+    assert isinstance(lock.acquire("req-b", now=NOW + 9), m.Queued)
+    assert lock.item is not None and lock.item["leaseExpiresAt"] == NOW + 10 and "ttl" not in lock.item
+    assert isinstance(lock.watch("U1", now=NOW + 9), m.Watching)
+    handed = lock.acquire("req-z", now=NOW + 10, queue=False)
+    assert isinstance(handed, m.HeldBySomeone) and handed.handed_to is not None
+    assert lock.holder == ("req-b", 1)
