@@ -111,6 +111,7 @@ class Story:
         self.completion(winner, run)
         self.next_build(winner)
         self.stuck_deploy()
+        self.freeze_and_history()
         self.rollback()
 
     def together(self, people: Sequence[Person], slash: str, text: str) -> dict[Person, Sent]:
@@ -238,8 +239,36 @@ class Story:
         self.show(ADMIN.name, f"[Force unlock] → {done.text}")
         self.show("#builds", self.workspace.channel_posts()[-1].text)
 
+    def freeze_and_history(self) -> None:
+        self.heading("6. An admin freezes plt; the history and the stats, from the lock table's stream")
+        frozen = self.reply_to(self.workspace.command(ADMIN, "/deploy", "freeze plt release week"))
+        expect(frozen.text.startswith("✅ Froze *plt*"), "the admin froze plt")
+        self.show(ADMIN.name, f"/deploy freeze plt release week → {frozen.text}")
+        deployer = RACERS[0]
+        refused = self.reply_to(self.workspace.command(deployer, "/deploy", "api plt"))
+        expect(refused.text.startswith("🧊 Deploys to *plt* are frozen"), "a deploy to plt is refused")
+        expect(len(self.runs_of(DEPLOY_KEY)) == 1, "nothing more was dispatched to plt")
+        self.show(deployer.name, f"/deploy api plt → {refused.text}")
+        unfrozen = self.reply_to(self.workspace.command(ADMIN, "/deploy", "unfreeze plt"))
+        expect(unfrozen.text == "✅ Unfroze *plt*.", "the admin lifted the freeze")
+        self.show(ADMIN.name, f"/deploy unfreeze plt → {unfrozen.text}")
+
+        history = self.stack.history
+        expect(history is not None, "the lock table's stream feeds the history writer")
+        assert history is not None
+        history.drain()  # what the poller would hand over within 0.2 s, now
+        shown = self.reply_to(self.workspace.command(deployer, "/build", "history router plt"))
+        lines = shown.body["blocks"][-1]["text"]["text"].split("\n") if shown.body.get("blocks") else []
+        expect(any("released COMPLETED" in line for line in lines), "the history shows the completed build")
+        self.show(deployer.name, f"/build history router plt → {shown.text}")
+        for line in lines:
+            self.say(f"  {'':<9}   {plain(line, EVERYONE)}")
+        stats = self.reply_to(self.workspace.command(deployer, "/build", "stats"))
+        expect("acquisitions" in stats.text, "the stats count the acquisitions")
+        self.show(deployer.name, f"/build stats → {stats.text}")
+
     def rollback(self) -> None:
-        self.heading("6. The rollback switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
+        self.heading("7. The rollback switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
         with _environment("ENABLE_DISTRIBUTED_LOCK", "false"):
             sent = list(self.together(RACERS[:2], "/build", "api plt").values())
             replies = [self.reply_to(request) for request in sent]

@@ -306,10 +306,22 @@ class HistoryTable:
         return True
 
 
-@cache
 def history_table() -> HistoryTable:
-    """``$HISTORY_TABLE_NAME``, region and endpoint the standard boto3 way; reused by a warm container."""
-    return HistoryTable(os.environ.get(HISTORY_TABLE_ENV) or DEFAULT_HISTORY_TABLE, make_client())
+    """``$HISTORY_TABLE_NAME``, region and endpoint the standard boto3 way; reused by a warm container, made
+    again when the table or the endpoint changes (one local stack after another in a process)."""
+    return _history_table(
+        os.environ.get(HISTORY_TABLE_ENV) or DEFAULT_HISTORY_TABLE, os.environ.get("AWS_ENDPOINT_URL")
+    )
+
+
+@cache
+def _history_table(name: str, endpoint: str | None) -> HistoryTable:
+    return HistoryTable(name, make_client())
+
+
+def forget() -> None:
+    """Drop the cached clients (tests that start and stop moto)."""
+    _history_table.cache_clear()
 
 
 # ------------------------------------------------------------------------------------------------ the writer

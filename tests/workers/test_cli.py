@@ -421,6 +421,8 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert "🚫 Sorry, you may not run /deploy unlock api plt" in out
     assert "Force-released `deploy-api-plt` (token 1), recorded as FORCE_RELEASED" in out
     assert "@admin force-unlocked `deploy-api-plt`" in out
+    assert "/deploy api plt → 🧊 Deploys to *plt* are frozen by admin" in out
+    assert re.search(r"/build stats → Locks over the last 7 days: \d+ acquisitions", out)
     assert out.count("(the distributed lock is switched off)") == 2
     assert "2 runs of api (plt) at once; no build-api-plt lock" in out
 

@@ -134,9 +134,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv(h.HISTORY_TABLE_ENV, HISTORY_TABLE)
     with mock_aws():
-        h.history_table.cache_clear()
+        h.forget()
         yield
-        h.history_table.cache_clear()
+        h.forget()
 
 
 def streamed_lock_table() -> str:

@@ -20,6 +20,10 @@ SQS event source mapping    :class:`QueuePoller`, one per entry of :data:`WORKER
                             function timeout, so a retry is seen in seconds. After :data:`MAX_RECEIVE_COUNT`
                             receives a message goes to the queue's DLQ.
 EventBridge schedule        :class:`Schedule`, one per entry of :data:`SCHEDULES`: calls the handler every N s.
+DynamoDB Stream mapping     :class:`~workers.localstack.streams.StreamPoller`: the lock table streams
+                            (``NEW_AND_OLD_IMAGES``, as deployed); moto's ``dynamodbstreams`` API is read every
+                            0.2 s and each batch handed to the history writer (:data:`HISTORY_WRITER`), which
+                            fills the history table ``/build history`` and ``/build stats`` read.
 Slack                       replies go to whatever ``response_url`` a request carries (loopback allowed here);
                             ``chat.postMessage`` to ``--slack-api-url``, else the built-in
                             :class:`~workers.localstack.slack.SlackStandIn`.
@@ -68,9 +72,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, make_client
 from workers import router, runtime
 from workers.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, Queue, load_config
+from workers.history import DEFAULT_HISTORY_TABLE, HISTORY_TABLE_ENV, HistoryTable
 from workers.localstack.github import GitHubStandIn, Repository, webhook_sender
 from workers.localstack.motoserver import LOCAL_CREDENTIALS, LocalAWS
 from workers.localstack.slack import SlackStandIn
+from workers.localstack.streams import StreamPoller
 from workers.secrets import SECRET_NAMES, SecretName
 
 if TYPE_CHECKING:
@@ -133,6 +139,8 @@ WORKERS: Final[tuple[Worker, ...]] = (
     Worker(Queue.GITHUB, "workers.webhook:handler"),
 )
 SCHEDULES: Final[tuple[Schedule, ...]] = (Schedule("reaper", "workers.reaper:handler"),)
+HISTORY_WRITER: Final = "workers.history:handler"
+"""The lock table's stream feeds it."""
 
 
 def load_handler(reference: str) -> LambdaHandler | None:
@@ -170,6 +178,7 @@ class StackOptions:
     visibility_timeout: int = VISIBILITY_TIMEOUT
     lock_table: str = DEFAULT_TABLE
     idempotency_table: str = runtime.DEFAULT_IDEMPOTENCY_TABLE
+    history_table: str = DEFAULT_HISTORY_TABLE
     queue_prefix: str = "chatops"
     workers: Sequence[Worker] = WORKERS
     schedules: Sequence[Schedule] = SCHEDULES
@@ -182,6 +191,7 @@ class StackOptions:
         names = {
             "lock_table": f"{DEFAULT_TABLE}-{suffix}",
             "idempotency_table": f"{runtime.DEFAULT_IDEMPOTENCY_TABLE}-{suffix}",
+            "history_table": f"{DEFAULT_HISTORY_TABLE}-{suffix}",
             "queue_prefix": f"chatops-{suffix}",
         }
         return cls(**(names | options))
@@ -582,6 +592,8 @@ class LocalStack:
         self.slack: SlackStandIn | None = None
         self.pollers: dict[Queue, QueuePoller] = {}
         self.schedules: dict[str, ScheduledRun] = {}
+        self.history: StreamPoller | None = None
+        """The lock table's stream feeding the history writer; :meth:`StreamPoller.drain` to catch up now."""
         self.missing: list[str] = []
         """What cannot run because its module does not exist: a line each, for :meth:`describe`."""
         self.queue_urls: dict[Queue, str] = {}
@@ -651,6 +663,9 @@ class LocalStack:
         for schedule in self.schedules.values():
             schedule.stop()
         self.schedules.clear()
+        if self.history is not None:
+            self.history.stop()
+            self.history = None
         for poller in self.pollers.values():
             poller._stopping.set()  # all at once: each finishes its current long poll in parallel
         for poller in self.pollers.values():
@@ -685,6 +700,12 @@ class LocalStack:
     def _create_tables(self) -> None:
         DynamoDBLockStore(self.options.lock_table, client=make_client(self.aws.url, REGION)).create_table()
         dynamodb = make_client(self.aws.url, REGION)
+        if "LatestStreamArn" not in dynamodb.describe_table(TableName=self.options.lock_table)["Table"]:
+            dynamodb.update_table(
+                TableName=self.options.lock_table,
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            )
+        HistoryTable(self.options.history_table, dynamodb).create_table()
         try:
             dynamodb.create_table(
                 TableName=self.options.idempotency_table,
@@ -743,6 +764,7 @@ class LocalStack:
             "SLACK_API_URL": self.slack_api_url,
             runtime.LOCK_TABLE_ENV: self.options.lock_table,
             runtime.IDEMPOTENCY_TABLE_ENV: self.options.idempotency_table,
+            HISTORY_TABLE_ENV: self.options.history_table,
             **{queue.url_env: url for queue, url in self.queue_urls.items()},
         }
         settings.update({name: value for name, value in self.secrets.values.items()})
@@ -771,6 +793,15 @@ class LocalStack:
             run = ScheduledRun(schedule, handler, self.options.reaper_seconds)
             self.schedules[schedule.name] = run
             run.start()
+        writer = load_handler(HISTORY_WRITER)
+        if writer is None:
+            self.missing.append(f"{HISTORY_WRITER} does not exist: the lock stream is not read")
+            return
+        dynamodb = make_client(self.aws.url, REGION)
+        stream_arn = dynamodb.describe_table(TableName=self.options.lock_table)["Table"]["LatestStreamArn"]
+        streams = boto3.client("dynamodbstreams", endpoint_url=self.aws.url, region_name=REGION)
+        self.history = StreamPoller(streams, stream_arn, writer, lambda: LocalContext("chatops-history"))
+        self.history.start()
 
     def _send_logs_to(self, stream: TextIO) -> None:
         for name in WORKER_LOGGERS:
@@ -855,6 +886,8 @@ class LocalStack:
         yield f"  workers  {consumed} (visibility {self.options.visibility_timeout} s, DLQ after {MAX_RECEIVE_COUNT})"
         for name, run in self.schedules.items():
             yield f"           {name} every {run.every_seconds:g} s"
+        if self.history is not None:
+            yield f"           history writer ← the lock table's stream, into {self.options.history_table}"
         for missing in self.missing:
             yield f"           not running: {missing}"
         yield f"  config   {self.config_path}"

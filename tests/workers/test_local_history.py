@@ -1,0 +1,65 @@
+"""The local stack end to end for freeze, history and stats: signed slash commands over HTTP, moto's SQS and
+DynamoDB — the lock table's real stream read by the stack's stream poller into the history writer — and the
+GitHub and Slack stand-ins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from lockcore import machine as m
+from tests.workers.test_local_stack import ALICE, BOB, Local, running
+from workers import history as h
+from workers.localstack.stack import StackOptions
+from workers.localstack.workspace import Person
+
+pytestmark = pytest.mark.timeout(60)
+
+ADMIN = Person("admin", "U0ADMIN")
+
+
+@pytest.fixture
+def local() -> Iterator[Local]:
+    with running(StackOptions.isolated(github_delay=None, reaper_seconds=3600)) as stack:
+        yield stack
+
+
+def test_a_build_and_its_failure_appear_in_history_and_stats(local: Local) -> None:
+    local.reply(local.send(ALICE, "router plt"))
+    [run] = local.runs()
+    local.github.complete_run(run.id, "failure")
+    local.until_state(m.LockState.FAILED)
+    local.stack.wait_until(lambda: len(h.history_table().recent("build-router-plt")) == 2, "the release in history")
+
+    history = local.reply(local.send(BOB, "history router plt"))
+    lines = history.body["blocks"][-1]["text"]["text"].split("\n")
+    assert "❌ released FAILED by alice (<@U0ALICE>) after" in lines[0]
+    assert "🔒 acquired by alice (<@U0ALICE>) (token 1)" in lines[-1]
+
+    stats = local.reply(local.send(BOB, "stats 1"))
+    assert "Locks over the last 1 day: 1 acquisitions, failure rate 100%" in stats.text
+
+
+def test_an_admin_freezes_prod_deploys_are_refused_then_unfrozen_they_run(local: Local) -> None:
+    frozen = local.reply(local.send(ADMIN, "freeze plt release week", "/deploy"))
+    assert frozen.text.startswith("✅ Froze *plt*")
+    assert local.channel_post("🧊").endswith("froze deploys to *plt*: “release week”.")
+
+    refused = local.reply(local.send(ALICE, "api plt", "/deploy"))
+    assert refused.text.startswith("🧊 Deploys to *plt* are frozen by admin (<@U0ADMIN>) since <!date^")
+    assert local.runs("deploy-api-plt") == []
+
+    status = local.reply(local.send(ALICE, "status --locks"))
+    assert "freeze-plt" in status.text
+
+    local.reply(local.send(ADMIN, "unfreeze plt", "/deploy"))
+    assert local.channel_post("☀️").startswith("☀️ <@U0ADMIN> lifted the freeze on *plt*")
+    started = local.reply(local.send(ALICE, "api plt", "/deploy"))
+    assert started.text.startswith("🚀 Deploying api (plt)")
+
+    local.stack.wait_until(lambda: len(h.history_table().recent("freeze-plt")) == 2, "the unfreeze in history")
+    local.stack.wait_until(lambda: bool(h.history_table().recent("deploy-api-plt")), "the deploy in history")
+    history = local.reply(local.send(ADMIN, "history api plt", "/deploy"))
+    assert "🔒 acquired by alice (<@U0ALICE>) (token 1)" in history.body["blocks"][-1]["text"]["text"]
+    assert [e.kind for e in h.history_table().recent("freeze-plt")] == [h.EventKind.UNFREEZE, h.EventKind.FREEZE]
