@@ -19,9 +19,10 @@ def local_credentials() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def in_process_aws(local_credentials: None) -> Iterator[None]:
-    """moto in this process (requests to AWS's own host names never leave it)."""
+    """moto in this process (requests to AWS's own host names never leave it). Per module, not per session: a
+    mock_aws still open would swallow the resets of every later test's own mock_aws, and their state would leak."""
     with mock_aws():
         yield
 
