@@ -4,25 +4,34 @@ from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, Store
 from lockcore.machine import (
     Acquired,
     AcquireRequest,
+    Dequeued,
     Extended,
     ForceReleased,
+    FreeNow,
+    HandOff,
     HeldBySomeone,
     LockState,
     MarkedExpired,
     Noted,
     NotHolder,
+    NotQueued,
+    Queued,
     Refusal,
     Released,
+    Watching,
 )
 from lockcore.memory import MemoryLockStore
-from lockcore.record import LockRecord, Status
+from lockcore.record import LockRecord, QueueEntry, Requester, Status
 from lockcore.store import LockStore
 
 __all__ = [
     "AcquireRequest",
     "Acquired",
+    "Dequeued",
     "Extended",
     "ForceReleased",
+    "FreeNow",
+    "HandOff",
     "HeldBySomeone",
     "LockRecord",
     "LockState",
@@ -32,11 +41,16 @@ __all__ = [
     "MemoryLockStore",
     "NoCredentials",
     "NotHolder",
+    "NotQueued",
     "Noted",
+    "QueueEntry",
+    "Queued",
     "Refusal",
     "Released",
+    "Requester",
     "Status",
     "StoreThrottled",
     "StoreUnreachable",
     "TableMissing",
+    "Watching",
 ]

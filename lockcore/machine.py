@@ -237,6 +237,16 @@ class Transition:
         return {r.KEY: self.lock_key}
 
 
+_STALE = (
+    frozenset(r.HOLDER_ATTRIBUTES)
+    | set(r.RELEASE_ATTRIBUTES)
+    | set(r.NOTE_ATTRIBUTES)
+    | set(r.PREVIOUS_ATTRIBUTES)
+    | {r.LEGACY_TTL}
+)
+"""What a new holder must not inherit from the last: its attributes, its release, its notes, a legacy `ttl`."""
+
+
 def acquire(request: AcquireRequest, now: int) -> Transition:
     if request.lease_seconds <= 0:
         raise ValueError("a lease must last at least one second")
@@ -254,9 +264,7 @@ def acquire(request: AcquireRequest, now: int) -> Transition:
         values[r.CORRELATION_ID] = request.correlation_id
     # Everything the previous holder left goes, and so does a legacy `ttl`, so TTL can never delete the
     # item — and its token counter — from now on.
-    stale = (set(r.HOLDER_ATTRIBUTES) | set(r.RELEASE_ATTRIBUTES) | set(r.NOTE_ATTRIBUTES) | {r.LEGACY_TTL}) - set(
-        values
-    )
+    stale = _STALE - set(values)
     # A newcomer never jumps a queue: with anyone waiting, the write is refused and the machine decides again.
     return Transition(
         Operation.ACQUIRE,
@@ -264,9 +272,6 @@ def acquire(request: AcquireRequest, now: int) -> Transition:
         AllOf((acquire_guard(now), Absent(r.QUEUE))),
         Effect(set=values, remove=frozenset(stale), bump=r.TOKEN),
     )
-
-
-_STALE = frozenset(r.HOLDER_ATTRIBUTES) | set(r.RELEASE_ATTRIBUTES) | set(r.NOTE_ATTRIBUTES) | {r.LEGACY_TTL}
 
 
 def _freeing(guard: Guard) -> Guard:
@@ -503,6 +508,8 @@ def release_outcome(owner: str, token: int, outcome: Status, result: WriteResult
         return Released(LockRecord.from_item(result.item))
     item = result.item
     reason = _why_not_holder(item, owner, token)
+    if item is not None and reason is Refusal.STALE_TOKEN and _handed_on(item, token, outcome, owner=owner):
+        return Released(_as_released(item, token, outcome), repeated=True)  # it took effect, and handed off
     if reason is not None:
         return NotHolder(reason, _record(item))
     assert item is not None
@@ -510,6 +517,24 @@ def release_outcome(owner: str, token: int, outcome: Status, result: WriteResult
         return Released(LockRecord.from_item(item), repeated=True)
     return NotHolder(Refusal.NOT_HELD if item.get(r.STATUS) != Status.IN_PROGRESS else Refusal.CHANGED,
                      _record(item))  # fmt: skip
+
+
+def _handed_on(item: Item, token: int, status: Status, owner: str | None = None, by: str | None = None) -> bool:
+    """The item records that the holder of ``token`` let go with ``status`` and the lock went to the queue."""
+    previous = (item.get(r.PREVIOUS_TOKEN), item.get(r.PREVIOUS_STATUS))
+    return (
+        previous == (token, status.value)
+        and (owner is None or item.get(r.PREVIOUS_OWNER) == owner)
+        and (by is None or item.get(r.PREVIOUS_RELEASED_BY) == by)
+    )
+
+
+def _as_released(item: Item, token: int, status: Status) -> LockRecord:
+    """The lock as its previous holder left it, from what the hand-off recorded."""
+    previous = {r.KEY: item[r.KEY], r.TOKEN: token, r.OWNER: item.get(r.PREVIOUS_OWNER, ""), r.STATUS: status.value}
+    if r.PREVIOUS_RELEASED_BY in item:
+        previous[r.RELEASED_BY] = item[r.PREVIOUS_RELEASED_BY]
+    return LockRecord.from_item(previous)
 
 
 def extend_outcome(owner: str, token: int, result: WriteResult, now: int) -> ExtendOutcome:
@@ -536,6 +561,8 @@ def force_release_outcome(token: int, by: str, result: WriteResult) -> ForceRele
         return ForceReleased(LockRecord.from_item(result.item))
     item = result.item
     reason = _why_not_holder(item, None, token)
+    if item is not None and reason is Refusal.STALE_TOKEN and _handed_on(item, token, Status.FORCE_RELEASED, by=by):
+        return ForceReleased(_as_released(item, token, Status.FORCE_RELEASED), repeated=True)
     if reason is not None:
         return NotHolder(reason, _record(item))
     assert item is not None
@@ -566,8 +593,10 @@ def holds_token(item: Item | None, token: int, now: int) -> bool:
 # exist. If they do, the refused write hands back the item (ALL_OLD) and the machine decides the next write from
 # it, conditioned on the exact queue (and watchers, and token) it saw: a write that races another is refused in
 # turn and decided again, so nothing is ever done on a stale view. `drive` runs those steps for every store.
-MAX_WRITES = 4
-"""An operation's writes, at most: a race lost on every one of them is reported, never retried for ever."""
+MAX_WRITES = 32
+"""An operation's writes, at most. A refused compare-and-set means another write to the item took effect, so the
+item's writers as a whole always progress; the bound only caps one caller's bad luck in a burst (32 joining at
+once), and is reported as a LockStoreError rather than retried for ever."""
 
 _Answer_co = TypeVar("_Answer_co", covariant=True)
 
@@ -642,7 +671,15 @@ def _out_of_ttl(seen: Item) -> tuple[dict[str, Value], frozenset[str], tuple[Gua
     )
 
 
-def hand_off(lock_key: str, seen: Item, base: Guard, now: int, handed: HandOff | None = None) -> Transition:
+def hand_off(
+    lock_key: str,
+    seen: Item,
+    base: Guard,
+    now: int,
+    *,
+    handed: HandOff | None = None,
+    previous: Mapping[str, Value] | None = None,
+) -> Transition:
     """The head of ``seen``'s queue takes the lock in the same write that frees it: a new token, its own lease,
     the rest of the queue moving up. ``base`` is the freeing operation's own guard."""
     head, *rest = queue_of(seen)
@@ -661,6 +698,7 @@ def hand_off(lock_key: str, seen: Item, base: Guard, now: int, handed: HandOff |
         values[r.CORRELATION_ID] = head.correlation_id
     if rest:
         values[r.QUEUE] = r.encode_queue(rest)
+    values.update(previous or {})
     stale = (_STALE | {r.QUEUE}) - set(values)
     guard = AllOf((base, _as_seen(r.TOKEN, seen), _as_seen(r.QUEUE, seen)))
     effect = Effect(set=values, remove=frozenset(stale), bump=r.TOKEN)
@@ -672,7 +710,14 @@ def _free_again(
 ) -> Transition:
     """The freeing write again, knowing the queue and the watchers: hand off, or free and clear the watchers."""
     if queue_of(seen):
-        return hand_off(lock_key, seen, base, now)
+        previous: dict[str, Value] = {
+            r.PREVIOUS_OWNER: seen.get(r.OWNER, ""),
+            r.PREVIOUS_TOKEN: seen.get(r.TOKEN, 0),
+            r.PREVIOUS_STATUS: effect.set[r.STATUS],
+        }
+        if r.RELEASED_BY in effect.set:
+            previous[r.PREVIOUS_RELEASED_BY] = effect.set[r.RELEASED_BY]
+        return hand_off(lock_key, seen, base, now, previous=previous)
     gone = {r.WATCHERS} | ({r.QUEUE} & set(seen))  # an unreadable queue goes too
     guard = AllOf((base, _as_seen(r.QUEUE, seen), _as_seen(r.WATCHERS, seen)))
     return Transition(operation, lock_key, guard, replace(effect, remove=effect.remove | gone), seen=seen)
@@ -803,7 +848,7 @@ def _acquire_decision(
         return Acquired(record, reentered=not fresh, handed_to=handed)
     if not live and queue_of(item):
         # The lease lapsed with a queue waiting and nobody freed it: the head takes it, not this newcomer.
-        return hand_off(request.lock_key, item, acquire_guard(now), now, handed)
+        return hand_off(request.lock_key, item, acquire_guard(now), now, handed=handed)
     queued = _queued(request, item, handed)
     if queued is not None:
         return queued  # already waiting: joining twice keeps one entry

@@ -19,6 +19,7 @@
 | notes            | S    | command, ref, commitSha, channelId, dispatchState, runId, runUrl (by the holder) |
 | `queue`          | S    | the requests waiting for the lock, first in line first (JSON; absent when none) |
 | `watchers`       | S    | user ids to tell when the lock frees (JSON; absent when none)              |
+| `previous…`      | S/N  | after a hand-off: the previous holder's owner, token, outcome (and who force-released) |
 
 Why the lease end is not in `ttl`: the table has DynamoDB TTL on `ttl` (the user's design; other item types use
 it), and TTL may delete an item any time after that instant. A deleted lock item would restart its token at 1,
@@ -64,6 +65,13 @@ RELEASE_REASON = "releaseReason"
 LEGACY_TTL = "ttl"
 QUEUE = "queue"
 WATCHERS = "watchers"
+PREVIOUS_OWNER = "previousOwner"
+PREVIOUS_TOKEN = "previousToken"
+PREVIOUS_STATUS = "previousStatus"
+PREVIOUS_RELEASED_BY = "previousReleasedBy"
+PREVIOUS_ATTRIBUTES = (PREVIOUS_OWNER, PREVIOUS_TOKEN, PREVIOUS_STATUS, PREVIOUS_RELEASED_BY)
+"""Written by a hand-off: how the previous holder let go, so that a retry of that release (its first answer
+lost) is recognised as a repeat, not a stale token. The next acquire or hand-off clears them."""
 
 HOLDER_ATTRIBUTES = (
     OWNER, STATUS, LOCKED_BY, LOCKED_BY_NAME, LOCKED_AT, LEASE_EXPIRES_AT,

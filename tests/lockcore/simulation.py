@@ -78,6 +78,8 @@ class KeyModel:
     force_released: set[int] = field(default_factory=set)
     queue: list[Waiting] = field(default_factory=list)
     watchers: set[str] = field(default_factory=set)
+    previous: tuple[str, int | None, Status, str | None] | None = None
+    """How the last holder let go when its release handed the lock on: owner, token, outcome, by whom."""
 
     def live(self, now: int) -> bool:
         h = self.holder
@@ -89,7 +91,8 @@ class KeyModel:
                 return index, entry.requesters[0] != owner
         return None
 
-    def _hand_off(self, now: int) -> Handed:
+    def _hand_off(self, now: int, previous: tuple[str, int | None, Status, str | None] | None = None) -> Handed:
+        self.previous = previous
         head = self.queue.pop(0)
         self.last_token += 1
         self.holder = Holder(head.requesters[0], self.last_token, now + head.lease)
@@ -116,7 +119,7 @@ class KeyModel:
             return ("queued", h.owner, h.token, *waiting, handed)
         if not self.live(now):
             self.last_token += 1
-            self.holder = Holder(owner, self.last_token, now + lease)
+            self.holder, self.previous = Holder(owner, self.last_token, now + lease), None
             return ("acquired", self.last_token, handed)
         assert h is not None
         if not queue:
@@ -134,9 +137,9 @@ class KeyModel:
 
     def _free(self, status: Status, now: int, by: str | None = None) -> tuple[Handed, tuple[str, ...]]:
         """The write that frees the lock: a hand-off to the head, or the outcome recorded and watchers told."""
-        if self.queue:
-            return self._hand_off(now), ()
         assert self.holder is not None
+        if self.queue:
+            return self._hand_off(now, (self.holder.owner, self.holder.token, status, by)), ()
         self.holder.status, self.holder.released_by = status, by
         notify = tuple(sorted(self.watchers))
         self.watchers.clear()
@@ -171,6 +174,9 @@ class KeyModel:
 
     def release(self, owner: str, token: int, outcome: Status, now: int) -> Answer:
         refused = self._refusal(token, owner)
+        handed_on = self.previous is not None and self.previous[:3] == (owner, token, outcome)
+        if refused and refused[1] == "STALE_TOKEN" and handed_on:  # it took effect and handed the lock on
+            return ("released-again", token, outcome.value, None, ())
         if refused:
             return refused
         assert self.holder is not None
@@ -203,6 +209,9 @@ class KeyModel:
 
     def force_release(self, token: int, by: str, now: int) -> Answer:
         refused = self._refusal(token, None)
+        handed_on = self.previous is not None and self.previous[1:] == (token, Status.FORCE_RELEASED, by)
+        if refused and refused[1] == "STALE_TOKEN" and handed_on:
+            return ("force-released-again", token, None, ())
         if refused:
             return refused
         assert self.holder is not None
@@ -480,10 +489,10 @@ class LockSimulation(RuleBasedStateMachine):
         got = self.everywhere(lambda s: s.store.release(a.key, a.owner, token, outcome))
         assert got == expected, f"release: store {got}, model {expected}"
         self.learn(a.key, got[3] if str(got[0]).startswith("released") else None)  # type: ignore[arg-type]
-        if str(got[0]).startswith("released"):
+        if got[0] == "released":
             assert was_holder, "no_release_by_a_non_holder"
-            if token == a.token:
-                a.token = a.lease_end = None
+        if str(got[0]).startswith("released") and token == a.token:
+            a.token = a.lease_end = None
 
     @rule(who=actor, lease=st.integers(1, 90))
     def extend(self, who: int, lease: int) -> None:

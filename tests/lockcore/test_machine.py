@@ -509,3 +509,27 @@ def test_a_queue_on_a_legacy_lock_moves_its_lease_out_of_ttl_so_ttl_cannot_delet
     handed = lock.acquire("req-z", now=NOW + 10, queue=False)
     assert isinstance(handed, m.HeldBySomeone) and handed.handed_to is not None
     assert lock.holder == ("req-b", 1)
+
+
+def test_a_release_repeated_after_it_handed_the_lock_on_answers_the_same_not_stale() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    lock.acquire("req-c")
+    first = lock.release("req-a", 1)
+    again = lock.release("req-a", 1)
+    assert isinstance(first, m.Released) and first.handed_to is not None
+    assert isinstance(again, m.Released) and again.repeated and again.handed_to is None
+    assert (again.record.owner, again.record.token, again.record.status) == ("req-a", 1, Status.COMPLETED)
+    assert lock.holder == ("req-b", 2)
+    stale = m.release_outcome(
+        "req-a", 1, Status.FAILED, run(m.release(KEY, "req-a", 1, Status.FAILED, NOW), lock.item)[0]
+    )
+    assert isinstance(stale, m.NotHolder) and stale.reason is m.Refusal.STALE_TOKEN
+    forced = lock.force_release(2)
+    assert isinstance(forced, m.ForceReleased) and forced.handed_to is not None
+    assert isinstance(lock.force_release(2), m.ForceReleased)
+    assert lock.holder == ("req-c", 3)
+    lock.release("req-c", 3)
+    _, lock.item = acquire(lock.item, "req-d")
+    assert lock.item is not None and not {k for k in lock.item if k.startswith("previous")}
