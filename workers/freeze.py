@@ -7,9 +7,10 @@ A freeze is a lock like any other, taken with lockcore's own operations — the 
   its own lock), ``lockedBy`` = the admin, a lease of :data:`FREEZE_SECONDS` (30 days: a forgotten freeze ends by
   itself, as a lapsed lease does; freeze again to go on).
 - **the reason** — lockcore keeps no free text for a holder but its notes, and this module must not change
-  lockcore: the freeze notes ``command`` = the command as typed (``/deploy freeze prod release week``), which is
-  what ``command`` means on every lock, and the reason is read back from it (:func:`reason_of`). The note is a
-  second write after the acquire; if it fails, the freeze holds with "no reason recorded".
+  lockcore: the freeze notes ``command`` = the command as typed (``/deploy freeze prod release week``; a build's
+  lock notes its action there, ``build`` or ``deploy``), and the reason is read back from it (:func:`reason_of`).
+  The note is a second write after the acquire; if it fails, the freeze holds with "no reason recorded". The
+  reaper leaves a freeze alone while its lease runs (it has no run to look for) and records its expiry after.
 - **unfreeze** force-releases with the token the admin's request read (one ``GetItem``, then the guarded write): a
   freeze taken again in between is not released by a stale unfreeze.
 - **a deploy** to a frozen environment reads ``freeze-<env>`` once (one strongly consistent ``GetItem``) before
