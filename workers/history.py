@@ -9,7 +9,9 @@ source mapping) turns each change into events and puts them in the history table
   *freeze* on a ``freeze-<env>`` key); a lease that lapsed unrecorded under it is an *expire* of the old token.
   The same token leaving ``IN_PROGRESS`` is one release-type event: *release* (COMPLETED or FAILED), *expire*
   (EXPIRED, the reaper), *force-release* (FORCE_RELEASED), *cancel* (FORCE_RELEASED with a ``cancelled …``
-  reason) or *unfreeze* (FORCE_RELEASED on a freeze key), with how long the lock was held. A lease end moved
+  reason) or *unfreeze* (FORCE_RELEASED on a freeze key), with how long the lock was held. A write that frees
+  the lock *and* hands it to the head of its queue (lockcore's queue: new token, ``previousToken`` = the old one)
+  is the old holder's ending (from ``previousStatus``) and a *hand-off* to the new one. A lease end moved
   later under the same token is an *extend*. Notes (the run id, the dispatch state) are not history.
 - **store** — :class:`HistoryTable`: partition key ``lockKey``, sort key ``<at>#<token>#<event>`` (ISO time, the
   token zero-padded: sorted by time, then token), ``ttl`` = the event's time + 30 days. The sort key is a function
@@ -60,13 +62,16 @@ class EventKind(StrEnum):
     EXTEND = "extend"
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
+    HAND_OFF = "hand-off"
 
 
 ENDINGS: Final = frozenset(
     {EventKind.RELEASE, EventKind.EXPIRE, EventKind.FORCE_RELEASE, EventKind.CANCEL, EventKind.UNFREEZE}
 )
 """The release-type events: each ends one holding of the lock, with an outcome and a duration."""
-BEGINNINGS: Final = frozenset({EventKind.ACQUIRE, EventKind.FREEZE})
+BEGINNINGS: Final = frozenset({EventKind.ACQUIRE, EventKind.FREEZE, EventKind.HAND_OFF})
+ACQUISITIONS: Final = frozenset({EventKind.ACQUIRE, EventKind.HAND_OFF})
+"""A build or deploy took the lock: by asking, or handed it from the queue."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,21 @@ def _lapsed(old: Item, at: str) -> HistoryEvent:
     )
 
 
+def _handed_on(old: Item, new: Item) -> HistoryEvent:
+    """The write that freed the old holder's lock handed it to the head of the queue (lockcore's ``previous…``
+    attributes say how it freed): the old holder's ending, at the hand-off. A force-release's reason is not kept
+    across a hand-off, so a cancel shows as a force-release there."""
+    status = r.status_of({r.STATUS: new.get(r.PREVIOUS_STATUS, "")})
+    at = _text(new, r.LOCKED_AT)
+    if status is Status.FORCE_RELEASED:
+        kind = EventKind.UNFREEZE if _text(new, r.KEY).startswith(FREEZE_PREFIX) else EventKind.FORCE_RELEASE
+        who: dict[str, Any] = {"who": _text(new, r.PREVIOUS_RELEASED_BY), "who_name": ""}
+    else:
+        kind = EventKind.EXPIRE if status is Status.EXPIRED else EventKind.RELEASE
+        who = _holder(old)
+    return HistoryEvent(kind=kind, at=at, outcome=status.value, duration=_held_for(old, at), **who, **_base(old))
+
+
 def _ending(old: Item, new: Item, status: Status, changed_at: str) -> HistoryEvent:
     at = _text(new, r.RELEASED_AT) or changed_at
     freeze = _text(new, r.KEY).startswith(FREEZE_PREFIX)
@@ -222,9 +242,11 @@ def events_of(old: Item | None, new: Item | None, changed_at: int) -> list[Histo
     events: list[HistoryEvent] = []
     if new_token != old_token:
         at = _text(new, r.LOCKED_AT) or changed
+        handed = old is not None and old_token is not None and _number(new, r.PREVIOUS_TOKEN) == old_token
         if old is not None and old_status is Status.IN_PROGRESS:
-            events.append(_lapsed(old, at))
+            events.append(_handed_on(old, new) if handed else _lapsed(old, at))
         kind = EventKind.FREEZE if _text(new, r.KEY).startswith(FREEZE_PREFIX) else EventKind.ACQUIRE
+        kind = EventKind.HAND_OFF if handed and kind is EventKind.ACQUIRE else kind
         events.append(HistoryEvent(kind=kind, at=at, **_holder(new), **_base(new)))
         if new_status is not Status.IN_PROGRESS:  # acquired and ended in one change: not a write lockcore makes
             events.append(_ending(new, new, new_status, changed))

@@ -27,7 +27,7 @@ from workers import runtime
 from workers.commands import History, Stats
 from workers.config import Config
 from workers.envelope import CommandEnvelope
-from workers.history import ENDINGS, FREEZE_PREFIX, EventKind, HistoryEvent, HistoryTable, history_table
+from workers.history import ACQUISITIONS, ENDINGS, FREEZE_PREFIX, EventKind, HistoryEvent, HistoryTable, history_table
 from workers.render import duration
 from workers.slack import Message, escape
 from workers.status import slack_date
@@ -70,6 +70,8 @@ def describe_event(event: HistoryEvent) -> str:
             return f"🧊 frozen by {who(event)}"
         case EventKind.UNFREEZE:
             return f"☀️ unfrozen by {who(event)}{held}"
+        case EventKind.HAND_OFF:
+            return f"🤝 handed from the queue to {who(event)}"
 
 
 def history_message(lock_key: str, events: Sequence[HistoryEvent]) -> Message:
@@ -109,7 +111,7 @@ def p95(values: Sequence[int]) -> int | None:
 
 def stats_of(events: Iterable[HistoryEvent], days: int) -> LockStats:
     builds = [e for e in events if not e.lock_key.startswith(FREEZE_PREFIX)]
-    acquires = [e for e in builds if e.kind is EventKind.ACQUIRE]
+    acquires = [e for e in builds if e.kind in ACQUISITIONS]
     endings = [e for e in builds if e.kind in ENDINGS]
     outcomes = Counter(e.outcome for e in endings)
     reported = outcomes["COMPLETED"] + outcomes["FAILED"]

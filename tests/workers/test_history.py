@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import hypothesis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -37,7 +38,7 @@ class Clock:
 OWNERS = ("alice-req", "bob-req", "carol-req")
 operations = st.lists(
     st.tuples(
-        st.sampled_from(["acquire", "complete", "fail", "extend", "force", "cancel", "expire", "note"]),
+        st.sampled_from(["acquire", "queue", "complete", "fail", "extend", "force", "cancel", "expire", "note"]),
         st.sampled_from(OWNERS),
         st.integers(min_value=0, max_value=900),
     ),
@@ -46,8 +47,9 @@ operations = st.lists(
 
 
 def _item(store: MemoryLockStore, key: str = KEY) -> Item | None:
-    record = store.get(key)
-    return record.to_item() if record is not None else None
+    """The item as the stream shows it: every attribute (a record leaves out the queue's ``previous…``)."""
+    item = store._read(key)
+    return dict(item) if item is not None else None
 
 
 def _apply(store: MemoryLockStore, operation: str, owner: str) -> None:
@@ -55,8 +57,9 @@ def _apply(store: MemoryLockStore, operation: str, owner: str) -> None:
     token = current.token if current is not None else 1
     holder = current.owner if current is not None else owner
     match operation:
-        case "acquire":
-            store.acquire(AcquireRequest(KEY, owner, 600, locked_by=f"U{owner[:3].upper()}", locked_by_name=owner))
+        case "acquire" | "queue":
+            user = f"U{owner[:3].upper()}"
+            store.acquire(AcquireRequest(KEY, owner, 600, user, owner, queue=operation == "queue"))
         case "complete" | "fail":
             store.release(KEY, holder, token, Status.COMPLETED if operation == "complete" else Status.FAILED)
         case "extend":
@@ -105,7 +108,15 @@ def test_every_change_yields_the_events_it_means(steps: list[tuple[str, str, int
                 else h.EventKind.FORCE_RELEASE,
             }
             assert ending.kind is expected[str(new["status"])]
-        if token_changed and old_status == Status.IN_PROGRESS:  # taken over a lapsed lease: the old one expired
+        handed = old is not None and token_changed and new.get("previousToken") == old.get("token")
+        if handed:  # the freeing write handed the lock to the head of the queue
+            hypothesis.event("a hand-off")
+            assert old is not None
+            assert beginnings[0].kind is h.EventKind.HAND_OFF
+            (ending,) = [e for e in events if e.kind in h.ENDINGS]
+            assert (ending.token, ending.outcome) == (old["token"], new["previousStatus"])
+            assert ending.duration == epoch(str(new["lockedAt"])) - epoch(str(old["lockedAt"]))
+        elif token_changed and old_status == Status.IN_PROGRESS:  # taken over a lapsed lease: the old one expired
             lapsed = [e for e in events if e.kind is h.EventKind.EXPIRE]
             assert [e.token for e in lapsed] == [old["token"]] if old is not None else []
         sort_keys = [e.sort_key for e in events]
