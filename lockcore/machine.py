@@ -733,8 +733,9 @@ def _freed(transition: Transition, item: Item, effect: Effect) -> tuple[LockReco
 
 
 def _must_decide_again(base: Guard, item: Item | None) -> bool:
-    """Refused only because somebody waits or watches: the freeing operation itself was allowed."""
-    return item is not None and (r.QUEUE in item or r.WATCHERS in item) and holds(base, item)
+    """Refused although the freeing operation itself is allowed: somebody waits or watches (a first attempt), or
+    the queue or the watchers changed under the write decided from them (someone left, joined, watched)."""
+    return item is not None and holds(base, item)
 
 
 def release_step(lock_key: str, owner: str, token: int, outcome: Status, now: int) -> Step[ReleaseOutcome]:

@@ -3,6 +3,8 @@ exactly as the in-memory store does, on items Hypothesis draws (including ones o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -533,3 +535,68 @@ def test_a_release_repeated_after_it_handed_the_lock_on_answers_the_same_not_sta
     lock.release("req-c", 3)
     _, lock.item = acquire(lock.item, "req-d")
     assert lock.item is not None and not {k for k in lock.item if k.startswith("previous")}
+
+
+# ------------------------------------------------------------------------------------------ races between writes
+def racing(lock: Lock, interference: Callable[[], object], at: int = 2) -> Callable[[m.Transition], m.WriteResult]:
+    """A write function where another request's whole operation lands just before this operation's write number
+    ``at`` — the moment a compare-and-set exists for."""
+    writes = 0
+
+    def write(transition: m.Transition) -> m.WriteResult:
+        nonlocal writes
+        writes += 1
+        if writes == at:
+            interference()
+        return lock.write(transition)
+
+    return write
+
+
+def test_a_join_decided_on_a_busy_lock_that_frees_before_it_lands_takes_the_lock_instead() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    request = m.AcquireRequest(KEY, "req-b", 600, queue=True)
+    write = racing(lock, lambda: lock.release("req-a", 1))
+    outcome = m.drive(m.acquire(request, NOW), m.acquire_step(request, NOW), write)
+    assert isinstance(outcome, m.Acquired) and outcome.token == 2 and lock.queue == []
+
+
+def test_a_join_racing_another_join_keeps_both_in_the_order_they_landed() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    request = m.AcquireRequest(KEY, "req-b", 600, queue=True)
+    write = racing(lock, lambda: lock.acquire("req-c"))
+    outcome = m.drive(m.acquire(request, NOW), m.acquire_step(request, NOW), write)
+    assert isinstance(outcome, m.Queued) and outcome.position == 2 and lock.queue == ["req-c", "req-b"]
+
+
+def test_a_hand_off_racing_the_heads_departure_goes_to_the_next_or_frees_the_lock() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    step = m.release_step(KEY, "req-a", 1, Status.COMPLETED, NOW)
+    released = m.drive(
+        m.release(KEY, "req-a", 1, Status.COMPLETED, NOW), step, racing(lock, lambda: lock.dequeue("req-b"))
+    )
+    assert isinstance(released, m.Released) and released.handed_to is None
+    assert lock.item is not None and lock.item["status"] == "COMPLETED" and "queue" not in lock.item
+
+
+def test_watching_a_lock_that_frees_before_the_watch_lands_answers_free_now() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    write = racing(lock, lambda: lock.release("req-a", 1), at=1)
+    watched = m.drive(None, m.watch_step(KEY, "U1", NOW), write, lock.read)
+    assert isinstance(watched, m.FreeNow) and lock.item is not None and "watchers" not in lock.item
+
+
+def test_leaving_a_queue_that_moved_before_the_write_lands_leaves_the_right_entry() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    lock.acquire("req-c")
+    write = racing(lock, lambda: lock.release("req-a", 1), at=1)
+    left = m.drive(None, m.dequeue_step(KEY, "req-c"), write, lock.read)
+    assert isinstance(left, m.Dequeued) and left.position == 1
+    assert lock.holder == ("req-b", 2) and lock.queue == []
