@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lockcore import machine as m
 from lockcore.expressions import Item, apply, holds
 from lockcore.record import NOTE_ATTRIBUTES, Status
+from tests.lockcore.simulation import AnyOutcome, answer_of
 
 NOW = 1_800_000_000
 HOLDER_OPERATIONS = [op for op in m.TRANSITIONS if op is not m.Operation.HAND_OFF]
@@ -600,3 +601,76 @@ def test_leaving_a_queue_that_moved_before_the_write_lands_leaves_the_right_entr
     left = m.drive(None, m.dequeue_step(KEY, "req-c"), write, lock.read)
     assert isinstance(left, m.Dequeued) and left.position == 1
     assert lock.holder == ("req-b", 2) and lock.queue == []
+
+
+Op = tuple[str, str]
+operations = st.tuples(
+    st.sampled_from(["join", "join", "ask", "release", "force", "expire", "dequeue", "watch"]),
+    st.sampled_from(["req-a", "req-b", "req-c", "req-d"]),
+)
+
+
+def credentials(lock: Lock) -> tuple[str, int]:
+    return lock.holder if lock.item is not None and "token" in lock.item else ("", 0)
+
+
+def perform(
+    lock: Lock,
+    op: Op,
+    now: int,
+    presented: tuple[str, int] | None = None,
+    write: Callable[[m.Transition], m.WriteResult] | None = None,
+) -> AnyOutcome:
+    """One operation by one party, as a store performs it: a holder's operation presents ``presented`` (what it
+    was told when it acquired; by default the current holder's), and ``write`` is how its writes land."""
+    kind, who = op
+    write = write or lock.write
+    holder, token = presented or credentials(lock)
+    if kind in ("join", "ask"):
+        request = m.AcquireRequest(KEY, who, 60, queue=kind == "join", coalesce="same" if who == "req-c" else "")
+        return m.drive(m.acquire(request, now), m.acquire_step(request, now), write)
+    if kind == "release":
+        released = m.release_step(KEY, holder, token, Status.COMPLETED, now)
+        return m.drive(m.release(KEY, holder, token, Status.COMPLETED, now), released, write)
+    if kind == "force":
+        forced = m.force_release_step(KEY, token, "U-admin", "stuck", now)
+        return m.drive(m.force_release(KEY, token, "U-admin", "stuck", now), forced, write)
+    if kind == "expire":
+        return m.drive(m.expire(KEY, token, now), m.expire_step(KEY, token, now), write)
+    if kind == "dequeue":
+        return m.drive(None, m.dequeue_step(KEY, who), write, lock.read)
+    return m.drive(None, m.watch_step(KEY, who, now), write, lock.read)
+
+
+@settings(max_examples=settings().max_examples * 10)  # pure and fast; the races that matter are a narrow target
+@given(
+    st.lists(operations, max_size=6).map(lambda ops: [("join", "req-a"), *ops]),  # a holder, usually a queue
+    operations,
+    operations,
+    st.sampled_from([1, 2, 2, 3]),  # the second write is the one decided from what the first answered
+)
+def test_an_operation_and_another_landing_between_its_writes_are_as_if_one_had_gone_first(
+    setup: list[Op], mine: Op, theirs: Op, at: int
+) -> None:
+    """Linearisability of the compare-and-set steps: whatever lands between an operation's read and writes, the
+    item and both answers are those of the two operations performed one after the other, in some order. Answers
+    are compared as the simulation's model reads them (kind, holder, token, place, hand-off, watchers told).
+    Leases run here: a join meeting a lapsed lease with a queue is two effects — the head is handed the lock,
+    then the joiner queues — and a request landing between them is ordered between them, not before or after."""
+    scene = Lock()
+    for op in setup:
+        perform(scene, op, NOW)
+    now, told = NOW, credentials(scene)  # both parties present what the holder was told
+    lock = Lock(dict(scene.item) if scene.item is not None else None)
+    answers: list[AnyOutcome] = []
+    interfered = racing(lock, lambda: answers.append(perform(lock, theirs, now, told)), at=at)
+    answers.insert(0, perform(lock, mine, now, told, interfered))
+    if len(answers) == 1:
+        answers.append(perform(lock, theirs, now, told))  # mine needed fewer writes: theirs simply came after
+    serial = []
+    for first, second in ((mine, theirs), (theirs, mine)):
+        alone = Lock(dict(scene.item) if scene.item is not None else None)
+        a = perform(alone, first, now, told)
+        b = perform(alone, second, now, told)
+        serial.append((alone.item, [answer_of(x) for x in ([a, b] if first is mine else [b, a])]))
+    assert (lock.item, [answer_of(x) for x in answers]) in serial
