@@ -142,10 +142,16 @@ class DynamoDBLockStore(LockStore):
         table: str = DEFAULT_TABLE,
         client: DynamoDBClient | None = None,
         clock: Clock | None = None,
+        returns_old_item: bool = True,
     ) -> None:
+        """``returns_old_item``: the store answers a refused conditional write with the item as it was
+        (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), as DynamoDB does; then a refusal without an item means
+        there was none. Set False for a DynamoDB-compatible store that never returns it: one consistent read
+        after each refusal instead."""
         super().__init__(clock) if clock is not None else super().__init__()
         self.table = table
         self.client = client if client is not None else make_client()
+        self.returns_old_item = returns_old_item
 
     # ------------------------------------------------------------------ the one atomic write
     def _write(self, transition: m.Transition) -> m.WriteResult:
@@ -167,9 +173,8 @@ class DynamoDBLockStore(LockStore):
                 **values,
             )
         except _Refused as refused:
-            if refused.item is not None:
-                return m.Refused(refused.item)
-            # A DynamoDB-compatible store that does not return the old item: one consistent read instead.
+            if refused.item is not None or self.returns_old_item:
+                return m.Refused(refused.item)  # no item: there was none
             return m.Refused(self._read(transition.lock_key))
         return m.Written(from_wire(answer["Attributes"]))
 
@@ -208,11 +213,8 @@ class DynamoDBLockStore(LockStore):
             raise NoCredentials(
                 "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
             ) from None
-        except (
-            botocore.exceptions.EndpointConnectionError,
-            botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ReadTimeoutError,
-        ):
+        except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError):
+            # EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError, …
             raise StoreUnreachable(f"cannot reach DynamoDB at {self.client.meta.endpoint_url}") from None
 
     # ------------------------------------------------------------------ administration

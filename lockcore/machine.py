@@ -159,6 +159,9 @@ def _lease_ended(now: int) -> Guard:
         (
             AtMost(r.LEASE_EXPIRES_AT, now),
             AllOf((Absent(r.LEASE_EXPIRES_AT), AtMost(r.LEGACY_TTL, now))),
+            # No lease end at all (not an item we or the original code write): ended, as state_of reads it,
+            # so that such an item can never hold a key for good.
+            AllOf((Absent(r.LEASE_EXPIRES_AT), Absent(r.LEGACY_TTL))),
         )
     )
 

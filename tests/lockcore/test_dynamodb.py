@@ -240,6 +240,7 @@ def test_without_the_old_item_a_lost_race_costs_one_consistent_read() -> None:
         under_test = dynamodb_store("no-all-old", client_for(url), SimClock())
         store = under_test.store
         assert isinstance(store, DynamoDBLockStore)
+        store.returns_old_item = False  # this store never does
         counter = RequestCounter(store)
         store.acquire(m.AcquireRequest(KEY, "req-a", 600, locked_by_name="alice"))
         sent = counter.during(lambda: store.acquire(m.AcquireRequest(KEY, "req-b", 600)))
@@ -342,3 +343,21 @@ def test_other_refusals_from_dynamodb_are_one_named_line() -> None:
         with pytest.raises(LockStoreError, match=r"^DynamoDB refused the request on 'locks': AccessDenied") as err:
             store.get(KEY)
     assert "\n" not in str(err.value) and "not allowed" in str(err.value)
+
+
+def test_a_refusal_on_a_key_never_locked_is_one_request() -> None:
+    """DynamoDB returns no item when there was none: that is the answer, not a reason to read again."""
+    under_test = dynamodb_store("moto", client_for(None), SimClock())
+    store = under_test.store
+    assert isinstance(store, DynamoDBLockStore)
+    counter = RequestCounter(store)
+    for call in (
+        lambda: store.release("build-never-plt", "req-a", 1, Status.COMPLETED),
+        lambda: store.extend("build-never-plt", "req-a", 1, 60),
+        lambda: store.note("build-never-plt", "req-a", 1, runId="1"),
+        lambda: store.force_release("build-never-plt", 1, "U-admin", "why"),
+        lambda: store.expire("build-never-plt", 1),
+    ):
+        assert counter.during(call) == ["UpdateItem"]
+    assert store.release("build-never-plt", "req-a", 1, Status.COMPLETED) == m.NotHolder(m.Refusal.NO_LOCK, None)
+    under_test.close()

@@ -674,3 +674,11 @@ def test_an_operation_and_another_landing_between_its_writes_are_as_if_one_had_g
         b = perform(alone, second, now, told)
         serial.append((alone.item, [answer_of(x) for x in ([a, b] if first is mine else [b, a])]))
     assert (lock.item, [answer_of(x) for x in answers]) in serial
+
+
+def test_an_item_without_any_lease_end_is_free_as_its_state_says() -> None:
+    """Not an item anything of ours writes — but if one appears, the key must not be stuck for good."""
+    odd: Item = {"lockKey": "build-router-plt", "status": "IN_PROGRESS", "owner": "req-x", "token": 3}
+    assert m.state_of(odd, NOW) is m.LockState.LAPSED
+    taken, item = acquire(odd, "req-a")
+    assert isinstance(taken, m.Acquired) and taken.token == 4 and item is not None
