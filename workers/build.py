@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -58,13 +58,14 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore import machine as m
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers import dispatch as d
-from workers import runtime
+from workers import handoff, runtime
 from workers.config import Action, Config, current_config
 from workers.envelope import CommandEnvelope
 from workers.freeze import refuse_frozen
@@ -84,6 +85,7 @@ BUSY_METRIC: Final = "buildLockManager.acquireLock.failed"
 LOCK_DURATION_METRIC: Final = "buildLockManager.lockDuration"
 DISPATCH_FAILED_METRIC: Final = "buildWorker.dispatch.failed"
 DISPATCHED_METRIC: Final = "buildWorker.dispatch.success"
+QUEUED_METRIC: Final = "buildLockManager.acquireLock.queued"
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class BuildWorker:
         *,
         clock: Callable[[], float] = time.time,
         look_for_run_seconds: float = LOOK_FOR_RUN_SECONDS,
+        pending: handoff.PendingRequests | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -122,6 +125,7 @@ class BuildWorker:
         self.slack = slack
         self.clock = clock
         self.look_for_run_seconds = look_for_run_seconds
+        self.pending = pending or handoff.PendingRequests()
 
     def now(self) -> int:
         return int(self.clock())
@@ -143,6 +147,17 @@ class BuildWorker:
                 self._tell(job, Message(frozen))
                 return Result("frozen", job.lock_key)
         outcome = self.store.acquire(job.acquire_request())
+        handed = outcome.handed_to
+        if handed is not None and handed.entry.owner != job.request_id:
+            handoff.pass_on(handed, self.config, self.pending)  # a lapsed lease went to the head of its queue
+        elif handed is not None:  # this request was the head: it dispatches now, for everyone who waited with it
+            job = replace(job, coalesced=tuple(q.owner for q in handed.entry.requesters[1:]))
+        if isinstance(outcome, m.Queued):
+            metrics.add_metric(name=QUEUED_METRIC, unit=MetricUnit.Count, value=1)
+            logger.info("lock held: queued", holder=outcome.holder.owner, position=outcome.position)
+            text = d.queued_text(job, outcome.holder, outcome.position, self.now(), coalesced=outcome.coalesced)
+            self._tell(job, Message(text))
+            return Result("queued", job.lock_key)
         if isinstance(outcome, m.HeldBySomeone):
             metrics.add_metric(name=BUSY_METRIC, unit=MetricUnit.Count, value=1)
             logger.info("lock held by someone else", holder=outcome.holder.owner, token=outcome.holder.token)
@@ -211,7 +226,26 @@ class BuildWorker:
                 logger.error("could not note the run on the lock", reason=str(error))
         text = d.started_text(job, revision, run_id, run_url, locked=held is not None)
         self._tell(job, Message.in_channel(text), channel_too=True)
+        self._tell_coalesced(job, text)
         return Result("dispatched", job.lock_key, run_id, revision.sha)
+
+    def _tell_coalesced(self, job: d.Job, text: str) -> None:
+        """The identical requests that waited with this one: their run is this one (ephemeral, each)."""
+        for owner in job.coalesced:
+            try:
+                envelope = self.pending.find(owner)
+            except (BotoCoreError, ClientError) as error:  # the run goes on; only the telling is lost
+                logger.error("a coalesced requester could not be looked up", owner=owner, reason=str(error))
+                continue
+            if envelope is None:
+                logger.warning("no envelope kept for a coalesced requester", owner=owner)
+                continue
+            note = Message(f"{text} — your identical request waited with {job.user_name}'s and runs as this one.")
+            if self.slack.reply(envelope.response_url, note, correlation_id=envelope.correlation_id):
+                continue
+            self.slack.post_ephemeral(
+                envelope.channel_id, envelope.user_id, note, correlation_id=envelope.correlation_id
+            )
 
     def _give_up(self, job: d.Job, held: LockRecord | None, reason: str, revision: d.Revision | None) -> Result:
         """The dispatch did not happen: free the lock (FAILED) and say why, in one line."""
@@ -315,14 +349,23 @@ def handle_record(record: SQSRecord, context: LambdaContext | None = None) -> Re
     body = record.body
     envelope = CommandEnvelope.from_json(body)  # not one of ours: raise, and the DLQ keeps it
     config = current_config()
-    job = d.Job.of(envelope, config)
+    token, coalesced = handoff.handed_off(body)
+    job = d.Job.of(envelope, config, handed_off=token, coalesced=coalesced)
+    request = json.loads(body)
+    if token is not None:  # the same request again, handed the lock: once more, under an idempotency key of its own
+        request = {**request, "requestId": f"{envelope.request_id}#handed-off-{token}"}
     receive_count = int(record.attributes.approximate_receive_count or "1")
     with logger.append_context_keys(
         correlation_id=job.correlation_id, request_id=job.request_id, lock_key=job.lock_key, command=job.spec.slash
     ):
-        worker = BuildWorker(config, runtime.lock_store(), runtime.github_client(), runtime.slack_replies())
+        pending = handoff.PendingRequests()
+        worker = BuildWorker(
+            config, runtime.lock_store(), runtime.github_client(), runtime.slack_replies(), pending=pending
+        )
 
         def once(request: dict[str, Any]) -> dict[str, Any]:
+            if job.queue and job.handed_off is None and config.lock_enabled:
+                pending.keep(envelope)  # before it may join a queue: a hand-off reads it from there
             return asdict(worker.run(job, redelivered=receive_count > 1))
 
         if context is not None:
@@ -334,7 +377,7 @@ def handle_record(record: SQSRecord, context: LambdaContext | None = None) -> Re
             config=_idempotency_config,
             key_prefix=IDEMPOTENCY_KEY_PREFIX,
         )
-        result = Result(**guarded(request=json.loads(body)))
+        result = Result(**guarded(request=request))
         if result.replayed:
             logger.info("request already ran: nothing done", outcome=result.outcome)
         else:

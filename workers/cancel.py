@@ -39,7 +39,7 @@ from lockcore import machine as m
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status
 from lockcore.store import LockStore
-from workers import runtime
+from workers import handoff, runtime
 from workers.commands import Cancel, Refused, describe, refusal_text
 from workers.config import Action, Audience, Config
 from workers.dispatch import DISPATCHING
@@ -238,6 +238,7 @@ class CancelWorker:
             self._reply(envelope, Message(f"✅ `{escape(lock_key)}` was already cancelled by you; nothing more to do."))
             return Cancelled.REPEATED
         runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)
+        handoff.pass_on(released.handed_to, self.config)  # the next in line is dispatched
         return Cancelled.DONE
 
     def _reply(self, envelope: CommandEnvelope, message: Message) -> bool:

@@ -48,6 +48,8 @@ class Dispatch:
     component: str
     environment: str
     ref: str | None = None
+    queue: bool = False
+    """``--queue``: wait in the lock's queue if it is held, whatever the command's conflict policy."""
 
     @property
     def kind(self) -> str:
@@ -189,19 +191,24 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
         return _stats(slash, words[1:], config)
     if verb in {"freeze", "unfreeze"}:
         return _freeze(action, verb, words[1:], config)
+    queue = QUEUE_FLAG in (word.lower() for word in words)
+    words = [word for word in words if word.lower() != QUEUE_FLAG]
     target = _target(slash, words[:2], config, f"{slash} <component> <env>")
     if isinstance(target, Usage):
         return target
     rest = words[2:]
     if not rest:
-        return Dispatch(action, *target)
+        return Dispatch(action, *target, queue=queue)
     if not config.commands[action].accepts_ref:
         return _usage(slash, f"{slash} takes a component and an environment, nothing more", config)
     if len(rest) > 1:
         return _usage(slash, f"{slash} takes one ref at most", config)
     if not _REF.fullmatch(rest[0]):
         return _usage(slash, f"{_code(rest[0])} is not a branch, tag or commit", config)
-    return Dispatch(action, *target, ref=rest[0])
+    return Dispatch(action, *target, ref=rest[0], queue=queue)
+
+
+QUEUE_FLAG = "--queue"
 
 
 _ON_A_LOCK: dict[str, type[Unlock | Cancel | History]] = {"unlock": Unlock, "cancel": Cancel, "history": History}

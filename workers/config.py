@@ -100,6 +100,13 @@ class LockScope(StrEnum):
     COMPONENT_ENVIRONMENT = "component-environment"
 
 
+class Conflict(StrEnum):
+    """A command's conflict policy (``conflict`` in ``[commands.<name>]``); ``--queue`` asks to queue anyway."""
+
+    REJECT = "reject"
+    QUEUE = "queue"
+
+
 @dataclass(frozen=True)
 class CommandSpec:
     """What ``/build`` or ``/deploy`` does: the lock it takes, for how long, and the workflow it dispatches."""
@@ -112,6 +119,8 @@ class CommandSpec:
     start_message: str
     """In-channel text when the run starts; ``{component}``, ``{environment}`` and ``{ref}`` are filled in."""
     accepts_ref: bool
+    conflict: Conflict = Conflict.REJECT
+    """What a request meeting a held lock does: ``reject`` (told who holds it) or ``queue`` (waits its turn)."""
 
     @property
     def slash(self) -> str:
@@ -389,8 +398,8 @@ class _Reader:
                 action = Action(name)
             except ValueError:
                 raise self.fail(where, f"unknown command (known: {', '.join(a.value for a in Action)})") from None
-            if not isinstance(overrides, dict) or set(overrides) - {"workflow", "lease_seconds"}:
-                raise self.fail(where, "expected a table of workflow and lease_seconds")
+            if not isinstance(overrides, dict) or set(overrides) - {"workflow", "lease_seconds", "conflict"}:
+                raise self.fail(where, "expected a table of workflow, lease_seconds and conflict")
             spec = specs[action]
             workflow = overrides.get("workflow", spec.workflow)
             if not isinstance(workflow, str) or not _WORKFLOW.fullmatch(workflow):
@@ -398,6 +407,10 @@ class _Reader:
             lease = overrides.get("lease_seconds", spec.lease_seconds)
             if not isinstance(lease, int) or isinstance(lease, bool) or not 60 <= lease <= 86_400:
                 raise self.fail(f"{where}.lease_seconds", "expected whole seconds between 60 and 86400")
+            try:
+                conflict = Conflict(overrides.get("conflict", spec.conflict.value))
+            except ValueError:
+                raise self.fail(f"{where}.conflict", "expected reject or queue") from None
             specs[action] = CommandSpec(
                 action=action,
                 requires_lock=spec.requires_lock,
@@ -406,6 +419,7 @@ class _Reader:
                 workflow=workflow,
                 start_message=spec.start_message,
                 accepts_ref=spec.accepts_ref,
+                conflict=conflict,
             )
         return specs
 

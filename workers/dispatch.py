@@ -29,7 +29,7 @@ from typing import Final
 from lockcore.machine import AcquireRequest
 from lockcore.record import LockRecord, epoch, iso
 from workers.commands import Dispatch
-from workers.config import Action, CommandSpec, Config
+from workers.config import Action, CommandSpec, Config, Conflict
 from workers.envelope import CommandEnvelope
 from workers.github import Run
 
@@ -58,9 +58,22 @@ class Job:
     channel_id: str
     response_url: str
     received_at: int
+    queue: bool = False
+    """Wait in the lock's queue when it is held (``--queue``, or the command's ``conflict = "queue"``)."""
+    handed_off: int | None = None
+    """The token this request was handed from the lock's queue (:mod:`workers.handoff`): it holds the lock."""
+    coalesced: tuple[str, ...] = ()
+    """On a hand-off: the request ids of the identical requests that waited with this one, to be told its run."""
 
     @classmethod
-    def of(cls, envelope: CommandEnvelope, config: Config) -> Job:
+    def of(
+        cls,
+        envelope: CommandEnvelope,
+        config: Config,
+        *,
+        handed_off: int | None = None,
+        coalesced: tuple[str, ...] = (),
+    ) -> Job:
         command = envelope.command
         if not isinstance(command, Dispatch):
             raise ValueError(f"the build worker runs /build and /deploy, not {envelope.kind!r}")
@@ -77,6 +90,9 @@ class Job:
             channel_id=envelope.channel_id,
             response_url=envelope.response_url,
             received_at=envelope.received_at,
+            queue=command.queue or config.commands[command.action].conflict is Conflict.QUEUE,
+            handed_off=handed_off,
+            coalesced=coalesced,
         )
 
     @property
@@ -103,7 +119,14 @@ class Job:
             component=self.component,
             environment=self.environment,
             correlation_id=self.correlation_id,
+            queue=self.queue and self.handed_off is None,
+            coalesce=self.coalesce,
         )
+
+    @property
+    def coalesce(self) -> str:
+        """What makes two pending requests one run: the command, component, environment and ref."""
+        return "|".join((self.action.value, self.component, self.environment, self.requested_ref or ""))
 
 
 @dataclass(frozen=True)
@@ -252,6 +275,17 @@ def busy_text(job: Job, holder: LockRecord, now: int) -> str:
     return (
         f"⚠️ {_noun(job.action)} already in progress — started by {who} {minutes_ago(holder, now)}{at}, "
         f"{link}, frees at {slack_date(holder.lease_expires_at, now)}"
+    )
+
+
+def queued_text(job: Job, holder: LockRecord, position: int, now: int, *, coalesced: bool) -> str:
+    """⏳ Queued: position 2 behind alice (frees at <time>) — you'll be told when it starts."""
+    who = holder.locked_by_name or (f"<@{holder.locked_by}>" if holder.locked_by else f"request {holder.owner}")
+    same = " with an identical request already waiting (one run for both)" if coalesced else ""
+    return (
+        f"⏳ Queued{same}: position {position} behind {who} (frees at {slack_date(holder.lease_expires_at, now)}). "
+        f"The {job.action.value} of {job.target} starts when the lock is handed to it; "
+        f"`{job.spec.slash} dequeue {job.component} {job.environment}` leaves the queue."
     )
 
 

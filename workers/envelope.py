@@ -41,13 +41,16 @@ class EnvelopeError(ValueError):
 # -------------------------------------------------------------------------------------------- the commands
 def command_json(command: Command) -> dict[str, Any]:
     match command:
-        case Dispatch(action=action, component=component, environment=environment, ref=ref):
-            return {
+        case Dispatch(action=action, component=component, environment=environment, ref=ref, queue=queue):
+            body: dict[str, Any] = {
                 "kind": action.value,
                 "component": component,
                 "environment": environment,
                 "ref": ref,
             }
+            if queue:
+                body["queue"] = True
+            return body
         case Unlock(action=action, component=component, environment=environment):
             return {"kind": "unlock", "action": action.value, "component": component, "environment": environment}
         case Cancel(action=action, component=component, environment=environment):
@@ -73,7 +76,10 @@ def command_from_json(data: dict[str, Any]) -> Command:
             ref = data.get("ref")
             if ref is not None and not isinstance(ref, str):
                 raise EnvelopeError("command.ref: expected a string or null")
-            return Dispatch(Action(kind), _text(data, "component"), _text(data, "environment"), ref)
+            queue = data.get("queue", False)
+            if not isinstance(queue, bool):
+                raise EnvelopeError("command.queue: expected a boolean")
+            return Dispatch(Action(kind), _text(data, "component"), _text(data, "environment"), ref, queue)
         if kind == "unlock":
             return Unlock(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
         if kind == "cancel":

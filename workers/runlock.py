@@ -42,7 +42,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from lockcore import machine as m
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
-from workers import runtime
+from workers import handoff, runtime
 from workers.config import Action, Config
 from workers.dispatch import DISPATCHING, run_link, slack_date
 from workers.envelope import WorkflowRunEnvelope
@@ -242,6 +242,15 @@ def expired_text(record: LockRecord, cause: ExpiryCause, now: int) -> str:
     )
 
 
+def handed_text(handed: m.HandOff) -> str:
+    """``⏭️ Handed to bob, next in line (token 8).``"""
+    asker = handed.entry.requesters[0]
+    who = f"<@{asker.user}>" if _USER_ID.fullmatch(asker.user) else (asker.name or f"request {asker.owner}")
+    more = len(handed.entry.requesters) - 1
+    also = f" (and {more} identical request{'s' if more > 1 else ''})" if more else ""
+    return f"⏭️ Handed to {who}{also}, next in line (token {handed.record.token})."
+
+
 # ------------------------------------------------------------------------------------------------- acting
 class Effect(StrEnum):
     """What one look at a lock did."""
@@ -266,10 +275,20 @@ class RunLocks:
     nothing: the lock is what matters.
     """
 
-    def __init__(self, config: Config, store: LockStore, slack: SlackReplies) -> None:
+    def __init__(
+        self, config: Config, store: LockStore, slack: SlackReplies, pending: handoff.PendingRequests | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.slack = slack
+        self.pending = pending
+
+    def pass_on(self, handed: m.HandOff | None) -> str:
+        """Dispatch for the request the lock was handed to (:mod:`workers.handoff`); the channel's extra line."""
+        if handed is None:
+            return ""
+        handoff.pass_on(handed, self.config, self.pending)
+        return f" {handed_text(handed)}"
 
     def finish(self, record: LockRecord, run: RunReport, *, seen_by: str) -> Effect:
         """The run completed: release its lock with the run's outcome, and tell the channel once."""
@@ -294,7 +313,7 @@ class RunLocks:
         )
         runtime.metrics.add_metric(name=RELEASED_METRIC, unit=MetricUnit.Count, value=1)
         runtime.metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=held_for(after, now))
-        self.tell(after, result_text(after, run, now))
+        self.tell(after, result_text(after, run, now) + self.pass_on(released.handed_to))
         return Effect.RELEASED
 
     def renew(self, record: LockRecord) -> Effect:
@@ -324,7 +343,10 @@ class RunLocks:
             return Effect.REFUSED
         runtime.logger.warning("lock expired: its lease lapsed", cause=cause.name, token=record.token)
         runtime.metrics.add_metric(name=EXPIRED_METRIC, unit=MetricUnit.Count, value=1)
-        self.tell(expired.record, expired_text(expired.record, cause, self.store.now()))
+        text = expired_text(expired.record, cause, self.store.now())
+        if expired.handed_to is not None:
+            text = text.removesuffix(" The lock is free again.")
+        self.tell(expired.record, text + self.pass_on(expired.handed_to))
         return Effect.EXPIRED
 
     def tell(self, record: LockRecord, text: str) -> bool:

@@ -52,7 +52,7 @@ from lockcore import machine as m
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, epoch
 from lockcore.store import LockStore
-from workers import runtime
+from workers import handoff, runtime
 from workers.commands import (
     Cancel,
     Freeze,
@@ -479,6 +479,8 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         return
     answer = answer_confirm(target, envelope.user_id, outcome, store.now())
     released = isinstance(outcome, m.ForceReleased) and not outcome.repeated
+    if isinstance(outcome, m.ForceReleased):
+        handoff.pass_on(outcome.handed_to, config)  # the next in line is dispatched
     runtime.logger.info(
         "force-release answered",
         lock_key=target.lock_key,

@@ -1,0 +1,137 @@
+"""The lock's queue through the workers: a request that meets a held lock with ``--queue`` waits in line, and the
+write that frees the lock — a run's completion (webhook), the reaper's expiry — hands it on and has the waiting
+request dispatched by the build worker. DynamoDB and SQS on moto, GitHub and Slack on loopback; nothing mocked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from lockcore.record import Status
+from tests.workers.github_events import GitHubEvents, SimulatedClock, build_at, github_events, scheduled_event
+from tests.workers.worker_world import Context, World, create_queues, running_world, sqs_event, sqs_record
+from workers import build, handoff, reaper, webhook
+from workers.commands import Dispatch, parse
+from workers.config import Action, Queue, load_config
+from workers.envelope import CommandEnvelope, command_from_json, command_json
+
+BUILD_KEY = "build-router-plt"
+NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
+QUEUED = Dispatch(Action.BUILD, "router", "plt", queue=True)
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with running_world(monkeypatch) as world:
+        create_queues(monkeypatch)
+        yield world
+
+
+@pytest.fixture
+def github(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubEvents]:
+    with github_events(world, monkeypatch) as events:
+        yield events
+
+
+def send(world: World, envelope: CommandEnvelope) -> None:
+    assert build.handler(sqs_event(envelope), Context()) == NO_FAILURES
+
+
+def build_queue() -> list[str]:
+    """Take what waits on the build queue (the hand-offs the workers queued)."""
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=f"chatops-{Queue.BUILD.value}")["QueueUrl"]
+    answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    messages = answer.get("Messages", [])
+    for message in messages:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return [message["Body"] for message in messages]
+
+
+def drain(world: World) -> list[str]:
+    bodies = build_queue()
+    if bodies:
+        event = {"Records": [sqs_record(body) for body in bodies]}
+        assert build.handler(event, Context()) == NO_FAILURES
+    return bodies
+
+
+def channel_posts(world: World) -> list[str]:
+    return [message.text for message in world.slack.messages("chat.postMessage")]
+
+
+def test_the_parser_and_the_envelope_carry_the_queue_flag() -> None:
+    parsed = parse("/build", "router plt --queue", load_config())
+    assert parsed == QUEUED
+    assert command_from_json(command_json(QUEUED)) == QUEUED
+    plain = Dispatch(Action.BUILD, "router", "plt")
+    assert command_from_json(command_json(plain)) == plain and "queue" not in command_json(plain)
+
+
+def test_a_queued_request_is_dispatched_when_the_holders_run_completes(world: World, github: GitHubEvents) -> None:
+    send(world, world.envelope("a"))
+    [first] = world.dispatches()
+    send(world, world.envelope("b", QUEUED, user="bob"))
+    send(world, world.envelope("c", QUEUED, user="carol"))  # identical: coalesces into bob's entry
+    [told_b] = world.replies_to("b")
+    assert told_b.text.startswith("⏳ Queued: position 1 behind alice"), told_b.text
+    [told_c] = world.replies_to("c")
+    assert told_c.text.startswith("⏳ Queued with an identical request already waiting"), told_c.text
+    assert len(world.dispatches()) == 1
+    held = world.lock()
+    assert held is not None and held.owner == world.envelope("a").request_id
+
+    world.github.start_run(first.id)
+    world.github.complete_run(first.id, "success")
+    github.post_all(run_id=first.id)
+    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+
+    handed = world.lock()
+    bob = world.envelope("b", QUEUED, user="bob")
+    assert handed is not None and handed.owner == bob.request_id and handed.token == held.token + 1
+    assert handed.status is Status.IN_PROGRESS
+    [result] = channel_posts(world)
+    assert result.startswith("✅ router (plt) built in ") and "⏭️ Handed to <@U0BOB> (and 1 identical request)" in result
+
+    [body] = drain(world)
+    assert handoff.handed_off(body) == (handed.token, (world.envelope("c").request_id,))
+    [_, second] = world.dispatches()
+    after = world.lock()
+    assert after is not None and after.owner == bob.request_id and after.token == handed.token
+    assert after.notes.get("runId") == str(second.id)
+    assert any(m.text.startswith("🔨 Building router (plt)…") for m in world.replies_to("b"))
+    assert any("your identical request waited with bob's" in m.text for m in world.replies_to("c"))
+
+    assert drain(world) == []  # one hand-off, one dispatch
+    send(world, world.envelope("b", QUEUED, user="bob"))  # the original request again: answered from its record
+    assert len(world.dispatches()) == 2
+
+
+def test_the_reaper_hands_a_lapsed_lease_to_the_next_in_line(world: World) -> None:
+    clock = SimulatedClock(time.time() - 1200)  # alice's build started twenty minutes ago; its lease was ten
+    build_at(clock, world.envelope("a"))
+    bob = world.envelope("b", QUEUED, user="bob")
+    handoff.PendingRequests().keep(bob)  # what the build worker's handler keeps before it may queue
+    build_at(clock, bob)
+    [run] = world.dispatches()
+    [told] = world.replies_to("b")
+    assert told.text.startswith("⏳ Queued: position 1"), told.text
+    world.github.fail_next(status=404, body={"message": "Not Found"}, method="GET", path_contains=f"/runs/{run.id}")
+
+    assert reaper.handler(scheduled_event(), Context()) == {"locks": 1, "effects": {"expired": 1}}
+
+    handed = world.lock()
+    assert handed is not None and handed.owner == bob.request_id and handed.status is Status.IN_PROGRESS
+    [expired] = channel_posts(world)
+    assert expired.startswith("⌛ The build lock on router (plt) expired") and "⏭️ Handed to <@U0BOB>" in expired
+    assert "The lock is free again" not in expired
+
+    [_] = drain(world)
+    [_, second] = world.dispatches()
+    after = world.lock()
+    assert after is not None and after.owner == bob.request_id and after.notes.get("runId") == str(second.id)
