@@ -86,19 +86,24 @@ class Worker:
         return self.handler.rpartition(".")[0]
 
 
+_HAND_OFF: Final = ("build", "deploy")
+"""Where a worker that frees a lock puts the request it was handed to (:mod:`workers.handoff`); it reads that
+request's envelope from the idempotency table."""
+
 # fmt: off
 WORKERS: Final[tuple[Worker, ...]] = (
     Worker("router", "workers.router.handler", timeout=10, memory=512, http=True, sends_to=QUEUES,
            secrets=("SLACK_SIGNING_SECRET", "GITHUB_WEBHOOK_SECRET", "SLACK_BOT_TOKEN")),
     Worker("build", "workers.build.handler", consumes=("build", "deploy"), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
-           lock_table=_READ_WRITE_LOCKS, idempotency=True),
+           lock_table=_READ_WRITE_LOCKS, idempotency=True, sends_to=_HAND_OFF),
     Worker("status", "workers.status.handler", consumes=("status",), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
-           lock_table=_ALL_LOCKS, history_table=("dynamodb:Query", "dynamodb:Scan")),
+           lock_table=_ALL_LOCKS, history_table=("dynamodb:Query", "dynamodb:Scan"), sends_to=_HAND_OFF,
+           idempotency=True),
     Worker("echo", "workers.echo.handler", consumes=("echo",), secrets=("SLACK_BOT_TOKEN",)),
     Worker("webhook", "workers.webhook.handler", consumes=("github",), secrets=("SLACK_BOT_TOKEN",),
-           lock_table=_READ_WRITE_LOCKS),
+           lock_table=_READ_WRITE_LOCKS, sends_to=_HAND_OFF, idempotency=True),
     Worker("reaper", "workers.reaper.handler", schedule="rate(1 minute)", secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
-           lock_table=_ALL_LOCKS),
+           lock_table=_ALL_LOCKS, sends_to=_HAND_OFF, idempotency=True),
     Worker("history", "workers.history.handler", lock_stream=True, history_table=("dynamodb:PutItem",)),
 )
 # fmt: on
