@@ -18,6 +18,7 @@ The forms::
     /build status --locks               /build unlock <component> <env>   (admins; /deploy unlock too)
     /build cancel <component> <env>     (the holder or an admin; /deploy cancel too)
     /build history <component> <env>   /build stats [days]               (/deploy history, stats too)
+    /build dequeue <component> <env>   (leave the lock's queue; /deploy dequeue too; --queue on a dispatch joins it)
     /deploy freeze <env> <reason>       /deploy unfreeze <env>            (admins)
     /echo <text>                        /build help
 """
@@ -105,6 +106,16 @@ class History:
 
 
 @dataclass(frozen=True)
+class Dequeue:
+    """``/build dequeue router plt``: leave the queue of ``build-router-plt`` (the user's own requests only)."""
+
+    action: Action
+    component: str
+    environment: str
+    kind: ClassVar[str] = "dequeue"
+
+
+@dataclass(frozen=True)
 class Stats:
     """``/build stats [days]``: acquisitions, outcomes and durations from the history."""
 
@@ -129,7 +140,7 @@ class Unfreeze:
     kind: ClassVar[str] = "unfreeze"
 
 
-Command = Dispatch | LockStatus | Unlock | Cancel | Echo | History | Stats | Freeze | Unfreeze
+Command = Dispatch | LockStatus | Unlock | Cancel | Echo | History | Stats | Freeze | Unfreeze | Dequeue
 
 
 @dataclass(frozen=True)
@@ -211,7 +222,12 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
 QUEUE_FLAG = "--queue"
 
 
-_ON_A_LOCK: dict[str, type[Unlock | Cancel | History]] = {"unlock": Unlock, "cancel": Cancel, "history": History}
+_ON_A_LOCK: dict[str, type[Unlock | Cancel | History | Dequeue]] = {
+    "unlock": Unlock,
+    "cancel": Cancel,
+    "history": History,
+    "dequeue": Dequeue,
+}
 """The verbs that take a component and an environment: ``/build <verb> <component> <env>``."""
 
 
@@ -294,7 +310,7 @@ def audience_for(config: Config, command: Command) -> Audience:
         case Unlock() | Freeze() | Unfreeze():
             return config.authorization.admins
         case (
-            LockStatus() | Echo() | Cancel() | History() | Stats()
+            LockStatus() | Echo() | Cancel() | History() | Stats() | Dequeue()
         ):  # Cancel: the worker checks holder-or-admin against the lock
             return ANYONE
 
@@ -326,6 +342,8 @@ def describe(command: Command) -> str:
             return ECHO_SLASH
         case History(action=action, component=component, environment=environment):
             return f"{action.slash} history {component} {environment}"
+        case Dequeue(action=action, component=component, environment=environment):
+            return f"{action.slash} dequeue {component} {environment}"
         case Stats(days=days):
             return f"/build stats {days}"
         case Freeze(environment=environment, reason=reason):
@@ -368,6 +386,8 @@ def help_text(config: Config, slash: str = "/build") -> str:
             "• `/build unlock <component> <env>` — force-release a stuck lock (admins)",
             "• `/build cancel <component> <env>` — cancel the run and free its lock (who started it, or admins)",
             "• `/build history <component> <env>` — the last 10 acquires and releases of that lock",
+            "• `/build <component> <env> --queue` — wait in line if the lock is held; "
+            "`/build dequeue <component> <env>` leaves the line",
             f"• `/build stats [days]` — acquisitions, outcomes and lock durations (default {DEFAULT_STATS_DAYS} days)",
             "• `/deploy freeze <env> <reason>` / `/deploy unfreeze <env>` — stop deploys to an environment (admins)",
             "• `/echo <text>` — check that ChatOps is alive",
@@ -402,6 +422,8 @@ def acknowledgement(command: Command, lock_enabled: bool = True) -> str:
             next_step = "sending it through the queue"
         case History() | Stats():
             next_step = "reading the history"
+        case Dequeue():
+            next_step = "leaving the queue"
         case Freeze():
             next_step = "taking the freeze lock"
         case Unfreeze():

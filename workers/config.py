@@ -183,6 +183,7 @@ QUEUE_FOR_KIND: Mapping[str, Queue] = {
     "stats": Queue.STATUS,
     "freeze": Queue.STATUS,
     "unfreeze": Queue.STATUS,
+    "dequeue": Queue.STATUS,
     "echo": Queue.ECHO,
     "interaction": Queue.STATUS,
     "workflow_run": Queue.GITHUB,

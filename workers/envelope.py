@@ -21,7 +21,19 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from workers.commands import Cancel, Command, Dispatch, Echo, Freeze, History, LockStatus, Stats, Unfreeze, Unlock
+from workers.commands import (
+    Cancel,
+    Command,
+    Dequeue,
+    Dispatch,
+    Echo,
+    Freeze,
+    History,
+    LockStatus,
+    Stats,
+    Unfreeze,
+    Unlock,
+)
 from workers.config import Action
 
 VERSION = 1
@@ -61,12 +73,23 @@ def command_json(command: Command) -> dict[str, Any]:
             return {"kind": "echo", "text": text}
         case History(action=action, component=component, environment=environment):
             return {"kind": "history", "action": action.value, "component": component, "environment": environment}
+        case Dequeue(action=action, component=component, environment=environment):
+            return {"kind": "dequeue", "action": action.value, "component": component, "environment": environment}
         case Stats(days=days):
             return {"kind": "stats", "days": days}
         case Freeze(environment=environment, reason=reason):
             return {"kind": "freeze", "environment": environment, "reason": reason}
         case Unfreeze(environment=environment):
             return {"kind": "unfreeze", "environment": environment}
+
+
+_ON_A_LOCK: dict[str, type[Unlock | Cancel | History | Dequeue]] = {
+    "unlock": Unlock,
+    "cancel": Cancel,
+    "history": History,
+    "dequeue": Dequeue,
+}
+"""The commands on one lock: an action, a component and an environment."""
 
 
 def command_from_json(data: dict[str, Any]) -> Command:
@@ -80,16 +103,13 @@ def command_from_json(data: dict[str, Any]) -> Command:
             if not isinstance(queue, bool):
                 raise EnvelopeError("command.queue: expected a boolean")
             return Dispatch(Action(kind), _text(data, "component"), _text(data, "environment"), ref, queue)
-        if kind == "unlock":
-            return Unlock(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
-        if kind == "cancel":
-            return Cancel(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
+        if kind in _ON_A_LOCK:
+            on_a_lock = _ON_A_LOCK[kind]
+            return on_a_lock(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
         if kind == "status":
             return LockStatus()
         if kind == "echo":
             return Echo(_text(data, "text"))
-        if kind == "history":
-            return History(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
         if kind == "stats":
             return Stats(_number(data, "days"))
         if kind == "freeze":
@@ -329,7 +349,7 @@ class WorkflowRunEnvelope:
 
 Envelope = CommandEnvelope | InteractionEnvelope | WorkflowRunEnvelope
 COMMAND_KINDS = frozenset(
-    {"build", "deploy", "status", "unlock", "cancel", "echo", "history", "stats", "freeze", "unfreeze"}
+    {"build", "deploy", "status", "unlock", "cancel", "echo", "history", "stats", "freeze", "unfreeze", "dequeue"}
 )
 
 

@@ -55,6 +55,7 @@ from lockcore.store import LockStore
 from workers import handoff, runtime
 from workers.commands import (
     Cancel,
+    Dequeue,
     Freeze,
     History,
     LockStatus,
@@ -121,7 +122,7 @@ def lock_keys(config: Config) -> frozenset[str]:
     )
 
 
-def lock_key_of(command: Unlock, config: Config) -> str:
+def lock_key_of(command: Unlock | Dequeue, config: Config) -> str:
     return config.commands[command.action].lock_key(command.component, command.environment)
 
 
@@ -240,11 +241,24 @@ def status_message(records: Sequence[LockRecord], now: int) -> Message:
         block = _section(f"*`{escape(record.lock_key)}`*", block_id=f"lock-{record.lock_key}"[:255])
         block["fields"] = lock_fields(record, now)
         blocks.append(block)
+        if record.queue:
+            blocks.append(_context(queue_line(record)))
     if len(live) > MAX_LOCKS_SHOWN:
         blocks.append(_context(f"…and {len(live) - MAX_LOCKS_SHOWN} more: `chatops locks list` shows them all."))
     summary = ", ".join(f"{record.lock_key} ({record.locked_by_name or record.owner})" for record in live[:10])
     more = f" and {len(live) - 10} more" if len(live) > 10 else ""
     return Message(f"{count}: {summary}{more}", blocks)
+
+
+def queue_line(record: LockRecord) -> str:
+    """``⏳ Waiting: 1. <@U0BOB> (+1 identical), 2. <@U0CAROL>`` — the lock's queue, first in line first."""
+    shown = []
+    for position, entry in enumerate(record.queue, start=1):
+        asker = entry.requesters[0]
+        who = f"<@{asker.user}>" if asker.user else escape(asker.name or asker.owner)
+        more = len(entry.requesters) - 1
+        shown.append(f"{position}. {who}" + (f" (+{more} identical)" if more else ""))
+    return "⏳ Waiting: " + ", ".join(shown)
 
 
 def store_unavailable(what: str) -> Message:
@@ -382,6 +396,8 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 from workers import cancel  # noqa: PLC0415 — cancel builds on this module: imported when needed
 
                 cancel.handle(envelope, command, config=config, store=store)
+            case CommandEnvelope(command=Dequeue() as command):
+                _dequeue(envelope, command, config, store)
             case CommandEnvelope(command=History() | Stats() as command):
                 from workers import insights  # noqa: PLC0415 — builds on this module too
 
@@ -418,6 +434,30 @@ def _status(envelope: CommandEnvelope, store: LockStore) -> None:
     message = status_message(records, now)
     runtime.logger.info("status answered", locks=sum(m.is_live(r.to_item(), now) for r in records))
     _reply(envelope.response_url, message, envelope.correlation_id)
+
+
+def dequeued_text(lock_key: str, left: list[m.DequeueOutcome]) -> str:
+    positions = sorted(outcome.position for outcome in left if isinstance(outcome, m.Dequeued))
+    if not positions:
+        return f"🤷 You have no request waiting for `{escape(lock_key)}`; nothing changed."
+    where = ", ".join(str(p) for p in positions)
+    return f"✅ You left the queue of `{escape(lock_key)}` (you were at position {where}); nothing will run for you."
+
+
+def _dequeue(envelope: CommandEnvelope, command: Dequeue, config: Config, store: LockStore) -> None:
+    """Leave the lock's queue: every waiting request of this user (a user leaves only their own)."""
+    lock_key = lock_key_of(command, config)
+    try:
+        record = store.get(lock_key)
+        entries = record.queue if record is not None else ()
+        mine = [q.owner for entry in entries for q in entry.requesters if q.user == envelope.user_id]
+        left = [store.dequeue(lock_key, owner) for owner in mine]
+    except LockStoreError as error:
+        runtime.logger.error("dequeue: the lock table did not answer", lock_key=lock_key, reason=str(error))
+        _reply(envelope.response_url, store_unavailable(f"leave the queue of `{lock_key}`"), envelope.correlation_id)
+        return
+    runtime.logger.info("dequeue answered", lock_key=lock_key, left=len(left))
+    _reply(envelope.response_url, Message(dequeued_text(lock_key, left)), envelope.correlation_id)
 
 
 def is_admin(config: Config, user_id: str) -> bool:

@@ -5,6 +5,7 @@ request dispatched by the build worker. DynamoDB and SQS on moto, GitHub and Sla
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,9 +16,9 @@ import pytest
 from lockcore.record import Status
 from tests.workers.github_events import GitHubEvents, SimulatedClock, build_at, github_events, scheduled_event
 from tests.workers.worker_world import Context, World, create_queues, running_world, sqs_event, sqs_record
-from workers import build, handoff, reaper, webhook
-from workers.commands import Dispatch, parse
-from workers.config import Action, Queue, load_config
+from workers import build, handoff, reaper, status, webhook
+from workers.commands import Dequeue, Dispatch, parse
+from workers.config import Action, Queue, current_config, load_config
 from workers.envelope import CommandEnvelope, command_from_json, command_json
 
 BUILD_KEY = "build-router-plt"
@@ -135,3 +136,26 @@ def test_the_reaper_hands_a_lapsed_lease_to_the_next_in_line(world: World) -> No
     [_, second] = world.dispatches()
     after = world.lock()
     assert after is not None and after.owner == bob.request_id and after.notes.get("runId") == str(second.id)
+
+
+def test_dequeue_leaves_the_line_and_status_shows_it(world: World) -> None:
+    send(world, world.envelope("a"))
+    send(world, world.envelope("b", QUEUED, user="bob"))
+    send(world, world.envelope("c", Dispatch(Action.BUILD, "router", "plt", queue=True), user="carol"))
+    store = world.store
+    listing = status.status_message(store.list(), store.now())
+    assert "⏳ Waiting: 1. <@U0BOB> (+1 identical)" in json.dumps(listing.blocks, ensure_ascii=False)
+
+    leave = world.envelope("d", Dequeue(Action.BUILD, "router", "plt"), user="bob")
+    status.handle(leave, config=current_config(), store=store)
+    [told] = world.replies_to("d")
+    assert told.text == (
+        "✅ You left the queue of `build-router-plt` (you were at position 1); nothing will run for you."
+    )
+    held = world.lock()
+    assert held is not None and [[q.user for q in e.requesters] for e in held.queue] == [["U0CAROL"]]
+
+    again = world.envelope("e", Dequeue(Action.BUILD, "router", "plt"), user="bob")
+    status.handle(again, config=current_config(), store=store)
+    [nothing] = world.replies_to("e")
+    assert nothing.text.startswith("🤷 You have no request waiting for `build-router-plt`")
