@@ -161,7 +161,7 @@ class BuildWorker:
         if isinstance(outcome, m.HeldBySomeone):
             metrics.add_metric(name=BUSY_METRIC, unit=MetricUnit.Count, value=1)
             logger.info("lock held by someone else", holder=outcome.holder.owner, token=outcome.holder.token)
-            self._tell(job, Message(d.busy_text(job, outcome.holder, self.now())))
+            self._tell(job, d.busy_message(job, outcome.holder, self.now()))
             return Result("busy", job.lock_key)
         metrics.add_metric(name=ACQUIRED_METRIC, unit=MetricUnit.Count, value=1)
         record = outcome.record
@@ -265,6 +265,8 @@ class BuildWorker:
         if isinstance(released, m.NotHolder):
             logger.warning("lock not released: not ours any more", reason=released.reason.value)
             return
+        handoff.pass_on(released.handed_to, self.config, self.pending)  # the next in line is dispatched
+        handoff.tell_watchers(released.record, released.notify, self.slack)
         try:
             held_for = self.now() - epoch(held.locked_at)
         except ValueError:

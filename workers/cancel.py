@@ -239,6 +239,7 @@ class CancelWorker:
             return Cancelled.REPEATED
         runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)
         handoff.pass_on(released.handed_to, self.config)  # the next in line is dispatched
+        handoff.tell_watchers(released.record, released.notify, runtime.slack_replies())
         return Cancelled.DONE
 
     def _reply(self, envelope: CommandEnvelope, message: Message) -> bool:

@@ -24,14 +24,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from lockcore.machine import AcquireRequest
 from lockcore.record import LockRecord, epoch, iso
 from workers.commands import Dispatch
 from workers.config import Action, CommandSpec, Config, Conflict
-from workers.envelope import CommandEnvelope
+from workers.envelope import LOCK_WATCH_ACTION, CommandEnvelope
 from workers.github import Run
+from workers.slack import Message
 
 DISPATCHING: Final = "dispatching"
 DISPATCHED: Final = "dispatched"
@@ -276,6 +277,22 @@ def busy_text(job: Job, holder: LockRecord, now: int) -> str:
         f"⚠️ {_noun(job.action)} already in progress — started by {who} {minutes_ago(holder, now)}{at}, "
         f"{link}, frees at {slack_date(holder.lease_expires_at, now)}"
     )
+
+
+def busy_message(job: Job, holder: LockRecord, now: int) -> Message:
+    """The busy reply, with a "Notify me when free" button (:data:`~workers.envelope.LOCK_WATCH_ACTION`)."""
+    text = busy_text(job, holder, now)
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": LOCK_WATCH_ACTION,
+        "text": {"type": "plain_text", "text": "Notify me when free"},
+        "value": job.lock_key,
+    }
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": "lock-watch", "elements": [button]},
+    ]
+    return Message(text, blocks)
 
 
 def queued_text(job: Job, holder: LockRecord, position: int, now: int, *, coalesced: bool) -> str:

@@ -41,7 +41,9 @@ VERSION = 1
 #: Block Kit ``action_id``s the router forwards (to the status worker); anything else is acknowledged and dropped.
 UNLOCK_CONFIRM_ACTION = "unlock.confirm"
 UNLOCK_CANCEL_ACTION = "unlock.cancel"
-INTERACTION_ACTIONS = frozenset({UNLOCK_CONFIRM_ACTION, UNLOCK_CANCEL_ACTION})
+LOCK_WATCH_ACTION = "lock.watch"
+"""The "Notify me when free" button on a busy reply; its value is the lock key."""
+INTERACTION_ACTIONS = frozenset({UNLOCK_CONFIRM_ACTION, UNLOCK_CANCEL_ACTION, LOCK_WATCH_ACTION})
 #: The actions only an admin may take; the router refuses them for others, and the worker should check again.
 ADMIN_ACTIONS = frozenset({UNLOCK_CONFIRM_ACTION})
 

@@ -32,10 +32,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore import machine as m
 from lockcore.dynamodb import client_config
+from lockcore.record import LockRecord
 from workers import runtime
 from workers.config import Config
 from workers.envelope import CommandEnvelope, EnvelopeError
 from workers.router import NotQueued, enqueue
+from workers.slack import Message, SlackReplies, escape
 
 PENDING_PREFIX: Final = "chatops.pending#"
 PENDING_SECONDS: Final = 2 * 24 * 3600
@@ -101,6 +103,27 @@ def handed_off(body: str) -> tuple[int | None, tuple[str, ...]]:
         return None, ()
     coalesced = data.get(COALESCED, [])
     return data[HANDED_OFF], tuple(str(o) for o in coalesced) if isinstance(coalesced, list) else ()
+
+
+def free_text(record: LockRecord) -> str:
+    return f"🔓 `{escape(record.lock_key)}` is free now ({record.status.value}) — you asked to be told."
+
+
+def tell_watchers(record: LockRecord, notify: tuple[str, ...], slack: SlackReplies) -> int:
+    """The users who pressed "Notify me when free": an ephemeral message in the lock's channel (the command's
+    ``response_url`` may be long dead), else a direct message. How many were told."""
+    channel = record.notes.get("channelId", "")
+    message = Message(free_text(record))
+    cid = record.correlation_id or ""
+    told = 0
+    for user in notify:
+        if (channel and slack.post_ephemeral(channel, user, message, correlation_id=cid)) or slack.post_message(
+            user, message, correlation_id=cid
+        ):
+            told += 1
+        else:
+            runtime.logger.warning("a watcher could not be told the lock is free", user=user)
+    return told
 
 
 def pass_on(handed: m.HandOff | None, config: Config, pending: PendingRequests | None = None) -> bool:

@@ -69,6 +69,7 @@ from workers.commands import (
 )
 from workers.config import Audience, Config, current_config
 from workers.envelope import (
+    LOCK_WATCH_ACTION,
     UNLOCK_CANCEL_ACTION,
     UNLOCK_CONFIRM_ACTION,
     CommandEnvelope,
@@ -408,6 +409,8 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 freeze.handle(envelope, command, config=config, store=store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CONFIRM_ACTION:
                 _confirm(envelope, config, store)
+            case InteractionEnvelope(action_id=action_id) if action_id == LOCK_WATCH_ACTION:
+                _watch(envelope, config, store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CANCEL_ACTION:
                 target = UnlockTarget.read(envelope.value, config)
                 runtime.logger.info("unlock cancelled", lock_key=target.lock_key if target else None)
@@ -434,6 +437,29 @@ def _status(envelope: CommandEnvelope, store: LockStore) -> None:
     message = status_message(records, now)
     runtime.logger.info("status answered", locks=sum(m.is_live(r.to_item(), now) for r in records))
     _reply(envelope.response_url, message, envelope.correlation_id)
+
+
+def _watch(envelope: InteractionEnvelope, config: Config, store: LockStore) -> None:
+    """ "Notify me when free": the user is named in the outcome of the write that frees the lock."""
+    lock_key = envelope.value
+    specs = config.commands.values()
+    keys = {spec.lock_key(c, e) for spec in specs for c in config.components for e in config.environments}
+    if lock_key not in keys:
+        runtime.logger.warning("watch ignored: a button value that names no lock", value=lock_key[:80])
+        return
+    try:
+        outcome = store.watch(lock_key, envelope.user_id)
+    except LockStoreError as error:
+        runtime.logger.error("watch: the lock table did not answer", lock_key=lock_key, reason=str(error))
+        _reply(envelope.response_url, store_unavailable(f"watch `{lock_key}`"), envelope.correlation_id)
+        return
+    key = escape(lock_key)
+    if isinstance(outcome, m.Watching):
+        text = f"👀 I'll tell you here when `{key}` is free."
+    else:
+        text = f"🔓 `{key}` is free already: try again now."
+    runtime.logger.info("watch answered", lock_key=lock_key, watching=isinstance(outcome, m.Watching))
+    _reply(envelope.response_url, Message(text), envelope.correlation_id)
 
 
 def dequeued_text(lock_key: str, left: list[m.DequeueOutcome]) -> str:
@@ -521,6 +547,7 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
     released = isinstance(outcome, m.ForceReleased) and not outcome.repeated
     if isinstance(outcome, m.ForceReleased):
         handoff.pass_on(outcome.handed_to, config)  # the next in line is dispatched
+        handoff.tell_watchers(outcome.record, outcome.notify, runtime.slack_replies())
     runtime.logger.info(
         "force-release answered",
         lock_key=target.lock_key,

@@ -19,7 +19,7 @@ from tests.workers.worker_world import Context, World, create_queues, running_wo
 from workers import build, handoff, reaper, status, webhook
 from workers.commands import Dequeue, Dispatch, parse
 from workers.config import Action, Queue, current_config, load_config
-from workers.envelope import CommandEnvelope, command_from_json, command_json
+from workers.envelope import LOCK_WATCH_ACTION, CommandEnvelope, InteractionEnvelope, command_from_json, command_json
 
 BUILD_KEY = "build-router-plt"
 NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
@@ -159,3 +159,41 @@ def test_dequeue_leaves_the_line_and_status_shows_it(world: World) -> None:
     status.handle(again, config=current_config(), store=store)
     [nothing] = world.replies_to("e")
     assert nothing.text.startswith("🤷 You have no request waiting for `build-router-plt`")
+
+
+def test_notify_me_when_free_tells_the_watcher_when_the_run_ends(world: World, github: GitHubEvents) -> None:
+    send(world, world.envelope("a"))
+    [run] = world.dispatches()
+    send(world, world.envelope("b", user="bob"))  # no --queue: refused, with the button
+    [busy] = world.replies_to("b")
+    assert busy.text.startswith("⚠️ Build already in progress")
+    [button] = busy.body["blocks"][1]["elements"]
+    assert button["action_id"] == LOCK_WATCH_ACTION and button["value"] == BUILD_KEY
+
+    press = InteractionEnvelope(
+        request_id="trigger-watch",
+        correlation_id="cid-watch",
+        action_id=LOCK_WATCH_ACTION,
+        value=BUILD_KEY,
+        user_id="U0BOB",
+        user_name="bob",
+        team_id="T0TEAM",
+        api_app_id="A0APP",
+        channel_id="C0BUILDS",
+        response_url=world.slack.response_url("watch"),
+        received_at=int(time.time()),
+    )
+    status.handle(press, config=current_config(), store=world.store)
+    [watching] = world.replies_to("watch")
+    assert watching.text == f"👀 I'll tell you here when `{BUILD_KEY}` is free."
+
+    world.github.start_run(run.id)
+    world.github.complete_run(run.id, "success")
+    github.post_all(run_id=run.id)
+    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+
+    [told] = world.slack.messages("chat.postEphemeral")
+    assert told.body["user"] == "U0BOB" and told.body["channel"] == "C0BUILDS"
+    assert told.text == f"🔓 `{BUILD_KEY}` is free now (COMPLETED) — you asked to be told."
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED
