@@ -15,10 +15,19 @@ import pytest
 
 from lockcore.record import Status
 from tests.workers.github_events import GitHubEvents, SimulatedClock, build_at, github_events, scheduled_event
-from tests.workers.worker_world import Context, World, create_queues, running_world, sqs_event, sqs_record
+from tests.workers.worker_world import (
+    SHIPPED_CONFIG,
+    Context,
+    World,
+    create_queues,
+    running_world,
+    sqs_event,
+    sqs_record,
+)
 from workers import build, handoff, reaper, status, webhook
 from workers.commands import Dequeue, Dispatch, parse
-from workers.config import Action, Queue, current_config, load_config
+from workers.config import Action, ConfigError, Conflict, Queue, current_config, load_config
+from workers.dispatch import Job
 from workers.envelope import LOCK_WATCH_ACTION, CommandEnvelope, InteractionEnvelope, command_from_json, command_json
 
 BUILD_KEY = "build-router-plt"
@@ -197,3 +206,24 @@ def test_notify_me_when_free_tells_the_watcher_when_the_run_ends(world: World, g
     assert told.text == f"🔓 `{BUILD_KEY}` is free now (COMPLETED) — you asked to be told."
     lock = world.lock()
     assert lock is not None and lock.status is Status.COMPLETED
+
+
+def test_a_command_configured_to_queue_queues_without_the_flag(tmp_path: Any) -> None:
+    shipped = SHIPPED_CONFIG.read_text()
+    path = _write(tmp_path, shipped, "queue")
+    config = load_config(path, {})
+    assert config.commands[Action.BUILD].conflict is Conflict.QUEUE
+    assert config.commands[Action.DEPLOY].conflict is Conflict.REJECT
+    plain = Dispatch(Action.BUILD, "router", "plt")
+    envelope = CommandEnvelope("r1", "c1", plain, "/build", "router plt", "U1", "u", "C1", "T", "A", "https://x", 0)
+    job = Job.of(envelope, config)
+    assert job.queue and job.acquire_request().queue and job.acquire_request().coalesce == "build|router|plt|"
+    assert not Job.of(envelope, config, handed_off=3).acquire_request().queue  # handed the lock: never queues
+    with pytest.raises(ConfigError, match="conflict"):
+        load_config(_write(tmp_path, shipped, "wait"), {})
+
+
+def _write(tmp_path: Any, shipped: str, conflict: str) -> Any:
+    path = tmp_path / f"{conflict}.toml"
+    path.write_text(shipped.replace("lease_seconds = 600\n", f'lease_seconds = 600\nconflict = "{conflict}"\n', 1))
+    return path
