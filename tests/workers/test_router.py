@@ -354,6 +354,14 @@ def test_interactions_that_are_not_ours_or_not_allowed_are_dropped(aws: Queues) 
     assert len(aws.messages(Queue.STATUS)) == 1  # anyone may cancel
 
 
+def test_anyone_pressing_notify_me_when_free_is_queued_for_the_status_worker(aws: Queues) -> None:
+    alice = {"id": "U0ALICE", "username": "alice", "team_id": "T0TEAM"}
+    assert interact(user=alice, actions=[{"action_id": "lock.watch", "value": "build-router-plt"}])[0] == 200
+    envelope = read_message(only_message(aws, Queue.STATUS))
+    assert isinstance(envelope, InteractionEnvelope)
+    assert (envelope.action_id, envelope.value, envelope.user_id) == ("lock.watch", "build-router-plt", "U0ALICE")
+
+
 # ------------------------------------------------------------------------------------------------- GitHub
 def workflow_run(repository: str = "example-org/platform") -> bytes:
     return json.dumps(
