@@ -496,7 +496,8 @@ def test_hand_offs_follow_the_order_of_joining_each_at_most_once(steps: list[tup
             lock.expire(lock.holder[1], now)
         # every hand-off is visible as the holder changing to a request that joined
         if lock.item is not None and lock.holder[0] in joins:
-            index = joins.index(lock.holder[0])
+            # The latest join of that request: one that left the queue and joined again is served as the later.
+            index = len(joins) - 1 - joins[::-1].index(lock.holder[0])
             if index not in handed:
                 handed.append(index)
                 served += 1
