@@ -44,7 +44,7 @@ from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers import handoff, runtime
 from workers.config import Action, Config
-from workers.dispatch import DISPATCHING, run_link, slack_date
+from workers.dispatch import DISPATCHED, DISPATCHING, run_link, slack_date
 from workers.envelope import WorkflowRunEnvelope
 from workers.github import GitHubClient, Run
 from workers.render import duration
@@ -156,11 +156,12 @@ def lease_lapsed(record: LockRecord, now: int) -> bool:
 
 
 def find_unnoted_run(record: LockRecord, config: Config, github: GitHubClient) -> Run | None:
-    """The run of a lock noted ``dispatching`` but never given its run id (the build worker stopped half-way),
-    found by the correlation id in its name; ``None`` for a lock in any other state. Raises
-    :class:`~workers.github.GitHubError` when GitHub cannot answer."""
+    """The run of a lock whose run id was never noted — ``dispatching`` (the build worker stopped half-way) or
+    ``dispatched`` (GitHub answered 204 and did not list the run in time) — found by the correlation id in its
+    name; ``None`` for a lock in any other state. Raises :class:`~workers.github.GitHubError` when GitHub cannot
+    answer."""
     action = action_of(record)
-    if record.notes.get("dispatchState") != DISPATCHING or not record.correlation_id or action is None:
+    if record.notes.get("dispatchState") not in (DISPATCHING, DISPATCHED) or not record.correlation_id or not action:
         return None
     try:
         since = datetime.fromtimestamp(epoch(record.locked_at), UTC)

@@ -203,3 +203,23 @@ def test_a_run_held_past_the_limit_is_not_renewed(world: World) -> None:
         pytest.fail("a run going for more than six hours kept its lock")
     [text] = channel_posts(world)
     assert "its run has been going for longer than a lock is kept" in text
+
+
+def test_a_run_dispatched_but_never_noted_is_found_by_its_name_and_released(world: World) -> None:
+    """GitHub answered the dispatch with 204 and did not list the run in time: the lock says `dispatched` with no
+    run id. The reaper finds the run by the correlation id in its name, and its completion frees the lock."""
+    clock = SimulatedClock()
+    store = store_at(clock)
+    taken = store.acquire(AcquireRequest(BUILD_KEY, "req-z", 600, "U0ZOE", "zoe", "router", "plt", "cid-zoe"))
+    assert isinstance(taken, Acquired)
+    store.note(BUILD_KEY, "req-z", taken.token, command="build", channelId="C0BUILDS", dispatchState="dispatched")
+    inputs = {"lock_key": BUILD_KEY, "correlation_id": "cid-zoe", "component": "router", "environment": "plt"}
+    runtime.github_client().dispatch_workflow(current_config().github.repository, "build.yml", "main", inputs)
+    [run] = world.dispatches()
+    world.github.complete_run(run.id, "success")
+
+    assert effects(reaper_at(clock).sweep()) == {BUILD_KEY: Effect.RELEASED}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED
+    [text] = channel_posts(world)
+    assert text.startswith("✅ router (plt) built in ")
