@@ -251,27 +251,29 @@ class BuildWorker:
         """The dispatch did not happen: free the lock (FAILED) and say why, in one line."""
         metrics.add_metric(name=DISPATCH_FAILED_METRIC, unit=MetricUnit.Count, value=1)
         logger.warning("dispatch failed", reason=reason)
-        if held is not None:
-            self._release_failed(job, held)
-        self._tell(job, Message(d.failed_text(job, reason, revision, locked=held is not None)))
+        released = held is not None and self._release_failed(job, held)
+        # Say the lock is free only when this release freed it (not when the store failed or it had moved on).
+        self._tell(job, Message(d.failed_text(job, reason, revision, locked=released)))
         return Result("failed", job.lock_key, sha=revision.sha if revision else None)
 
-    def _release_failed(self, job: d.Job, held: LockRecord) -> None:
+    def _release_failed(self, job: d.Job, held: LockRecord) -> bool:
+        """Release FAILED; whether it did."""
         try:
             released = self.store.release(job.lock_key, job.request_id, held.token, Status.FAILED)
         except LockStoreError as error:
             logger.error("could not release the lock; its lease will end it", reason=str(error))
-            return
+            return False
         if isinstance(released, m.NotHolder):
             logger.warning("lock not released: not ours any more", reason=released.reason.value)
-            return
+            return False
         handoff.pass_on(released.handed_to, self.config, self.pending)  # the next in line is dispatched
         handoff.tell_watchers(released.record, released.notify, self.slack)
         try:
             held_for = self.now() - epoch(held.locked_at)
         except ValueError:
-            return
+            return True
         metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=max(held_for, 0))
+        return True
 
     def _adopt(self, job: d.Job, run: Run) -> Result:
         """A redelivery whose run exists: complete the lock's record of it if the lock is still ours, else say so."""
