@@ -283,8 +283,12 @@ def _freeing(guard: Guard) -> Guard:
     return AllOf((guard, Absent(r.QUEUE), Absent(r.WATCHERS)))
 
 
+_TOLD = frozenset({r.NOTIFIED})
+"""A freeing write says whom it told: nobody, unless it is decided again from the watchers it saw."""
+
+
 def _release_effect(outcome: Status, now: int) -> Effect:
-    return Effect(set={r.STATUS: outcome.value, r.RELEASED_AT: r.iso(now)})
+    return Effect(set={r.STATUS: outcome.value, r.RELEASED_AT: r.iso(now)}, remove=_TOLD)
 
 
 def _force_release_effect(by: str, reason: str, now: int) -> Effect:
@@ -294,12 +298,13 @@ def _force_release_effect(by: str, reason: str, now: int) -> Effect:
             r.RELEASED_AT: r.iso(now),
             r.RELEASED_BY: by,
             r.RELEASE_REASON: reason,
-        }
+        },
+        remove=_TOLD,
     )
 
 
 def _expire_effect(now: int) -> Effect:
-    return Effect(set={r.STATUS: Status.EXPIRED.value, r.RELEASED_AT: r.iso(now)})
+    return Effect(set={r.STATUS: Status.EXPIRED.value, r.RELEASED_AT: r.iso(now)}, remove=_TOLD)
 
 
 def release(lock_key: str, owner: str, token: int, outcome: Status, now: int) -> Transition:
@@ -385,11 +390,13 @@ class Queued(HeldBySomeone):
 class Released:
     record: LockRecord
     repeated: bool = False
-    """True when the same release had already taken effect (a retry whose first answer was lost)."""
+    """True when the same release had already taken effect (a retry whose first answer was lost). A repeat
+    reports the hand-off (while the request it was handed to still holds the lock) and the watchers told, as the
+    first answer did: the caller acts on them again (the hand-off's dispatch and the messages are idempotent)."""
     handed_to: HandOff | None = None
     """The head of the queue, handed the lock in the same write: dispatch for it and tell its requesters."""
     notify: tuple[str, ...] = ()
-    """The users who asked to be told when the lock frees (cleared in the same write)."""
+    """The users who asked to be told when the lock frees (moved to ``notified`` in the same write)."""
 
 
 @dataclass(frozen=True)
@@ -413,6 +420,9 @@ class Noted:
 @dataclass(frozen=True)
 class MarkedExpired:
     record: LockRecord
+    repeated: bool = False
+    """True when this expiry had already been recorded (a retry, or a second reaper): the hand-off and the
+    watchers it reported are reported again, so a lost answer loses neither."""
     handed_to: HandOff | None = None
     notify: tuple[str, ...] = ()
 
@@ -512,12 +522,13 @@ def release_outcome(owner: str, token: int, outcome: Status, result: WriteResult
     item = result.item
     reason = _why_not_holder(item, owner, token)
     if item is not None and reason is Refusal.STALE_TOKEN and _handed_on(item, token, outcome, owner=owner):
-        return Released(_as_released(item, token, outcome), repeated=True)  # it took effect, and handed off
+        # it took effect, and handed the lock on
+        return Released(_as_released(item, token, outcome), repeated=True, handed_to=_still_handed(item))
     if reason is not None:
         return NotHolder(reason, _record(item))
     assert item is not None
     if item.get(r.STATUS) == outcome:
-        return Released(LockRecord.from_item(item), repeated=True)
+        return Released(LockRecord.from_item(item), repeated=True, notify=_notified(item))
     return NotHolder(Refusal.NOT_HELD if item.get(r.STATUS) != Status.IN_PROGRESS else Refusal.CHANGED,
                      _record(item))  # fmt: skip
 
@@ -530,6 +541,20 @@ def _handed_on(item: Item, token: int, status: Status, owner: str | None = None,
         and (owner is None or item.get(r.PREVIOUS_OWNER) == owner)
         and (by is None or item.get(r.PREVIOUS_RELEASED_BY) == by)
     )
+
+
+def _still_handed(item: Item) -> HandOff | None:
+    """The hand-off the item records, while the request it was handed to still holds the lock (once that request
+    has let go, reporting the hand-off again would start its run twice)."""
+    handed = r.decode_queue(item.get(r.PREVIOUS_HANDED_TO))
+    if not handed or item.get(r.OWNER) != handed[0].owner or r.status_of(item) is not Status.IN_PROGRESS:
+        return None
+    return HandOff(handed[0], LockRecord.from_item(item))
+
+
+def _notified(item: Item) -> tuple[str, ...]:
+    """The watchers the write that freed the lock told (kept on the item until the next acquire)."""
+    return r.decode_watchers(item.get(r.NOTIFIED))
 
 
 def _as_released(item: Item, token: int, status: Status) -> LockRecord:
@@ -565,12 +590,13 @@ def force_release_outcome(token: int, by: str, result: WriteResult) -> ForceRele
     item = result.item
     reason = _why_not_holder(item, None, token)
     if item is not None and reason is Refusal.STALE_TOKEN and _handed_on(item, token, Status.FORCE_RELEASED, by=by):
-        return ForceReleased(_as_released(item, token, Status.FORCE_RELEASED), repeated=True)
+        released = _as_released(item, token, Status.FORCE_RELEASED)
+        return ForceReleased(released, repeated=True, handed_to=_still_handed(item))
     if reason is not None:
         return NotHolder(reason, _record(item))
     assert item is not None
     if item.get(r.STATUS) == Status.FORCE_RELEASED and item.get(r.RELEASED_BY) == by:
-        return ForceReleased(LockRecord.from_item(item), repeated=True)
+        return ForceReleased(LockRecord.from_item(item), repeated=True, notify=_notified(item))
     return NotHolder(Refusal.NOT_HELD, _record(item))
 
 
@@ -579,9 +605,15 @@ def expire_outcome(token: int, result: WriteResult, now: int) -> ExpireOutcome:
         return MarkedExpired(LockRecord.from_item(result.item))
     item = result.item
     reason = _why_not_holder(item, None, token)
-    if reason is None:
-        reason = Refusal.LEASE_RUNS if is_live(item, now) else Refusal.NOT_HELD
-    return NotHolder(reason, _record(item))
+    if item is not None and reason is Refusal.STALE_TOKEN and _handed_on(item, token, Status.EXPIRED):
+        released = _as_released(item, token, Status.EXPIRED)
+        return MarkedExpired(released, repeated=True, handed_to=_still_handed(item))
+    if reason is not None:
+        return NotHolder(reason, _record(item))
+    assert item is not None
+    if item.get(r.STATUS) == Status.EXPIRED:
+        return MarkedExpired(LockRecord.from_item(item), repeated=True, notify=_notified(item))
+    return NotHolder(Refusal.LEASE_RUNS if is_live(item, now) else Refusal.NOT_HELD, _record(item))
 
 
 def holds_token(item: Item | None, token: int, now: int) -> bool:
@@ -701,6 +733,7 @@ def hand_off(
         values[r.CORRELATION_ID] = head.correlation_id
     if rest:
         values[r.QUEUE] = r.encode_queue(rest)
+    values[r.PREVIOUS_HANDED_TO] = r.encode_queue([head])  # whom it went to: for a repeat, and for the reaper
     values.update(previous or {})
     stale = (_STALE | {r.QUEUE}) - set(values)
     guard = AllOf((base, _as_seen(r.TOKEN, seen), _as_seen(r.QUEUE, seen)))
@@ -723,7 +756,10 @@ def _free_again(
         return hand_off(lock_key, seen, base, now, previous=previous)
     gone = {r.WATCHERS} | ({r.QUEUE} & set(seen))  # an unreadable queue goes too
     guard = AllOf((base, _as_seen(r.QUEUE, seen), _as_seen(r.WATCHERS, seen)))
-    return Transition(operation, lock_key, guard, replace(effect, remove=effect.remove | gone), seen=seen)
+    told = watchers_of(seen)  # kept, so that a retry of this write tells them again
+    kept = {**effect.set, r.NOTIFIED: r.encode_watchers(told)} if told else effect.set
+    effect = replace(effect, set=kept, remove=(effect.remove | gone) - set(kept))
+    return Transition(operation, lock_key, guard, effect, seen=seen)
 
 
 def _freed(transition: Transition, item: Item, effect: Effect) -> tuple[LockRecord, HandOff | None, tuple[str, ...]]:

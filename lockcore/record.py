@@ -69,9 +69,15 @@ PREVIOUS_OWNER = "previousOwner"
 PREVIOUS_TOKEN = "previousToken"
 PREVIOUS_STATUS = "previousStatus"
 PREVIOUS_RELEASED_BY = "previousReleasedBy"
-PREVIOUS_ATTRIBUTES = (PREVIOUS_OWNER, PREVIOUS_TOKEN, PREVIOUS_STATUS, PREVIOUS_RELEASED_BY)
-"""Written by a hand-off: how the previous holder let go, so that a retry of that release (its first answer
-lost) is recognised as a repeat, not a stale token. The next acquire or hand-off clears them."""
+PREVIOUS_HANDED_TO = "previousHandedTo"
+NOTIFIED = "notified"
+PREVIOUS_ATTRIBUTES = (
+    PREVIOUS_OWNER, PREVIOUS_TOKEN, PREVIOUS_STATUS, PREVIOUS_RELEASED_BY, PREVIOUS_HANDED_TO, NOTIFIED,
+)  # fmt: skip
+"""What a freeing write keeps so that its retry (the first answer lost) is answered the same, hand-off and
+watchers included: a hand-off records how the previous holder let go and the queue entry it was handed to
+(``previousHandedTo``, JSON); a write that frees the lock records the watchers it told (``notified``, JSON). The
+next acquire or hand-off clears them."""
 
 HOLDER_ATTRIBUTES = (
     OWNER, STATUS, LOCKED_BY, LOCKED_BY_NAME, LOCKED_AT, LEASE_EXPIRES_AT,
@@ -201,6 +207,9 @@ class LockRecord:
     notes: Mapping[str, str] = field(default_factory=dict)
     queue: tuple[QueueEntry, ...] = ()
     watchers: tuple[str, ...] = ()
+    handed_from_queue: QueueEntry | None = None
+    """The queue entry the lock was last handed to (``previousHandedTo``) — the holder's, while ``owner`` is its
+    owner: a holder that came from the queue, whose requesters are all told its run."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Value]) -> LockRecord:
@@ -237,6 +246,7 @@ class LockRecord:
             notes={name: text(name) for name in NOTE_ATTRIBUTES if name in item},
             queue=decode_queue(item.get(QUEUE)),
             watchers=decode_watchers(item.get(WATCHERS)),
+            handed_from_queue=next(iter(decode_queue(item.get(PREVIOUS_HANDED_TO))), None),
         )
 
     def to_item(self) -> Item:
@@ -265,6 +275,8 @@ class LockRecord:
             item[QUEUE] = encode_queue(self.queue)
         if self.watchers:
             item[WATCHERS] = encode_watchers(self.watchers)
+        if self.handed_from_queue is not None:
+            item[PREVIOUS_HANDED_TO] = encode_queue([self.handed_from_queue])
         return item
 
     def as_json(self) -> dict[str, Value | None]:

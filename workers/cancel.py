@@ -21,8 +21,11 @@ it; this worker decides:
    the other order would race it to the lock and tell the channel "build failed (cancelled)" besides. If GitHub
    then fails to cancel, the lock is free and the run goes on without it — the user is told to cancel it in
    GitHub; a deploy run's fencing check (``chatops locks check``) already refuses its token.
-5. **The channel is told** (the reply ``in_channel``, and the lock's channel if the command came from another),
-   once: a repeat finds the lock already released by the same user.
+5. **The channel is told** (the reply ``in_channel``, and the lock's channel if the command came from another).
+   A release the store answers as a repeat (this user's release had already taken effect: the write's first
+   answer lost and retried, or a redelivery that read the lock before the first release) goes on the same way —
+   the run is still cancelled and the request the lock was handed to still dispatched; only the metric is not
+   counted twice.
 
 GitHub then reports the run ``completed``/``cancelled``; that event finds the lock already released and changes
 nothing.
@@ -59,7 +62,6 @@ class Cancelled(StrEnum):
     """How a cancel request ended (logged, and returned for tests)."""
 
     DONE = "done"
-    REPEATED = "repeated"
     NOTHING_HELD = "nothing-held"
     REFUSED = "refused"
     RUN_STARTING = "run-starting"
@@ -234,12 +236,13 @@ class CancelWorker:
         if isinstance(released, m.NotHolder):
             self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
             return Cancelled.LOCK_MOVED
-        if released.repeated:
-            self._reply(envelope, Message(f"✅ `{escape(lock_key)}` was already cancelled by you; nothing more to do."))
-            return Cancelled.REPEATED
-        runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)
-        handoff.pass_on(released.handed_to, self.config)  # the next in line is dispatched
+        # The next in line is dispatched and the watchers told. A repeat — the same user's release had already
+        # taken effect: this write's first answer lost and retried, or a cancel pressed twice — goes on the same
+        # way, so the run is still cancelled and nobody waiting is dropped (each step is safe to repeat).
+        handoff.pass_on(released.handed_to, self.config)
         handoff.tell_watchers(released.record, released.notify, runtime.slack_replies())
+        if not released.repeated:
+            runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)
         return Cancelled.DONE
 
     def _reply(self, envelope: CommandEnvelope, message: Message) -> bool:

@@ -13,8 +13,17 @@ completed                                       release with its outcome — a m
 lease lapsed, run gone / none / still going     expire (recorded EXPIRED), tell the channel, metric
                                                 ``buildLockManager.lock.expired``
 going, lease nearly over                        extend (:meth:`~workers.runlock.RunLocks.renew`)
+handed from the queue, never dispatched,        queue the request again for the build worker
+for :data:`HANDOFF_GRACE_SECONDS`               (:func:`workers.handoff.pass_on`) — below
 anything else                                   nothing
 ==============================================  =====================================================
+
+**A hand-off nobody dispatched.** The write that hands a lock to the head of its queue is lockcore's; starting
+the head's run is the worker's that made the write, by queueing the request again — a step that a crash, a
+timeout or a redelivery that reads the lock after the write can lose. So the reaper looks for it: a lock held by
+the very request it was handed to (``previousHandedTo``), with no dispatch noted a minute on, has its request
+queued again. Safe to repeat: the queue deduplicates on the request id and token, the build worker's idempotency
+record answers a second copy, and a request whose dispatch began notes it first.
 
 Each action is one conditional write on the token (and, for release and extend, the owner) the Scan read, so
 the reaper is idempotent and safe beside the webhook worker and beside another sweep: whichever writes first
@@ -31,10 +40,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lockcore import machine as m
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status
 from lockcore.store import LockStore
-from workers import runtime
+from workers import handoff, runtime
 from workers.config import Config, current_config
 from workers.github import GitHubClient, GitHubError, GitHubNotFound
 from workers.runlock import (
@@ -49,6 +59,10 @@ from workers.runlock import (
     noted_run_id,
 )
 from workers.slack import SlackReplies
+
+HANDOFF_GRACE_SECONDS = 60
+"""How long a lock handed from the queue may wait for its request to note a dispatch before the reaper queues the
+request again (the build worker takes a handed-off request within seconds)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,10 @@ class Reaper:
         return swept
 
     def look_at(self, record: LockRecord) -> Effect:
+        handed = self._undispatched_hand_off(record)
+        if handed is not None:
+            runtime.logger.warning("a hand-off was never dispatched: queueing its request again", owner=record.owner)
+            return Effect.HANDED_AGAIN if handoff.pass_on(handed, self.config) else Effect.KEPT
         lookup = self._find(record)
         if lookup.run is not None and lookup.run.completed:
             runtime.logger.warning("run completed without its webhook: releasing", run_id=lookup.run.run_id)
@@ -105,6 +123,15 @@ class Reaper:
         if lookup.run is not None:
             return self.locks.renew(record)
         return Effect.KEPT  # no run to speak for it: the lease runs out on its own
+
+    def _undispatched_hand_off(self, record: LockRecord) -> m.HandOff | None:
+        """The hand-off that gave ``record`` its holder, if that holder has not noted a dispatch in time."""
+        entry, now = record.handed_from_queue, self.store.now()
+        if entry is None or entry.owner != record.owner or "dispatchState" in record.notes:
+            return None
+        if held_for(record, now) < HANDOFF_GRACE_SECONDS or lease_lapsed(record, now):
+            return None
+        return m.HandOff(entry, record)
 
     def _cause(self, record: LockRecord, lookup: RunLookup, now: int) -> ExpiryCause:
         if lookup.gone:

@@ -161,14 +161,14 @@ def find_unnoted_run(record: LockRecord, config: Config, github: GitHubClient) -
     name; ``None`` for a lock in any other state. Raises :class:`~workers.github.GitHubError` when GitHub cannot
     answer."""
     action = action_of(record)
-    if record.notes.get("dispatchState") not in (DISPATCHING, DISPATCHED) or not record.correlation_id or not action:
-        return None
+    spec = config.commands.get(action) if action is not None else None
+    if record.notes.get("dispatchState") not in (DISPATCHING, DISPATCHED) or not record.correlation_id or not spec:
+        return None  # (a lock of a command no longer configured: its lease ends it)
     try:
         since = datetime.fromtimestamp(epoch(record.locked_at), UTC)
     except ValueError:
         return None
-    workflow = config.commands[action].workflow
-    return github.find_run(config.github.repository, workflow, record.correlation_id, since)
+    return github.find_run(config.github.repository, spec.workflow, record.correlation_id, since)
 
 
 # ----------------------------------------------------------------------------------------------- rendering
@@ -260,6 +260,9 @@ class Effect(StrEnum):
     ALREADY_RELEASED = "already-released"
     EXTENDED = "extended"
     EXPIRED = "expired"
+    ALREADY_EXPIRED = "already-expired"
+    HANDED_AGAIN = "handed-again"
+    """A lock handed from the queue whose request was never dispatched: the request was queued again."""
     KEPT = "kept"
     """Nothing to do: the run goes on and its lease is long enough, or the lease still runs."""
     REFUSED = "refused"
@@ -301,6 +304,7 @@ class RunLocks:
             return Effect.REFUSED
         if released.repeated:
             log.info("lock already released with this outcome", outcome=outcome.value, seen_by=seen_by)
+            self.passed_on_again(released.record, released.handed_to, released.notify)
             return Effect.ALREADY_RELEASED
         after = released.record
         now = self.store.now()
@@ -343,6 +347,10 @@ class RunLocks:
         if isinstance(expired, m.NotHolder):
             runtime.logger.info("lock not expired", reason=expired.reason.value)
             return Effect.REFUSED
+        if expired.repeated:
+            runtime.logger.info("lock already expired", token=record.token)
+            self.passed_on_again(expired.record, expired.handed_to, expired.notify)
+            return Effect.ALREADY_EXPIRED
         runtime.logger.warning("lock expired: its lease lapsed", cause=cause.name, token=record.token)
         runtime.metrics.add_metric(name=EXPIRED_METRIC, unit=MetricUnit.Count, value=1)
         text = expired_text(expired.record, cause, self.store.now())
@@ -351,6 +359,13 @@ class RunLocks:
         self.tell(expired.record, text + self.pass_on(expired.handed_to))
         handoff.tell_watchers(expired.record, expired.notify, self.slack)
         return Effect.EXPIRED
+
+    def passed_on_again(self, record: LockRecord, handed: m.HandOff | None, notify: tuple[str, ...]) -> None:
+        """A freeing write repeated (its first answer lost, or done by another worker): the channel was told or
+        not, but the request the lock went to must be dispatched and the watchers told — both safe to repeat
+        (the dispatch is deduplicated by its request id and token; a watcher may hear twice, never not at all)."""
+        handoff.pass_on(handed, self.config, self.pending)
+        handoff.tell_watchers(record, notify, self.slack)
 
     def tell(self, record: LockRecord, text: str) -> bool:
         """``chat.postMessage`` to the channel the command came from (the ``channelId`` note)."""

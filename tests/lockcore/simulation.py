@@ -80,6 +80,10 @@ class KeyModel:
     watchers: set[str] = field(default_factory=set)
     previous: tuple[str, int | None, Status, str | None] | None = None
     """How the last holder let go when its release handed the lock on: owner, token, outcome, by whom."""
+    previous_handed: Handed = None
+    """The hand-off that release made — reported again to a repeat while the request handed it still holds."""
+    notified: tuple[str, ...] = ()
+    """The watchers the write that freed the lock told — reported again to a repeat of that write."""
 
     def live(self, now: int) -> bool:
         h = self.holder
@@ -92,11 +96,17 @@ class KeyModel:
         return None
 
     def _hand_off(self, now: int, previous: tuple[str, int | None, Status, str | None] | None = None) -> Handed:
-        self.previous = previous
         head = self.queue.pop(0)
         self.last_token += 1
         self.holder = Holder(head.requesters[0], self.last_token, now + head.lease)
-        return tuple(head.requesters), self.last_token
+        handed = tuple(head.requesters), self.last_token
+        self.previous, self.previous_handed, self.notified = previous, handed if previous else None, ()
+        return handed
+
+    def _handed_again(self) -> Handed:
+        """A repeat of the release that handed the lock on reports the hand-off while its request still holds."""
+        h = self.holder
+        return self.previous_handed if h is not None and h.status is Status.IN_PROGRESS else None
 
     def _keep_out_of_ttl(self) -> None:
         """A queue or watchers on a legacy lock: its lease end moves out of `ttl`, so TTL deletes nothing."""
@@ -120,6 +130,7 @@ class KeyModel:
         if not self.live(now):
             self.last_token += 1
             self.holder, self.previous = Holder(owner, self.last_token, now + lease), None
+            self.previous_handed, self.notified = None, ()
             return ("acquired", self.last_token, handed)
         assert h is not None
         if not queue:
@@ -143,6 +154,7 @@ class KeyModel:
         self.holder.status, self.holder.released_by = status, by
         notify = tuple(sorted(self.watchers))
         self.watchers.clear()
+        self.notified = notify
         return None, notify
 
     def dequeue(self, owner: str) -> Answer:
@@ -176,14 +188,14 @@ class KeyModel:
         refused = self._refusal(token, owner)
         handed_on = self.previous is not None and self.previous[:3] == (owner, token, outcome)
         if refused and refused[1] == "STALE_TOKEN" and handed_on:  # it took effect and handed the lock on
-            return ("released-again", token, outcome.value, None, ())
+            return ("released-again", token, outcome.value, self._handed_again(), ())
         if refused:
             return refused
         assert self.holder is not None
         if self.holder.status in (Status.IN_PROGRESS, Status.EXPIRED):
             return ("released", token, outcome.value, *self._free(outcome, now))
         if self.holder.status is outcome:
-            return ("released-again", token, outcome.value, None, ())
+            return ("released-again", token, outcome.value, None, self.notified)
         return ("refused", "NOT_HELD", self.holder.token)
 
     def extend(self, owner: str, token: int, lease: int, now: int) -> Answer:
@@ -211,7 +223,7 @@ class KeyModel:
         refused = self._refusal(token, None)
         handed_on = self.previous is not None and self.previous[1:] == (token, Status.FORCE_RELEASED, by)
         if refused and refused[1] == "STALE_TOKEN" and handed_on:
-            return ("force-released-again", token, None, ())
+            return ("force-released-again", token, self._handed_again(), ())
         if refused:
             return refused
         assert self.holder is not None
@@ -219,16 +231,21 @@ class KeyModel:
             self.force_released.add(token)
             return ("force-released", token, *self._free(Status.FORCE_RELEASED, now, by))
         if self.holder.status is Status.FORCE_RELEASED and self.holder.released_by == by:
-            return ("force-released-again", token, None, ())
+            return ("force-released-again", token, None, self.notified)
         return ("refused", "NOT_HELD", self.holder.token)
 
     def expire(self, token: int, now: int) -> Answer:
         refused = self._refusal(token, None)
+        handed_on = self.previous is not None and self.previous[1:3] == (token, Status.EXPIRED)
+        if refused and refused[1] == "STALE_TOKEN" and handed_on:  # a second reaper, or a retry
+            return ("expired-again", token, self._handed_again(), ())
         if refused:
             return refused
         assert self.holder is not None
         if self.holder.status is Status.IN_PROGRESS and not self.live(now):
             return ("expired", token, *self._free(Status.EXPIRED, now))
+        if self.holder.status is Status.EXPIRED:
+            return ("expired-again", token, None, self.notified)
         return ("refused", "LEASE_RUNS" if self.live(now) else "NOT_HELD", self.holder.token)
 
     def ttl_sweep(self, now: int) -> bool:
@@ -267,8 +284,8 @@ def answer_of(outcome: AnyOutcome) -> Answer:  # noqa: PLR0912 - one case per ou
             return (kind, record.token, handed_of(handed), notify)
         case Noted(record):
             return ("noted", record.token)
-        case MarkedExpired(record, handed, notify):
-            return ("expired", record.token, handed_of(handed), notify)
+        case MarkedExpired(record, repeated, handed, notify):
+            return ("expired-again" if repeated else "expired", record.token, handed_of(handed), notify)
         case NotHolder(reason, current):
             return ("refused", reason.name, current.token or None if current is not None else None)
         case Dequeued(_, position):
@@ -316,6 +333,7 @@ class LockSimulation(RuleBasedStateMachine):
         # The queue's promises, kept apart from the model: which join each waiting requester belongs to.
         self.joins = itertools.count()
         self.pending: dict[str, dict[str, int]] = {key: {} for key in KEYS}
+        self.handed: dict[str, list[tuple[tuple[str, ...], int]]] = {key: [] for key in KEYS}
         type(self).schedules_run += 1
 
     def teardown(self) -> None:
@@ -413,6 +431,10 @@ class LockSimulation(RuleBasedStateMachine):
         if handed is None:
             return
         requesters, token = handed
+        if token <= self.max_token[key]:  # a repeat reporting a hand-off again: the very one made before
+            assert handed in self.handed[key], f"no_double_hand_off: {handed} reported, never made"
+            return
+        self.handed[key].append(handed)
         pending = self.pending[key]
         assert all(owner in pending for owner in requesters), f"no_double_hand_off: {requesters} not waiting"
         joins = {pending[owner] for owner in requesters}
@@ -551,7 +573,7 @@ class LockSimulation(RuleBasedStateMachine):
         expected = model.expire(token, self.now)
         got = self.everywhere(lambda s: s.store.expire(key, token))
         assert got == expected, f"expire: store {got}, model {expected}"
-        self.learn(key, got[2] if got[0] == "expired" else None)  # type: ignore[arg-type]
+        self.learn(key, got[2] if str(got[0]).startswith("expired") else None)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------ the world's steps
     @rule()

@@ -451,8 +451,10 @@ def test_watchers_are_told_when_the_lock_frees_and_not_before() -> None:
     freed = lock.release("req-b", 2)
     assert isinstance(freed, m.Released) and freed.notify == ("U1", "U2") and freed.handed_to is None
     assert lock.item is not None and "watchers" not in lock.item
-    again = lock.release("req-b", 2)
-    assert isinstance(again, m.Released) and again.repeated and again.notify == ()
+    again = lock.release("req-b", 2)  # its first answer lost: the watchers are named again, not dropped
+    assert isinstance(again, m.Released) and again.repeated and again.notify == ("U1", "U2")
+    lock.acquire("req-c")
+    assert lock.item is not None and "notified" not in lock.item  # the next holder starts with nobody told
 
 
 def test_a_force_release_hands_off_too() -> None:
@@ -523,7 +525,7 @@ def test_a_release_repeated_after_it_handed_the_lock_on_answers_the_same_not_sta
     first = lock.release("req-a", 1)
     again = lock.release("req-a", 1)
     assert isinstance(first, m.Released) and first.handed_to is not None
-    assert isinstance(again, m.Released) and again.repeated and again.handed_to is None
+    assert isinstance(again, m.Released) and again.repeated and again.handed_to == first.handed_to
     assert (again.record.owner, again.record.token, again.record.status) == ("req-a", 1, Status.COMPLETED)
     assert lock.holder == ("req-b", 2)
     stale = m.release_outcome(
@@ -532,9 +534,14 @@ def test_a_release_repeated_after_it_handed_the_lock_on_answers_the_same_not_sta
     assert isinstance(stale, m.NotHolder) and stale.reason is m.Refusal.STALE_TOKEN
     forced = lock.force_release(2)
     assert isinstance(forced, m.ForceReleased) and forced.handed_to is not None
-    assert isinstance(lock.force_release(2), m.ForceReleased)
+    forced_again = lock.force_release(2)
+    assert isinstance(forced_again, m.ForceReleased) and forced_again.repeated
+    assert forced_again.handed_to is not None and forced_again.handed_to.entry.owner == "req-c"
     assert lock.holder == ("req-c", 3)
     lock.release("req-c", 3)
+    # once the request it was handed to has let go, a repeat no longer reports the hand-off: no second run
+    late = lock.force_release(2)
+    assert isinstance(late, m.ForceReleased) and late.repeated and late.handed_to is None
     _, lock.item = acquire(lock.item, "req-d")
     assert lock.item is not None and not {k for k in lock.item if k.startswith("previous")}
 
@@ -683,3 +690,29 @@ def test_an_item_without_any_lease_end_is_free_as_its_state_says() -> None:
     assert m.state_of(odd, NOW) is m.LockState.LAPSED
     taken, item = acquire(odd, "req-a")
     assert isinstance(taken, m.Acquired) and taken.token == 4 and item is not None
+
+
+def test_an_expire_repeated_answers_the_same_hand_off_and_watchers_not_a_refusal() -> None:
+    """A reaper whose answer was lost (or a second reaper) hears what the expiry did, so the request the lock
+    went to is still dispatched and the watchers still told."""
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    lapsed = NOW + 601
+    first = lock.expire(1, lapsed)
+    again = lock.expire(1, lapsed)
+    assert isinstance(first, m.MarkedExpired) and not first.repeated and first.handed_to is not None
+    assert isinstance(again, m.MarkedExpired) and again.repeated and again.handed_to == first.handed_to
+    assert (again.record.token, again.record.status) == (1, Status.EXPIRED)
+    lock.watch("U1", lapsed)
+    later = lapsed + 601
+    freed = lock.expire(2, later)
+    freed_again = lock.expire(2, later)
+    assert isinstance(freed, m.MarkedExpired) and freed.notify == ("U1",) and not freed.repeated
+    assert isinstance(freed_again, m.MarkedExpired) and freed_again.repeated and freed_again.notify == ("U1",)
+    assert freed_again.handed_to is None
+    late = lock.expire(1, later)  # the first expiry again, once the request it went to has let go
+    assert isinstance(late, m.MarkedExpired) and late.repeated and late.handed_to is None
+    lock.acquire("req-c", now=later)
+    refused = lock.expire(1, later)  # the next acquire forgets how the lock was let go before
+    assert isinstance(refused, m.NotHolder) and refused.reason is m.Refusal.STALE_TOKEN

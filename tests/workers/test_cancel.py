@@ -176,12 +176,16 @@ def test_a_run_still_being_dispatched_cannot_be_cancelled_yet(world: World) -> N
     assert lock is not None and lock.status is Status.IN_PROGRESS
 
 
-def test_a_redelivered_cancel_is_answered_as_a_repeat(world: World) -> None:
-    """The release already done by the same user, but read before it (a redelivery racing the first)."""
+def test_a_redelivered_cancel_goes_on_as_the_first_without_writing_again(world: World) -> None:
+    """The release already done by the same user, but read before it (a redelivery racing the first, or the
+    first write's answer lost): the store answers a repeat and the cancel goes on — its run must still be
+    cancelled — with nothing written twice."""
     taken = world.store.acquire(AcquireRequest(BUILD_KEY, "req-x", 600, "U0ALICE", "alice", "router", "plt"))
     assert isinstance(taken, Acquired)
     envelope = world.envelope("c", CANCEL, user="alice")
     worker = CancelWorker(current_config(), world.store, runtime.github_client())
     assert worker.cancel(envelope, CANCEL) is Cancelled.DONE
+    released = world.lock()
     read_before = taken.record
-    assert worker._release(envelope, read_before, world.store.now()) is Cancelled.REPEATED
+    assert worker._release(envelope, read_before, world.store.now()) is Cancelled.DONE
+    assert world.lock() == released and released is not None and released.status is Status.FORCE_RELEASED

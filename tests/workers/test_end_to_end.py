@@ -38,7 +38,7 @@ from tests.workers.worker_world import (
     failed_ids,
     running_world,
 )
-from workers import build, router
+from workers import build, router, status
 from workers.config import Queue
 from workers.localstack.github import WorkflowRun
 from workers.localstack.motoserver import LocalAWS, WSGIApp
@@ -215,17 +215,40 @@ def test_concurrent_users_across_batches_still_get_one_build(path: Path) -> None
 THROTTLED = json.dumps(
     {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "Rate of requests exceeds"}
 ).encode()
+LOST = json.dumps(
+    {"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "the answer was lost"}
+).encode()
 
 
 class Throttling:
-    """WSGI middleware in front of moto: the next ``count`` DynamoDB requests on ``table`` are throttled."""
+    """WSGI middleware in front of moto: the next ``count`` DynamoDB requests on ``table`` are throttled — or,
+    :meth:`lose_answers`, performed and their answers replaced by a 500 (a response lost on the way back)."""
 
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
         self.table = ""
         self.left = 0
         self.refused: list[str] = []
+        self.lose: tuple[str, int] = ("", 0)
+        self.lost: list[str] = []
         self._mutex = threading.Lock()
+
+    def lose_answer(self, operation: str, *, after: int = 0) -> None:
+        """The answer to the ``after + 1``-th next ``operation`` is lost."""
+        with self._mutex:
+            self.lose = (operation, after + 1)
+
+    def _answer_lost(self, target: str) -> bool:
+        operation = target.rsplit(".", 1)[-1]
+        with self._mutex:
+            lose, left = self.lose
+            if operation != lose or left <= 0:
+                return False
+            self.lose = (lose, left - 1)
+            if left > 1:
+                return False
+            self.lost.append(operation)
+            return True
 
     def arm(self, table: str, count: int) -> None:
         with self._mutex:
@@ -248,6 +271,10 @@ class Throttling:
             if refuse:
                 start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
                 return [THROTTLED]
+            if self._answer_lost(target):
+                b"".join(self.app(environ, lambda *_: None))  # performed by DynamoDB, the answer dropped
+                start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")])
+                return [LOST]
         return self.app(environ, start_response)
 
 
@@ -316,3 +343,35 @@ def test_throttling_that_outlasts_the_retries_fails_the_item_with_no_lock_then_t
 
     [run] = throttled.world.dispatches()
     assert_built_by(throttled, "alice", run, correlation_id_of(batch["Records"][0]))
+
+
+# ------------------------------------------------------------------------------------------ lost answers
+def test_a_cancel_whose_release_answer_was_lost_still_hands_the_lock_to_the_next_in_line(
+    throttled: ThrottledPath,
+) -> None:
+    """alice's build holds the lock, bob waits in line; alice cancels, and the answer to the force-release —
+    which handed the lock to bob — is lost on the way back. botocore retries the write, which now finds bob
+    holding the lock: the store recognises its own repeat and still names the hand-off, so bob's build starts."""
+    throttled.slash("alice")
+    assert deliver(throttled.build_batch()) == NO_FAILURES
+    throttled.slash("bob", "router plt --queue")
+    assert deliver(throttled.build_batch()) == NO_FAILURES
+    [queued] = throttled.replies("bob")
+    assert queued.text.startswith("⏳ Queued: position 1 behind alice"), queued.text
+
+    throttled.slash("alice", "cancel router plt")
+    # the force-release's first write (which assumes nobody waits) is refused; the second hands the lock to bob
+    throttled.throttling.lose_answer("UpdateItem", after=1)
+    assert status.handler(sqs.drain(throttled.queues[Queue.STATUS]), Context()) == NO_FAILURES
+
+    assert throttled.throttling.lost == ["UpdateItem"]
+    [first_run] = throttled.world.dispatches()
+    assert throttled.world.github.run(first_run.id).conclusion == "cancelled"  # alice's run was still cancelled
+    [cancelled] = [m for m in throttled.replies("alice") if m.text.startswith("🛑")]
+    assert "cancelled by <@U0ALICE>" in cancelled.text
+    handed = throttled.build_batch()
+    assert len(handed["Records"]) == 1  # the hand-off, queued once
+    assert deliver(handed) == NO_FAILURES
+    [_, second] = throttled.world.dispatches()
+    lock = throttled.lock()
+    assert (lock.owner, lock.notes.get("runId")) == (trigger_id("bob"), str(second.id))

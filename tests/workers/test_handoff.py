@@ -14,7 +14,15 @@ import boto3
 import pytest
 
 from lockcore.record import Status
-from tests.workers.github_events import GitHubEvents, SimulatedClock, build_at, github_events, scheduled_event
+from tests.workers.github_events import (
+    GitHubEvents,
+    SimulatedClock,
+    build_at,
+    github_events,
+    scheduled_event,
+    store_at,
+)
+from tests.workers.test_status_worker import press
 from tests.workers.worker_world import (
     SHIPPED_CONFIG,
     Context,
@@ -24,7 +32,7 @@ from tests.workers.worker_world import (
     sqs_event,
     sqs_record,
 )
-from workers import build, handoff, reaper, status, webhook
+from workers import build, handoff, reaper, runlock, runtime, status, webhook
 from workers.commands import Dequeue, Dispatch, parse
 from workers.config import Action, ConfigError, Conflict, Queue, current_config, load_config
 from workers.dispatch import Job
@@ -147,6 +155,63 @@ def test_the_reaper_hands_a_lapsed_lease_to_the_next_in_line(world: World) -> No
     assert after is not None and after.owner == bob.request_id and after.notes.get("runId") == str(second.id)
 
 
+def test_a_hand_off_nobody_dispatched_is_queued_again_by_the_reaper(world: World, github: GitHubEvents) -> None:
+    """The webhook worker's release handed the lock to bob and the worker died before queueing bob's request;
+    its redelivery reads the lock — bob's now — and ignores the event. A minute on, the reaper finds the lock held
+    by the request it was handed to with no dispatch noted, and queues that request again: bob's build starts."""
+    clock = SimulatedClock(time.time() - 120)
+    build_at(clock, world.envelope("a"))
+    [first] = world.dispatches()
+    bob = world.envelope("b", QUEUED, user="bob")
+    handoff.PendingRequests().keep(bob)  # what the build worker's handler keeps before it may queue
+    build_at(clock, bob)
+    held = world.lock()
+    assert held is not None
+    lost = store_at(clock).release(BUILD_KEY, held.owner, held.token, Status.COMPLETED)  # then the worker died
+    assert lost.handed_to is not None  # type: ignore[union-attr]
+    world.github.start_run(first.id)
+    world.github.complete_run(first.id, "success")
+    github.post_all(run_id=first.id)
+    assert webhook.handler(github.queued(), Context()) == NO_FAILURES  # the redelivery: not this run's lock
+    assert build_queue() == []
+
+    assert reaper.handler(scheduled_event(), Context()) == {"locks": 1, "effects": {"handed-again": 1}}
+
+    [body] = drain(world)
+    assert handoff.handed_off(body) == (held.token + 1, ())
+    [_, second] = world.dispatches()
+    after = world.lock()
+    assert after is not None and after.owner == bob.request_id and after.notes.get("runId") == str(second.id)
+    assert reaper.handler(scheduled_event(), Context())["effects"] != {"handed-again": 1}  # dispatched: done
+    assert drain(world) == []
+
+
+def test_an_expiry_recorded_twice_tells_the_watchers_either_way(world: World) -> None:
+    """Two reapers read the same lapsed lock; the second's expire is a repeat — and if the first died before
+    telling the watchers, the second still tells them (a watcher may hear twice, never not at all)."""
+    clock = SimulatedClock(time.time() - 1200)  # alice's build started twenty minutes ago; its lease was ten
+    build_at(clock, world.envelope("a"))
+    clock.advance(60)  # bob pressed "Notify me when free" a minute into the build
+    status.handle(watch_press(world, "bob", "U0BOB"), config=current_config(), store=store_at(clock))
+    read_by_both = world.lock()
+    assert read_by_both is not None
+    first = world.store.expire(BUILD_KEY, read_by_both.token)  # the first reaper, which died before telling
+    assert first.notify == ("U0BOB",)  # type: ignore[union-attr]
+
+    locks = runlock.RunLocks(current_config(), world.store, runtime.slack_replies())
+    assert locks.expire(read_by_both, runlock.ExpiryCause.NO_RUN) is runlock.Effect.ALREADY_EXPIRED
+
+    [told] = world.slack.messages("chat.postEphemeral")
+    assert told.body["user"] == "U0BOB"
+    assert told.text == f"🔓 `{BUILD_KEY}` is free now (EXPIRED) — you asked to be told."
+    assert channel_posts(world) == []  # the channel hears of the expiry from the reaper that recorded it
+
+
+def watch_press(world: World, name: str, user: str) -> InteractionEnvelope:
+    """The "Notify me when free" button, pressed."""
+    return press(world, LOCK_WATCH_ACTION, BUILD_KEY, user=user, name=name, url=f"watch-{name}")
+
+
 def test_dequeue_leaves_the_line_and_status_shows_it(world: World) -> None:
     send(world, world.envelope("a"))
     send(world, world.envelope("b", QUEUED, user="bob"))
@@ -179,21 +244,9 @@ def test_notify_me_when_free_tells_the_watcher_when_the_run_ends(world: World, g
     [button] = busy.body["blocks"][1]["elements"]
     assert button["action_id"] == LOCK_WATCH_ACTION and button["value"] == BUILD_KEY
 
-    press = InteractionEnvelope(
-        request_id="trigger-watch",
-        correlation_id="cid-watch",
-        action_id=LOCK_WATCH_ACTION,
-        value=BUILD_KEY,
-        user_id="U0BOB",
-        user_name="bob",
-        team_id="T0TEAM",
-        api_app_id="A0APP",
-        channel_id="C0BUILDS",
-        response_url=world.slack.response_url("watch"),
-        received_at=int(time.time()),
-    )
+    press = watch_press(world, "bob", "U0BOB")
     status.handle(press, config=current_config(), store=world.store)
-    [watching] = world.replies_to("watch")
+    [watching] = world.replies_to("watch-bob")
     assert watching.text == f"👀 I'll tell you here when `{BUILD_KEY}` is free."
 
     world.github.start_run(run.id)
