@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from moto import mock_aws
@@ -125,8 +125,13 @@ def command(world: World, cmd: Command, *, user: str = ALICE, name: str = "alice
     )
 
 
+class WithSlack(Protocol):
+    @property
+    def slack(self) -> SlackStandIn: ...
+
+
 def press(
-    world: World, action_id: str, value: str, *, user: str = ADMIN, name: str = "admin", url: str = "press"
+    world: WithSlack, action_id: str, value: str, *, user: str = ADMIN, name: str = "admin", url: str = "press"
 ) -> InteractionEnvelope:
     return InteractionEnvelope(
         request_id=f"trigger-{uuid.uuid4().hex[:12]}",
