@@ -14,8 +14,12 @@ The story, each step checked before the next (exit 1 when something does not hol
 3. GitHub finishes the run; its signed `workflow_run` webhook releases the lock (COMPLETED) and the result goes
    to the channel.
 4. The next `/build` goes through, with a higher token.
-5. A deploy is stuck: an admin force-unlocks it (`/deploy unlock`, then the confirm button); a non-admin cannot.
-6. The rollback switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
+5. While it runs, two people queue the same build (`--queue`: one pending run for both) and one presses "Notify
+   me when free"; the run ends, the lock is handed to the queue in the same write and the queued build starts;
+   when that one ends, the watcher is told the lock is free.
+6. A deploy is stuck: an admin force-unlocks it (`/deploy unlock`, then the confirm button); a non-admin cannot.
+7. An admin freezes an environment; the history and the stats, from the lock table's stream.
+8. The rollback switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
 """
 
 from __future__ import annotations
@@ -101,6 +105,14 @@ class Story:
     def state(self, key: str) -> m.LockState:
         return self.store.state(key)[0]
 
+    def _ephemerals_to(self, person: Person) -> list[PostedMessage]:
+        """What the bot showed ``person`` alone with ``chat.postEphemeral``."""
+        return [
+            message
+            for message in self.slack.messages("/api/chat.postEphemeral")
+            if isinstance(message.body, dict) and message.body.get("user") == person.user_id
+        ]
+
     def runs_of(self, key: str) -> list[WorkflowRun]:
         return [run for run in self.github.runs if run.name.startswith(f"{key} ")]
 
@@ -109,7 +121,8 @@ class Story:
         winner, run = self.race()
         self.status(winner)
         self.completion(winner, run)
-        self.next_build(winner)
+        holder = self.next_build(winner)
+        self.queue_and_notify(holder)
         self.stuck_deploy()
         self.freeze_and_history()
         self.rollback()
@@ -190,7 +203,7 @@ class Story:
         self.show("#builds", result)
         self.say(f"  {'lock':<9} {BUILD_KEY}: {self.state(BUILD_KEY).value}, token {self.lock(BUILD_KEY).token}")
 
-    def next_build(self, winner: Person) -> None:
+    def next_build(self, winner: Person) -> Person:
         self.heading("4. The next `/build router plt` goes through, with a higher fencing token")
         before = self.lock(BUILD_KEY).token
         person = next(person for person in reversed(RACERS) if person is not winner)
@@ -206,9 +219,64 @@ class Story:
             expect(self.store.check(BUILD_KEY, token) is holds, f"check --token {token} answers {holds}")
             verdict = "✅ holds the lock: go ahead" if holds else "⛔ not the holder: stop"
             self.say(f"  {'fencing':<9} chatops locks check {BUILD_KEY} --token {token} → {verdict}")
+        return person
+
+    def queue_and_notify(self, holder: Person) -> None:
+        self.heading("5. The build is busy: two queue the same build, one asks to be told when it is free")
+        first, second, watcher = [person for person in RACERS if person is not holder][:3]
+        waits = self.workspace.command(first, "/build", "router plt --queue")
+        queued = self.reply_to(waits)
+        expect(queued.text.startswith(f"⏳ Queued: position 1 behind {holder.name}"), f"{first.name} waits, first")
+        self.show(first.name, f"/build router plt --queue → {queued.text}")
+        joined = self.workspace.command(second, "/build", "router plt --queue")
+        same = self.reply_to(joined)
+        expect(same.text.startswith("⏳ Queued with an identical request"), f"{second.name} joins the same run")
+        self.show(second.name, f"/build router plt --queue → {same.text}")
+        busy = self.workspace.command(watcher, "/build", "router plt")
+        refused = self.reply_to(busy)
+        expect(refused.text.startswith("⚠️ Build already in progress"), f"{watcher.name} is told it is busy")
+        notify = next((b for b in buttons(refused) if b.get("action_id") == "lock.watch"), None)
+        expect(notify is not None, "the busy message offers “Notify me when free”")
+        assert notify is not None
+        self.show(watcher.name, f"/build router plt → {refused.text}  [{notify['text']['text']}]")
+        watching = self.reply_to(self.workspace.press(watcher, notify, busy.response_url))
+        expect(watching.text.startswith("👀 I'll tell you"), f"{watcher.name} will be told")
+        self.show(watcher.name, f"[{notify['text']['text']}] → {watching.text}")
+        record = self.lock(BUILD_KEY)
+        expect([len(entry.requesters) for entry in record.queue] == [2], "one entry in line, with two requesters")
+        self.say(
+            f"  {'lock':<9} {BUILD_KEY}: held by {holder.name}, token {record.token}; waiting: "
+            f"{' + '.join(q.name for q in record.queue[0].requesters)} (one run); watching: {watcher.name}"
+        )
+
+        running = self.runs_of(BUILD_KEY)[-1]
+        posts_before = len(self.workspace.channel_posts())
+        self.github.start_run(running.id)
+        self.github.complete_run(running.id, "success")
+        self.say(f"  {'GitHub':<9} run #{running.id} completed (success) → the webhook releases the lock…")
+        self.until(lambda: len(self.runs_of(BUILD_KEY)) == 3, "the queued build dispatched")
+        self.until(lambda: len(self.workspace.channel_posts()) > posts_before, "the result in the channel")
+        result = self.workspace.channel_posts()[posts_before].text
+        expect(f"Handed to <@{first.user_id}> (and 1 identical request)" in result, "…and hands it to the queue")
+        self.show("#builds", result)
+        handed = self.lock(BUILD_KEY)
+        expect(handed.locked_by == first.user_id and handed.token == record.token + 1, "the head holds it, token + 1")
+        self.until(lambda: "runId" in self.lock(BUILD_KEY).notes, "the handed build noted its run")
+        self.show(first.name, self.reply_to(waits, 2).text)
+        told = self.reply_to(joined, 2)
+        expect("waited with" in told.text, f"{second.name} is told the run that serves both")
+        self.show(second.name, told.text)
+        expect(not self._ephemerals_to(watcher), f"{watcher.name} is not told yet: the lock went to the queue")
+
+        third = self.runs_of(BUILD_KEY)[-1]
+        self.github.start_run(third.id)
+        self.github.complete_run(third.id, "success")
+        self.say(f"  {'GitHub':<9} run #{third.id} completed (success): nobody waits, the lock is free")
+        self.until(lambda: bool(self._ephemerals_to(watcher)), f"{watcher.name} told the lock is free")
+        self.show(watcher.name, f"(only {watcher.name} sees) {self._ephemerals_to(watcher)[-1].text}")
 
     def stuck_deploy(self) -> None:
-        self.heading("5. A deploy is stuck (its run never reports back): the admin force-unlocks it")
+        self.heading("6. A deploy is stuck (its run never reports back): the admin force-unlocks it")
         deployer, bystander = RACERS[3], RACERS[4]
         started = self.reply_to(self.workspace.command(deployer, "/deploy", "api plt"))
         expect(started.text.startswith("🚀 Deploying api (plt)"), "the deploy started")
@@ -240,7 +308,7 @@ class Story:
         self.show("#builds", self.workspace.channel_posts()[-1].text)
 
     def freeze_and_history(self) -> None:
-        self.heading("6. An admin freezes plt; the history and the stats, from the lock table's stream")
+        self.heading("7. An admin freezes plt; the history and the stats, from the lock table's stream")
         frozen = self.reply_to(self.workspace.command(ADMIN, "/deploy", "freeze plt release week"))
         expect(frozen.text.startswith("✅ Froze *plt*"), "the admin froze plt")
         self.show(ADMIN.name, f"/deploy freeze plt release week → {frozen.text}")
@@ -268,7 +336,7 @@ class Story:
         self.show(deployer.name, f"/build stats → {stats.text}")
 
     def rollback(self) -> None:
-        self.heading("7. The rollback switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
+        self.heading("8. The rollback switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
         with _environment("ENABLE_DISTRIBUTED_LOCK", "false"):
             sent = list(self.together(RACERS[:2], "/build", "api plt").values())
             replies = [self.reply_to(request) for request in sent]

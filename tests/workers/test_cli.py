@@ -418,6 +418,19 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert re.search(r"build-router-plt: held by \w+, token 1 → 2", out)
     assert re.search(r"--token 2 → ✅ holds the lock", out) and re.search(r"--token 1 → ⛔ not the holder", out)
 
+    queue = out.split("── 5.")[1].split("── 6.")[0]
+    first = re.search(r"^  (\w+) +/build router plt --queue → ⏳ Queued: position 1 behind (\w+) ", queue, re.M)
+    assert first is not None, queue
+    head, holder = first.groups()
+    assert re.search(r"/build router plt --queue → ⏳ Queued with an identical request already waiting", queue)
+    watcher = re.search(r"^  (\w+) +\[Notify me when free\] → 👀 I'll tell you here when", queue, re.M)
+    assert watcher is not None
+    assert f"⏭️ Handed to @{head} (and 1 identical request), next in line (token 3)." in queue
+    assert re.search(rf"^  {head} +🔨 Building router \(plt\)… run \d+", queue, re.M)
+    assert f"waited with {head}'s and runs as this one" in queue
+    assert f"(only {watcher[1]} sees) 🔓 `build-router-plt` is free now (COMPLETED)" in queue
+    assert holder not in {head, watcher[1]}
+
     assert "🚫 Sorry, you may not run /deploy unlock api plt" in out
     assert "Force-released `deploy-api-plt` (token 1), recorded as FORCE_RELEASED" in out
     assert "@admin force-unlocked `deploy-api-plt`" in out
