@@ -15,13 +15,13 @@ What each handler calls, as read from the code (``workers/`` and ``lockcore/``):
 - Secrets: :func:`workers.secrets.get_secret` reads ``$<NAME>_PARAM`` with SSM ``GetParameter`` (decrypted).
 
 Per worker: build (``/build``, ``/deploy``) acquires, notes and releases (UpdateItem, GetItem), keeps
-idempotency records, dispatches to GitHub and replies in Slack; status reads, lists and force-releases (GetItem,
-Scan, UpdateItem), replies, and for ``/build cancel`` cancels the run in GitHub; echo only replies; webhook
-(GitHub's ``workflow_run``) reads one lock and releases or renews it (GetItem, UpdateItem) and tells the channel;
-the reaper scans every lock, asks GitHub about its run and releases, renews or expires it (Scan, GetItem,
-UpdateItem), telling the channel. The history writer reads the lock table's stream (never the table) and puts
-events in the history table (PutItem); the status worker reads them back for ``/build history`` (Query) and
-``/build stats`` (Scan).
+idempotency records, dispatches to GitHub, replies in Slack and puts its refusals in the history (PutItem);
+status reads, lists and force-releases (GetItem, Scan, UpdateItem), replies, and for ``/build cancel`` cancels
+the run in GitHub; echo only replies; webhook (GitHub's ``workflow_run``) reads one lock and releases or renews it
+(GetItem, UpdateItem) and tells the channel; the reaper scans every lock, asks GitHub about its run and releases,
+renews or expires it (Scan, GetItem, UpdateItem), telling the channel. The history writer reads the lock table's
+stream (never the table) and puts events in the history table (PutItem); the status worker reads them back for
+``/build history`` (Query) and ``/build stats`` (Scan).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ WORKERS: Final[tuple[Worker, ...]] = (
     Worker("router", "workers.router.handler", timeout=10, memory=512, http=True, sends_to=QUEUES,
            secrets=("SLACK_SIGNING_SECRET", "GITHUB_WEBHOOK_SECRET", "SLACK_BOT_TOKEN")),
     Worker("build", "workers.build.handler", consumes=("build", "deploy"), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
-           lock_table=_READ_WRITE_LOCKS, idempotency=True, sends_to=_HAND_OFF),
+           lock_table=_READ_WRITE_LOCKS, idempotency=True, sends_to=_HAND_OFF, history_table=("dynamodb:PutItem",)),
     Worker("status", "workers.status.handler", consumes=("status",), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_ALL_LOCKS, history_table=("dynamodb:Query", "dynamodb:Scan"), sends_to=_HAND_OFF,
            idempotency=True),

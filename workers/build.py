@@ -62,10 +62,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore import machine as m
 from lockcore.errors import LockStoreError
-from lockcore.record import LockRecord, Status, epoch
+from lockcore.record import LockRecord, Status, epoch, iso
 from lockcore.store import LockStore
 from workers import dispatch as d
-from workers import handoff, runtime
+from workers import handoff, history, runtime
 from workers.config import Action, Config, current_config
 from workers.envelope import CommandEnvelope
 from workers.freeze import refuse_frozen
@@ -118,6 +118,7 @@ class BuildWorker:
         clock: Callable[[], float] = time.time,
         look_for_run_seconds: float = LOOK_FOR_RUN_SECONDS,
         pending: handoff.PendingRequests | None = None,
+        refusals: history.HistoryTable | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -126,6 +127,7 @@ class BuildWorker:
         self.clock = clock
         self.look_for_run_seconds = look_for_run_seconds
         self.pending = pending or handoff.PendingRequests()
+        self.refusals = refusals
 
     def now(self) -> int:
         return int(self.clock())
@@ -145,6 +147,7 @@ class BuildWorker:
             if frozen is not None:
                 logger.info("deploy refused: the environment is frozen", environment=job.environment)
                 self._tell(job, Message(frozen))
+                self._record_refusal(job, None, f"{job.environment} is frozen")
                 return Result("frozen", job.lock_key)
         outcome = self.store.acquire(job.acquire_request())
         handed = outcome.handed_to
@@ -162,6 +165,7 @@ class BuildWorker:
             metrics.add_metric(name=BUSY_METRIC, unit=MetricUnit.Count, value=1)
             logger.info("lock held by someone else", holder=outcome.holder.owner, token=outcome.holder.token)
             self._tell(job, d.busy_message(job, outcome.holder, self.now()))
+            self._record_refusal(job, outcome.holder, "already in progress")
             return Result("busy", job.lock_key)
         metrics.add_metric(name=ACQUIRED_METRIC, unit=MetricUnit.Count, value=1)
         record = outcome.record
@@ -328,6 +332,26 @@ class BuildWorker:
         ):
             return
         logger.error("the user could not be told", text=message.text)
+
+    def _record_refusal(self, job: d.Job, holder: LockRecord | None, reason: str) -> None:
+        """The refusal, in the history (for ``/build stats``): after the user was told, and never in their way."""
+        who = holder.locked_by_name or holder.locked_by if holder is not None else ""
+        event = history.HistoryEvent(
+            lock_key=job.lock_key,
+            kind=history.EventKind.REFUSE,
+            token=holder.token if holder is not None else 0,
+            at=iso(self.now()),
+            who=job.user_id,
+            who_name=job.user_name,
+            reason=f"{reason} ({who})" if who else reason,
+            component=job.component,
+            environment=job.environment,
+            correlation_id=job.correlation_id,
+        )
+        try:
+            (self.refusals or history.history_table()).put(event)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("the refusal could not be added to the history", reason=str(error))
 
 
 class _LostLock(Exception):

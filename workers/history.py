@@ -49,6 +49,7 @@ HISTORY_TABLE_ENV: Final = "HISTORY_TABLE_NAME"
 DEFAULT_HISTORY_TABLE: Final = "chatops-lock-history"
 RETENTION_SECONDS: Final = 30 * 24 * 3600
 FREEZE_PREFIX: Final = "freeze-"
+REFUSED_PREFIX: Final = "refused#"
 SORT_KEY: Final = "at"
 _serializer = TypeSerializer()
 
@@ -63,6 +64,11 @@ class EventKind(StrEnum):
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
     HAND_OFF = "hand-off"
+    REFUSE = "refuse"
+    """A request refused because the lock was busy (or the environment frozen). A refused write changes no
+    item, so the stream never sees it: the build worker puts it here itself, after it has answered the user —
+    one PutItem off the lock's path — under its own partition (``refused#<lock key>``), so that
+    ``/build history`` (one Query per key) shows the lock's life, and ``/build stats`` counts the refusals."""
 
 
 ENDINGS: Final = frozenset(
@@ -95,7 +101,13 @@ class HistoryEvent:
 
     @property
     def sort_key(self) -> str:
-        return f"{self.at}#{self.token:020d}#{self.kind.value}"
+        key = f"{self.at}#{self.token:020d}#{self.kind.value}"
+        # Many may be refused in the same second under the same holder: each refusal is its own request's.
+        return f"{key}#{self.correlation_id}" if self.kind is EventKind.REFUSE else key
+
+    @property
+    def partition(self) -> str:
+        return REFUSED_PREFIX + self.lock_key if self.kind is EventKind.REFUSE else self.lock_key
 
     @property
     def epoch(self) -> int:
@@ -103,7 +115,7 @@ class HistoryEvent:
 
     def to_item(self) -> Item:
         item: Item = {
-            r.KEY: self.lock_key,
+            r.KEY: self.partition,
             SORT_KEY: self.sort_key,
             "event": self.kind.value,
             r.TOKEN: self.token,
@@ -131,7 +143,7 @@ class HistoryEvent:
 
         duration = item.get("durationSeconds")
         return cls(
-            lock_key=text(r.KEY),
+            lock_key=text(r.KEY).removeprefix(REFUSED_PREFIX),
             kind=EventKind(text("event")),
             token=int(item.get(r.TOKEN, 0)),
             at=text("eventAt"),

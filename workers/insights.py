@@ -6,10 +6,10 @@ back for people. Handled by the status worker; pure rendering here, one read eac
   extended, frozen, unfrozen) and, for an ending, how long the lock was held.
 - **stats** — the events of the last ``days`` (a filtered ``Scan``: the table keeps 30 days at most) reduced by
   :func:`stats_of`: acquisitions, outcomes, failure rate (FAILED among the runs that reported COMPLETED or FAILED),
-  average and p95 lock duration (over every ending), the busiest keys and hours (UTC, by acquisitions). Freezes are
-  left out: a freeze is not a build. *Refusals* ("already in progress") change no lock item, so the stream never
-  sees them; they are counted by the build worker's EMF metric ``buildLockManager.acquireLock.failed`` in
-  CloudWatch, and the reply says so rather than adding a write to the refused path.
+  average and p95 lock duration (over every ending), the busiest keys and hours (UTC, by acquisitions), and the
+  refusals ("already in progress", or a deploy to a frozen environment) — which change no lock item, so the build
+  worker records them in the history itself once it has answered (:data:`workers.history.EventKind.REFUSE`).
+  Freezes are left out: a freeze is not a build.
 """
 
 from __future__ import annotations
@@ -34,10 +34,6 @@ from workers.status import slack_date
 
 HISTORY_SHOWN: Final = 10
 BUSIEST_SHOWN: Final = 5
-REFUSALS_NOTE: Final = (
-    "Refusals (“already in progress”) change no lock, so the history cannot see them: CloudWatch counts them as "
-    "`buildLockManager.acquireLock.failed`."
-)
 
 
 # ------------------------------------------------------------------------------------------------- history
@@ -72,6 +68,8 @@ def describe_event(event: HistoryEvent) -> str:
             return f"☀️ unfrozen by {who(event)}{held}"
         case EventKind.HAND_OFF:
             return f"🤝 handed from the queue to {who(event)}"
+        case EventKind.REFUSE:
+            return f"🚫 {who(event)} refused{reason}"
 
 
 def history_message(lock_key: str, events: Sequence[HistoryEvent]) -> Message:
@@ -90,6 +88,8 @@ def history_message(lock_key: str, events: Sequence[HistoryEvent]) -> Message:
 class LockStats:
     days: int
     acquisitions: int
+    refusals: int
+    """Requests refused: the lock was busy, or the environment frozen."""
     outcomes: dict[str, int]
     """Endings by outcome: COMPLETED, FAILED, EXPIRED, FORCE_RELEASED."""
     cancelled: int
@@ -120,6 +120,7 @@ def stats_of(events: Iterable[HistoryEvent], days: int) -> LockStats:
     return LockStats(
         days=days,
         acquisitions=len(acquires),
+        refusals=sum(e.kind is EventKind.REFUSE for e in builds),
         outcomes=dict(outcomes),
         cancelled=sum(e.kind is EventKind.CANCEL for e in endings),
         failure_rate=outcomes["FAILED"] / reported if reported else None,
@@ -138,6 +139,7 @@ def stats_message(stats: LockStats, now: int) -> Message:
     out = stats.outcomes
     fields = [
         _field("Acquisitions", str(stats.acquisitions)),
+        _field("Refused (busy or frozen)", str(stats.refusals)),
         _field("Completed / failed", f"{out.get('COMPLETED', 0)} / {out.get('FAILED', 0)}"),
         _field("Failure rate", rate),
         _field("Expired", str(out.get("EXPIRED", 0))),
@@ -152,10 +154,10 @@ def stats_message(stats: LockStats, now: int) -> Message:
         {"type": "section", "fields": fields},
         _section(f"*Busiest keys*\n{keys}"),
         _section(f"*Busiest hours (UTC)*\n{hours}"),
-        _context(f"As of {slack_date(now)}, from the lock history. {REFUSALS_NOTE}"),
+        _context(f"As of {slack_date(now)}, from the lock history."),
     ]
     text = (
-        f"Locks over {period}: {stats.acquisitions} acquisitions, failure rate {rate}, "
+        f"Locks over {period}: {stats.acquisitions} acquisitions, {stats.refusals} refused, failure rate {rate}, "
         f"held {maybe(stats.average_seconds)} on average, p95 {maybe(stats.p95_seconds)}"
     )
     return Message(text, blocks)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -14,6 +15,7 @@ import pytest
 
 from lockcore import AcquireRequest, Status
 from lockcore.dynamodb import DynamoDBLockStore
+from lockcore.record import iso
 from tests.workers import test_status_worker as sw
 from tests.workers.test_history import stream_event
 from tests.workers.worker_world import Context, running_world, sqs_event
@@ -121,6 +123,9 @@ def test_unfreeze_releases_with_the_token_and_says_so_once(world: sw.World) -> N
 
 def test_a_frozen_environment_refuses_deploys_not_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     with running_world(monkeypatch) as bw:
+        monkeypatch.setenv(h.HISTORY_TABLE_ENV, HISTORY)
+        h.forget()
+        h.history_table().create_table()
         now = int(time.time())
         request = AcquireRequest(
             "freeze-prod", "req-freeze", freeze.FREEZE_SECONDS, "U0ADMIN", "admin", "freeze", "prod"
@@ -138,11 +143,15 @@ def test_a_frozen_environment_refuses_deploys_not_builds(monkeypatch: pytest.Mon
         assert "“release week”" in refusal.text and "`/deploy unfreeze prod`" in refusal.text
         assert bw.lock("deploy-api-prod") is None
         assert {run.inputs["lock_key"] for run in bw.dispatches()} == {"deploy-api-plt", "build-api-prod"}
+        [refused] = [event for event in h.history_table().since(now) if event.kind is h.EventKind.REFUSE]
+        assert (refused.lock_key, refused.who, refused.reason) == ("deploy-api-prod", deploy.user_id, "prod is frozen")
+        assert refused.correlation_id == deploy.correlation_id
 
         bw.store.force_release("freeze-prod", 1, by="U0ADMIN", reason="unfrozen from Slack by admin")
         build.handler(sqs_event(bw.envelope("d2", Dispatch(Action.DEPLOY, "api", "prod"))), Context())
         assert bw.lock("deploy-api-prod") is not None
         assert now <= int(time.time())
+        h.forget()
 
 
 # -------------------------------------------------------------------------------------------- history, stats
@@ -170,9 +179,7 @@ def test_history_shows_the_last_events_from_the_stream_newest_first(world: sw.Wo
     assert sw.only(world.replies("empty"))["text"] == "📜 No history for `deploy-api-prod` in the last 30 days."
 
 
-def test_stats_count_acquisitions_outcomes_and_durations_and_point_at_cloudwatch_for_refusals(
-    world: sw.World, history: str
-) -> None:
+def test_stats_count_acquisitions_refusals_outcomes_and_durations(world: sw.World, history: str) -> None:
     for key, outcome in [
         ("build-router-plt", Status.COMPLETED),
         ("build-router-plt", Status.FAILED),
@@ -182,16 +189,21 @@ def test_stats_count_acquisitions_outcomes_and_durations_and_point_at_cloudwatch
         world.store.release(key, held.owner, held.token, outcome)
     sw.run(as_admin(world, Freeze("prod", "not a build"), url="freeze"))
     h.handler(stream_event(history), None)
+    for who in ("U0BOB", "U0CAROL"):  # what the build worker puts when it refuses (the same second, the same holder)
+        refused = h.HistoryEvent("build-router-plt", h.EventKind.REFUSE, 2, "2026-11-27T10:00:00Z", who=who)
+        h.history_table().put(replace(refused, at=iso(int(time.time())), correlation_id=f"cid-{who}"))
 
     assert sw.run(sw.command(world, Stats(7))) == sw.NO_FAILURES
 
     reply = sw.only(world.replies("cmd"))
     fields = sw.fields_of(reply["blocks"][1])
     assert fields["Acquisitions"] == "3"
+    assert fields["Refused (busy or frozen)"] == "2"
     assert fields["Completed / failed"] == "2 / 1"
     assert fields["Failure rate"] == "33%"
     assert reply["blocks"][2]["text"]["text"] == "*Busiest keys*\n`build-router-plt` — 2\n`build-api-plt` — 1"
-    assert "buildLockManager.acquireLock.failed" in reply["blocks"][-1]["elements"][0]["text"]
+    assert reply["text"].startswith("Locks over the last 7 days: 3 acquisitions, 2 refused, failure rate 33%")
+    assert [e.kind for e in h.history_table().recent("build-router-plt")].count(h.EventKind.REFUSE) == 0
 
 
 def test_stats_of_known_events() -> None:
@@ -203,6 +215,7 @@ def test_stats_of_known_events() -> None:
         h.HistoryEvent("build-a-plt", h.EventKind.ACQUIRE, 2, "2026-01-01T09:30:00Z"),
         h.HistoryEvent("build-b-plt", h.EventKind.ACQUIRE, 1, "2026-01-01T14:00:00Z"),
         h.HistoryEvent("freeze-prod", h.EventKind.FREEZE, 1, "2026-01-01T14:00:00Z"),
+        h.HistoryEvent("build-a-plt", h.EventKind.REFUSE, 2, "2026-01-01T09:31:00Z", who="U0BOB"),
         *(ending("build-a-plt", "COMPLETED", seconds) for seconds in range(1, 20)),
         ending("build-a-plt", "FAILED", 1000),
         ending("build-b-plt", "FORCE_RELEASED", 10, h.EventKind.CANCEL),
@@ -210,6 +223,7 @@ def test_stats_of_known_events() -> None:
     ]
     stats = insights.stats_of(events, 7)
     assert (stats.acquisitions, stats.cancelled, stats.busiest_keys) == (3, 1, [("build-a-plt", 2), ("build-b-plt", 1)])
+    assert stats.refusals == 1
     assert stats.failure_rate == 1 / 20
     assert stats.p95_seconds == 19 and stats.average_seconds == round((190 + 1000 + 10) / 21)
     assert stats.busiest_hours == [(9, 2), (14, 1)]

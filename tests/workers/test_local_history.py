@@ -38,7 +38,15 @@ def test_a_build_and_its_failure_appear_in_history_and_stats(local: Local) -> No
     assert "🔒 acquired by alice (<@U0ALICE>) (token 1)" in lines[-1]
 
     stats = local.reply(local.send(BOB, "stats 1"))
-    assert "Locks over the last 1 day: 1 acquisitions, failure rate 100%" in stats.text
+    assert "Locks over the last 1 day: 1 acquisitions, 0 refused, failure rate 100%" in stats.text
+
+    local.reply(local.send(ALICE, "router plt"))
+    busy = local.reply(local.send(BOB, "router plt"))
+    assert busy.text.startswith("⚠️ Build already in progress")
+    refused = lambda: any(e.kind is h.EventKind.REFUSE for e in h.history_table().since(0))  # noqa: E731
+    local.stack.wait_until(refused, "the refusal in history (put once bob was told)")
+    stats = local.reply(local.send(BOB, "stats 1"))
+    assert "Locks over the last 1 day: 2 acquisitions, 1 refused" in stats.text
 
 
 def test_an_admin_freezes_prod_deploys_are_refused_then_unfrozen_they_run(local: Local) -> None:
