@@ -230,7 +230,9 @@ class BuildWorker:
                 logger.error("could not note the run on the lock", reason=str(error))
         text = d.started_text(job, revision, run_id, run_url, locked=held is not None)
         self._tell(job, Message.in_channel(text), channel_too=True)
-        self._tell_coalesced(job, text)
+        self._tell_coalesced(
+            job, f"{text} — your identical request waited with {job.user_name}'s and runs as this one."
+        )
         return Result("dispatched", job.lock_key, run_id, revision.sha)
 
     def _tell_coalesced(self, job: d.Job, text: str) -> None:
@@ -244,7 +246,7 @@ class BuildWorker:
             if envelope is None:
                 logger.warning("no envelope kept for a coalesced requester", owner=owner)
                 continue
-            note = Message(f"{text} — your identical request waited with {job.user_name}'s and runs as this one.")
+            note = Message(text)
             if self.slack.reply(envelope.response_url, note, correlation_id=envelope.correlation_id):
                 continue
             self.slack.post_ephemeral(
@@ -257,7 +259,9 @@ class BuildWorker:
         logger.warning("dispatch failed", reason=reason)
         released = held is not None and self._release_failed(job, held)
         # Say the lock is free only when this release freed it (not when the store failed or it had moved on).
-        self._tell(job, Message(d.failed_text(job, reason, revision, locked=released)))
+        failed = d.failed_text(job, reason, revision, locked=released)
+        self._tell(job, Message(failed))
+        self._tell_coalesced(job, f"{failed} (Your identical request waited with {job.user_name}'s.)")
         return Result("failed", job.lock_key, sha=revision.sha if revision else None)
 
     def _release_failed(self, job: d.Job, held: LockRecord) -> bool:

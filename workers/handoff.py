@@ -115,14 +115,38 @@ def tell_watchers(record: LockRecord, notify: tuple[str, ...], slack: SlackRepli
     channel = record.notes.get("channelId", "")
     message = Message(free_text(record))
     cid = record.correlation_id or ""
+    return sum(_tell_user(slack, channel, user, message, cid) for user in notify)
+
+
+def _tell_user(slack: SlackReplies, channel: str, user: str, message: Message, correlation_id: str) -> bool:
+    """Only ``user`` sees it: ephemeral in ``channel``, else a direct message; logged when neither works."""
+    if (channel and slack.post_ephemeral(channel, user, message, correlation_id=correlation_id)) or slack.post_message(
+        user, message, correlation_id=correlation_id
+    ):
+        return True
+    runtime.logger.warning("a user could not be told", user=user)
+    return False
+
+
+def tell_coalesced(record: LockRecord, text: str, slack: SlackReplies, pending: PendingRequests | None = None) -> int:
+    """The requesters whose identical requests waited with the holder's and ran as its run, told its result where
+    each asked — those who asked in another channel than the holder's, which was told in the open. How many."""
+    entry = record.handed_from_queue
+    if entry is None or entry.owner != record.owner:
+        return 0
+    lock_channel = record.notes.get("channelId", "")
+    message = Message(text)
     told = 0
-    for user in notify:
-        if (channel and slack.post_ephemeral(channel, user, message, correlation_id=cid)) or slack.post_message(
-            user, message, correlation_id=cid
-        ):
-            told += 1
-        else:
-            runtime.logger.warning("a watcher could not be told the lock is free", user=user)
+    for requester in entry.requesters[1:]:
+        try:
+            envelope = (pending or PendingRequests()).find(requester.owner)
+        except (BotoCoreError, ClientError) as error:  # the run's result is in the holder's channel all the same
+            runtime.logger.error("a coalesced requester could not be looked up", reason=str(error))
+            continue
+        channel = envelope.channel_id if envelope is not None else ""
+        if channel and channel == lock_channel:
+            continue  # they read it in the channel
+        told += _tell_user(slack, channel, requester.user, message, record.correlation_id or "")
     return told
 
 

@@ -318,7 +318,9 @@ class RunLocks:
         )
         runtime.metrics.add_metric(name=RELEASED_METRIC, unit=MetricUnit.Count, value=1)
         runtime.metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=held_for(after, now))
-        self.tell(after, result_text(after, run, now) + self.pass_on(released.handed_to))
+        text = result_text(after, run, now)
+        self.tell(after, text + self.pass_on(released.handed_to))
+        handoff.tell_coalesced(after, text, self.slack, self.pending)
         handoff.tell_watchers(after, released.notify, self.slack)
         return Effect.RELEASED
 
@@ -357,6 +359,7 @@ class RunLocks:
         if expired.handed_to is not None:
             text = text.removesuffix(" The lock is free again.")
         self.tell(expired.record, text + self.pass_on(expired.handed_to))
+        handoff.tell_coalesced(expired.record, text, self.slack, self.pending)
         handoff.tell_watchers(expired.record, expired.notify, self.slack)
         return Effect.EXPIRED
 

@@ -95,7 +95,7 @@ def test_a_queued_request_is_dispatched_when_the_holders_run_completes(world: Wo
     send(world, world.envelope("a"))
     [first] = world.dispatches()
     send(world, world.envelope("b", QUEUED, user="bob"))
-    send(world, world.envelope("c", QUEUED, user="carol"))  # identical: coalesces into bob's entry
+    send(world, world.envelope("c", QUEUED, user="carol", channel="C0RELEASES"))  # identical: joins bob's entry
     [told_b] = world.replies_to("b")
     assert told_b.text.startswith("⏳ Queued: position 1 behind alice"), told_b.text
     [told_c] = world.replies_to("c")
@@ -123,11 +123,42 @@ def test_a_queued_request_is_dispatched_when_the_holders_run_completes(world: Wo
     assert after is not None and after.owner == bob.request_id and after.token == handed.token
     assert after.notes.get("runId") == str(second.id)
     assert any(m.text.startswith("🔨 Building router (plt)…") for m in world.replies_to("b"))
+
+    world.github.start_run(second.id)  # bob's run — carol's too — ends: carol hears it where she asked
+    world.github.complete_run(second.id, "failure")
+    github.post_all(run_id=second.id)
+    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+    [_, bobs] = channel_posts(world)
+    assert bobs.startswith("❌ router (plt) build failed") and "<@U0BOB>" in bobs
+    [carols] = world.slack.messages("chat.postEphemeral")
+    assert (carols.body["channel"], carols.body["user"]) == ("C0RELEASES", "U0CAROL")
+    assert carols.text == bobs
     assert any("your identical request waited with bob's" in m.text for m in world.replies_to("c"))
 
     assert drain(world) == []  # one hand-off, one dispatch
     send(world, world.envelope("b", QUEUED, user="bob"))  # the original request again: answered from its record
     assert len(world.dispatches()) == 2
+
+
+def test_a_handed_request_that_cannot_start_tells_every_coalesced_requester(world: World, github: GitHubEvents) -> None:
+    send(world, world.envelope("a"))
+    [first] = world.dispatches()
+    send(world, world.envelope("b", QUEUED, user="bob"))
+    send(world, world.envelope("c", QUEUED, user="carol"))
+    world.github.complete_run(first.id, "success")
+    github.post_all(run_id=first.id)
+    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+
+    world.github.fail_next(status=401, body={"message": "Bad credentials"}, path_contains="/dispatches")
+    [_] = drain(world)
+
+    assert len(world.dispatches()) == 1
+    [_, bob] = world.replies_to("b")
+    assert bob.text.startswith("❌ Couldn't start the build router (plt): ")
+    [_, carol] = world.replies_to("c")
+    assert carol.text == f"{bob.text} (Your identical request waited with bob's.)"
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.FAILED and lock.owner == world.envelope("b").request_id
 
 
 def test_the_reaper_hands_a_lapsed_lease_to_the_next_in_line(world: World) -> None:
