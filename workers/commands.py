@@ -229,6 +229,8 @@ _ON_A_LOCK: dict[str, type[Unlock | Cancel | History | Dequeue]] = {
     "dequeue": Dequeue,
 }
 """The verbs that take a component and an environment: ``/build <verb> <component> <env>``."""
+VERBS = frozenset({"help", "status", "stats", "freeze", "unfreeze", *_ON_A_LOCK})
+"""Every word the parser reads as a verb (none may name a component or an environment: config.RESERVED_NAMES)."""
 
 
 def _stats(slash: str, words: list[str], config: Config) -> Stats | Usage:

@@ -68,7 +68,9 @@ ENV_OVERRIDES = {
 }
 
 # Words the parser gives a meaning of its own; a component or environment may not be called so.
-RESERVED_NAMES = frozenset({"help", "status", "unlock", "cancel", "*"})
+RESERVED_NAMES = frozenset(
+    {"help", "status", "unlock", "cancel", "history", "dequeue", "stats", "freeze", "unfreeze", "*"}
+)
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,38}")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from workers.commands import VERBS
 from workers.config import (
     COMMANDS,
     NOBODY,
@@ -162,3 +163,11 @@ def test_current_config_follows_the_file_and_the_environment(tmp_path: Path, mon
     path.write_text(MINIMAL.replace('"router"', '"router", "api"'), encoding="utf-8")
     os.utime(path, ns=(1, 2))  # a different mtime, whatever the clock's resolution
     assert current_config().components == ("router", "api")
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_no_component_or_environment_may_be_called_like_a_verb(tmp_path: Path, verb: str) -> None:
+    """`/build dequeue plt` must mean one thing: every verb the parser knows is refused as a name."""
+    for text in (f'components = ["{verb}"]\nenvironments = ["plt"]', f'components = ["a"]\nenvironments = ["{verb}"]'):
+        with pytest.raises(ConfigError, match="is a word of the command syntax"):
+            load_config(write(tmp_path, text), environ={})
