@@ -20,8 +20,14 @@ one outbound call it may make is Slack's ``usergroups.users.list``, when an auth
 that the configuration does not list (:mod:`workers.usergroups`).
 
 Status codes other than 200: 400 a body that is not what the route expects (after the signature, or when it
-cannot even be read), 401 signature, 404/405 routing, 500 the signing secret cannot be had (nothing can be
-verified), 503 a GitHub event that could not be queued (GitHub lets you redeliver it).
+cannot even be read), 401 signature, 404/405 routing, 503 a GitHub event that could not be queued (GitHub lets you
+redeliver it), and 500 a request that could not be served (:func:`not_served`).
+
+A request that could not be served — its secret cannot be had (so it cannot be verified, and nothing is done),
+the configuration is broken, or something unexpected — is logged as one structured error line with its
+correlation id and answered by :func:`not_served`: a slash command with a 200 and one ephemeral line, since Slack
+shows its user only "dispatch_failed" for any other status; an interaction or a webhook with a 500, which Slack
+shows on the pressed button and GitHub on the delivery. The answer names the correlation id, never an internal.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ GITHUB_WEBHOOK_PATH = "/github/webhook"
 
 COULD_NOT_QUEUE = "⚠️ Sorry, I couldn't queue your command — please try again in a moment."
 MAX_FORM_FIELDS = 64
+SLACK_MAX_AGE_SECONDS = 300
+"""A Slack signature older (or newer) than this is stale: Slack's rule, which ``SignatureVerifier`` applies too."""
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SLACK_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 _GITHUB_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
@@ -188,27 +196,39 @@ def _dedup(request_id: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- signatures
-def slack_signed(request: Request, signing_secret: str) -> bool:
+# The secret is asked for only when a request carries a signature of the right shape (and, from Slack, a fresh
+# one): an unsigned or stale request is refused with a 401 even while the secret cannot be had.
+def slack_signed(request: Request, signing_secret: Callable[[], str]) -> bool:
     """Slack's v0 signature over the raw body, within five minutes of now."""
     timestamp = request.headers.get("x-slack-request-timestamp", "")
     signature = request.headers.get("x-slack-signature", "")
     # SignatureVerifier would raise on a non-numeric timestamp or a non-ASCII signature: refuse those first.
     if not _TIMESTAMP.fullmatch(timestamp) or not _SLACK_SIGNATURE.fullmatch(signature):
         return False
+    if abs(time.time() - int(timestamp)) > SLACK_MAX_AGE_SECONDS:
+        return False
     try:
         body = request.body.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return SignatureVerifier(signing_secret).is_valid(body=body, timestamp=timestamp, signature=signature)
+    return SignatureVerifier(signing_secret()).is_valid(body=body, timestamp=timestamp, signature=signature)
 
 
-def github_signed(request: Request, webhook_secret: str) -> bool:
+def github_signed(request: Request, webhook_secret: Callable[[], str]) -> bool:
     """``X-Hub-Signature-256`` over the raw body, compared in constant time."""
     signature = request.headers.get("x-hub-signature-256", "")
     if not _GITHUB_SIGNATURE.fullmatch(signature):
         return False
-    expected = "sha256=" + hmac.new(webhook_secret.encode("utf-8"), request.body, hashlib.sha256).hexdigest()
+    expected = "sha256=" + hmac.new(webhook_secret().encode("utf-8"), request.body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, signature)
+
+
+def _slack_signing_secret() -> str:
+    return get_secret("SLACK_SIGNING_SECRET")
+
+
+def _github_webhook_secret() -> str:
+    return get_secret("GITHUB_WEBHOOK_SECRET")
 
 
 def read_form(body: bytes) -> dict[str, str]:
@@ -225,7 +245,7 @@ SLASH_FIELDS = ("command", "user_id", "team_id", "response_url", "trigger_id")
 
 
 def slack_command(request: Request, correlation_id: str) -> Response:
-    if not slack_signed(request, get_secret("SLACK_SIGNING_SECRET")):
+    if not slack_signed(request, _slack_signing_secret):
         logger.warning("slash command refused: missing, wrong or stale signature")
         return Response(401, "invalid signature")
     config = current_config()
@@ -316,7 +336,7 @@ def authorize(config: Config, command: c.Command, user_id: str) -> c.Decision | 
 
 # ---------------------------------------------------------------------------------------------- interaction
 def slack_interaction(request: Request, correlation_id: str) -> Response:
-    if not slack_signed(request, get_secret("SLACK_SIGNING_SECRET")):
+    if not slack_signed(request, _slack_signing_secret):
         logger.warning("interaction refused: missing, wrong or stale signature")
         return Response(401, "invalid signature")
     config = current_config()
@@ -412,7 +432,7 @@ def _int(data: Mapping[str, Any], key: str) -> int | None:
 
 # ------------------------------------------------------------------------------------------------- GitHub
 def github_webhook(request: Request, correlation_id: str) -> Response:
-    if not github_signed(request, get_secret("GITHUB_WEBHOOK_SECRET")):
+    if not github_signed(request, _github_webhook_secret):
         logger.warning("GitHub webhook refused: missing or wrong signature")
         return Response(401, "invalid signature")
     event = request.headers.get("x-github-event", "")
@@ -505,14 +525,25 @@ def respond(event: Mapping[str, Any], correlation_id: str) -> Response:
         logger.warning("bad request", reason=str(error))
         return Response(400, str(error))
     except SecretUnavailable as error:
-        logger.error("cannot verify requests", reason=str(error))
-        return Response(500, "server misconfigured")
+        logger.error("request not verified: its secret cannot be had; nothing done", reason=str(error))
+        return not_served(event, correlation_id, "can't verify requests right now, so it did nothing")
     except ConfigError as error:
-        logger.error("configuration error", reason=str(error))
-        if str(event.get("rawPath", "")).startswith("/slack/"):
-            # Read after the signature, so this goes to a real Slack user: tell them, the log says what to fix.
-            return ephemeral("⚠️ ChatOps is misconfigured right now; an admin can find why in the router's log.")
-        return Response(500, "server misconfigured")
-    except Exception:
-        logger.exception("unexpected failure")
-        return Response(500, "internal error")
+        logger.error("configuration error: nothing done", reason=str(error))
+        return not_served(event, correlation_id, "is misconfigured right now, so it did nothing")
+    except Exception as error:
+        # One JSON line all the same: Powertools puts the traceback in its `exception` field.
+        logger.exception("unexpected failure", error=type(error).__name__)
+        return not_served(event, correlation_id, "ran into an unexpected error")
+
+
+def not_served(event: Mapping[str, Any], correlation_id: str, what: str) -> Response:
+    """The answer to a request that could not be served (the log says why): ``what`` ChatOps did, and the
+    correlation id an admin finds the log line by.
+
+    A slash command gets a 200 with one ephemeral line: for any other status Slack shows its user only
+    "dispatch_failed". Anything else gets a 500: Slack ignores the body of a 200 to an interaction but marks the
+    pressed button as failed on a 500, and GitHub marks the delivery failed, for redelivery.
+    """
+    if event.get("rawPath") == SLACK_COMMANDS_PATH:
+        return ephemeral(f"⚠️ Sorry, ChatOps {what}. An admin can find why in the router's log: {correlation_id}.")
+    return Response(500, f"ChatOps {what} (correlation id {correlation_id})")

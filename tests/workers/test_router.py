@@ -7,6 +7,8 @@ was asked; nothing of ours is mocked.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ import pytest
 from moto import mock_aws
 
 from tests.workers import function_url as f
+from tests.workers import sqs_events as sqs
 from workers import router
 from workers.commands import Dispatch, Echo, LockStatus, Unlock
 from workers.config import Action, Queue
@@ -404,8 +407,104 @@ def test_github_webhooks_without_a_valid_signature_or_not_for_us(aws: Queues) ->
     assert aws.all_empty()
 
 
-def test_no_signing_secret_is_a_500_and_no_side_effect(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
+# ------------------------------------------------------------------------------------- requests not served
+@pytest.fixture
+def logs() -> Iterator[sqs.Logs]:
+    """The router's JSON log lines."""
+    logs = sqs.Logs()
+    logs.setFormatter(router.logger.registered_formatter)
+    source = logging.getLogger(router.logger.name)
+    source.addHandler(logs)
+    yield logs
+    source.removeHandler(logs)
+
+
+def only_error(logs: sqs.Logs) -> dict[str, Any]:
+    [line] = logs.at("ERROR")
+    return line
+
+
+def correlation_id_in(text: str) -> str:
+    found = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text)
+    assert found, text
+    return found[0]
+
+
+def test_without_the_signing_secret_a_command_is_told_nothing_was_done_in_one_line(
+    aws: Queues, logs: sqs.Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SLACK_SIGNING_SECRET")
     monkeypatch.delenv("SLACK_SIGNING_SECRET_PARAM", raising=False)
-    assert slash()[0] == 500
+    status, body = slash()
+    assert status == 200, "Slack shows its user only 'dispatch_failed' for anything else"
+    text = ephemeral_text(body)
+    cid = correlation_id_in(text)
+    assert text == (
+        "⚠️ Sorry, ChatOps can't verify requests right now, so it did nothing. "
+        f"An admin can find why in the router's log: {cid}."
+    )
+    error = only_error(logs)
+    assert error["correlation_id"] == cid and "exception" not in error, "one line, no traceback"
+    assert error["message"] == "request not verified: its secret cannot be had; nothing done"
+    assert error["reason"].startswith("secret SLACK_SIGNING_SECRET: set $SLACK_SIGNING_SECRET or")
+    assert aws.all_empty()
+
+
+@pytest.mark.parametrize(
+    "case", [case for case, _ in unsigned_variants() if case not in {"wrong secret", "other body"}]
+)
+def test_without_the_signing_secret_unsigned_or_stale_requests_are_still_401(
+    aws: Queues, logs: sqs.Logs, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    monkeypatch.delenv("SLACK_SIGNING_SECRET")
+    headers = dict(unsigned_variants())[case]
+    assert call(f.event("/slack/commands", f.slash_form(), headers))[0] == 401, case
+    assert call(f.event("/slack/interactions", f.interaction_form(), headers))[0] == 401, case
+    assert logs.at("ERROR") == [] and aws.all_empty()
+
+
+def test_without_their_secrets_interactions_and_webhooks_are_500_in_one_clear_line(
+    aws: Queues, logs: sqs.Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLACK_SIGNING_SECRET")
+    monkeypatch.delenv("GITHUB_WEBHOOK_SECRET")
+    body = f.interaction_form()
+    # Slack ignores the body of a 200 to a button press; a 500 marks the button as failed.
+    status, answer = call(f.event("/slack/interactions", body, f.slack_headers(body)))
+    cid = correlation_id_in(answer)
+    assert (status, answer) == (
+        500,
+        f"ChatOps can't verify requests right now, so it did nothing (correlation id {cid})",
+    )
+    run = workflow_run()
+    status, answer = call(f.event("/github/webhook", run, f.github_headers(run)))
+    assert status == 500 and answer.startswith("ChatOps can't verify requests right now, so it did nothing")
+    assert [line["reason"].split(":")[0] for line in logs.at("ERROR")] == [
+        "secret SLACK_SIGNING_SECRET",
+        "secret GITHUB_WEBHOOK_SECRET",
+    ]
+    assert aws.all_empty()
+
+
+def test_an_unexpected_failure_is_one_error_line_and_a_clear_answer_without_internals(
+    aws: Queues, logs: sqs.Logs
+) -> None:
+    def sqs_breaks(**_: Any) -> None:  # a fault inside the AWS SDK that is none of botocore's errors
+        raise RuntimeError("connection pool state corrupted at 0x7f3a")
+
+    router.sqs_client().meta.events.register("before-call.sqs.SendMessage", sqs_breaks)
+    status, body = slash()
+    assert status == 200
+    text = ephemeral_text(body)
+    cid = correlation_id_in(text)
+    assert text == (f"⚠️ Sorry, ChatOps ran into an unexpected error. An admin can find why in the router's log: {cid}.")
+    error = only_error(logs)
+    assert (error["message"], error["correlation_id"], error["error"]) == ("unexpected failure", cid, "RuntimeError")
+    assert "connection pool state corrupted" in error["exception"], "the traceback, in the same JSON line"
+
+    run = workflow_run()
+    status, answer = call(f.event("/github/webhook", run, f.github_headers(run)))
+    assert status == 500 and answer.startswith("ChatOps ran into an unexpected error (correlation id ")
+    for answered in (text, answer):
+        assert "RuntimeError" not in answered and "0x7f3a" not in answered and "Traceback" not in answered
     assert aws.all_empty()
