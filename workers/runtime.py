@@ -10,7 +10,9 @@
   between cases).
 - :func:`process_sqs_batch` runs a record handler over an SQS batch with Powertools' ``BatchProcessor`` and
   answers Lambda's ``ReportBatchItemFailures``: a record whose handler raises goes back to the queue alone (and,
-  after ``maxReceiveCount``, to the DLQ), its neighbours are deleted.
+  after ``maxReceiveCount``, to the DLQ), its neighbours are deleted. Each failed record is logged once
+  (:class:`WorkerBatchProcessor`): an expected retry (:func:`expected_retries`) as one warning line, anything
+  else as an error with its traceback.
 
 Environment: ``LOCK_TABLE_NAME`` (default ``chatbot-build-locks``), ``IDEMPOTENCY_TABLE_NAME`` (default
 ``chatops-idempotency``), ``GITHUB_TIMEOUT_SECONDS`` (default 10: each
@@ -28,8 +30,11 @@ from typing import Any, Final
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.base import FailureResponse
+from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, client_config
@@ -90,6 +95,42 @@ def reset() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the batch
+def expected_retries() -> tuple[type[Exception], ...]:
+    """The failures by which a record asks to be handled again later: no fault, so no traceback.
+
+    - Powertools' ``IdempotencyAlreadyInProgressError``: another invocation is handling the same request now.
+    - :class:`workers.build.DispatchInDoubt`: GitHub could not say whether a dispatch started a run.
+    """
+    # Imported here, not at the top: workers.build imports this module.
+    from workers.build import DispatchInDoubt  # noqa: PLC0415
+
+    return (IdempotencyAlreadyInProgressError, DispatchInDoubt)
+
+
+class WorkerBatchProcessor(BatchProcessor):
+    """Powertools' SQS ``BatchProcessor``, logging each failed record once, with its message id, correlation id
+    and receive count: an expected retry as one warning line, anything else as an error with its traceback. The
+    record is reported as a batch item failure either way, so SQS redelivers it."""
+
+    def __init__(self) -> None:
+        super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def failure_handler(self, record: SQSRecord, exception: ExceptionInfo) -> FailureResponse:
+        error = exception[1]
+        correlation = record.message_attributes["correlationId"]
+        keys = {
+            "message_id": record.message_id,
+            "correlation_id": correlation.string_value if correlation is not None else None,
+            "receive_count": record.attributes.approximate_receive_count,
+            "error": type(error).__name__,
+        }
+        if isinstance(error, expected_retries()):
+            logger.warning("record retried later: it goes back to the queue", extra={**keys, "reason": str(error)})
+        else:
+            logger.error("record failed: it goes back to the queue (then to the DLQ)", exc_info=error, extra=keys)
+        return super().failure_handler(record, exception)
+
+
 def process_sqs_batch(
     event: dict[str, Any], context: LambdaContext | None, record_handler: RecordHandler
 ) -> dict[str, Any]:
@@ -102,15 +143,12 @@ def process_sqs_batch(
 
     def handle(record: SQSRecord) -> object:  # Powertools requires the parameter's name: `record`
         with logger.append_context_keys(message_id=record.message_id):
-            try:
-                return record_handler(record)
-            except Exception:
-                logger.exception("record failed: it goes back to the queue (then to the DLQ)")
-                raise
+            return record_handler(record)
 
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     try:
-        response = process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+        response = process_partial_response(
+            event=event, record_handler=handle, processor=WorkerBatchProcessor(), context=context
+        )
     finally:
         if metrics.metric_set:
             metrics.flush_metrics()
