@@ -7,7 +7,7 @@
 - :func:`lock_store`, :func:`slack_replies`, :func:`github_client`, :func:`idempotency_store`: made on first use
   and reused by the warm container (one connection pool each). Their settings come from
   :func:`workers.config.current_config` and the environment; :func:`reset` drops them (tests that change either
-  between cases).
+  between cases), and may give the lock store a clock of its own (the local stack's simulated time).
 - :func:`process_sqs_batch` runs a record handler over an SQS batch with Powertools' ``BatchProcessor`` and
   answers Lambda's ``ReportBatchItemFailures``: a record whose handler raises goes back to the queue alone (and,
   after ``maxReceiveCount``, to the DLQ), its neighbours are deleted. Each failed record is logged once
@@ -38,7 +38,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, client_config
-from lockcore.store import LockStore
+from lockcore.store import Clock, LockStore
 from workers.config import current_config
 from workers.github import DEFAULT_TIMEOUT_SECONDS, GitHubClient
 from workers.secrets import get_secret
@@ -60,10 +60,14 @@ RecordHandler = Callable[[SQSRecord], object]
 
 
 # ---------------------------------------------------------------------------------------------- the clients
+_lock_clock: Clock | None = None
+"""The clock :func:`lock_store` reads, as :func:`reset` was last given it; ``None``: the system's."""
+
+
 @cache
 def lock_store() -> LockStore:
     """The lock table (``$LOCK_TABLE_NAME``) through DynamoDB, region and endpoint the standard boto3 way."""
-    return DynamoDBLockStore(os.environ.get(LOCK_TABLE_ENV) or DEFAULT_TABLE)
+    return DynamoDBLockStore(os.environ.get(LOCK_TABLE_ENV) or DEFAULT_TABLE, clock=_lock_clock)
 
 
 @cache
@@ -88,8 +92,11 @@ def idempotency_store() -> DynamoDBPersistenceLayer:
     return DynamoDBPersistenceLayer(table_name=table, boto_config=client_config())
 
 
-def reset() -> None:
-    """Forget the cached clients: the next call makes them again from the environment as it is now."""
+def reset(*, lock_clock: Clock | None = None) -> None:
+    """Forget the cached clients: the next call makes them again from the environment as it is now, and the lock
+    store reads ``lock_clock`` (``None``: the system's clock; a deployed worker never sets one)."""
+    global _lock_clock  # noqa: PLW0603 — set with the cache it belongs to, so the two never disagree
+    _lock_clock = lock_clock
     for factory in (lock_store, slack_replies, github_client, idempotency_store):
         factory.cache_clear()
 

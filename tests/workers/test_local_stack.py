@@ -1,16 +1,17 @@
 """End to end over the local stack: real HTTP into the router, real SQS polling on the moto server, the workers as
 deployed, the GitHub and Slack stand-ins on loopback.
 
-Each test gets a stack of its own (:func:`stack`). People are a :class:`~workers.localstack.workspace.Workspace`:
-signed requests over HTTP, replies read from the Slack stand-in. Time, where a lease must run out or come near
-its end, is a :class:`SimulatedClock` given to the workers' lock store — the only thing replaced, and only in the
-tests that say so; DynamoDB, SQS, the router and the workers are the real code paths.
+Each test gets a stack of its own (:func:`running`). People are a :class:`~workers.localstack.workspace.Workspace`:
+signed requests over HTTP, replies read from the Slack stand-in. Time is a :class:`SimulatedClock`, the stack's
+clock (``StackOptions.clock``), which the workers' lock store reads: it keeps real time until a test moves it
+forward, where a lease must run out or come near its end. DynamoDB, SQS, the router and the workers are the real
+code paths.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
 import json
 import os
 import re
@@ -29,7 +30,6 @@ import urllib3
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.record import LockRecord, Status
-from workers import runtime
 from workers.config import Queue
 from workers.localstack.github import GitHubStandIn, WorkflowRun, webhook_sender
 from workers.localstack.slack import PostedMessage, SlackStandIn
@@ -95,23 +95,21 @@ class Local:
         self.stack.wait_until(lambda: any(t.startswith(starting) for t in self.channel()), f"a post {starting!r}")
         return next(text for text in self.channel() if text.startswith(starting))
 
-    def simulate_time(self, monkeypatch: pytest.MonkeyPatch) -> SimulatedClock:
-        """The workers' lock store (and ours) read a clock the test moves."""
-        clock = SimulatedClock()
-        store = self.stack.lock_store(clock=clock)
-        # functools.cache keeps `cache_clear`, which runtime.reset() calls when the stack stops.
-        monkeypatch.setattr(runtime, "lock_store", functools.cache(lambda: store))
-        self.store = store
-        return clock
+    clock: SimulatedClock
 
 
 @contextlib.contextmanager
 def running(options: StackOptions) -> Iterator[Local]:
-    """A stack of its own; the workers' logs thrown away (a failing test shows what people saw instead)."""
-    with open(os.devnull, "w", encoding="utf-8") as quiet, LocalStack(options, logs=quiet) as stack:
+    """A stack of its own on a :class:`SimulatedClock`; the workers' logs thrown away (a failing test shows what
+    people saw instead)."""
+    clock = SimulatedClock()
+    with (
+        open(os.devnull, "w", encoding="utf-8") as quiet,
+        LocalStack(dataclasses.replace(options, clock=clock), logs=quiet) as stack,
+    ):
         assert stack.github is not None and stack.slack is not None
         workspace = Workspace(stack.url, stack.secrets["SLACK_SIGNING_SECRET"], stack.slack)
-        yield Local(stack, stack.github, stack.slack, workspace, stack.lock_store())
+        yield Local(stack, stack.github, stack.slack, workspace, stack.lock_store(), clock)
 
 
 @pytest.fixture
@@ -186,10 +184,8 @@ def test_the_rollback_switch_dispatches_without_the_lock(local: Local, monkeypat
 
 
 # ------------------------------------------------------------------------------------------ expiry
-def test_a_lease_expires_after_its_ttl_and_the_old_runs_late_webhook_is_ignored(
-    local: Local, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = local.simulate_time(monkeypatch)
+def test_a_lease_expires_after_its_ttl_and_the_old_runs_late_webhook_is_ignored(local: Local) -> None:
+    clock = local.clock
     local.reply(local.send(ALICE, "router plt"))
     [old_run] = local.runs()
     first = local.lock()
@@ -240,8 +236,8 @@ def test_a_missed_webhook_is_recovered_by_the_reaper(local: Local) -> None:
     assert local.channel_post("✅").startswith("✅ router (plt) built in")
 
 
-def test_a_long_deploy_keeps_its_lock(local: Local, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = local.simulate_time(monkeypatch)
+def test_a_long_deploy_keeps_its_lock(local: Local) -> None:
+    clock = local.clock
     started = local.reply(local.send(ALICE, "api plt", slash="/deploy"))
     assert started.text.startswith("🚀 Deploying api (plt)")
     [run] = local.runs(DEPLOY_KEY)
