@@ -307,10 +307,24 @@ def _expire_effect(now: int) -> Effect:
     return Effect(set={r.STATUS: Status.EXPIRED.value, r.RELEASED_AT: r.iso(now)}, remove=_TOLD)
 
 
-def release(lock_key: str, owner: str, token: int, outcome: Status, now: int) -> Transition:
+def _first_freeing(
+    operation: Operation, lock_key: str, base: Guard, effect: Effect, *, now: int, seen: Item | None
+) -> Transition:
+    """A freeing operation's first write. Decided from ``seen`` — the item as the caller last read it — when that
+    shows a queue or watchers (a hand-off, or the watchers cleared), else assuming neither; either way
+    conditioned on what it assumed, so a stale ``seen`` costs one refused write and never a wrong one."""
+    if seen is not None and (r.QUEUE in seen or r.WATCHERS in seen):
+        return _free_again(operation, lock_key, base, effect, seen, now=now)
+    return Transition(operation, lock_key, _freeing(base), effect)
+
+
+def release(
+    lock_key: str, owner: str, token: int, outcome: Status, now: int, *, seen: Item | None = None
+) -> Transition:
     if outcome not in RELEASE_OUTCOMES:
         raise ValueError(f"a holder releases with COMPLETED or FAILED, not {outcome}")
-    return Transition(Operation.RELEASE, lock_key, _freeing(release_guard(owner, token)), _release_effect(outcome, now))
+    base, effect = release_guard(owner, token), _release_effect(outcome, now)
+    return _first_freeing(Operation.RELEASE, lock_key, base, effect, now=now, seen=seen)
 
 
 def extend(lock_key: str, owner: str, token: int, lease_seconds: int, now: int) -> Transition:
@@ -324,12 +338,11 @@ def extend(lock_key: str, owner: str, token: int, lease_seconds: int, now: int) 
     )
 
 
-def force_release(lock_key: str, token: int, by: str, reason: str, now: int) -> Transition:
+def force_release(lock_key: str, token: int, by: str, reason: str, now: int, *, seen: Item | None = None) -> Transition:
     if not by or not reason:
         raise ValueError("a force-release records who did it and why")
-    return Transition(
-        Operation.FORCE_RELEASE, lock_key, _freeing(force_release_guard(token)), _force_release_effect(by, reason, now)
-    )
+    base, effect = force_release_guard(token), _force_release_effect(by, reason, now)
+    return _first_freeing(Operation.FORCE_RELEASE, lock_key, base, effect, now=now, seen=seen)
 
 
 def note(lock_key: str, owner: str, token: int, notes: Mapping[str, str], now: int) -> Transition:
@@ -340,8 +353,9 @@ def note(lock_key: str, owner: str, token: int, notes: Mapping[str, str], now: i
     return Transition(Operation.NOTE, lock_key, extend_guard(owner, token, now), Effect(set=dict(notes)))
 
 
-def expire(lock_key: str, token: int, now: int) -> Transition:
-    return Transition(Operation.EXPIRE, lock_key, _freeing(expire_guard(token, now)), _expire_effect(now))
+def expire(lock_key: str, token: int, now: int, *, seen: Item | None = None) -> Transition:
+    base, effect = expire_guard(token, now), _expire_effect(now)
+    return _first_freeing(Operation.EXPIRE, lock_key, base, effect, now=now, seen=seen)
 
 
 # -------------------------------------------------------------------------------------------------- outcomes

@@ -43,12 +43,15 @@ class LockStore(ABC):
         now = self.now()
         return m.drive(m.acquire(request, now), m.acquire_step(request, now), self._write)
 
-    def release(self, lock_key: str, owner: str, token: int, outcome: Status) -> m.ReleaseOutcome:
+    def release(
+        self, lock_key: str, owner: str, token: int, outcome: Status, seen: LockRecord | None = None
+    ) -> m.ReleaseOutcome:
         """Release; with a queue, the head is handed the lock in the same write (``handed_to``); without one,
-        whoever watched is named (``notify``)."""
+        whoever watched is named (``notify``). ``seen``: the lock as the caller last read it, if it did — with a
+        queue or watchers, the write is decided from it (one request, when nothing changed since)."""
         now = self.now()
         return m.drive(
-            m.release(lock_key, owner, token, outcome, now),
+            m.release(lock_key, owner, token, outcome, now, seen=_item(seen)),
             m.release_step(lock_key, owner, token, outcome, now),
             self._write,
         )
@@ -62,17 +65,21 @@ class LockStore(ABC):
         now = self.now()
         return m.note_outcome(owner, token, self._write(m.note(lock_key, owner, token, notes, now)), now)
 
-    def force_release(self, lock_key: str, token: int, by: str, reason: str) -> m.ForceReleaseOutcome:
+    def force_release(
+        self, lock_key: str, token: int, by: str, reason: str, seen: LockRecord | None = None
+    ) -> m.ForceReleaseOutcome:
         now = self.now()
         return m.drive(
-            m.force_release(lock_key, token, by, reason, now),
+            m.force_release(lock_key, token, by, reason, now, seen=_item(seen)),
             m.force_release_step(lock_key, token, by, reason, now),
             self._write,
         )
 
-    def expire(self, lock_key: str, token: int) -> m.ExpireOutcome:
+    def expire(self, lock_key: str, token: int, seen: LockRecord | None = None) -> m.ExpireOutcome:
         now = self.now()
-        return m.drive(m.expire(lock_key, token, now), m.expire_step(lock_key, token, now), self._write)
+        return m.drive(
+            m.expire(lock_key, token, now, seen=_item(seen)), m.expire_step(lock_key, token, now), self._write
+        )
 
     def dequeue(self, lock_key: str, owner: str) -> m.DequeueOutcome:
         """Leave the queue (a coalesced requester leaves its entry; the entry goes with its last requester)."""
@@ -100,3 +107,7 @@ class LockStore(ABC):
         now = self.now()
         items = [item for item in self._scan() if include_free or m.is_live(item, now)]
         return sorted((LockRecord.from_item(item) for item in items), key=lambda rec: rec.lock_key)
+
+
+def _item(record: LockRecord | None) -> Item | None:
+    return record.to_item() if record is not None else None

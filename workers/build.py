@@ -267,7 +267,7 @@ class BuildWorker:
     def _release_failed(self, job: d.Job, held: LockRecord) -> bool:
         """Release FAILED; whether it did."""
         try:
-            released = self.store.release(job.lock_key, job.request_id, held.token, Status.FAILED)
+            released = self.store.release(job.lock_key, job.request_id, held.token, Status.FAILED, seen=held)
         except LockStoreError as error:
             logger.error("could not release the lock; its lease will end it", reason=str(error))
             return False

@@ -228,7 +228,7 @@ class CancelWorker:
         lock_key = record.lock_key
         reason = force_release_reason(envelope.user_name, envelope.user_id)
         try:
-            released = self.store.force_release(lock_key, record.token, by=envelope.user_id, reason=reason)
+            released = self.store.force_release(lock_key, record.token, by=envelope.user_id, reason=reason, seen=record)
         except LockStoreError as error:
             runtime.logger.error("cancel: the lock table did not answer the release", reason=str(error))
             self._reply(envelope, store_unavailable(f"release `{lock_key}`"))

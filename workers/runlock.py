@@ -297,7 +297,7 @@ class RunLocks:
     def finish(self, record: LockRecord, run: RunReport, *, seen_by: str) -> Effect:
         """The run completed: release its lock with the run's outcome, and tell the channel once."""
         outcome = outcome_of(run.conclusion)
-        released = self.store.release(record.lock_key, record.owner, record.token, outcome)
+        released = self.store.release(record.lock_key, record.owner, record.token, outcome, seen=record)
         log = runtime.logger
         if isinstance(released, m.NotHolder):
             log.info("lock not released: it moved on", reason=released.reason.value, seen_by=seen_by)
@@ -345,7 +345,7 @@ class RunLocks:
 
     def expire(self, record: LockRecord, cause: ExpiryCause) -> Effect:
         """Record the lapsed lease as EXPIRED (only while nobody took the lock since) and tell the channel once."""
-        expired = self.store.expire(record.lock_key, record.token)
+        expired = self.store.expire(record.lock_key, record.token, seen=record)
         if isinstance(expired, m.NotHolder):
             runtime.logger.info("lock not expired", reason=expired.reason.value)
             return Effect.REFUSED

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -227,6 +227,8 @@ def per_operation(client: DynamoDBClient, counter: RequestCounter, list_keys: It
         "MarkedExpired",
     )
 
+    queued_operations(store, count)
+
     size = 0
     for n in list_keys:
         listed = new_table(client, f"bench-list-{n}")
@@ -237,6 +239,54 @@ def per_operation(client: DynamoDBClient, counter: RequestCounter, list_keys: It
 
         count(f"list ({n} keys)", listed.list, all_listed, f"{n} records")
     return {"operations": rows, "item_bytes": size, "keys_per_scan_page": PAGE_BYTES // size if size else None}
+
+
+def queued_operations(store: DynamoDBLockStore, count: Callable[..., Any]) -> None:
+    """The queue's operations: where a queue or watchers exist, a write decided blind is refused and decided again
+    from the item it returns; one decided from the caller's read of the lock is one request."""
+    key = "build-api-plt"
+    held = store.acquire(request(key, "alice"))
+    expect(isinstance(held, m.Acquired), f"acquire on {key}: {held!r}")
+    count(
+        "acquire-join (--queue)",
+        lambda: store.acquire(replace(request(key, "bob"), queue=True, coalesce="build|api|plt|main")),
+        lambda o: isinstance(o, m.Queued) and o.position == 1 and not o.coalesced,
+        "Queued (position 1)",
+    )
+    count(
+        "acquire-coalesce (--queue)",
+        lambda: store.acquire(replace(request(key, "carol"), queue=True, coalesce="build|api|plt|main")),
+        lambda o: isinstance(o, m.Queued) and o.coalesced,
+        "Queued (coalesced)",
+    )
+    count(
+        "dequeue",
+        lambda: store.dequeue(key, "carol"),
+        lambda o: isinstance(o, m.Dequeued) and o.position == 1,
+        "Dequeued",
+    )
+    count("watch", lambda: store.watch(key, "U0DAVE"), lambda o: isinstance(o, m.Watching), "Watching")
+    count(
+        "release (hand-off, blind)",
+        lambda: store.release(key, "alice", 1, Status.COMPLETED),
+        lambda o: isinstance(o, m.Released) and o.handed_to is not None,
+        "Released, handed to bob",
+    )
+    store.acquire(replace(request(key, "erin"), queue=True))
+    read = store.get(key)
+    count(
+        "release (hand-off, from a read)",
+        lambda: store.release(key, "bob", 2, Status.COMPLETED, seen=read),
+        lambda o: isinstance(o, m.Released) and o.handed_to is not None and o.handed_to.entry.owner == "erin",
+        "Released, handed to erin",
+    )
+    read = store.get(key)
+    count(
+        "release (watchers told, from a read)",
+        lambda: store.release(key, "erin", 3, Status.COMPLETED, seen=read),
+        lambda o: isinstance(o, m.Released) and o.notify == ("U0DAVE",),
+        "Released, watchers named",
+    )
 
 
 def item_bytes(item: dict[str, AttributeValueTypeDef]) -> int:

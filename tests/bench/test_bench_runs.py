@@ -35,6 +35,10 @@ def test_the_benchmark_runs_and_counts_one_request_per_operation(capsys: pytest.
     assert calls["check"] == "GetItem"
     assert all(calls[operation] == "UpdateItem" for operation in ONE_REQUEST if operation != "check")
     assert requests["list (3 keys)"] == requests["list (250 keys)"] == 1  # both fit one 1 MB Scan page
+    # with a queue: a blind write is refused and decided again from the item it returns; one from a read is one
+    assert calls["acquire-join (--queue)"] == calls["release (hand-off, blind)"] == "UpdateItem x2"
+    assert requests["release (hand-off, from a read)"] == requests["release (watchers told, from a read)"] == 1
+    assert calls["dequeue"] == calls["watch"] == "GetItem + UpdateItem"
 
     contention = result["contention"]
     assert (contention["contenders"], contention["rounds"]) == (8, 1)

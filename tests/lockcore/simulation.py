@@ -36,7 +36,7 @@ from lockcore.machine import (
     Watching,
     WatchOutcome,
 )
-from lockcore.record import LEGACY_TTL, NOTE_ATTRIBUTES, Status
+from lockcore.record import LEGACY_TTL, NOTE_ATTRIBUTES, LockRecord, Status
 from lockcore.store import Clock
 from tests.lockcore.stores import SimClock, StoreUnderTest
 
@@ -334,6 +334,8 @@ class LockSimulation(RuleBasedStateMachine):
         self.joins = itertools.count()
         self.pending: dict[str, dict[str, int]] = {key: {} for key in KEYS}
         self.handed: dict[str, list[tuple[tuple[str, ...], int]]] = {key: [] for key in KEYS}
+        self.seen: dict[str, LockRecord | None] = {}
+        """What a worker last read of each key: freeing writes may be decided from it, fresh or long stale."""
         type(self).schedules_run += 1
 
     def teardown(self) -> None:
@@ -481,34 +483,42 @@ class LockSimulation(RuleBasedStateMachine):
         a.request += 1
         a.token = a.lease_end = None
 
+    @rule(key=st.sampled_from(KEYS))
+    def read_the_lock(self, key: str) -> None:
+        """A worker reads the lock (the webhook worker, the reaper, cancel); it may free it from that read later."""
+        self.seen[key] = self.stores[0].store.get(key)
+
+    def hint(self, key: str, use: bool) -> LockRecord | None:
+        return self.seen.get(key) if use else None
+
     @precondition(lambda self: any(a.token is not None for a in self.actors))
-    @rule(who=actor, outcome=st.sampled_from([Status.COMPLETED, Status.FAILED]))
-    def release(self, who: int, outcome: Status) -> None:
+    @rule(who=actor, outcome=st.sampled_from([Status.COMPLETED, Status.FAILED]), read=st.booleans())
+    def release(self, who: int, outcome: Status, read: bool) -> None:
         a = self.pick(who)
         if a.token is None:
             return
-        self._release(a, a.token, outcome)
+        self._release(a, a.token, outcome, self.hint(a.key, read))
         a.last_release = (a.token, outcome)
 
-    @rule(who=actor)
-    def retry_release(self, who: int) -> None:
+    @rule(who=actor, read=st.booleans())
+    def retry_release(self, who: int, read: bool) -> None:
         """The same release again: its first answer was lost."""
         a = self.pick(who)
         if a.last_release is not None:
-            self._release(a, *a.last_release)
+            self._release(a, *a.last_release, self.hint(a.key, read))
 
     @rule(who=actor, outcome=st.sampled_from([Status.COMPLETED, Status.FAILED]), pick=st.integers(0, 10))
     def release_with_old_token(self, who: int, outcome: Status, pick: int) -> None:
         """A stale actor presents a token it once held (or never held)."""
         a = self.pick(who)
         token = a.tokens_seen[pick % len(a.tokens_seen)] if a.tokens_seen else pick
-        self._release(a, token, outcome)
+        self._release(a, token, outcome, self.hint(a.key, pick % 2 == 0))
 
-    def _release(self, a: Actor, token: int, outcome: Status) -> None:
+    def _release(self, a: Actor, token: int, outcome: Status, seen: LockRecord | None) -> None:
         model = self.model[a.key]
         was_holder = model.holder is not None and (model.holder.owner, model.holder.token) == (a.owner, token)
         expected = model.release(a.owner, token, outcome, self.now)
-        got = self.everywhere(lambda s: s.store.release(a.key, a.owner, token, outcome))
+        got = self.everywhere(lambda s: s.store.release(a.key, a.owner, token, outcome, seen=seen))
         assert got == expected, f"release: store {got}, model {expected}"
         self.learn(a.key, got[3] if str(got[0]).startswith("released") else None)  # type: ignore[arg-type]
         if got[0] == "released":
@@ -557,21 +567,23 @@ class LockSimulation(RuleBasedStateMachine):
         assert got == {expected}, f"check: stores {got}, model {expected}"
 
     # ------------------------------------------------------------------------------ the operators' steps
-    @rule(key=st.sampled_from(KEYS), stale=st.booleans())
-    def force_release(self, key: str, stale: bool) -> None:
+    @rule(key=st.sampled_from(KEYS), stale=st.booleans(), read=st.booleans())
+    def force_release(self, key: str, stale: bool, read: bool) -> None:
         model = self.model[key]
         token = model.last_token - 1 if stale else model.last_token
         expected = model.force_release(token, ADMIN, self.now)
-        got = self.everywhere(lambda s: s.store.force_release(key, token, ADMIN, "stuck in the simulation"))
+        seen = self.hint(key, read)
+        got = self.everywhere(lambda s: s.store.force_release(key, token, ADMIN, "stuck in the simulation", seen))
         assert got == expected, f"force-release: store {got}, model {expected}"
         self.learn(key, got[2] if str(got[0]).startswith("force-released") else None)  # type: ignore[arg-type]
 
-    @rule(key=st.sampled_from(KEYS))
-    def reaper(self, key: str) -> None:
+    @rule(key=st.sampled_from(KEYS), read=st.booleans())
+    def reaper(self, key: str, read: bool) -> None:
         model = self.model[key]
         token = model.last_token
         expected = model.expire(token, self.now)
-        got = self.everywhere(lambda s: s.store.expire(key, token))
+        seen = self.hint(key, read)
+        got = self.everywhere(lambda s: s.store.expire(key, token, seen))
         assert got == expected, f"expire: store {got}, model {expected}"
         self.learn(key, got[2] if str(got[0]).startswith("expired") else None)  # type: ignore[arg-type]
 
@@ -662,7 +674,8 @@ class LockSimulation(RuleBasedStateMachine):
                     break
                 holder = model.holder
                 if holder is not None and holder.token is not None and holder.status is Status.IN_PROGRESS:
-                    self.force_release(key, stale=False)
+                    self.read_the_lock(key)  # the admin looks at the lock, then force-releases it from that read
+                    self.force_release(key, stale=False, read=True)
                 else:  # a legacy holder, or a lapsed one nobody recorded: the next acquire hands off
                     self.clock.advance(max(0, (holder.lease_end if holder else 0) - self.now) + 1)
                     drainer = Actor("drainer", key)

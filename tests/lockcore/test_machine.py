@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lockcore import machine as m
 from lockcore.expressions import Item, apply, holds
-from lockcore.record import NOTE_ATTRIBUTES, Status
+from lockcore.record import NOTE_ATTRIBUTES, LockRecord, Status
 from tests.lockcore.simulation import AnyOutcome, answer_of
 
 NOW = 1_800_000_000
@@ -299,19 +299,19 @@ class Lock:
         request = m.AcquireRequest(KEY, owner, lease, locked_by=f"U-{owner}", queue=queue, coalesce=coalesce)
         return m.drive(m.acquire(request, now), m.acquire_step(request, now), self.write)
 
-    def release(self, owner: str, token: int, now: int = NOW) -> m.ReleaseOutcome:
+    def release(self, owner: str, token: int, now: int = NOW, seen: Item | None = None) -> m.ReleaseOutcome:
         return m.drive(
-            m.release(KEY, owner, token, Status.COMPLETED, now),
+            m.release(KEY, owner, token, Status.COMPLETED, now, seen=seen),
             m.release_step(KEY, owner, token, Status.COMPLETED, now),
             self.write,
         )
 
-    def expire(self, token: int, now: int) -> m.ExpireOutcome:
-        return m.drive(m.expire(KEY, token, now), m.expire_step(KEY, token, now), self.write)
+    def expire(self, token: int, now: int, seen: Item | None = None) -> m.ExpireOutcome:
+        return m.drive(m.expire(KEY, token, now, seen=seen), m.expire_step(KEY, token, now), self.write)
 
-    def force_release(self, token: int, now: int = NOW) -> m.ForceReleaseOutcome:
+    def force_release(self, token: int, now: int = NOW, seen: Item | None = None) -> m.ForceReleaseOutcome:
         step = m.force_release_step(KEY, token, "U-admin", "stuck", now)
-        return m.drive(m.force_release(KEY, token, "U-admin", "stuck", now), step, self.write)
+        return m.drive(m.force_release(KEY, token, "U-admin", "stuck", now, seen=seen), step, self.write)
 
     def dequeue(self, owner: str) -> m.DequeueOutcome:
         return m.drive(None, m.dequeue_step(KEY, owner), self.write, self.read)
@@ -716,3 +716,35 @@ def test_an_expire_repeated_answers_the_same_hand_off_and_watchers_not_a_refusal
     lock.acquire("req-c", now=later)
     refused = lock.expire(1, later)  # the next acquire forgets how the lock was let go before
     assert isinstance(refused, m.NotHolder) and refused.reason is m.Refusal.STALE_TOKEN
+
+
+def test_a_freeing_write_decided_from_the_item_the_caller_read_is_one_request() -> None:
+    """The webhook worker, the reaper and cancel read the lock before they free it: with a queue or watchers, the
+    write decided from that read hands off (or tells the watchers) in one request — and one the read no longer
+    matches is refused and decided again, never done wrong."""
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    read = LockRecord.from_item(lock.item or {}).to_item()  # what a worker holds: a record, back as an item
+    lock.writes = 0
+    handed = lock.release("req-a", 1, seen=read)
+    assert isinstance(handed, m.Released) and handed.handed_to is not None and lock.writes == 1
+    assert lock.holder == ("req-b", 2) and handed.record.status is Status.COMPLETED
+
+    lock.watch("U1")
+    stale = dict(lock.item or {})
+    lock.acquire("req-c")  # joined after the read: the read's queue is stale
+    lock.writes = 0
+    forced = lock.force_release(2, seen=stale)
+    assert isinstance(forced, m.ForceReleased) and forced.handed_to is not None
+    assert forced.handed_to.entry.owner == "req-c" and lock.writes == 2
+
+    read = dict(lock.item or {})  # req-c holds; U1 still watches; nobody waits
+    lock.writes = 0
+    freed = lock.expire(3, NOW + 601, seen=read)
+    assert isinstance(freed, m.MarkedExpired) and freed.notify == ("U1",) and lock.writes == 1
+
+    lock.acquire("req-d", now=NOW + 601)
+    lock.writes = 0
+    plain = lock.release("req-d", 4, seen=dict(lock.item or {}))  # nobody waits or watches: the plain write
+    assert isinstance(plain, m.Released) and lock.writes == 1
