@@ -100,7 +100,7 @@ class Result:
     replayed: bool = False
 
 
-class DispatchInDoubt(Exception):
+class DispatchInDoubt(runtime.RetryLater):
     """GitHub could not say whether the dispatch started a run; the message is retried to find out."""
 
 

@@ -11,7 +11,7 @@
 - :func:`process_sqs_batch` runs a record handler over an SQS batch with Powertools' ``BatchProcessor`` and
   answers Lambda's ``ReportBatchItemFailures``: a record whose handler raises goes back to the queue alone (and,
   after ``maxReceiveCount``, to the DLQ), its neighbours are deleted. Each failed record is logged once
-  (:class:`WorkerBatchProcessor`): an expected retry (:func:`expected_retries`) as one warning line, anything
+  (:class:`WorkerBatchProcessor`): an expected retry (:data:`EXPECTED_RETRIES`) as one warning line, anything
   else as an error with its traceback.
 
 Environment: ``LOCK_TABLE_NAME`` (default ``chatbot-build-locks``), ``IDEMPOTENCY_TABLE_NAME`` (default
@@ -102,16 +102,14 @@ def reset(*, lock_clock: Clock | None = None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the batch
-def expected_retries() -> tuple[type[Exception], ...]:
-    """The failures by which a record asks to be handled again later: no fault, so no traceback.
+class RetryLater(Exception):
+    """Raised by a record handler to have the record handled again later — no fault, so logged without a
+    traceback (e.g. :class:`workers.build.DispatchInDoubt`: GitHub could not say whether a dispatch started a run)."""
 
-    - Powertools' ``IdempotencyAlreadyInProgressError``: another invocation is handling the same request now.
-    - :class:`workers.build.DispatchInDoubt`: GitHub could not say whether a dispatch started a run.
-    """
-    # Imported here, not at the top: workers.build imports this module.
-    from workers.build import DispatchInDoubt  # noqa: PLC0415
 
-    return (IdempotencyAlreadyInProgressError, DispatchInDoubt)
+EXPECTED_RETRIES: Final = (IdempotencyAlreadyInProgressError, RetryLater)
+"""The failures by which a record asks to be handled again later: ours, and Powertools'
+``IdempotencyAlreadyInProgressError`` (another invocation is handling the same request now)."""
 
 
 class WorkerBatchProcessor(BatchProcessor):
@@ -131,7 +129,7 @@ class WorkerBatchProcessor(BatchProcessor):
             "receive_count": record.attributes.approximate_receive_count,
             "error": type(error).__name__,
         }
-        if isinstance(error, expected_retries()):
+        if isinstance(error, EXPECTED_RETRIES):
             logger.warning("record retried later: it goes back to the queue", extra={**keys, "reason": str(error)})
         else:
             logger.error("record failed: it goes back to the queue (then to the DLQ)", exc_info=error, extra=keys)
