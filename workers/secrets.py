@@ -12,6 +12,7 @@ import os
 from typing import Literal, get_args
 
 from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import BotoCoreError
 
 SecretName = Literal["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET"]
 SECRET_NAMES: tuple[SecretName, ...] = get_args(SecretName)
@@ -42,8 +43,9 @@ def get_secret(name: SecretName) -> str:
         raise SecretUnavailable(name, f"set ${name} or ${parameter_env(name)} (an SSM SecureString parameter name)")
     try:
         value = parameters.get_parameter(parameter, decrypt=True, max_age=CACHE_SECONDS)
-    except parameters.exceptions.GetParameterError as error:
-        # The error names the parameter and the AWS error code; a value is never part of it.
+    except (parameters.exceptions.GetParameterError, BotoCoreError) as error:
+        # The error names the parameter and the AWS error code (or, made before Powertools' own handling, the
+        # client's: no region, no credentials); a value is never part of it.
         raise SecretUnavailable(name, f"cannot read SSM parameter {parameter}: {_one_line(error)}") from None
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")

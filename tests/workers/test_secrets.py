@@ -56,3 +56,14 @@ def test_a_missing_parameter_is_one_named_error(ssm: None, monkeypatch: pytest.M
     message = str(raised.value)
     assert message.startswith("secret GITHUB_WEBHOOK_SECRET: cannot read SSM parameter /chatops/nowhere")
     assert "\n" not in message
+
+
+def test_no_region_is_one_named_error_too(ssm: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Powertools makes its SSM client before its own error handling: a missing region must still be named."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("SLACK_BOT_TOKEN_PARAM", "/chatops/bot")
+    with pytest.raises(SecretUnavailable, match=r"cannot read SSM parameter /chatops/bot: .*region") as raised:
+        get_secret("SLACK_BOT_TOKEN")
+    assert "\n" not in str(raised.value)
