@@ -13,6 +13,8 @@ it; this worker decides:
    in a moment (releasing now would let the run start with no lock over it). A run that has already finished is
    left to its result (the webhook, or the reaper within a minute, records it); GitHub not answering leaves the
    lock as it is, and says so.
+   A lock taken *after* the command was sent (the router's ``receivedAt``) is not the one the user meant — a
+   redelivered cancel whose first delivery freed the lock, since handed to the next in line — and is left alone.
 4. **Release the lock, then cancel the run.** One conditional write on the token that was read — force-release,
    because it is the operation that records who ended the lock and why (``releasedBy`` = the canceller's user id,
    ``releaseReason`` = ``cancelled from Slack by <name>``); if the lock moved on in the meantime, nothing is
@@ -40,7 +42,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lockcore import machine as m
 from lockcore.errors import LockStoreError
-from lockcore.record import LockRecord, Status
+from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers import handoff, runtime
 from workers.commands import Cancel, Refused, describe, refusal_text
@@ -128,6 +130,14 @@ def lock_moved_text(lock_key: str, current: LockRecord | None, now: int) -> str:
     return f"⚠️ `{escape(lock_key)}` changed in the meantime (now {standing(current, now)}); nothing was released."
 
 
+def taken_after(record: LockRecord, sent_at: int) -> bool:
+    """The lock was taken after the command was sent (``sent_at``, epoch seconds, as the router received it)."""
+    try:
+        return epoch(record.locked_at) > sent_at
+    except ValueError:
+        return False
+
+
 def force_release_reason(user_name: str, user_id: str) -> str:
     return f"cancelled from Slack by {user_name or user_id}"
 
@@ -157,6 +167,12 @@ class CancelWorker:
         if record is None or record.status not in _CANCELLABLE:
             self._reply(envelope, Message(nothing_to_cancel(lock_key, record, now)))
             return Cancelled.NOTHING_HELD
+        if taken_after(record, envelope.received_at):
+            # A redelivered cancel whose first delivery freed the lock, now handed on or taken again: it was not
+            # this holder's run the user asked to cancel.
+            runtime.logger.warning("cancel refused: the lock was taken after the command was sent")
+            self._reply(envelope, Message(lock_moved_text(lock_key, record, now)))
+            return Cancelled.LOCK_MOVED
         refused = self._refusal(envelope, command, record)
         if refused is not None:
             return refused

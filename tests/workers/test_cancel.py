@@ -6,7 +6,9 @@ cancelled in the GitHub stand-in, the lock in DynamoDB (moto), the words in the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -189,3 +191,17 @@ def test_a_redelivered_cancel_goes_on_as_the_first_without_writing_again(world: 
     read_before = taken.record
     assert worker._release(envelope, read_before, world.store.now()) is Cancelled.DONE
     assert world.lock() == released and released is not None and released.status is Status.FORCE_RELEASED
+
+
+def test_a_cancel_sent_before_the_lock_was_taken_leaves_the_new_holder_alone(world: World) -> None:
+    """An admin's cancel redelivered after its first delivery freed the lock and the next in line took it: the
+    run under the lock now is not the one the admin meant."""
+    typed = replace(world.envelope("c", CANCEL, user="admin"), received_at=int(time.time()) - 10)
+    run_id = start_build(world, user="bob")  # taken after the cancel was typed
+    assert status.handler(sqs_event(typed), Context()) == NO_FAILURES
+    [reply] = world.replies_to("c")
+    assert reply.text.startswith("⚠️ `build-router-plt` changed in the meantime (now held by bob"), reply.text
+    assert reply.text.endswith("nothing was released.")
+    assert world.github.run(run_id).conclusion is None
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS
