@@ -59,6 +59,11 @@ RELEASED_METRIC: Final = "buildLockManager.releaseLock.success"
 LOCK_DURATION_METRIC: Final = "buildLockManager.lockDuration"
 EXTENDED_METRIC: Final = "buildLockManager.extendLock.success"
 EXPIRED_METRIC: Final = "buildLockManager.lock.expired"
+RUN_COMPLETED_METRIC: Final = "buildLockManager.run.completed"
+RUN_FAILED_METRIC: Final = "buildLockManager.run.failed"
+OUTCOME_METRICS: Final = {Status.COMPLETED: RUN_COMPLETED_METRIC, Status.FAILED: RUN_FAILED_METRIC}
+"""A run's end, by the outcome :meth:`RunLocks.finish` released its lock with, once per release (a repeat emits
+nothing): the dashboard's run failure rate is FAILED / (COMPLETED + FAILED)."""
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
@@ -317,6 +322,7 @@ class RunLocks:
             seen_by=seen_by,
         )
         runtime.metrics.add_metric(name=RELEASED_METRIC, unit=MetricUnit.Count, value=1)
+        runtime.metrics.add_metric(name=OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=1)
         runtime.metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=held_for(after, now))
         text = result_text(after, run, now)
         self.tell(after, text + self.pass_on(released.handed_to))

@@ -5,6 +5,8 @@ and the queue drained into the worker. DynamoDB on moto, Slack on loopback. Noth
 
 from __future__ import annotations
 
+import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -23,7 +25,14 @@ from workers.commands import Dispatch
 from workers.config import Action, current_config
 from workers.envelope import WorkflowRunEnvelope
 from workers.localstack.github import WorkflowRun
-from workers.runlock import Effect, RunReport, result_text
+from workers.runlock import (
+    RELEASED_METRIC,
+    RUN_COMPLETED_METRIC,
+    RUN_FAILED_METRIC,
+    Effect,
+    RunReport,
+    result_text,
+)
 
 BUILD_KEY = "build-router-plt"
 DEPLOY_KEY = "deploy-api-prod"
@@ -273,3 +282,52 @@ def test_the_lock_table_failing_sends_the_event_back(world: World, github: GitHu
         record["messageId"] for record in queued["Records"]
     ]
     assert channel_posts(world) == []
+
+
+# ------------------------------------------------------------------------------------- what the dashboard reads
+def emf_values(out: str, metric: str) -> list[float]:
+    """Every value of ``metric`` in the EMF blobs printed (namespace ChatOps, dimension service=chatops)."""
+    values: list[float] = []
+    for line in out.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        blob = json.loads(line)
+        [directive] = blob["_aws"]["CloudWatchMetrics"]
+        if metric in {m["Name"] for m in directive["Metrics"]}:
+            assert directive["Namespace"] == "ChatOps" and blob["service"] == "chatops"
+            assert directive["Dimensions"] == [["service"]]
+            values += blob[metric] if isinstance(blob[metric], list) else [blob[metric]]
+    return values
+
+
+@pytest.mark.parametrize(
+    ("conclusion", "outcome", "other"),
+    [("success", RUN_COMPLETED_METRIC, RUN_FAILED_METRIC), ("timed_out", RUN_FAILED_METRIC, RUN_COMPLETED_METRIC)],
+)
+def test_a_finished_run_emits_its_outcome_once_for_the_dashboards_failure_rate(
+    world: World, github: GitHubEvents, capsys: pytest.CaptureFixture[str], *, conclusion: str, outcome: str, other: str
+) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, conclusion)
+    [(action, completed)] = github.events("completed")
+    assert github.post(action, completed) == 202
+    assert github.post(action, completed) == 202  # delivered twice: the second release is a repeat, not a run
+    capsys.readouterr()
+
+    assert deliver(github) == NO_FAILURES
+
+    emitted = capsys.readouterr().out
+    assert emf_values(emitted, outcome) == [1.0]
+    assert emf_values(emitted, other) == []
+    assert emf_values(emitted, RELEASED_METRIC) == [1.0]
+
+
+def test_the_build_workers_lock_acquired_line_names_the_lock_key(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard's busiest keys and hours count these lines (``filter message = "lock acquired"``, by
+    ``lock_key``) in the build worker's log group: the JSON the Powertools handler writes, as Lambda gets it."""
+    written = io.StringIO()
+    monkeypatch.setattr(runtime.logger.registered_handler, "stream", written)
+    start_build(world)
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    [acquired] = [line for line in lines if line.get("message") == "lock acquired"]
+    assert acquired["lock_key"] == BUILD_KEY
