@@ -246,12 +246,9 @@ class BuildWorker:
             if envelope is None:
                 logger.warning("no envelope kept for a coalesced requester", owner=owner)
                 continue
-            note = Message(text)
-            if self.slack.reply(envelope.response_url, note, correlation_id=envelope.correlation_id):
-                continue
-            self.slack.post_ephemeral(
-                envelope.channel_id, envelope.user_id, note, correlation_id=envelope.correlation_id
-            )
+            note, cid = Message(text), envelope.correlation_id
+            if not self.slack.reply(envelope.response_url, note, correlation_id=cid):
+                handoff.tell_privately(self.slack, envelope.channel_id, envelope.user_id, note, cid)
 
     def _give_up(self, job: d.Job, held: LockRecord | None, reason: str, revision: d.Revision | None) -> Result:
         """The dispatch did not happen: free the lock (FAILED) and say why, in one line."""
@@ -326,14 +323,14 @@ class BuildWorker:
             raise DispatchInDoubt(f"cannot look for the run of {job.correlation_id}: {error}") from None
 
     def _tell(self, job: d.Job, message: Message, *, channel_too: bool = False) -> None:
-        """Reply through the response_url; news for the channel falls back to chat.postMessage."""
-        if self.slack.reply(job.response_url, message, correlation_id=job.correlation_id):
+        """Reply through the response_url; when it is spent or expired (a request handed the lock from the queue
+        long after it was typed), news for the channel goes to chat.postMessage, the rest to the user alone."""
+        cid = job.correlation_id
+        if self.slack.reply(job.response_url, message, correlation_id=cid):
             return
-        if (
-            channel_too
-            and job.channel_id
-            and self.slack.post_message(job.channel_id, message, correlation_id=job.correlation_id)
-        ):
+        if channel_too and job.channel_id and self.slack.post_message(job.channel_id, message, correlation_id=cid):
+            return
+        if not channel_too and handoff.tell_privately(self.slack, job.channel_id, job.user_id, message, cid):
             return
         logger.error("the user could not be told", text=message.text)
 

@@ -115,11 +115,12 @@ def tell_watchers(record: LockRecord, notify: tuple[str, ...], slack: SlackRepli
     channel = record.notes.get("channelId", "")
     message = Message(free_text(record))
     cid = record.correlation_id or ""
-    return sum(_tell_user(slack, channel, user, message, cid) for user in notify)
+    return sum(tell_privately(slack, channel, user, message, cid) for user in notify)
 
 
-def _tell_user(slack: SlackReplies, channel: str, user: str, message: Message, correlation_id: str) -> bool:
-    """Only ``user`` sees it: ephemeral in ``channel``, else a direct message; logged when neither works."""
+def tell_privately(slack: SlackReplies, channel: str, user: str, message: Message, correlation_id: str) -> bool:
+    """Only ``user`` sees it: ephemeral in ``channel``, else a direct message; logged when neither works. For news
+    that comes after the command's ``response_url`` is spent (5 posts) or expired (30 minutes)."""
     if (channel and slack.post_ephemeral(channel, user, message, correlation_id=correlation_id)) or slack.post_message(
         user, message, correlation_id=correlation_id
     ):
@@ -146,7 +147,7 @@ def tell_coalesced(record: LockRecord, text: str, slack: SlackReplies, pending: 
         channel = envelope.channel_id if envelope is not None else ""
         if channel and channel == lock_channel:
             continue  # they read it in the channel
-        told += _tell_user(slack, channel, requester.user, message, record.correlation_id or "")
+        told += tell_privately(slack, channel, requester.user, message, record.correlation_id or "")
     return told
 
 

@@ -150,10 +150,13 @@ def test_a_handed_request_that_cannot_start_tells_every_coalesced_requester(worl
     assert webhook.handler(github.queued(), Context()) == NO_FAILURES
 
     world.github.fail_next(status=401, body={"message": "Bad credentials"}, path_contains="/dispatches")
+    world.slack.expire_response_url("b")  # bob queued more than 30 minutes ago
     [_] = drain(world)
 
     assert len(world.dispatches()) == 1
-    [_, bob] = world.replies_to("b")
+    [_, expired] = world.replies_to("b")  # refused by Slack: the news went to bob alone instead
+    [bob] = world.slack.messages("chat.postEphemeral")
+    assert (bob.body["user"], bob.body["channel"], bob.text) == ("U0BOB", "C0BUILDS", expired.text)
     assert bob.text.startswith("❌ Couldn't start the build router (plt): ")
     [_, carol] = world.replies_to("c")
     assert carol.text == f"{bob.text} (Your identical request waited with bob's.)"

@@ -4,8 +4,10 @@
   ``WebClient`` sends them) answer ``{"ok": true, "channel", "ts"}`` like the Web API — or, with a configured
   ``token`` that the request does not carry, ``{"ok": false, "error": "invalid_auth"}`` with HTTP 200, as Slack
   does. Other ``/api/…`` methods: ``unknown_method``.
-- Any other path is a ``response_url`` (hand them out with :meth:`SlackStandIn.response_url`): every POST is
-  accepted with ``ok``.
+- Any other path is a ``response_url`` (hand them out with :meth:`SlackStandIn.response_url`): a POST is
+  accepted with ``ok`` — up to 5 per URL, as Slack allows; the sixth, or any after
+  :meth:`SlackStandIn.expire_response_url` (Slack's 30 minutes, without the wait), answers 404 ``used_url`` /
+  ``expired_url`` (the code treats any answer but 200 as not delivered, whatever the exact words).
 
 Everything received is recorded (:attr:`~workers.localstack.standin.StandInServer.requests`);
 :meth:`SlackStandIn.messages` lists what was posted where. ``fail_next`` makes the next posts answer 500 (or any
@@ -25,6 +27,8 @@ from typing import Any
 from workers.localstack.standin import RecordedRequest, Reply, StandInServer
 
 API_PREFIX = "/api/"
+RESPONSE_URL_USES = 5
+"""Posts Slack accepts per ``response_url`` (within its 30 minutes)."""
 _WEB_API_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral"})
 
 
@@ -51,6 +55,13 @@ class SlackStandIn(StandInServer):
         self.token = token
         self._ts = itertools.count(1)
         self._ts_lock = threading.Lock()
+        self._uses: dict[str, int] = {}
+        self._expired: set[str] = set()
+
+    def expire_response_url(self, name: str) -> None:
+        """The ``response_url`` called ``name`` is older than Slack's 30 minutes: posts to it are refused."""
+        with self._ts_lock:
+            self._expired.add(self.response_url(name).removeprefix(self.url))
 
     @property
     def api_url(self) -> str:
@@ -67,7 +78,7 @@ class SlackStandIn(StandInServer):
 
     def answer(self, request: RecordedRequest) -> Reply:
         if not request.path.startswith(API_PREFIX):
-            return Reply(200, "ok") if request.method == "POST" else Reply(405, "method not allowed")
+            return self._response_url(request)
         method = request.path[len(API_PREFIX) :]
         if method not in _WEB_API_METHODS:
             return Reply(200, {"ok": False, "error": "unknown_method"})
@@ -83,3 +94,12 @@ class SlackStandIn(StandInServer):
         if method == "chat.postEphemeral":
             return Reply(200, {"ok": True, "message_ts": ts})
         return Reply(200, {"ok": True, "channel": body["channel"], "ts": ts, "message": {"text": body.get("text")}})
+
+    def _response_url(self, request: RecordedRequest) -> Reply:
+        if request.method != "POST":
+            return Reply(405, "method not allowed")
+        with self._ts_lock:
+            if request.path in self._expired:
+                return Reply(404, "expired_url")
+            self._uses[request.path] = uses = self._uses.get(request.path, 0) + 1
+        return Reply(200, "ok") if uses <= RESPONSE_URL_USES else Reply(404, "used_url")
