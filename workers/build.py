@@ -70,6 +70,7 @@ from workers.config import Action, Config, current_config
 from workers.envelope import CommandEnvelope
 from workers.freeze import refuse_frozen
 from workers.github import GitHubClient, GitHubError, GitHubServerError, GitHubUnreachable, Run
+from workers.runlock import RUN_FAILED_METRIC
 from workers.runtime import logger, metrics
 from workers.secrets import SecretUnavailable
 from workers.slack import Message, SlackReplies
@@ -273,6 +274,8 @@ class BuildWorker:
             return False
         handoff.pass_on(released.handed_to, self.config, self.pending)  # the next in line is dispatched
         handoff.tell_watchers(released.record, released.notify, self.slack)
+        if not released.repeated:  # a run that never started is a failed run, as /build stats counts it
+            metrics.add_metric(name=RUN_FAILED_METRIC, unit=MetricUnit.Count, value=1)
         try:
             held_for = self.now() - epoch(held.locked_at)
         except ValueError:

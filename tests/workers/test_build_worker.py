@@ -20,6 +20,7 @@ import pytest
 
 from lockcore.machine import Acquired, AcquireRequest
 from lockcore.record import Status
+from tests.workers.test_webhook_worker import emf_values
 from tests.workers.worker_world import (
     IDEMPOTENCY_TABLE,
     MAIN_SHA,
@@ -38,6 +39,7 @@ from workers.config import Action
 from workers.envelope import CommandEnvelope
 from workers.github import GitHubClient, parse_run_name
 from workers.localstack.github import RunDetails
+from workers.runlock import RUN_COMPLETED_METRIC, RUN_FAILED_METRIC
 
 BUILD_KEY = "build-router-plt"
 
@@ -510,3 +512,18 @@ def test_with_the_lock_switched_off_every_request_dispatches_without_locking(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "ENABLE_DISTRIBUTED_LOCK=false: dispatching without the lock" in warnings
     assert_settled(world, envelopes, response)
+
+
+def test_a_run_that_could_not_start_counts_as_a_failed_run_once(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dashboard's failure rate counts what /build stats counts: a lock released FAILED by the build worker
+    because its dispatch failed is a failed run; its redelivery (answered from the idempotency record) is not."""
+    world.github.fail_next(status=401, body={"message": "Bad credentials"}, path_contains="/dispatches")
+    envelope = world.envelope("a")
+    capsys.readouterr()
+    deliver(sqs_event(envelope))
+    deliver(sqs_event(envelope))
+    emitted = capsys.readouterr().out
+    assert emf_values(emitted, RUN_FAILED_METRIC) == [1.0]
+    assert emf_values(emitted, RUN_COMPLETED_METRIC) == []
