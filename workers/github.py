@@ -245,7 +245,7 @@ class GitHubClient:
             status=0,
             other=0,
             redirect=3,
-            allowed_methods=frozenset(),
+            allowed_methods=frozenset({"GET"}),  # so a POST is never retried after a read error either
             backoff_factor=backoff,
             raise_on_status=False,
         )
