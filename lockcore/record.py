@@ -210,6 +210,10 @@ class LockRecord:
     handed_from_queue: QueueEntry | None = None
     """The queue entry the lock was last handed to (``previousHandedTo``) — the holder's, while ``owner`` is its
     owner: a holder that came from the queue, whose requesters are all told its run."""
+    previous_status: str | None = None
+    previous_released_by: str | None = None
+    """How the holder before a hand-off let go, and who force-released it (``previousStatus``,
+    ``previousReleasedBy``)."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Value]) -> LockRecord:
@@ -247,6 +251,8 @@ class LockRecord:
             queue=decode_queue(item.get(QUEUE)),
             watchers=decode_watchers(item.get(WATCHERS)),
             handed_from_queue=next(iter(decode_queue(item.get(PREVIOUS_HANDED_TO))), None),
+            previous_status=optional_text(PREVIOUS_STATUS),
+            previous_released_by=optional_text(PREVIOUS_RELEASED_BY),
         )
 
     def to_item(self) -> Item:
@@ -268,6 +274,8 @@ class LockRecord:
             RELEASED_BY: self.released_by,
             RELEASE_REASON: self.release_reason,
             LEGACY_TTL: self.legacy_ttl,
+            PREVIOUS_STATUS: self.previous_status,
+            PREVIOUS_RELEASED_BY: self.previous_released_by,
         }
         item.update({name: value for name, value in optional.items() if value is not None})
         item.update(self.notes)

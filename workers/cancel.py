@@ -13,8 +13,11 @@ it; this worker decides:
    in a moment (releasing now would let the run start with no lock over it). A run that has already finished is
    left to its result (the webhook, or the reaper within a minute, records it); GitHub not answering leaves the
    lock as it is, and says so.
-   A lock taken *after* the command was sent (the router's ``receivedAt``) is not the one the user meant — a
-   redelivered cancel whose first delivery freed the lock, since handed to the next in line — and is left alone.
+   A lock taken *after* the command was sent (the router's ``receivedAt``), or handed on by this user's
+   force-release since (:data:`CLOCK_SKEW_SECONDS` allowed between the two clocks), is not the one the user meant
+   — a redelivered cancel whose first delivery freed the lock and handed it to the next in line — and is left
+   alone. A lock this very cancel already force-released (a delivery that died before it cancelled the run) has
+   its run cancelled if it still goes.
 4. **Release the lock, then cancel the run.** One conditional write on the token that was read — force-release,
    because it is the operation that records who ended the lock and why (``releasedBy`` = the canceller's user id,
    ``releaseReason`` = ``cancelled from Slack by <name>``); if the lock moved on in the meantime, nothing is
@@ -58,6 +61,9 @@ from workers.usergroups import GroupLookupFailed
 
 CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
 _CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})
+CLOCK_SKEW_SECONDS: Final = 5
+"""How far the router's clock (``receivedAt``) may run ahead of the workers' (the lock's times), in whole
+seconds, when a cancel recognises what its own earlier delivery did."""
 
 
 class Cancelled(StrEnum):
@@ -130,12 +136,36 @@ def lock_moved_text(lock_key: str, current: LockRecord | None, now: int) -> str:
     return f"⚠️ `{escape(lock_key)}` changed in the meantime (now {standing(current, now)}); nothing was released."
 
 
-def taken_after(record: LockRecord, sent_at: int) -> bool:
-    """The lock was taken after the command was sent (``sent_at``, epoch seconds, as the router received it)."""
+def taken_after(record: LockRecord, envelope: CommandEnvelope) -> bool:
+    """The lock was taken after the command was sent (``receivedAt``, epoch seconds, as the router received it);
+    or it was handed on by this user's force-release since (this cancel's own first delivery) — which, in whole
+    seconds and across two clocks, may seem as old as the command (:data:`CLOCK_SKEW_SECONDS`)."""
     try:
-        return epoch(record.locked_at) > sent_at
+        taken = epoch(record.locked_at)
     except ValueError:
         return False
+    handed_on_by_this = (
+        record.handed_from_queue is not None
+        and record.handed_from_queue.owner == record.owner
+        and record.previous_status == Status.FORCE_RELEASED.value
+        and record.previous_released_by == envelope.user_id
+    )
+    return taken > envelope.received_at or (handed_on_by_this and taken >= envelope.received_at - CLOCK_SKEW_SECONDS)
+
+
+def freed_by(record: LockRecord, envelope: CommandEnvelope) -> bool:
+    """This cancel (a delivery of it) already force-released the lock — and nobody took it since."""
+    try:
+        released = epoch(record.released_at) if record.released_at is not None else None
+    except ValueError:
+        return False
+    return (
+        released is not None
+        and released >= envelope.received_at - CLOCK_SKEW_SECONDS
+        and record.status is Status.FORCE_RELEASED
+        and record.released_by == envelope.user_id
+        and record.release_reason == force_release_reason(envelope.user_name, envelope.user_id)
+    )
 
 
 def force_release_reason(user_name: str, user_id: str) -> str:
@@ -164,10 +194,12 @@ class CancelWorker:
             self._reply(envelope, store_unavailable(f"look up `{lock_key}`"))
             return Cancelled.STORE_FAILED
         now = self.store.now()
+        if record is not None and freed_by(record, envelope):
+            return self._after_own_release(envelope, record, now)
         if record is None or record.status not in _CANCELLABLE:
             self._reply(envelope, Message(nothing_to_cancel(lock_key, record, now)))
             return Cancelled.NOTHING_HELD
-        if taken_after(record, envelope.received_at):
+        if taken_after(record, envelope):
             # A redelivered cancel whose first delivery freed the lock, now handed on or taken again: it was not
             # this holder's run the user asked to cancel.
             runtime.logger.warning("cancel refused: the lock was taken after the command was sent")
@@ -182,6 +214,27 @@ class CancelWorker:
         released = self._release(envelope, record, now)
         if released is not Cancelled.DONE:
             return released
+        return self._cancel_and_announce(envelope, record, run, now)
+
+    def _after_own_release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> Cancelled:
+        """A delivery of this very cancel freed the lock already; if it died before cancelling the run, the run
+        is still going: cancel it now. Else there is nothing more to do."""
+        run_id = noted_run_id(record)
+        try:
+            going = run_id is not None and not self.github.get_run(self.config.github.repository, run_id).completed
+        except GitHubError as error:
+            runtime.logger.error("cancel: GitHub could not say where the run stands", run_id=run_id, reason=str(error))
+            self._reply(envelope, Message(github_failed_text(record, str(error))))
+            return Cancelled.GITHUB_FAILED
+        if not going:
+            self._reply(envelope, Message(nothing_to_cancel(record.lock_key, record, now)))
+            return Cancelled.NOTHING_HELD
+        runtime.logger.warning("cancel: the lock was freed by this cancel, its run still goes: cancelling it")
+        return self._cancel_and_announce(envelope, record, run_id, now)
+
+    def _cancel_and_announce(
+        self, envelope: CommandEnvelope, record: LockRecord, run: int | None, now: int
+    ) -> Cancelled:
         not_cancelled = self._cancel_run(run) if run is not None else None
         text = cancelled_text(record, envelope.user_id, now)
         if not_cancelled is not None:

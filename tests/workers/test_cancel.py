@@ -18,7 +18,7 @@ from lockcore.record import Status
 from tests.workers.github_events import github_events
 from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, running_world, sqs_event
 from workers import build, runtime, status, webhook
-from workers.cancel import Cancelled, CancelWorker
+from workers.cancel import Cancelled, CancelWorker, force_release_reason
 from workers.commands import Cancel, Usage, acknowledgement, audience_for, describe, parse
 from workers.config import QUEUE_FOR_KIND, Action, Queue, current_config, load_config
 from workers.envelope import CommandEnvelope, read_message
@@ -205,3 +205,23 @@ def test_a_cancel_sent_before_the_lock_was_taken_leaves_the_new_holder_alone(wor
     assert world.github.run(run_id).conclusion is None
     lock = world.lock()
     assert lock is not None and lock.status is Status.IN_PROGRESS
+
+
+def test_a_cancel_that_died_after_its_release_cancels_the_run_when_delivered_again(world: World) -> None:
+    """The first delivery force-released the lock and died before asking GitHub to cancel the run: the
+    redelivery finds the lock released by this very cancel, and cancels the run it left going."""
+    run_id = start_build(world, user="alice")
+    envelope = replace(world.envelope("c", CANCEL, user="alice"), received_at=int(time.time()) + 2)
+    held = world.lock()
+    assert held is not None
+    reason = force_release_reason(envelope.user_name, envelope.user_id)
+    world.store.force_release(BUILD_KEY, held.token, by=envelope.user_id, reason=reason)  # then the worker died
+    assert world.github.run(run_id).conclusion is None
+
+    assert status.handler(sqs_event(envelope), Context()) == NO_FAILURES
+
+    assert world.github.run(run_id).conclusion == "cancelled"
+    [reply] = world.replies_to("c")
+    assert reply.text.startswith("🛑 router (plt) build cancelled by <@U0ALICE>"), reply.text
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.FORCE_RELEASED and lock.token == held.token

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -33,7 +34,7 @@ from tests.workers.worker_world import (
     sqs_record,
 )
 from workers import build, handoff, reaper, runlock, runtime, status, webhook
-from workers.commands import Dequeue, Dispatch, parse
+from workers.commands import Cancel, Dequeue, Dispatch, parse
 from workers.config import Action, ConfigError, Conflict, Queue, current_config, load_config
 from workers.dispatch import Job
 from workers.envelope import LOCK_WATCH_ACTION, CommandEnvelope, InteractionEnvelope, command_from_json, command_json
@@ -314,3 +315,24 @@ def _write(tmp_path: Any, shipped: str, conflict: str) -> Any:
     path = tmp_path / f"{conflict}.toml"
     path.write_text(shipped.replace("lease_seconds = 600\n", f'lease_seconds = 600\nconflict = "{conflict}"\n', 1))
     return path
+
+
+def test_a_redelivered_cancel_leaves_the_request_its_first_delivery_handed_the_lock_to(world: World) -> None:
+    """alice's build holds the lock, bob waits; the admin's cancel frees it — handing it to bob — and is delivered
+    again (the status worker died before deleting the message), within the same second: bob's run goes on."""
+    send(world, world.envelope("a"))
+    send(world, world.envelope("b", QUEUED, user="bob"))
+    cancel = world.envelope("x", Cancel(Action.BUILD, "router", "plt"), user="admin")
+    cancel = replace(cancel, received_at=cancel.received_at + 2)  # the router's clock a little ahead
+    assert status.handler(sqs_event(cancel), Context()) == NO_FAILURES
+    [_] = drain(world)
+    [first, second] = world.dispatches()
+    assert world.github.run(first.id).conclusion == "cancelled"
+
+    assert status.handler(sqs_event(cancel), Context()) == NO_FAILURES  # the redelivery, the same message
+
+    assert world.github.run(second.id).conclusion is None
+    lock = world.lock()
+    assert lock is not None and lock.owner == world.envelope("b").request_id and lock.status is Status.IN_PROGRESS
+    told = world.replies_to("x")[-1]
+    assert told.text.startswith("⚠️ `build-router-plt` changed in the meantime (now held by bob"), told.text
