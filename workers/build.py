@@ -149,6 +149,7 @@ class BuildWorker:
                 logger.info("deploy refused: the environment is frozen", environment=job.environment)
                 self._tell(job, Message(frozen))
                 self._record_refusal(job, None, f"{job.environment} is frozen")
+                self._let_go_of_hand_off(job)
                 return Result("frozen", job.lock_key)
         outcome = self.store.acquire(job.acquire_request())
         handed = outcome.handed_to
@@ -261,6 +262,19 @@ class BuildWorker:
         self._tell(job, Message(failed))
         self._tell_coalesced(job, f"{failed} (Your identical request waited with {job.user_name}'s.)")
         return Result("failed", job.lock_key, sha=revision.sha if revision else None)
+
+    def _let_go_of_hand_off(self, job: d.Job) -> None:
+        """A request handed the lock from the queue that will not run (its environment froze while it waited)
+        releases it FAILED, so that the next in line gets it rather than waiting out the lease."""
+        if job.handed_off is None:
+            return
+        try:
+            held = self.store.get(job.lock_key)
+        except LockStoreError as error:
+            logger.error("could not read the lock handed to a frozen deploy; its lease will end it", reason=str(error))
+            return
+        if held is not None and (held.owner, held.token) == (job.request_id, job.handed_off):
+            self._release_failed(job, held)
 
     def _release_failed(self, job: d.Job, held: LockRecord) -> bool:
         """Release FAILED; whether it did."""

@@ -63,6 +63,10 @@ from workers.slack import SlackReplies
 HANDOFF_GRACE_SECONDS = 60
 """How long a lock handed from the queue may wait for its request to note a dispatch before the reaper queues the
 request again (the build worker takes a handed-off request within seconds)."""
+HANDOFF_RETRY_SECONDS = 5 * 60
+"""For how long after the grace the reaper keeps queueing it again (once a sweep). A request that still notes no
+dispatch then has a reason of its own — it answered from its idempotency record, or its worker cannot reach the
+lock table — and its lease ends the wait, not a message a minute."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,10 @@ class Reaper:
         entry, now = record.handed_from_queue, self.store.now()
         if entry is None or entry.owner != record.owner or "dispatchState" in record.notes:
             return None
-        if held_for(record, now) < HANDOFF_GRACE_SECONDS or lease_lapsed(record, now):
+        held = held_for(record, now)
+        if not HANDOFF_GRACE_SECONDS <= held < HANDOFF_GRACE_SECONDS + HANDOFF_RETRY_SECONDS or lease_lapsed(
+            record, now
+        ):
             return None
         return m.HandOff(entry, record)
 

@@ -34,7 +34,7 @@ from tests.workers.worker_world import (
     sqs_record,
 )
 from workers import build, handoff, reaper, runlock, runtime, status, webhook
-from workers.commands import Cancel, Dequeue, Dispatch, parse
+from workers.commands import Cancel, Dequeue, Dispatch, Freeze, parse
 from workers.config import Action, ConfigError, Conflict, Queue, current_config, load_config
 from workers.dispatch import Job
 from workers.envelope import LOCK_WATCH_ACTION, CommandEnvelope, InteractionEnvelope, command_from_json, command_json
@@ -61,10 +61,10 @@ def send(world: World, envelope: CommandEnvelope) -> None:
     assert build.handler(sqs_event(envelope), Context()) == NO_FAILURES
 
 
-def build_queue() -> list[str]:
-    """Take what waits on the build queue (the hand-offs the workers queued)."""
+def build_queue(queue: Queue = Queue.BUILD) -> list[str]:
+    """Take what waits on the build (or deploy) queue: the hand-offs the workers queued."""
     sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=f"chatops-{Queue.BUILD.value}")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=f"chatops-{queue.value}")["QueueUrl"]
     answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
     messages = answer.get("Messages", [])
     for message in messages:
@@ -72,8 +72,8 @@ def build_queue() -> list[str]:
     return [message["Body"] for message in messages]
 
 
-def drain(world: World) -> list[str]:
-    bodies = build_queue()
+def drain(world: World, queue: Queue = Queue.BUILD) -> list[str]:
+    bodies = build_queue(queue)
     if bodies:
         event = {"Records": [sqs_record(body) for body in bodies]}
         assert build.handler(event, Context()) == NO_FAILURES
@@ -221,6 +221,24 @@ def test_a_hand_off_nobody_dispatched_is_queued_again_by_the_reaper(world: World
     assert drain(world) == []
 
 
+def test_the_reaper_stops_queueing_a_hand_off_again_after_a_few_minutes(world: World) -> None:
+    """A handed request that still notes no dispatch minutes on has a reason of its own: its lease ends the wait,
+    not a message a minute."""
+    clock = SimulatedClock(time.time() - 900)
+    deploy = Dispatch(Action.DEPLOY, "api", "plt")  # a deploy's lease (30 minutes) outlasts the retry window
+    build_at(clock, world.envelope("a", deploy))
+    bob = world.envelope("b", replace(deploy, queue=True), user="bob")
+    handoff.PendingRequests().keep(bob)
+    build_at(clock, bob)
+    held = world.lock("deploy-api-plt")
+    assert held is not None
+    handed = store_at(clock).release("deploy-api-plt", held.owner, held.token, Status.COMPLETED)
+    assert handed.handed_to is not None  # type: ignore[union-attr]
+
+    assert reaper.handler(scheduled_event(), Context())["effects"] == {"kept": 1}
+    assert build_queue(Queue.DEPLOY) == []
+
+
 def test_an_expiry_recorded_twice_tells_the_watchers_either_way(world: World) -> None:
     """Two reapers read the same lapsed lock; the second's expire is a repeat — and if the first died before
     telling the watchers, the second still tells them (a watcher may hear twice, never not at all)."""
@@ -336,3 +354,24 @@ def test_a_redelivered_cancel_leaves_the_request_its_first_delivery_handed_the_l
     assert lock is not None and lock.owner == world.envelope("b").request_id and lock.status is Status.IN_PROGRESS
     told = world.replies_to("x")[-1]
     assert told.text.startswith("⚠️ `build-router-plt` changed in the meantime (now held by bob"), told.text
+
+
+def test_a_deploy_handed_the_lock_after_its_environment_froze_lets_go_of_it(world: World, github: GitHubEvents) -> None:
+    """bob's deploy waited in line; meanwhile an admin froze plt. Handed the lock, it is refused like any deploy to
+    a frozen environment — and releases the lock FAILED rather than sit on it until its lease ends."""
+    send(world, world.envelope("a", Dispatch(Action.DEPLOY, "api", "plt")))
+    [first] = world.dispatches()
+    send(world, world.envelope("b", Dispatch(Action.DEPLOY, "api", "plt", queue=True), user="bob"))
+    status.handle(world.envelope("f", Freeze("plt", "release week"), user="admin"), config=current_config(),
+                  store=world.store)  # fmt: skip
+    world.github.complete_run(first.id, "success")
+    github.post_all(run_id=first.id)
+    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+
+    [_] = drain(world, Queue.DEPLOY)
+
+    assert len(world.dispatches()) == 1
+    told = world.replies_to("b")[-1]
+    assert told.text.startswith("🧊 Deploys to *plt* are frozen by admin"), told.text
+    lock = world.lock("deploy-api-plt")
+    assert lock is not None and lock.owner == world.envelope("b").request_id and lock.status is Status.FAILED
