@@ -231,7 +231,9 @@ class Transition:
     guard: Guard
     effect: Effect
     seen: Item | None = None
-    """The item this write was decided from — what a refused write returned — or ``None`` for a first attempt."""
+    """The item this write was decided from (a refused write's answer, or the caller's read), where reading its
+    outcome needs it: a hand-off (whom it went to, how the lock was let go), a freeing write that clears the
+    watchers (whom to tell), a dequeue (where the request stood)."""
     handed: HandOff | None = None
     """A hand-off an earlier write of the same operation performed, to be reported with its outcome."""
 
@@ -859,7 +861,7 @@ def enqueue(request: AcquireRequest, seen: Item, now: int, handed: HandOff | Non
     moved, gone, kept = _out_of_ttl(seen)
     guard = AllOf((_as_seen(r.QUEUE, seen), _busy(now), *kept))
     effect = Effect(set={**moved, r.QUEUE: r.encode_queue(entries)}, remove=gone)
-    return Transition(Operation.ENQUEUE, request.lock_key, guard, effect, seen=seen, handed=handed)
+    return Transition(Operation.ENQUEUE, request.lock_key, guard, effect, handed=handed)
 
 
 def _queued(request: AcquireRequest, item: Item, handed: HandOff | None) -> Queued | None:
@@ -910,7 +912,7 @@ def _acquire_decision(
         first = acquire(request, now)
         guard = AllOf((acquire_guard(now), _as_seen(r.QUEUE, item)))
         effect = replace(first.effect, remove=first.effect.remove | ({r.QUEUE} & set(item)))
-        return replace(first, guard=guard, effect=effect, seen=item, handed=handed)
+        return replace(first, guard=guard, effect=effect, handed=handed)
     if not request.queue:
         return HeldBySomeone(record, handed_to=handed)
     return enqueue(request, item, now, handed)
@@ -954,6 +956,6 @@ def watch_step(lock_key: str, user: str, now: int) -> Step[WatchOutcome]:
         moved, gone, kept = _out_of_ttl(item)
         guard = AllOf((_as_seen(r.WATCHERS, item), _busy(now), *kept))
         effect = Effect(set={**moved, r.WATCHERS: r.encode_watchers((*watchers, user))}, remove=gone)
-        return Transition(Operation.WATCH, lock_key, guard, effect, seen=item)
+        return Transition(Operation.WATCH, lock_key, guard, effect)
 
     return step

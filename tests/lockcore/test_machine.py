@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lockcore import machine as m
+from lockcore import record as r
 from lockcore.expressions import Item, apply, holds
 from lockcore.record import NOTE_ATTRIBUTES, LockRecord, Status
 from tests.lockcore.simulation import AnyOutcome, answer_of
@@ -748,3 +750,79 @@ def test_a_freeing_write_decided_from_the_item_the_caller_read_is_one_request() 
     lock.writes = 0
     plain = lock.release("req-d", 4, seen=dict(lock.item or {}))  # nobody waits or watches: the plain write
     assert isinstance(plain, m.Released) and lock.writes == 1
+
+
+# ------------------------------------------------------------------------------------- the queue's own data
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+requesters = st.builds(r.Requester, texts, texts, texts)
+entries = st.builds(
+    r.QueueEntry,
+    st.lists(requesters, min_size=1, max_size=3).map(tuple),
+    st.integers(1, 10_000),
+    texts,
+    texts,
+    texts,
+    st.none() | texts,
+)
+
+
+@given(st.lists(entries, max_size=4))
+def test_a_queue_reads_back_exactly_as_written_and_writes_one_text(queue: list[r.QueueEntry]) -> None:
+    """Every field of every entry survives the item (the head's holder is made of them), and the text is
+    canonical: a write conditioned on the queue it read compares the very string it would write."""
+    text = r.encode_queue(queue)
+    assert r.decode_queue(text) == tuple(queue)
+    assert r.encode_queue(r.decode_queue(text)) == text
+
+
+def test_a_queue_written_without_its_optional_fields_reads_with_their_defaults() -> None:
+    text = '[{"requesters":[["req-b","U0BOB","bob"]],"leaseSeconds":60}]'
+    assert r.decode_queue(text) == (r.QueueEntry((r.Requester("req-b", "U0BOB", "bob"),), 60),)
+    assert r.decode_queue("not json") == r.decode_queue(7) == r.decode_queue('[{"leaseSeconds": 1}]') == ()
+
+
+def test_the_head_holds_the_lock_as_itself_and_the_previous_holder_is_remembered() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    waiting = m.AcquireRequest(KEY, "req-b", 90, "U0BOB", "bob", "api", "prod", "cid-b", queue=True, coalesce="c")
+    m.drive(m.acquire(waiting, NOW), m.acquire_step(waiting, NOW), lock.write)
+    handed = lock.release("req-a", 1, now=NOW + 5)
+    assert isinstance(handed, m.Released) and handed.handed_to is not None
+    holder = handed.handed_to.record
+    assert (holder.owner, holder.token, holder.locked_by, holder.locked_by_name) == ("req-b", 2, "U0BOB", "bob")
+    assert (holder.component, holder.environment, holder.correlation_id) == ("api", "prod", "cid-b")
+    assert (holder.lease_expires_at, holder.locked_at) == (NOW + 5 + 90, r.iso(NOW + 5))
+    assert holder.handed_from_queue == handed.handed_to.entry and holder.previous_status == "COMPLETED"
+    assert lock.item is not None and (lock.item["previousOwner"], lock.item["previousToken"]) == ("req-a", 1)
+
+
+@pytest.mark.parametrize("queue", [True, False])
+def test_a_newcomer_that_finds_a_lapsed_lease_with_a_queue_reports_the_hand_off_it_made(queue: bool) -> None:
+    """The newcomer's acquire hands the lapsed lock to the head (never to itself) — and says so, whatever it
+    answers, so that its worker dispatches for the head."""
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    later = NOW + 601
+    outcome = lock.acquire("req-c", now=later, queue=queue)
+    assert isinstance(outcome, m.Queued if queue else m.HeldBySomeone)
+    assert not isinstance(outcome, m.Queued) or outcome.position == 1
+    assert outcome.handed_to is not None and outcome.handed_to.entry.owner == "req-b"
+    assert outcome.handed_to.record.token == 2 and lock.holder == ("req-b", 2)
+    head = lock.acquire("req-b", now=later)  # the head's own redelivery: re-entered, nothing handed again
+    assert isinstance(head, m.Acquired) and head.reentered and head.handed_to is None
+
+
+def test_the_head_itself_finding_its_lapsed_turn_takes_it_freshly() -> None:
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    mine = lock.acquire("req-b", now=NOW + 601)
+    assert isinstance(mine, m.Acquired) and not mine.reentered and mine.token == 2
+    assert mine.handed_to is not None and mine.handed_to.entry.owner == "req-b"
+
+
+def test_a_free_lock_with_a_queue_attribute_that_is_not_ours_is_taken_and_the_attribute_dropped() -> None:
+    lock = Lock({"lockKey": KEY, "token": 4, "owner": "req-z", "status": "COMPLETED", "queue": "garbage"})
+    taken = lock.acquire("req-a", queue=False)
+    assert isinstance(taken, m.Acquired) and taken.token == 5 and lock.item is not None and "queue" not in lock.item
