@@ -753,7 +753,7 @@ def test_a_freeing_write_decided_from_the_item_the_caller_read_is_one_request() 
 
 
 # ------------------------------------------------------------------------------------- the queue's own data
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 requesters = st.builds(r.Requester, texts, texts, texts)
 entries = st.builds(
     r.QueueEntry,
