@@ -630,9 +630,12 @@ def perform(
     now: int,
     presented: tuple[str, int] | None = None,
     write: Callable[[m.Transition], m.WriteResult] | None = None,
+    *,
+    seen: Item | None = None,
 ) -> AnyOutcome:
     """One operation by one party, as a store performs it: a holder's operation presents ``presented`` (what it
-    was told when it acquired; by default the current holder's), and ``write`` is how its writes land."""
+    was told when it acquired; by default the current holder's), ``write`` is how its writes land, and a freeing
+    operation may be decided from ``seen``, the item as the party read it earlier."""
     kind, who = op
     write = write or lock.write
     holder, token = presented or credentials(lock)
@@ -641,12 +644,12 @@ def perform(
         return m.drive(m.acquire(request, now), m.acquire_step(request, now), write)
     if kind == "release":
         released = m.release_step(KEY, holder, token, Status.COMPLETED, now)
-        return m.drive(m.release(KEY, holder, token, Status.COMPLETED, now), released, write)
+        return m.drive(m.release(KEY, holder, token, Status.COMPLETED, now, seen=seen), released, write)
     if kind == "force":
         forced = m.force_release_step(KEY, token, "U-admin", "stuck", now)
-        return m.drive(m.force_release(KEY, token, "U-admin", "stuck", now), forced, write)
+        return m.drive(m.force_release(KEY, token, "U-admin", "stuck", now, seen=seen), forced, write)
     if kind == "expire":
-        return m.drive(m.expire(KEY, token, now), m.expire_step(KEY, token, now), write)
+        return m.drive(m.expire(KEY, token, now, seen=seen), m.expire_step(KEY, token, now), write)
     if kind == "dequeue":
         return m.drive(None, m.dequeue_step(KEY, who), write, lock.read)
     return m.drive(None, m.watch_step(KEY, who, now), write, lock.read)
@@ -658,9 +661,11 @@ def perform(
     operations,
     operations,
     st.sampled_from([1, 2, 2, 3]),  # the second write is the one decided from what the first answered
+    st.sampled_from([0, 0, 61]),  # seconds after the scene: 61, the holder's lease (60) has lapsed
+    st.booleans(),  # freeing operations decided from the scene as read before (then possibly stale)
 )
-def test_an_operation_and_another_landing_between_its_writes_are_as_if_one_had_gone_first(
-    setup: list[Op], mine: Op, theirs: Op, at: int
+def test_an_operation_and_another_landing_between_its_writes_are_as_if_one_had_gone_first(  # noqa: PLR0917
+    setup: list[Op], mine: Op, theirs: Op, at: int, later: int, read: bool
 ) -> None:
     """Linearisability of the compare-and-set steps: whatever lands between an operation's read and writes, the
     item and both answers are those of the two operations performed one after the other, in some order. Answers
@@ -670,19 +675,27 @@ def test_an_operation_and_another_landing_between_its_writes_are_as_if_one_had_g
     scene = Lock()
     for op in setup:
         perform(scene, op, NOW)
-    now, told = NOW, credentials(scene)  # both parties present what the holder was told
+    now, told = NOW + later, credentials(scene)  # both parties present what the holder was told
+    seen = dict(scene.item) if read and scene.item is not None else None
     lock = Lock(dict(scene.item) if scene.item is not None else None)
     answers: list[AnyOutcome] = []
-    interfered = racing(lock, lambda: answers.append(perform(lock, theirs, now, told)), at=at)
-    answers.insert(0, perform(lock, mine, now, told, interfered))
+    interfered = racing(lock, lambda: answers.append(perform(lock, theirs, now, told, seen=seen)), at=at)
+    answers.insert(0, perform(lock, mine, now, told, interfered, seen=seen))
     if len(answers) == 1:
-        answers.append(perform(lock, theirs, now, told))  # mine needed fewer writes: theirs simply came after
+        answers.append(perform(lock, theirs, now, told, seen=seen))  # mine needed fewer writes: theirs came after
     serial = []
     for first, second in ((mine, theirs), (theirs, mine)):
         alone = Lock(dict(scene.item) if scene.item is not None else None)
-        a = perform(alone, first, now, told)
-        b = perform(alone, second, now, told)
+        a = perform(alone, first, now, told, seen=seen)
+        b = perform(alone, second, now, told, seen=seen)
         serial.append((alone.item, [answer_of(x) for x in ([a, b] if first is mine else [b, a])]))
+    if mine[0] in ("join", "ask"):  # mine's hand-off of a lapsed lease first, then theirs, then the rest of mine
+        alone = Lock(dict(scene.item) if scene.item is not None else None)
+        handing = perform(alone, ("ask", "req-neutral"), now, told)
+        if handing.handed_to is not None:  # type: ignore[union-attr]
+            theirs_answer = answer_of(perform(alone, theirs, now, told, seen=seen))
+            mine_answer = answer_of(perform(alone, mine, now, told, seen=seen))
+            serial.append((alone.item, [(*mine_answer[:-1], answer_of(handing)[-1]), theirs_answer]))
     assert (lock.item, [answer_of(x) for x in answers]) in serial
 
 

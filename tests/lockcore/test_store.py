@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +17,7 @@ from lockcore.record import LockRecord, Status, epoch, iso
 from tests.lockcore.stores import SimClock, StoreUnderTest, client_for, dynamodb_store, memory_store
 
 KEY = "build-router-plt"
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -184,3 +186,41 @@ def test_times_are_iso_8601_utc_and_read_back() -> None:
     assert iso(0) == "1970-01-01T00:00:00Z"
     assert iso(1_800_000_061) == "2027-01-15T08:01:01Z"
     assert epoch(iso(1_800_000_061)) == 1_800_000_061
+
+
+def test_freeing_writes_decided_from_the_callers_read_are_one_dynamodb_request(in_process_aws: None) -> None:
+    """Counted on the wire (botocore's before-send, one per HTTP attempt): with a queue or watchers, release,
+    force-release and expire decided from the record the caller read each send one UpdateItem; blind, two."""
+    clock = SimClock()
+    under_test = dynamodb_store("moto", client_for(None), clock)
+    store = under_test.store
+    assert isinstance(store, DynamoDBLockStore)
+    sent: list[str] = []
+    store.client.meta.events.register("before-send.dynamodb.*", lambda event_name, **_: sent.append(event_name))
+
+    def requests(operation: Callable[[], T]) -> tuple[int, T]:
+        sent.clear()
+        outcome = operation()
+        return len(sent), outcome
+
+    def join(owner: str) -> None:
+        store.acquire(m.AcquireRequest(KEY, owner, 60, queue=True))
+
+    acquire(under_test, KEY, "req-a")
+    for owner in ("req-b", "req-c", "req-d"):
+        join(owner)
+    blind = requests(lambda: store.release(KEY, "req-a", 1, Status.COMPLETED))
+    assert blind[0] == 2 and blind[1].handed_to is not None  # type: ignore[union-attr]  # refused, then handed
+    read = store.get(KEY)
+    released = requests(lambda: store.release(KEY, "req-b", 2, Status.COMPLETED, seen=read))
+    assert released[0] == 1 and released[1].handed_to is not None  # type: ignore[union-attr]
+    read = store.get(KEY)
+    forced = requests(lambda: store.force_release(KEY, 3, "U-admin", "stuck", seen=read))
+    assert forced[0] == 1 and forced[1].handed_to is not None  # type: ignore[union-attr]
+    store.watch(KEY, "U-watcher")
+    clock.advance(61)
+    read = store.get(KEY)
+    assert read is not None and (read.owner, read.token) == ("req-d", 4)
+    expired = requests(lambda: store.expire(KEY, 4, seen=read))
+    assert expired[0] == 1 and expired[1] == m.MarkedExpired(expired[1].record, notify=("U-watcher",))  # type: ignore[union-attr]
+    under_test.close()
