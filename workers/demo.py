@@ -14,9 +14,10 @@ The story, each step checked before the next (exit 1 when something does not hol
 3. GitHub finishes the run; its signed `workflow_run` webhook releases the lock (COMPLETED) and the result goes
    to the channel.
 4. The next `/build` goes through, with a higher token.
-5. While it runs, two people queue the same build (`--queue`: one pending run for both) and one presses "Notify
-   me when free"; the run ends, the lock is handed to the queue in the same write and the queued build starts;
-   when that one ends, the watcher is told the lock is free.
+5. While it runs, two people queue the same build (`--queue`: one pending run for both), a third joins and
+   leaves (`/build dequeue`), status shows the line, and one presses "Notify me when free"; the run ends, the
+   lock is handed to the queue in the same write and the queued build starts; when that one ends, the watcher
+   is told the lock is free.
 6. A deploy is stuck: an admin force-unlocks it (`/deploy unlock`, then the confirm button); a non-admin cannot.
 7. An admin freezes an environment; the history and the stats, from the lock table's stream.
 8. The rollback switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore
@@ -222,7 +223,7 @@ class Story:
         return person
 
     def queue_and_notify(self, holder: Person) -> None:
-        self.heading("5. The build is busy: two queue the same build, one asks to be told when it is free")
+        self.heading("5. The build is busy: two queue the same build, one leaves, one asks to be told when free")
         first, second, watcher = [person for person in RACERS if person is not holder][:3]
         waits = self.workspace.command(first, "/build", "router plt --queue")
         queued = self.reply_to(waits)
@@ -242,6 +243,7 @@ class Story:
         watching = self.reply_to(self.workspace.press(watcher, notify, busy.response_url))
         expect(watching.text.startswith("👀 I'll tell you"), f"{watcher.name} will be told")
         self.show(watcher.name, f"[{notify['text']['text']}] → {watching.text}")
+        self.join_leave_and_look(next(person for person in RACERS if person not in (holder, first, second, watcher)))
         record = self.lock(BUILD_KEY)
         expect([len(entry.requesters) for entry in record.queue] == [2], "one entry in line, with two requesters")
         self.say(
@@ -274,6 +276,18 @@ class Story:
         self.say(f"  {'GitHub':<9} run #{third.id} completed (success): nobody waits, the lock is free")
         self.until(lambda: bool(self._ephemerals_to(watcher)), f"{watcher.name} told the lock is free")
         self.show(watcher.name, f"(only {watcher.name} sees) {self._ephemerals_to(watcher)[-1].text}")
+
+    def join_leave_and_look(self, person: Person) -> None:
+        """Someone joins the line and thinks better of it (`/build dequeue`); status shows who still waits."""
+        self.reply_to(self.workspace.command(person, "/build", "router plt --queue"))
+        left = self.reply_to(self.workspace.command(person, "/build", "dequeue router plt"))
+        expect(left.text.startswith("✅ You left the queue of `build-router-plt`"), f"{person.name} left the line")
+        self.show(person.name, f"/build router plt --queue, then /build dequeue router plt → {left.text}")
+        listing = self.reply_to(self.workspace.command(person, "/build", "status --locks"))
+        blocks = listing.body.get("blocks", []) if isinstance(listing.body, dict) else []
+        waiting = [line for block in blocks for line in _texts(block) if "⏳ Waiting:" in line]
+        expect(len(waiting) == 1 and "(+1 identical)" in waiting[0], "status shows the queue, one entry of two")
+        self.show(person.name, f"/build status --locks → … {plain(waiting[0], EVERYONE)}")
 
     def stuck_deploy(self) -> None:
         self.heading("6. A deploy is stuck (its run never reports back): the admin force-unlocks it")
@@ -347,6 +361,12 @@ class Story:
         expect(self.store.get(ROLLBACK_KEY) is None, f"no lock was taken for {ROLLBACK_KEY}")
         self.say(f"  {'GitHub':<9} {len(self.runs_of(ROLLBACK_KEY))} runs of api (plt) at once; no {ROLLBACK_KEY} lock")
         self.say("  Switch it back (unset it, or `true`) and the lock guards every dispatch again.")
+
+
+def _texts(block: dict[str, Any]) -> list[str]:
+    """The mrkdwn texts of a Block Kit block: its text, its fields, its context elements."""
+    parts = [block.get("text"), *block.get("fields", []), *block.get("elements", [])]
+    return [part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str)]
 
 
 def _present(thing: _T | None, what: str) -> _T:

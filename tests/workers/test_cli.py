@@ -429,6 +429,8 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert re.search(rf"^  {head} +🔨 Building router \(plt\)… run \d+", queue, re.M)
     assert f"waited with {head}'s and runs as this one" in queue
     assert f"(only {watcher[1]} sees) 🔓 `build-router-plt` is free now (COMPLETED)" in queue
+    assert "/build dequeue router plt → ✅ You left the queue of `build-router-plt` (you were at position 1)" in queue
+    assert f"/build status --locks → … ⏳ Waiting: 1. @{head} (+1 identical)" in queue
     assert holder not in {head, watcher[1]}
 
     assert "🚫 Sorry, you may not run /deploy unlock api plt" in out
