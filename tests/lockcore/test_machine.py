@@ -839,3 +839,36 @@ def test_a_free_lock_with_a_queue_attribute_that_is_not_ours_is_taken_and_the_at
     lock = Lock({"lockKey": KEY, "token": 4, "owner": "req-z", "status": "COMPLETED", "queue": "garbage"})
     taken = lock.acquire("req-a", queue=False)
     assert isinstance(taken, m.Acquired) and taken.token == 5 and lock.item is not None and "queue" not in lock.item
+
+
+def test_only_the_previous_holder_and_the_same_admin_hear_a_repeat_of_a_hand_off() -> None:
+    """The repeat is recognised by who let go, not only by the token: anyone else presenting that token is
+    refused as stale, and a repeat answers with the lock as its holder left it and the watchers it told."""
+    lock = Lock()
+    lock.acquire("req-a")
+    lock.acquire("req-b")
+    lock.release("req-a", 1)
+    other = m.release_outcome("req-z", 1, Status.COMPLETED, m.Refused(lock.item))
+    assert isinstance(other, m.NotHolder) and other.reason is m.Refusal.STALE_TOKEN
+    lock.acquire("req-c")
+    forced = lock.force_release(2)
+    assert isinstance(forced, m.ForceReleased) and forced.handed_to is not None
+    by_another = m.force_release_outcome(2, "U-other-admin", m.Refused(lock.item))
+    assert isinstance(by_another, m.NotHolder) and by_another.reason is m.Refusal.STALE_TOKEN
+    again = lock.force_release(2)
+    assert isinstance(again, m.ForceReleased) and again.repeated
+    assert (again.record.owner, again.record.token, again.record.released_by) == ("req-b", 2, "U-admin")
+    lock.watch("U1")
+    freed = lock.force_release(3)
+    repeated = lock.force_release(3)
+    assert isinstance(freed, m.ForceReleased) and freed.notify == ("U1",)
+    assert isinstance(repeated, m.ForceReleased) and repeated.repeated and repeated.notify == ("U1",)
+
+
+def test_watching_a_legacy_lock_moves_its_lease_out_of_ttl_first() -> None:
+    """DynamoDB's TTL would delete a legacy item (lease end in `ttl`) and the watchers with it."""
+    lock = Lock({"lockKey": KEY, "status": "IN_PROGRESS", "ttl": NOW + 10, "lockedBy": "U9"})
+    assert isinstance(lock.watch("U1", now=NOW + 9), m.Watching)
+    assert lock.item is not None and lock.item["leaseExpiresAt"] == NOW + 10 and "ttl" not in lock.item
+    assert isinstance(lock.watch("U2", now=NOW + 9), m.Watching)
+    assert m.watchers_of(lock.item) == ("U1", "U2")
