@@ -32,8 +32,10 @@ The queue (``AcquireRequest(queue=True)``) lives in the item, in order, with the
 free. A newcomer never jumps it; the write that frees the lock hands it to the head in the same write (a
 HAND_OFF: new owner, token + 1); a lapsed lease with a queue goes to the head on the next acquire or expire.
 DynamoDB cannot choose between two effects in one UpdateItem, so where a queue or watchers exist the first write
-(which assumes none) is refused, and the machine decides the next write from the item it returns, conditioned on
-the exact queue it saw — see "the queue and the watchers" below and :func:`drive`.
+(which assumes none — unless a freeing write is decided from the caller's read of the lock, ``seen``) is refused,
+and the machine decides the next write from the item it returns, conditioned on the exact queue it saw — see "the
+queue and the watchers" below and :func:`drive`. A freeing write keeps on the item what it did (the entry it
+handed the lock to, the watchers it told), so that its repeat, after a lost answer, reports the same.
 
 :data:`TRANSITIONS` is the table of which operation may start from which state and where it leads;
 ``tests/lockcore/test_machine.py`` checks every guard against it and the README's diagram is drawn from it.
