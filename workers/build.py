@@ -353,7 +353,7 @@ class BuildWorker:
 
     def _record_refusal(self, job: d.Job, holder: LockRecord | None, reason: str) -> None:
         """The refusal, in the history (for ``/build stats``): after the user was told, and never in their way."""
-        who = holder.locked_by_name or holder.locked_by if holder is not None else ""
+        who = (holder.locked_by_name or holder.locked_by) if holder is not None else ""
         event = history.HistoryEvent(
             lock_key=job.lock_key,
             kind=history.EventKind.REFUSE,
