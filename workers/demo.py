@@ -400,7 +400,7 @@ def main(out: TextIO | None = None) -> int:
         # The workers' JSON logs and EMF metrics go to the log file; this output is the story.
         with log, contextlib.redirect_stdout(log), LocalStack(options, logs=log) as stack:
             print(f"  router   {stack.url}  (Slack and GitHub post here, signed)", file=out)
-            print(f"  AWS      {stack.aws_url}  (moto: lock and idempotency tables, 5 queues + DLQs)", file=out)
+            print(f"  AWS      {stack.aws_url}  (moto: lock, history, idempotency tables; 5 queues, DLQs)", file=out)
             print(f"  workers  polling their queues; their logs: {log_path}", file=out)
             Story(stack, out).run()
     except StoryBroken as broken:
