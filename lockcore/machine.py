@@ -405,16 +405,25 @@ class Queued(HeldBySomeone):
 
 
 @dataclass(frozen=True)
-class Released:
+class Freed:
+    """What a write that frees the lock did — a release, a force-release, an expiry (each its own subclass)."""
+
     record: LockRecord
+    """The lock as the write left it (after a hand-off: as its previous holder let go)."""
     repeated: bool = False
-    """True when the same release had already taken effect (a retry whose first answer was lost). A repeat
-    reports the hand-off (while the request it was handed to still holds the lock) and the watchers told, as the
-    first answer did: the caller acts on them again (the hand-off's dispatch and the messages are idempotent)."""
+    """True when the same write had already taken effect (a retry whose first answer was lost, a second reaper,
+    a button pressed twice). A repeat reports the hand-off (while the request it was handed to still holds the
+    lock) and the watchers told, as the first answer did: the caller acts on them again (the hand-off's dispatch
+    and the messages are idempotent)."""
     handed_to: HandOff | None = None
     """The head of the queue, handed the lock in the same write: dispatch for it and tell its requesters."""
     notify: tuple[str, ...] = ()
     """The users who asked to be told when the lock frees (moved to ``notified`` in the same write)."""
+
+
+@dataclass(frozen=True)
+class Released(Freed):
+    """The holder released the lock (COMPLETED or FAILED)."""
 
 
 @dataclass(frozen=True)
@@ -423,11 +432,8 @@ class Extended:
 
 
 @dataclass(frozen=True)
-class ForceReleased:
-    record: LockRecord
-    repeated: bool = False
-    handed_to: HandOff | None = None
-    notify: tuple[str, ...] = ()
+class ForceReleased(Freed):
+    """Someone presenting the current token (an admin, a cancel) force-released the lock."""
 
 
 @dataclass(frozen=True)
@@ -436,13 +442,8 @@ class Noted:
 
 
 @dataclass(frozen=True)
-class MarkedExpired:
-    record: LockRecord
-    repeated: bool = False
-    """True when this expiry had already been recorded (a retry, or a second reaper): the hand-off and the
-    watchers it reported are reported again, so a lost answer loses neither."""
-    handed_to: HandOff | None = None
-    notify: tuple[str, ...] = ()
+class MarkedExpired(Freed):
+    """The reaper recorded a lapsed lease as EXPIRED."""
 
 
 @dataclass(frozen=True)

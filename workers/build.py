@@ -286,8 +286,7 @@ class BuildWorker:
         if isinstance(released, m.NotHolder):
             logger.warning("lock not released: not ours any more", reason=released.reason.value)
             return False
-        handoff.pass_on(released.handed_to, self.config, self.pending)  # the next in line is dispatched
-        handoff.tell_watchers(released.record, released.notify, self.slack)
+        handoff.follow_up(released, self.config, self.slack, self.pending)  # the next in line is dispatched
         if not released.repeated:  # a run that never started is a failed run, as /build stats counts it
             metrics.add_metric(name=RUN_FAILED_METRIC, unit=MetricUnit.Count, value=1)
         try:

@@ -308,8 +308,7 @@ class CancelWorker:
         # The next in line is dispatched and the watchers told. A repeat — the same user's release had already
         # taken effect: this write's first answer lost and retried, or a cancel pressed twice — goes on the same
         # way, so the run is still cancelled and nobody waiting is dropped (each step is safe to repeat).
-        handoff.pass_on(released.handed_to, self.config)
-        handoff.tell_watchers(released.record, released.notify, runtime.slack_replies())
+        handoff.follow_up(released, self.config, runtime.slack_replies())
         if not released.repeated:
             runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)
         return Cancelled.DONE

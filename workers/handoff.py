@@ -109,6 +109,13 @@ def free_text(record: LockRecord) -> str:
     return f"🔓 `{escape(record.lock_key)}` is free now ({record.status.value}) — you asked to be told."
 
 
+def follow_up(freed: m.Freed, config: Config, slack: SlackReplies, pending: PendingRequests | None = None) -> None:
+    """After a write that freed the lock (or its repeat): the request it was handed to is dispatched
+    (:func:`pass_on`) and the watchers it named are told (:func:`tell_watchers`). Both are safe to repeat."""
+    pass_on(freed.handed_to, config, pending)
+    tell_watchers(freed.record, freed.notify, slack)
+
+
 def tell_watchers(record: LockRecord, notify: tuple[str, ...], slack: SlackReplies) -> int:
     """The users who pressed "Notify me when free": an ephemeral message in the lock's channel (the command's
     ``response_url`` may be long dead), else a direct message. How many were told."""

@@ -309,7 +309,8 @@ class RunLocks:
             return Effect.REFUSED
         if released.repeated:
             log.info("lock already released with this outcome", outcome=outcome.value, seen_by=seen_by)
-            self.passed_on_again(released.record, released.handed_to, released.notify)
+            # the channel was told or not; the next in line is dispatched and the watchers told, again if need be
+            handoff.follow_up(released, self.config, self.slack, self.pending)
             return Effect.ALREADY_RELEASED
         after = released.record
         now = self.store.now()
@@ -357,7 +358,7 @@ class RunLocks:
             return Effect.REFUSED
         if expired.repeated:
             runtime.logger.info("lock already expired", token=record.token)
-            self.passed_on_again(expired.record, expired.handed_to, expired.notify)
+            handoff.follow_up(expired, self.config, self.slack, self.pending)
             return Effect.ALREADY_EXPIRED
         runtime.logger.warning("lock expired: its lease lapsed", cause=cause.name, token=record.token)
         runtime.metrics.add_metric(name=EXPIRED_METRIC, unit=MetricUnit.Count, value=1)
@@ -368,13 +369,6 @@ class RunLocks:
         handoff.tell_coalesced(expired.record, text, self.slack, self.pending)
         handoff.tell_watchers(expired.record, expired.notify, self.slack)
         return Effect.EXPIRED
-
-    def passed_on_again(self, record: LockRecord, handed: m.HandOff | None, notify: tuple[str, ...]) -> None:
-        """A freeing write repeated (its first answer lost, or done by another worker): the channel was told or
-        not, but the request the lock went to must be dispatched and the watchers told — both safe to repeat
-        (the dispatch is deduplicated by its request id and token; a watcher may hear twice, never not at all)."""
-        handoff.pass_on(handed, self.config, self.pending)
-        handoff.tell_watchers(record, notify, self.slack)
 
     def tell(self, record: LockRecord, text: str) -> bool:
         """``chat.postMessage`` to the channel the command came from (the ``channelId`` note)."""

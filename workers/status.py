@@ -546,8 +546,7 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
     answer = answer_confirm(target, envelope.user_id, outcome, store.now())
     released = isinstance(outcome, m.ForceReleased) and not outcome.repeated
     if isinstance(outcome, m.ForceReleased):
-        handoff.pass_on(outcome.handed_to, config)  # the next in line is dispatched
-        handoff.tell_watchers(outcome.record, outcome.notify, runtime.slack_replies())
+        handoff.follow_up(outcome, config, runtime.slack_replies())  # the next in line is dispatched
     runtime.logger.info(
         "force-release answered",
         lock_key=target.lock_key,
