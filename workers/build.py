@@ -239,12 +239,7 @@ class BuildWorker:
 
     def _tell_coalesced(self, job: d.Job, text: str) -> None:
         """The identical requests that waited with this one: their run is this one (ephemeral, each)."""
-        for owner in job.coalesced:
-            try:
-                envelope = self.pending.find(owner)
-            except (BotoCoreError, ClientError) as error:  # the run goes on; only the telling is lost
-                logger.error("a coalesced requester could not be looked up", owner=owner, reason=str(error))
-                continue
+        for owner, envelope in self.pending.find_each(job.coalesced):  # a failed lookup loses only the telling
             if envelope is None:
                 logger.warning("no envelope kept for a coalesced requester", owner=owner)
                 continue

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 import boto3
@@ -83,6 +84,15 @@ class PendingRequests:
             return CommandEnvelope.from_json(body)
         except EnvelopeError:
             return None
+
+    def find_each(self, owners: Iterable[str]) -> Iterator[tuple[str, CommandEnvelope | None]]:
+        """Each owner's kept envelope (``None``: none kept); an owner whose lookup fails is logged and skipped —
+        for telling people, where one lost lookup must not stop the others."""
+        for owner in owners:
+            try:
+                yield owner, self.find(owner)
+            except (BotoCoreError, ClientError) as error:
+                runtime.logger.error("a waiting request could not be looked up", owner=owner, reason=str(error))
 
 
 def handed_off_body(envelope: CommandEnvelope, token: int, coalesced: tuple[str, ...] = ()) -> str:
@@ -144,17 +154,13 @@ def tell_coalesced(record: LockRecord, text: str, slack: SlackReplies, pending: 
         return 0
     lock_channel = record.notes.get("channelId", "")
     message = Message(text)
+    users = {requester.owner: requester.user for requester in entry.requesters[1:]}
     told = 0
-    for requester in entry.requesters[1:]:
-        try:
-            envelope = (pending or PendingRequests()).find(requester.owner)
-        except (BotoCoreError, ClientError) as error:  # the run's result is in the holder's channel all the same
-            runtime.logger.error("a coalesced requester could not be looked up", reason=str(error))
-            continue
+    for owner, envelope in (pending or PendingRequests()).find_each(users):
         channel = envelope.channel_id if envelope is not None else ""
         if channel and channel == lock_channel:
             continue  # they read it in the channel
-        told += tell_privately(slack, channel, requester.user, message, record.correlation_id or "")
+        told += tell_privately(slack, channel, users[owner], message, record.correlation_id or "")
     return told
 
 
