@@ -65,25 +65,29 @@ class LockStatus:
 
 
 @dataclass(frozen=True)
-class Unlock:
-    """``/build unlock router plt``: force-release ``build-router-plt`` (admins, after a confirm button)."""
+class OnALock:
+    """A verb on one lock, ``/build <verb> <component> <env>``: the subclasses below, one per verb (``kind``)."""
 
     action: Action
     component: str
     environment: str
+    kind: ClassVar[str]
+
+
+@dataclass(frozen=True)
+class Unlock(OnALock):
+    """``/build unlock router plt``: force-release ``build-router-plt`` (admins, after a confirm button)."""
+
     kind: ClassVar[str] = "unlock"
 
 
 @dataclass(frozen=True)
-class Cancel:
+class Cancel(OnALock):
     """``/build cancel router plt``: cancel the run holding ``build-router-plt`` and release the lock.
 
     Anyone may send it; the worker (:mod:`workers.cancel`) lets only the holder or an admin through, because
     only the lock knows who holds it."""
 
-    action: Action
-    component: str
-    environment: str
     kind: ClassVar[str] = "cancel"
 
 
@@ -96,22 +100,16 @@ class Echo:
 
 
 @dataclass(frozen=True)
-class History:
+class History(OnALock):
     """``/build history router plt``: the last events of ``build-router-plt`` (:mod:`workers.insights`)."""
 
-    action: Action
-    component: str
-    environment: str
     kind: ClassVar[str] = "history"
 
 
 @dataclass(frozen=True)
-class Dequeue:
+class Dequeue(OnALock):
     """``/build dequeue router plt``: leave the queue of ``build-router-plt`` (the user's own requests only)."""
 
-    action: Action
-    component: str
-    environment: str
     kind: ClassVar[str] = "dequeue"
 
 
@@ -195,9 +193,9 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
         if [word.lower() for word in words[1:]] not in ([], ["--locks"]):
             return _usage(slash, f"{slash} status takes only --locks", config)
         return LockStatus()
-    if verb in _ON_A_LOCK:
+    if verb in ON_A_LOCK:
         target = _target(slash, words[1:], config, f"{slash} {verb} <component> <env>")
-        return target if isinstance(target, Usage) else _ON_A_LOCK[verb](action, *target)
+        return target if isinstance(target, Usage) else ON_A_LOCK[verb](action, *target)
     if verb == "stats":
         return _stats(slash, words[1:], config)
     if verb in {"freeze", "unfreeze"}:
@@ -222,14 +220,14 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
 QUEUE_FLAG = "--queue"
 
 
-_ON_A_LOCK: dict[str, type[Unlock | Cancel | History | Dequeue]] = {
-    "unlock": Unlock,
-    "cancel": Cancel,
-    "history": History,
-    "dequeue": Dequeue,
+ON_A_LOCK: dict[str, type[Unlock | Cancel | History | Dequeue]] = {
+    Unlock.kind: Unlock,
+    Cancel.kind: Cancel,
+    History.kind: History,
+    Dequeue.kind: Dequeue,
 }
 """The verbs that take a component and an environment: ``/build <verb> <component> <env>``."""
-VERBS = frozenset({"help", "status", "stats", "freeze", "unfreeze", *_ON_A_LOCK})
+VERBS = frozenset({"help", "status", "stats", "freeze", "unfreeze", *ON_A_LOCK})
 """Every word the parser reads as a verb (none may name a component or an environment: config.RESERVED_NAMES)."""
 
 
@@ -334,18 +332,12 @@ def describe(command: Command) -> str:
     match command:
         case Dispatch(action=action, component=component, environment=environment, ref=ref):
             return " ".join(part for part in (action.slash, component, environment, ref) if part)
-        case Unlock(action=action, component=component, environment=environment):
-            return f"{action.slash} unlock {component} {environment}"
-        case Cancel(action=action, component=component, environment=environment):
-            return f"{action.slash} cancel {component} {environment}"
+        case OnALock(action=action, component=component, environment=environment):
+            return f"{action.slash} {command.kind} {component} {environment}"
         case LockStatus():
             return "/build status --locks"
         case Echo():
             return ECHO_SLASH
-        case History(action=action, component=component, environment=environment):
-            return f"{action.slash} history {component} {environment}"
-        case Dequeue(action=action, component=component, environment=environment):
-            return f"{action.slash} dequeue {component} {environment}"
         case Stats(days=days):
             return f"/build stats {days}"
         case Freeze(environment=environment, reason=reason):

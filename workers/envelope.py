@@ -22,17 +22,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from workers.commands import (
-    Cancel,
+    ON_A_LOCK,
     Command,
-    Dequeue,
     Dispatch,
     Echo,
     Freeze,
-    History,
     LockStatus,
+    OnALock,
     Stats,
     Unfreeze,
-    Unlock,
 )
 from workers.config import Action
 
@@ -65,33 +63,18 @@ def command_json(command: Command) -> dict[str, Any]:
             if queue:
                 body["queue"] = True
             return body
-        case Unlock(action=action, component=component, environment=environment):
-            return {"kind": "unlock", "action": action.value, "component": component, "environment": environment}
-        case Cancel(action=action, component=component, environment=environment):
-            return {"kind": "cancel", "action": action.value, "component": component, "environment": environment}
+        case OnALock(action=action, component=component, environment=environment):
+            return {"kind": command.kind, "action": action.value, "component": component, "environment": environment}
         case LockStatus():
             return {"kind": "status"}
         case Echo(text=text):
             return {"kind": "echo", "text": text}
-        case History(action=action, component=component, environment=environment):
-            return {"kind": "history", "action": action.value, "component": component, "environment": environment}
-        case Dequeue(action=action, component=component, environment=environment):
-            return {"kind": "dequeue", "action": action.value, "component": component, "environment": environment}
         case Stats(days=days):
             return {"kind": "stats", "days": days}
         case Freeze(environment=environment, reason=reason):
             return {"kind": "freeze", "environment": environment, "reason": reason}
         case Unfreeze(environment=environment):
             return {"kind": "unfreeze", "environment": environment}
-
-
-_ON_A_LOCK: dict[str, type[Unlock | Cancel | History | Dequeue]] = {
-    "unlock": Unlock,
-    "cancel": Cancel,
-    "history": History,
-    "dequeue": Dequeue,
-}
-"""The commands on one lock: an action, a component and an environment."""
 
 
 def command_from_json(data: dict[str, Any]) -> Command:
@@ -105,8 +88,8 @@ def command_from_json(data: dict[str, Any]) -> Command:
             if not isinstance(queue, bool):
                 raise EnvelopeError("command.queue: expected a boolean")
             return Dispatch(Action(kind), _text(data, "component"), _text(data, "environment"), ref, queue)
-        if kind in _ON_A_LOCK:
-            on_a_lock = _ON_A_LOCK[kind]
+        if kind in ON_A_LOCK:
+            on_a_lock = ON_A_LOCK[kind]
             return on_a_lock(Action(_text(data, "action")), _text(data, "component"), _text(data, "environment"))
         if kind == "status":
             return LockStatus()
