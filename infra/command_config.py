@@ -2,7 +2,7 @@
 
 What a deployment allows — components, environments, the repository and its workflows, the Slack workspace,
 who may build, deploy and force-unlock — is stack configuration (``Pulumi.<stack>.yaml``). The workers read it
-from a TOML file (:func:`workers.config.load_config`); this module writes that file, and the program puts it in
+from a TOML file (:func:`workers.protocol.config.load_config`); this module writes that file, and the program puts it in
 the function's code as :data:`PATH_IN_ARTIFACT` with ``CHATOPS_CONFIG`` pointing at it.
 """
 
@@ -20,7 +20,7 @@ CHATOPS_CONFIG: Final = f"{LAMBDA_TASK_ROOT}/{PATH_IN_ARTIFACT}"
 
 
 def render(settings: Settings) -> str:
-    """The TOML text; :func:`workers.config.load_config` reads it back into the same settings."""
+    """The TOML text; :func:`workers.protocol.config.load_config` reads it back into the same settings."""
     lines = [
         f"# Rendered by the Pulumi program from Pulumi.{settings.stack}.yaml — change the stack config, not this.",
         f"components = {_list(settings.components)}",

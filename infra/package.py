@@ -33,8 +33,8 @@ POWERTOOLS: Final = "aws_lambda_powertools"
 
 #: Our code: (path in the repository, path in the zip).
 SOURCES: Final = ("lockcore", "workers", "docs/chatops.toml")
-#: Parts of ``workers`` that no handler imports: the embedded local stack and the command line.
-EXCLUDED: Final = ("workers/localstack/", "workers/demo.py", "workers/cli.py")
+#: Parts of ``workers`` that no handler imports: the embedded local stack, and the command line with its demos.
+EXCLUDED: Final = ("workers/local/", "workers/cli/")
 
 #: Distributions bundled in the zip. Powertools and its one dependency outside the runtime go only when bundled.
 BUNDLED: Final = ("slack_sdk",)
@@ -154,7 +154,7 @@ def with_files(artifact: Path, output: Path, files: Mapping[str, bytes]) -> Path
 
 
 def handler_modules(artifact: Path) -> Iterator[str]:
-    """The modules the artifact holds (``workers.build``), for checking the roster's handlers."""
+    """The modules the artifact holds (``workers.flows.build``), for checking the roster's handlers."""
     with zipfile.ZipFile(artifact) as archive:
         for name in archive.namelist():
             if name.endswith(".py"):

@@ -12,7 +12,7 @@ What each handler calls, as read from the code (``workers/`` and ``lockcore/``):
   ``GetItem``; listing locks (``/build status --locks``, the reaper) is ``Scan``.
 - Powertools Idempotency (the build worker): ``GetItem``, ``PutItem``, ``UpdateItem``, ``DeleteItem`` on its own
   table.
-- Secrets: :func:`workers.secrets.get_secret` reads ``$<NAME>_PARAM`` with SSM ``GetParameter`` (decrypted).
+- Secrets: :func:`workers.adapters.secrets.get_secret` reads ``$<NAME>_PARAM`` with SSM ``GetParameter`` (decrypted).
 
 Per worker: build (``/build``, ``/deploy``) acquires, notes and releases (UpdateItem, GetItem), keeps
 idempotency records, dispatches to GitHub, replies in Slack and puts its refusals in the history (PutItem);
@@ -45,7 +45,7 @@ STREAM_ACTIONS: Final = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dyna
 """What Lambda's event source mapping on the lock table's stream needs, on that stream only; ``ListStreams``
 (which has no resource but ``*``) is granted apart, see :func:`infra.policies.read_lock_stream`."""
 
-#: The router's queues (:class:`workers.config.Queue`): the router sends to each, one worker consumes each.
+#: The router's queues (:class:`workers.protocol.config.Queue`): the router sends to each, one worker consumes each.
 QUEUES: Final = ("build", "deploy", "status", "echo", "github")
 
 WORKER_TIMEOUT_SECONDS: Final = 45
@@ -87,24 +87,27 @@ class Worker:
 
 
 _HAND_OFF: Final = ("build", "deploy")
-"""Where a worker that frees a lock puts the request it was handed to (:mod:`workers.handoff`); it reads that
+"""Where a worker that frees a lock puts the request it was handed to (:mod:`workers.flows.handoff`); it reads that
 request's envelope from the idempotency table."""
 
 # fmt: off
 WORKERS: Final[tuple[Worker, ...]] = (
-    Worker("router", "workers.router.handler", timeout=10, memory=512, http=True, sends_to=QUEUES,
+    Worker("router", "workers.handlers.router.handler", timeout=10, memory=512, http=True, sends_to=QUEUES,
            secrets=("SLACK_SIGNING_SECRET", "GITHUB_WEBHOOK_SECRET", "SLACK_BOT_TOKEN")),
-    Worker("build", "workers.build.handler", consumes=("build", "deploy"), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
+    Worker("build", "workers.handlers.build.handler", consumes=("build", "deploy"),
+           secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_READ_WRITE_LOCKS, idempotency=True, sends_to=_HAND_OFF, history_table=("dynamodb:PutItem",)),
-    Worker("status", "workers.status.handler", consumes=("status",), secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
+    Worker("status", "workers.handlers.status.handler", consumes=("status",),
+           secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_ALL_LOCKS, history_table=("dynamodb:Query", "dynamodb:Scan"), sends_to=_HAND_OFF,
            idempotency=True),
-    Worker("echo", "workers.echo.handler", consumes=("echo",), secrets=("SLACK_BOT_TOKEN",)),
-    Worker("webhook", "workers.webhook.handler", consumes=("github",), secrets=("SLACK_BOT_TOKEN",),
+    Worker("echo", "workers.handlers.echo.handler", consumes=("echo",), secrets=("SLACK_BOT_TOKEN",)),
+    Worker("webhook", "workers.handlers.webhook.handler", consumes=("github",), secrets=("SLACK_BOT_TOKEN",),
            lock_table=_READ_WRITE_LOCKS, sends_to=_HAND_OFF, idempotency=True),
-    Worker("reaper", "workers.reaper.handler", schedule="rate(1 minute)", secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
+    Worker("reaper", "workers.handlers.reaper.handler", schedule="rate(1 minute)",
+           secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_ALL_LOCKS, sends_to=_HAND_OFF, idempotency=True),
-    Worker("history", "workers.history.handler", lock_stream=True, history_table=("dynamodb:PutItem",)),
+    Worker("history", "workers.handlers.history.handler", lock_stream=True, history_table=("dynamodb:PutItem",)),
 )
 # fmt: on
 

@@ -1,8 +1,9 @@
 """Alarms to an SNS topic (e-mail), and the dashboard of the lock: what ``/build stats`` tells from the history
-(:mod:`workers.insights`), from the workers' metrics and logs instead, plus the service's health.
+(:mod:`workers.flows.insights`), from the workers' metrics and logs instead, plus the service's health.
 
 The workers write their metrics as EMF through Powertools (namespace ``ChatOps``, dimension ``service=chatops``,
-see :mod:`workers.runtime`); an alarm or a graph must name the same dimension to see them. The dashboard, in the
+see :mod:`workers.adapters.runtime`); an alarm or a graph must name the same dimension to see them. The dashboard,
+in the
 order of ``/build stats``:
 
 - acquisitions (hand-offs from the queue included), and the requests that joined a queue instead;

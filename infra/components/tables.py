@@ -29,7 +29,7 @@ class LockTable(pulumi.ComponentResource):
     never decides expiry by TTL deletion (it is lazy, days late), it only lets DynamoDB sweep old items.
 
     A stream of every change, old and new image (``NEW_AND_OLD_IMAGES``): the history writer reads it, so the
-    history costs the lock's hot path nothing (:mod:`workers.history`)."""
+    history costs the lock's hot path nothing (:mod:`workers.flows.history`)."""
 
     def __init__(self, name: str, args: TableArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("chatops:data:LockTable", name, None, opts)

@@ -6,7 +6,7 @@ the one being counted, the client-side request count equals the server's, every 
 winner for both methods — and exits 1 if any of that fails, because a benchmark of a wrong result is worthless.
 
 Requests are counted from botocore's ``before-send.dynamodb.*`` events, which fire once per HTTP attempt, so
-retries are counted too. The server is :class:`~workers.localstack.motoserver.LocalAWS`: moto on loopback in this
+retries are counted too. The server is :class:`~workers.local.motoserver.LocalAWS`: moto on loopback in this
 process, one DynamoDB request at a time, like the atomic single-item writes of DynamoDB itself.
 """
 
@@ -32,7 +32,7 @@ from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore, make_client
 from lockcore.memory import MemoryLockStore
 from lockcore.record import KEY, LockRecord, Status
-from workers.localstack.motoserver import LOCAL_CREDENTIALS, LocalAWS, use_local_credentials
+from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS, use_local_credentials
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.bench.locks import main
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
+from workers.local.motoserver import LOCAL_CREDENTIALS
 
 ONE_REQUEST = ("acquire-win", "acquire-lose", "acquire-reentered", "release", "extend", "force-release", "check")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -39,7 +40,7 @@ for handler in json.loads(os.environ["HANDLERS"]):
     except Exception as error:
         answers[handler] = f"{type(error).__name__}: {error}"
 import slack_sdk, aws_lambda_powertools, typing_extensions
-from workers.config import current_config
+from workers.protocol.config import current_config
 config = current_config()
 print(json.dumps({
     "handlers": answers,
@@ -137,9 +138,37 @@ def test_entries_are_sorted_with_fixed_times_and_modes(artifacts: Mapping[str, P
 def test_the_artifact_holds_our_code_and_not_the_local_stack(artifacts: Mapping[str, Path]) -> None:
     with zipfile.ZipFile(artifacts["bundled"]) as archive:
         names = set(archive.namelist())
-    assert {"lockcore/__init__.py", "workers/router.py", "docs/chatops.toml", package.MANIFEST} <= names
-    assert not [name for name in names if name.startswith(("workers/localstack/", "tests/", "infra/", "boto3/"))]
-    assert not [name for name in names if name.endswith(package._COMPILED)]
+    assert {"lockcore/__init__.py", "workers/handlers/router.py", "docs/chatops.toml", package.MANIFEST} <= names
+    assert not [name for name in names if name.startswith(("workers/local/", "workers/cli/", "tests/", "infra/"))]
+    assert not [name for name in names if name.startswith("boto3/") or name.endswith(package._COMPILED)]
+
+
+def test_nothing_in_the_artifact_imports_moto_the_cli_or_the_local_stack(artifacts: Mapping[str, Path]) -> None:
+    """What Lambda ships can never reach the tools around it: every import of every module of ours, read."""
+    forbidden = ("moto", "workers.cli", "workers.local")
+    offenders: list[str] = []
+    with zipfile.ZipFile(artifacts["bundled"]) as archive:
+        ours = [
+            name for name in archive.namelist() if name.startswith(("workers/", "lockcore/")) and name.endswith(".py")
+        ]
+        assert "workers/handlers/build.py" in ours
+        for name in ours:
+            for imported in _imports(archive.read(name).decode()):
+                if imported == forbidden[0] or imported.startswith(tuple(f"{f}." for f in forbidden) + forbidden[1:]):
+                    offenders.append(f"{name} imports {imported}")
+    assert offenders == []
+
+
+def _imports(source: str) -> list[str]:
+    """Every module an ``import`` or ``from … import`` names, at any depth of the module (deferred ones too)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            found.append(node.module)
+            found.extend(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
 
 
 def test_the_layer_artifact_leaves_powertools_out(artifacts: Mapping[str, Path]) -> None:

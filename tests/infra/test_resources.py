@@ -12,7 +12,7 @@ from infra.components.queues import VISIBILITY_FACTOR
 from infra.roster import QUEUES, WORKERS, consumer_of
 from tests.infra.conftest import Deploy
 from tests.infra.stack import ACCOUNT_ID, Deployment, Resource, stack_config
-from workers import build, freeze, insights, runlock
+from workers.flows import build, freeze, insights, runlock
 
 TABLE = "aws:dynamodb/table:Table"
 QUEUE = "aws:sqs/queue:Queue"
@@ -62,7 +62,9 @@ def test_the_lock_tables_stream_feeds_the_history_writer_alone(deployment: Deplo
     locks = deployment.one(TABLE, "locks")
     functions = {str(f["arn"]): f for f in deployment.of_type(FUNCTION)}
     streamed = [m for m in deployment.of_type(MAPPING) if m.inputs["eventSourceArn"] == locks["streamArn"]]
-    assert [functions[m.inputs["functionName"]].inputs["handler"] for m in streamed] == ["workers.history.handler"]
+    assert [functions[m.inputs["functionName"]].inputs["handler"] for m in streamed] == [
+        "workers.handlers.history.handler"
+    ]
     (mapping,) = streamed
     assert mapping.inputs["startingPosition"] == "TRIM_HORIZON"
     assert mapping.inputs["bisectBatchOnFunctionError"] is True
@@ -392,7 +394,7 @@ def test_the_busiest_keys_and_hours_are_counted_from_the_build_workers_lock_acqu
         assert properties["region"] == stack_config(deployment.stack)["aws:region"]
         commands = [command.strip() for command in properties["query"].split("|")]
         assert commands[0] == f"SOURCE '{log_group}'"
-        assert commands[1] == 'filter message = "lock acquired"'  # workers/build.py, under lock_key
+        assert commands[1] == 'filter message = "lock acquired"'  # workers/flows/build.py, under lock_key
     [keys] = [p["query"] for title, p in logs.items() if "keys" in title]
     assert [c.strip() for c in keys.split("|")][2:] == [
         "stats count(*) as acquisitions by lock_key",

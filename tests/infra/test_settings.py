@@ -10,8 +10,8 @@ import pytest
 from infra import command_config, settings
 from infra.roster import QUEUES, SECRETS, WORKERS, Worker, check
 from tests.infra.stack import stack_config, stack_files
-from workers.config import QUEUE_FOR_KIND, Queue, load_config
-from workers.secrets import SECRET_NAMES
+from workers.adapters.secrets import SECRET_NAMES
+from workers.protocol.config import QUEUE_FOR_KIND, Queue, load_config
 
 
 def _values(stack: str) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def test_the_roster_names_the_queues_and_secrets_the_workers_use() -> None:
     assert set(QUEUES) == {queue.value for queue in Queue} == {queue.value for queue in QUEUE_FOR_KIND.values()}
     assert set(SECRETS) == set(SECRET_NAMES)
     (router,) = (worker for worker in WORKERS if worker.http)
-    assert router.handler == "workers.router.handler"
+    assert router.handler == "workers.handlers.router.handler"
     assert set(router.sends_to) == set(QUEUES)
     assert not router.lock_table and not router.idempotency  # the router never calls DynamoDB
 
@@ -72,4 +72,4 @@ def test_the_roster_refuses_a_queue_without_or_with_two_consumers() -> None:
     with pytest.raises(ValueError, match="'echo' must have exactly one consumer"):
         check(tuple(worker for worker in WORKERS if worker.name != "echo"))
     with pytest.raises(ValueError, match="'echo' must have exactly one consumer"):
-        check((*WORKERS, Worker("echo2", "workers.echo.handler", consumes=("echo",))))
+        check((*WORKERS, Worker("echo2", "workers.handlers.echo.handler", consumes=("echo",))))

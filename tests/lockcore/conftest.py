@@ -6,7 +6,7 @@ import pytest
 from moto import mock_aws
 
 from tests.lockcore.stores import moto_server_process
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
+from workers.local.motoserver import LOCAL_CREDENTIALS
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -23,7 +23,7 @@ from moto import mock_aws
 from lockcore.store import Clock
 from tests.lockcore.simulation import LockSimulation, simulation_over
 from tests.lockcore.stores import StoreUnderTest, client_for, dynamodb_store, memory_store, moto_server_process
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
+from workers.local.motoserver import LOCAL_CREDENTIALS
 
 
 def run_for(simulation: type[LockSimulation], seconds: float, batch: int, steps: int) -> int:

@@ -18,7 +18,7 @@ from lockcore.expressions import Item
 from lockcore.memory import MemoryLockStore
 from lockcore.record import KEY, LEGACY_TTL
 from lockcore.store import Clock, LockStore
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
+from workers.local.motoserver import LOCAL_CREDENTIALS
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -45,7 +45,7 @@ def moto_server_process() -> Iterator[str]:
     """A serialised moto server in a subprocess (its state is never shared with an in-process mock_aws)."""
     env = dict(os.environ, PYTHONPATH=ROOT, **LOCAL_CREDENTIALS)
     process = subprocess.Popen(
-        [sys.executable, "-m", "workers.localstack.motoserver"],
+        [sys.executable, "-m", "workers.local.motoserver"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,

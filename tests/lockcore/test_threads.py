@@ -1,6 +1,6 @@
 """Real threads racing one key over HTTP.
 
-The server is a moto server whose DynamoDB requests are serialised (workers.localstack.motoserver): moto itself
+The server is a moto server whose DynamoDB requests are serialised (workers.local.motoserver): moto itself
 is not atomic under concurrent requests — racing conditional UpdateItems on one key can both succeed there —
 while DynamoDB performs every single-item write atomically. Serialising restores exactly that guarantee, so the
 races below are decided by the store's atomicity, as in AWS, and the test checks our use of it, not moto's

@@ -1,6 +1,6 @@
 """GitHub's ``workflow_run`` webhooks the way they reach the github worker: from the GitHub stand-in's run events,
 signed, through the router's ``/github/webhook`` onto the github queue (SQS on moto), then drained into a
-real-shaped SQS event for :func:`workers.webhook.handler`. Plus a simulated clock and the EventBridge event the
+real-shaped SQS event for :func:`workers.handlers.webhook.handler`. Plus a simulated clock and the EventBridge event the
 reaper is scheduled with.
 """
 
@@ -22,11 +22,12 @@ from lockcore.dynamodb import DynamoDBLockStore
 from tests.workers import function_url as f
 from tests.workers.sqs_events import drain
 from tests.workers.worker_world import LOCK_TABLE, World
-from workers import router, runtime
-from workers.build import BuildWorker
-from workers.config import current_config
-from workers.dispatch import Job
-from workers.envelope import CommandEnvelope
+from workers.adapters import runtime
+from workers.flows.build import BuildWorker
+from workers.handlers import router
+from workers.protocol.config import current_config
+from workers.protocol.dispatch import Job
+from workers.protocol.envelope import CommandEnvelope
 
 GITHUB_QUEUE = "chatops-github"
 

@@ -3,7 +3,7 @@
 :func:`record` shapes one record by hand (a message body with the attributes Lambda adds); :func:`drain` receives
 what is really on a (moto) queue and turns it into the same shape, so a test can go router → queue → worker.
 :class:`Logs` collects the JSON lines the workers' Powertools logger writes (its own and those routed through it
-from ``workers.slack`` and ``lockcore``).
+from ``workers.adapters.slack`` and ``lockcore``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from workers import runtime
+from workers.adapters import runtime
 
 REGION = "ca-central-1"
 ACCOUNT = "123456789012"
@@ -94,7 +94,7 @@ def drain(queue_url: str) -> dict[str, Any]:
 class Logs(logging.Handler):
     """The workers' log lines as the Lambda would write them (JSON), parsed."""
 
-    LOGGERS = (runtime.SERVICE, "workers.slack", "lockcore")
+    LOGGERS = (runtime.SERVICE, "workers.adapters.slack", "lockcore")
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)

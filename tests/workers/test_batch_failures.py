@@ -20,8 +20,10 @@ import pytest
 
 from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import BUILD_QUEUE, IDEMPOTENCY_TABLE, Context, World, failed_ids, running_world
-from workers import build, runtime
-from workers.envelope import CommandEnvelope
+from workers.adapters import runtime
+from workers.flows import build
+from workers.handlers import build as build_lambda
+from workers.protocol.envelope import CommandEnvelope
 
 RETRIED = "record retried later: it goes back to the queue"
 FAILED = "record failed: it goes back to the queue (then to the DLQ)"
@@ -48,7 +50,7 @@ def as_queued(envelope: CommandEnvelope | str, *, receive_count: int = 1) -> dic
 def deliver(record: dict[str, Any], caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
     caplog.clear()
     with caplog.at_level(logging.INFO, logger=runtime.SERVICE):
-        return build.handler(sqs.event(record), Context())
+        return build_lambda.handler(sqs.event(record), Context())
 
 
 def failure_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

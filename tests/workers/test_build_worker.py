@@ -33,13 +33,15 @@ from tests.workers.worker_world import (
     sqs_event,
     sqs_record,
 )
-from workers import build, runtime
-from workers.commands import Dispatch, Echo
-from workers.config import Action
-from workers.envelope import CommandEnvelope
-from workers.github import GitHubClient, parse_run_name
-from workers.localstack.github import RunDetails
-from workers.runlock import RUN_COMPLETED_METRIC, RUN_FAILED_METRIC
+from workers.adapters import runtime
+from workers.adapters.github import GitHubClient, parse_run_name
+from workers.flows import build
+from workers.flows.runlock import RUN_COMPLETED_METRIC, RUN_FAILED_METRIC
+from workers.handlers import build as build_lambda
+from workers.local.github import RunDetails
+from workers.protocol.commands import Dispatch, Echo
+from workers.protocol.config import Action
+from workers.protocol.envelope import CommandEnvelope
 
 BUILD_KEY = "build-router-plt"
 
@@ -51,7 +53,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 
 def deliver(event: dict[str, Any]) -> dict[str, Any]:
-    return build.handler(event, Context())
+    return build_lambda.handler(event, Context())
 
 
 def assert_settled(world: World, envelopes: list[CommandEnvelope], response: dict[str, Any]) -> None:

@@ -17,11 +17,14 @@ from lockcore.machine import Acquired, AcquireRequest
 from lockcore.record import Status
 from tests.workers.github_events import github_events
 from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, running_world, sqs_event
-from workers import build, runtime, status, webhook
-from workers.cancel import Cancelled, CancelWorker, force_release_reason
-from workers.commands import Cancel, Usage, acknowledgement, audience_for, describe, parse
-from workers.config import QUEUE_FOR_KIND, Action, Queue, current_config, load_config
-from workers.envelope import CommandEnvelope, read_message
+from workers.adapters import runtime
+from workers.flows.cancel import Cancelled, CancelWorker, force_release_reason
+from workers.handlers import build as build_lambda
+from workers.handlers import status as status_lambda
+from workers.handlers import webhook as webhook_lambda
+from workers.protocol.commands import Cancel, Usage, acknowledgement, audience_for, describe, parse
+from workers.protocol.config import QUEUE_FOR_KIND, Action, Queue, current_config, load_config
+from workers.protocol.envelope import CommandEnvelope, read_message
 
 BUILD_KEY = "build-router-plt"
 NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
@@ -35,14 +38,14 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 
 def start_build(world: World, *, user: str = "alice") -> int:
-    assert build.handler(sqs_event(world.envelope("a", user=user)), Context()) == NO_FAILURES
+    assert build_lambda.handler(sqs_event(world.envelope("a", user=user)), Context()) == NO_FAILURES
     return world.dispatches()[-1].id
 
 
 def cancel(world: World, name: str, user: str, command: Cancel = CANCEL, channel: str = "C0BUILDS") -> str:
     """Send the cancel through the status worker; the one reply its sender got."""
     envelope = world.envelope(name, command, user=user, channel=channel)
-    assert status.handler(sqs_event(envelope), Context()) == NO_FAILURES
+    assert status_lambda.handler(sqs_event(envelope), Context()) == NO_FAILURES
     [reply] = world.replies_to(name)
     return reply.text
 
@@ -115,7 +118,7 @@ def test_the_cancelled_runs_webhook_changes_nothing_more(world: World, monkeypat
         run_id = start_build(world)
         cancel(world, "c", "alice")
         github.post_all(action="completed", run_id=run_id)
-        assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+        assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES
     lock = world.lock()
     assert lock is not None and lock.status is Status.FORCE_RELEASED
     assert world.slack.messages("chat.postMessage") == []
@@ -198,7 +201,7 @@ def test_a_cancel_sent_before_the_lock_was_taken_leaves_the_new_holder_alone(wor
     run under the lock now is not the one the admin meant."""
     typed = replace(world.envelope("c", CANCEL, user="admin"), received_at=int(time.time()) - 10)
     run_id = start_build(world, user="bob")  # taken after the cancel was typed
-    assert status.handler(sqs_event(typed), Context()) == NO_FAILURES
+    assert status_lambda.handler(sqs_event(typed), Context()) == NO_FAILURES
     [reply] = world.replies_to("c")
     assert reply.text.startswith("⚠️ `build-router-plt` changed in the meantime (now held by bob"), reply.text
     assert reply.text.endswith("nothing was released.")
@@ -218,7 +221,7 @@ def test_a_cancel_that_died_after_its_release_cancels_the_run_when_delivered_aga
     world.store.force_release(BUILD_KEY, held.token, by=envelope.user_id, reason=reason)  # then the worker died
     assert world.github.run(run_id).conclusion is None
 
-    assert status.handler(sqs_event(envelope), Context()) == NO_FAILURES
+    assert status_lambda.handler(sqs_event(envelope), Context()) == NO_FAILURES
 
     assert world.github.run(run_id).conclusion == "cancelled"
     [reply] = world.replies_to("c")

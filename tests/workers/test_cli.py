@@ -17,8 +17,8 @@ import pytest
 
 from lockcore.machine import Refusal
 from lockcore.record import LockRecord, Status, epoch, iso
-from workers.cli import main
-from workers.localstack.motoserver import LOCAL_CREDENTIALS, LocalAWS
+from workers.cli.main import main
+from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS
 
 TABLE = "cli-test-locks"
 RECORD_FIELDS = set(

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers import commands as c
-from workers.config import Action, Audience, Config, load_config
-from workers.envelope import CommandEnvelope, EnvelopeError, read_message
+from workers.protocol import commands as c
+from workers.protocol.config import Action, Audience, Config, load_config
+from workers.protocol.envelope import CommandEnvelope, EnvelopeError, read_message
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.commands import VERBS
-from workers.config import (
+from workers.protocol.commands import VERBS
+from workers.protocol.config import (
     COMMANDS,
     NOBODY,
     Action,

@@ -15,12 +15,13 @@ from moto import mock_aws
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import create_queues
-from workers import echo, router, runtime
-from workers.commands import Echo, LockStatus
-from workers.config import Queue
-from workers.envelope import CommandEnvelope
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
-from workers.localstack.slack import SlackStandIn
+from workers.adapters import runtime
+from workers.handlers import echo, router
+from workers.local.motoserver import LOCAL_CREDENTIALS
+from workers.local.slack import SlackStandIn
+from workers.protocol.commands import Echo, LockStatus
+from workers.protocol.config import Queue
+from workers.protocol.envelope import CommandEnvelope
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 BOT_TOKEN = "xoxb-echo-worker-test"

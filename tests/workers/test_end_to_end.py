@@ -1,6 +1,6 @@
 """The reference design's checklist, end to end: signed slash commands from several users go into
-``workers.router.handler`` as Function URL events, onto the build queue (moto's SQS), and come off it as one
-real-shaped SQS batch into ``workers.build.handler``; GitHub and Slack are the local stand-ins (real HTTP on
+``workers.handlers.router.handler`` as Function URL events, onto the build queue (moto's SQS), and come off it as one
+real-shaped SQS batch into ``workers.handlers.build.handler``; GitHub and Slack are the local stand-ins (real HTTP on
 loopback). Nothing of ours is mocked.
 
 - "Single user builds successfully": one dispatch, the run announced in the channel, the lock held with its run.
@@ -38,12 +38,14 @@ from tests.workers.worker_world import (
     failed_ids,
     running_world,
 )
-from workers import build, router, status
-from workers.config import Queue
-from workers.localstack.github import WorkflowRun
-from workers.localstack.motoserver import LocalAWS, WSGIApp
-from workers.localstack.slack import PostedMessage
-from workers.usergroups import UserGroups
+from workers.adapters.usergroups import UserGroups
+from workers.handlers import build as build_lambda
+from workers.handlers import router
+from workers.handlers import status as status_lambda
+from workers.local.github import WorkflowRun
+from workers.local.motoserver import LocalAWS, WSGIApp
+from workers.local.slack import PostedMessage
+from workers.protocol.config import Queue
 
 USERS = ("alice", "bob", "carol", "dave", "erin")
 CHANNEL = "C0BUILDS"
@@ -116,7 +118,7 @@ def path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def deliver(event: dict[str, Any]) -> dict[str, Any]:
-    return build.handler(event, Context())
+    return build_lambda.handler(event, Context())
 
 
 def correlation_id_of(record: dict[str, Any]) -> str:
@@ -360,7 +362,7 @@ def test_a_cancel_whose_release_answer_was_lost_still_hands_the_lock_to_the_next
     throttled.slash("alice", "cancel router plt")
     # the force-release is decided from the lock cancel read (bob waiting): one write, handing the lock to bob
     throttled.throttling.lose_answer("UpdateItem")
-    assert status.handler(sqs.drain(throttled.queues[Queue.STATUS]), Context()) == NO_FAILURES
+    assert status_lambda.handler(sqs.drain(throttled.queues[Queue.STATUS]), Context()) == NO_FAILURES
 
     assert throttled.throttling.lost == ["UpdateItem"]
     [first_run] = throttled.world.dispatches()

@@ -19,11 +19,13 @@ from lockcore.record import iso
 from tests.workers import test_status_worker as sw
 from tests.workers.test_history import stream_event
 from tests.workers.worker_world import Context, running_world, sqs_event
-from workers import build, freeze, insights
-from workers import history as h
-from workers.commands import Dispatch, Freeze, History, LockStatus, Stats, Unfreeze, parse
-from workers.config import Action, current_config
-from workers.envelope import CommandEnvelope
+from workers.flows import freeze, insights
+from workers.flows import history as h
+from workers.handlers import build as build_lambda
+from workers.handlers import history as history_lambda
+from workers.protocol.commands import Dispatch, Freeze, History, LockStatus, Stats, Unfreeze, parse
+from workers.protocol.config import Action, current_config
+from workers.protocol.envelope import CommandEnvelope
 
 world = sw.world  # the status worker's world: moto, the Slack stand-in, the shipped configuration
 ADMIN, ALICE = sw.ADMIN, sw.ALICE
@@ -136,7 +138,7 @@ def test_a_frozen_environment_refuses_deploys_not_builds(monkeypatch: pytest.Mon
         deploy = bw.envelope("d", Dispatch(Action.DEPLOY, "api", "prod"))
         deploy_plt = bw.envelope("p", Dispatch(Action.DEPLOY, "api", "plt"))
         build_prod = bw.envelope("b", Dispatch(Action.BUILD, "api", "prod"))
-        build.handler(sqs_event(deploy, deploy_plt, build_prod), Context())
+        build_lambda.handler(sqs_event(deploy, deploy_plt, build_prod), Context())
 
         (refusal,) = bw.replies_to("d")
         assert refusal.text.startswith("🧊 Deploys to *prod* are frozen by admin (<@U0ADMIN>) since <!date^")
@@ -148,7 +150,7 @@ def test_a_frozen_environment_refuses_deploys_not_builds(monkeypatch: pytest.Mon
         assert refused.correlation_id == deploy.correlation_id
 
         bw.store.force_release("freeze-prod", 1, by="U0ADMIN", reason="unfrozen from Slack by admin")
-        build.handler(sqs_event(bw.envelope("d2", Dispatch(Action.DEPLOY, "api", "prod"))), Context())
+        build_lambda.handler(sqs_event(bw.envelope("d2", Dispatch(Action.DEPLOY, "api", "prod"))), Context())
         assert bw.lock("deploy-api-prod") is not None
         assert now <= int(time.time())
         h.forget()
@@ -160,7 +162,7 @@ def test_history_shows_the_last_events_from_the_stream_newest_first(world: sw.Wo
     world.store.release("build-router-plt", held.owner, held.token, Status.FAILED)
     again = sw.hold(world.store, "build-router-plt", user="U0BOB", name="bob")
     world.store.force_release("build-router-plt", again.token, by=ADMIN, reason="force unlock from Slack by admin")
-    h.handler(stream_event(history), None)
+    history_lambda.handler(stream_event(history), None)
 
     assert sw.run(sw.command(world, History(Action.BUILD, "router", "plt"))) == sw.NO_FAILURES
 
@@ -188,7 +190,7 @@ def test_stats_count_acquisitions_refusals_outcomes_and_durations(world: sw.Worl
         held = sw.hold(world.store, key)
         world.store.release(key, held.owner, held.token, outcome)
     sw.run(as_admin(world, Freeze("prod", "not a build"), url="freeze"))
-    h.handler(stream_event(history), None)
+    history_lambda.handler(stream_event(history), None)
     for who in ("U0BOB", "U0CAROL"):  # what the build worker puts when it refuses (the same second, the same holder)
         refused = h.HistoryEvent("build-router-plt", h.EventKind.REFUSE, 2, "2026-11-27T10:00:00Z", who=who)
         h.history_table().put(replace(refused, at=iso(int(time.time())), correlation_id=f"cid-{who}"))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.github import (
+from workers.adapters.github import (
     MAX_INPUTS,
     RUN_NAME_EXPRESSION,
     GitHubAuthError,
@@ -28,8 +28,8 @@ from workers.github import (
     parse_run_name,
     run_name,
 )
-from workers.localstack.github import GitHubStandIn, Repository, RunDetails, fake_sha, render_run_name, webhook_sender
-from workers.localstack.slack import SlackStandIn
+from workers.local.github import GitHubStandIn, Repository, RunDetails, fake_sha, render_run_name, webhook_sender
+from workers.local.slack import SlackStandIn
 
 TOKEN = "ghp_TopSecretToken0123456789"
 REPO = "acme/platform"

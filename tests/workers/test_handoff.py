@@ -33,11 +33,22 @@ from tests.workers.worker_world import (
     sqs_event,
     sqs_record,
 )
-from workers import build, handoff, reaper, runlock, runtime, status, webhook
-from workers.commands import Cancel, Dequeue, Dispatch, Freeze, parse
-from workers.config import Action, ConfigError, Conflict, Queue, current_config, load_config
-from workers.dispatch import Job
-from workers.envelope import LOCK_WATCH_ACTION, CommandEnvelope, InteractionEnvelope, command_from_json, command_json
+from workers.adapters import runtime
+from workers.flows import handoff, runlock, status
+from workers.handlers import build as build_lambda
+from workers.handlers import reaper as reaper_lambda
+from workers.handlers import status as status_lambda
+from workers.handlers import webhook as webhook_lambda
+from workers.protocol.commands import Cancel, Dequeue, Dispatch, Freeze, parse
+from workers.protocol.config import Action, ConfigError, Conflict, Queue, current_config, load_config
+from workers.protocol.dispatch import Job
+from workers.protocol.envelope import (
+    LOCK_WATCH_ACTION,
+    CommandEnvelope,
+    InteractionEnvelope,
+    command_from_json,
+    command_json,
+)
 
 BUILD_KEY = "build-router-plt"
 NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
@@ -58,7 +69,7 @@ def github(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubEven
 
 
 def send(world: World, envelope: CommandEnvelope) -> None:
-    assert build.handler(sqs_event(envelope), Context()) == NO_FAILURES
+    assert build_lambda.handler(sqs_event(envelope), Context()) == NO_FAILURES
 
 
 def build_queue(queue: Queue = Queue.BUILD) -> list[str]:
@@ -76,7 +87,7 @@ def drain(world: World, queue: Queue = Queue.BUILD) -> list[str]:
     bodies = build_queue(queue)
     if bodies:
         event = {"Records": [sqs_record(body) for body in bodies]}
-        assert build.handler(event, Context()) == NO_FAILURES
+        assert build_lambda.handler(event, Context()) == NO_FAILURES
     return bodies
 
 
@@ -108,7 +119,7 @@ def test_a_queued_request_is_dispatched_when_the_holders_run_completes(world: Wo
     world.github.start_run(first.id)
     world.github.complete_run(first.id, "success")
     github.post_all(run_id=first.id)
-    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+    assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES
 
     handed = world.lock()
     bob = world.envelope("b", QUEUED, user="bob")
@@ -128,7 +139,7 @@ def test_a_queued_request_is_dispatched_when_the_holders_run_completes(world: Wo
     world.github.start_run(second.id)  # bob's run — carol's too — ends: carol hears it where she asked
     world.github.complete_run(second.id, "failure")
     github.post_all(run_id=second.id)
-    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+    assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES
     [_, bobs] = channel_posts(world)
     assert bobs.startswith("❌ router (plt) build failed") and "<@U0BOB>" in bobs
     [carols] = world.slack.messages("chat.postEphemeral")
@@ -148,7 +159,7 @@ def test_a_handed_request_that_cannot_start_tells_every_coalesced_requester(worl
     send(world, world.envelope("c", QUEUED, user="carol"))
     world.github.complete_run(first.id, "success")
     github.post_all(run_id=first.id)
-    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+    assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES
 
     world.github.fail_next(status=401, body={"message": "Bad credentials"}, path_contains="/dispatches")
     world.slack.expire_response_url("b")  # bob queued more than 30 minutes ago
@@ -176,7 +187,7 @@ def test_the_reaper_hands_a_lapsed_lease_to_the_next_in_line(world: World) -> No
     assert told.text.startswith("⏳ Queued: position 1"), told.text
     world.github.fail_next(status=404, body={"message": "Not Found"}, method="GET", path_contains=f"/runs/{run.id}")
 
-    assert reaper.handler(scheduled_event(), Context()) == {"locks": 1, "effects": {"expired": 1}}
+    assert reaper_lambda.handler(scheduled_event(), Context()) == {"locks": 1, "effects": {"expired": 1}}
 
     handed = world.lock()
     assert handed is not None and handed.owner == bob.request_id and handed.status is Status.IN_PROGRESS
@@ -207,17 +218,17 @@ def test_a_hand_off_nobody_dispatched_is_queued_again_by_the_reaper(world: World
     world.github.start_run(first.id)
     world.github.complete_run(first.id, "success")
     github.post_all(run_id=first.id)
-    assert webhook.handler(github.queued(), Context()) == NO_FAILURES  # the redelivery: not this run's lock
+    assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES  # the redelivery: not this run's lock
     assert build_queue() == []
 
-    assert reaper.handler(scheduled_event(), Context()) == {"locks": 1, "effects": {"handed-again": 1}}
+    assert reaper_lambda.handler(scheduled_event(), Context()) == {"locks": 1, "effects": {"handed-again": 1}}
 
     [body] = drain(world)
     assert handoff.handed_off(body) == (held.token + 1, ())
     [_, second] = world.dispatches()
     after = world.lock()
     assert after is not None and after.owner == bob.request_id and after.notes.get("runId") == str(second.id)
-    assert reaper.handler(scheduled_event(), Context())["effects"] != {"handed-again": 1}  # dispatched: done
+    assert reaper_lambda.handler(scheduled_event(), Context())["effects"] != {"handed-again": 1}  # dispatched: done
     assert drain(world) == []
 
 
@@ -235,7 +246,7 @@ def test_the_reaper_stops_queueing_a_hand_off_again_after_a_few_minutes(world: W
     handed = store_at(clock).release("deploy-api-plt", held.owner, held.token, Status.COMPLETED)
     assert handed.handed_to is not None  # type: ignore[union-attr]
 
-    assert reaper.handler(scheduled_event(), Context())["effects"] == {"kept": 1}
+    assert reaper_lambda.handler(scheduled_event(), Context())["effects"] == {"kept": 1}
     assert build_queue(Queue.DEPLOY) == []
 
 
@@ -305,7 +316,7 @@ def test_notify_me_when_free_tells_the_watcher_when_the_run_ends(world: World, g
     world.github.start_run(run.id)
     world.github.complete_run(run.id, "success")
     github.post_all(run_id=run.id)
-    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+    assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES
 
     [told] = world.slack.messages("chat.postEphemeral")
     assert told.body["user"] == "U0BOB" and told.body["channel"] == "C0BUILDS"
@@ -342,12 +353,12 @@ def test_a_redelivered_cancel_leaves_the_request_its_first_delivery_handed_the_l
     send(world, world.envelope("b", QUEUED, user="bob"))
     cancel = world.envelope("x", Cancel(Action.BUILD, "router", "plt"), user="admin")
     cancel = replace(cancel, received_at=cancel.received_at + 2)  # the router's clock a little ahead
-    assert status.handler(sqs_event(cancel), Context()) == NO_FAILURES
+    assert status_lambda.handler(sqs_event(cancel), Context()) == NO_FAILURES
     [_] = drain(world)
     [first, second] = world.dispatches()
     assert world.github.run(first.id).conclusion == "cancelled"
 
-    assert status.handler(sqs_event(cancel), Context()) == NO_FAILURES  # the redelivery, the same message
+    assert status_lambda.handler(sqs_event(cancel), Context()) == NO_FAILURES  # the redelivery, the same message
 
     assert world.github.run(second.id).conclusion is None
     lock = world.lock()
@@ -366,7 +377,7 @@ def test_a_deploy_handed_the_lock_after_its_environment_froze_lets_go_of_it(worl
                   store=world.store)  # fmt: skip
     world.github.complete_run(first.id, "success")
     github.post_all(run_id=first.id)
-    assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+    assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES
 
     [_] = drain(world, Queue.DEPLOY)
 

@@ -19,8 +19,9 @@ from lockcore import AcquireRequest, MemoryLockStore, Status
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.expressions import Item
 from lockcore.record import epoch
-from workers import history as h
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
+from workers.flows import history as h
+from workers.handlers import history as history_lambda
+from workers.local.motoserver import LOCAL_CREDENTIALS
 
 KEY = "build-router-plt"
 LOCK_TABLE = "chatops-locks-history-test"
@@ -194,8 +195,11 @@ def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothi
     event = stream_event(stream_arn)
     records = len(event["Records"])
     assert records >= 6  # one a write at least (the acquire, note, extend, release, acquire, cancel)
-    assert h.handler(event, None) == {"records": records, "events": 5}
-    assert h.handler(event, None) == {"records": records, "events": 5}  # the stream redelivers: the same puts
+    assert history_lambda.handler(event, None) == {"records": records, "events": 5}
+    assert history_lambda.handler(event, None) == {
+        "records": records,
+        "events": 5,
+    }  # the stream redelivers: the same puts
 
     recent = table.recent(KEY)
     assert [(e.kind, e.token, e.who, e.outcome, e.duration) for e in recent] == [

@@ -10,9 +10,9 @@ import pytest
 
 from lockcore import machine as m
 from tests.workers.test_local_stack import ALICE, BOB, Local, running
-from workers import history as h
-from workers.localstack.stack import StackOptions
-from workers.localstack.workspace import Person
+from workers.flows import history as h
+from workers.local.stack import StackOptions
+from workers.local.workspace import Person
 
 pytestmark = pytest.mark.timeout(60)
 

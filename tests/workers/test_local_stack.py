@@ -1,7 +1,7 @@
 """End to end over the local stack: real HTTP into the router, real SQS polling on the moto server, the workers as
 deployed, the GitHub and Slack stand-ins on loopback.
 
-Each test gets a stack of its own (:func:`running`). People are a :class:`~workers.localstack.workspace.Workspace`:
+Each test gets a stack of its own (:func:`running`). People are a :class:`~workers.local.workspace.Workspace`:
 signed requests over HTTP, replies read from the Slack stand-in. Time is a :class:`SimulatedClock`, the stack's
 clock (``StackOptions.clock``), which the workers' lock store reads: it keeps real time until a test moves it
 forward, where a lease must run out or come near its end. DynamoDB, SQS, the router and the workers are the real
@@ -30,11 +30,11 @@ import urllib3
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.record import LockRecord, Status
-from workers.config import Queue
-from workers.localstack.github import GitHubStandIn, WorkflowRun, webhook_sender
-from workers.localstack.slack import PostedMessage, SlackStandIn
-from workers.localstack.stack import LocalStack, StackOptions
-from workers.localstack.workspace import Person, Sent, Workspace, slack_signature
+from workers.local.github import GitHubStandIn, WorkflowRun, webhook_sender
+from workers.local.slack import PostedMessage, SlackStandIn
+from workers.local.stack import LocalStack, StackOptions
+from workers.local.workspace import Person, Sent, Workspace, slack_signature
+from workers.protocol.config import Queue
 
 pytestmark = pytest.mark.timeout(60)
 

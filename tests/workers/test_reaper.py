@@ -18,11 +18,15 @@ from lockcore.machine import Acquired, AcquireRequest, HeldBySomeone
 from lockcore.record import Status
 from tests.workers.github_events import SimulatedClock, build_at, github_events, scheduled_event, store_at
 from tests.workers.worker_world import Context, World, running_world, sqs_event
-from workers import build, reaper, runtime, webhook
-from workers.commands import Dispatch
-from workers.config import Action, current_config
-from workers.localstack.github import WorkflowRun
-from workers.runlock import Effect, ExpiryCause
+from workers.adapters import runtime
+from workers.flows import reaper
+from workers.flows.runlock import Effect, ExpiryCause
+from workers.handlers import build as build_lambda
+from workers.handlers import reaper as reaper_lambda
+from workers.handlers import webhook as webhook_lambda
+from workers.local.github import WorkflowRun
+from workers.protocol.commands import Dispatch
+from workers.protocol.config import Action, current_config
 
 BUILD_KEY = "build-router-plt"
 DEPLOY_KEY = "deploy-api-prod"
@@ -36,7 +40,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 
 def start_build(world: World, name: str = "a", *, command: Dispatch | None = None) -> WorkflowRun:
-    assert build.handler(sqs_event(world.envelope(name, command)), Context()) == NO_FAILURES
+    assert build_lambda.handler(sqs_event(world.envelope(name, command)), Context()) == NO_FAILURES
     return world.dispatches()[-1]
 
 
@@ -57,7 +61,7 @@ def test_a_missed_webhook_is_recovered_by_the_reaper(world: World, capsys: pytes
     run = start_build(world)
     world.github.complete_run(run.id, "success")  # GitHub never delivers the webhook: nobody listens
 
-    answer = reaper.handler(scheduled_event(), Context())
+    answer = reaper_lambda.handler(scheduled_event(), Context())
 
     assert answer == {"locks": 1, "effects": {"released": 1}}
     lock = world.lock()
@@ -66,7 +70,7 @@ def test_a_missed_webhook_is_recovered_by_the_reaper(world: World, capsys: pytes
     assert text.startswith("✅ router (plt) built in ") and text.endswith(f"<{run.html_url}|run {run.id}>")
     assert '"buildLockManager.releaseLock.success":[1.0]' in capsys.readouterr().out
 
-    assert reaper.handler(scheduled_event(), Context()) == {"locks": 0, "effects": {}}  # idempotent
+    assert reaper_lambda.handler(scheduled_event(), Context()) == {"locks": 0, "effects": {}}  # idempotent
     assert len(channel_posts(world)) == 1
 
 
@@ -86,7 +90,7 @@ def test_the_reaper_and_a_late_webhook_tell_the_channel_once(world: World, monke
         world.github.complete_run(run.id, "success")
         assert effects(reaper_at(SimulatedClock()).sweep()) == {BUILD_KEY: Effect.RELEASED}
         github.post_all(action="completed")  # the webhook arrives after all
-        assert webhook.handler(github.queued(), Context()) == NO_FAILURES
+        assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES
     lock = world.lock()
     assert lock is not None and lock.status is Status.COMPLETED
     assert len(channel_posts(world)) == 1
@@ -103,7 +107,7 @@ def test_a_lapsed_lease_whose_run_vanished_is_expired_with_a_message_and_a_metri
     world.github.fail_next(status=404, body={"message": "Not Found"}, method="GET", path_contains=f"/runs/{run.id}")
     capsys.readouterr()
 
-    answer = reaper.handler(scheduled_event(), Context())
+    answer = reaper_lambda.handler(scheduled_event(), Context())
 
     assert answer == {"locks": 1, "effects": {"expired": 1}}
     lock = world.lock()
@@ -119,7 +123,7 @@ def test_a_lapsed_lease_whose_run_vanished_is_expired_with_a_message_and_a_metri
     emitted = capsys.readouterr().out
     assert '"buildLockManager.lock.expired":[1.0]' in emitted and '"Namespace":"ChatOps"' in emitted
 
-    assert reaper.handler(scheduled_event(), Context()) == {"locks": 0, "effects": {}}
+    assert reaper_lambda.handler(scheduled_event(), Context()) == {"locks": 0, "effects": {}}
     assert len(channel_posts(world)) == 1
 
 

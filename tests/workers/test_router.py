@@ -24,12 +24,12 @@ from moto import mock_aws
 
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
-from workers import router
-from workers.commands import Dispatch, Echo, LockStatus, Unlock
-from workers.config import Action, Queue
-from workers.envelope import CommandEnvelope, InteractionEnvelope, WorkflowRunEnvelope, read_message
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
-from workers.usergroups import UserGroups
+from workers.adapters.usergroups import UserGroups
+from workers.handlers import router
+from workers.local.motoserver import LOCAL_CREDENTIALS
+from workers.protocol.commands import Dispatch, Echo, LockStatus, Unlock
+from workers.protocol.config import Action, Queue
+from workers.protocol.envelope import CommandEnvelope, InteractionEnvelope, WorkflowRunEnvelope, read_message
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 

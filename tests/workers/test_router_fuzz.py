@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from tests.workers import function_url as f
-from workers import router
-from workers.commands import Dispatch, Unlock
-from workers.config import Queue, current_config
-from workers.envelope import CommandEnvelope
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
-from workers.usergroups import UserGroups
+from workers.adapters.usergroups import UserGroups
+from workers.handlers import router
+from workers.local.motoserver import LOCAL_CREDENTIALS
+from workers.protocol.commands import Dispatch, Unlock
+from workers.protocol.config import Queue, current_config
+from workers.protocol.envelope import CommandEnvelope
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 PATHS = ("/slack/commands", "/slack/interactions", "/github/webhook", "/", "/slack", "/slack/commands/")

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lockcore.dynamodb import DynamoDBLockStore
 from tests.workers.worker_world import SHIPPED_CONFIG, sqs_record
-from workers import runtime
+from workers.adapters import runtime
 
 
 def batch(*bodies: str) -> dict[str, Any]:

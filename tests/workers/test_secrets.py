@@ -9,8 +9,8 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
-from workers.secrets import SECRET_NAMES, SecretUnavailable, get_secret
+from workers.adapters.secrets import SECRET_NAMES, SecretUnavailable, get_secret
+from workers.local.motoserver import LOCAL_CREDENTIALS
 
 
 @pytest.fixture

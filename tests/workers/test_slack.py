@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from workers.localstack.slack import SlackStandIn
-from workers.slack import DEFAULT_RESPONSE_HOSTS, Message, ResponseType, SlackReplies
+from workers.adapters.slack import DEFAULT_RESPONSE_HOSTS, Message, ResponseType, SlackReplies
+from workers.local.slack import SlackStandIn
 
 TOKEN = "xoxb-0000-TopSecretBotToken"
 CID = "trig.42.cafe"
@@ -28,7 +28,7 @@ def replies(slack: SlackStandIn) -> SlackReplies:
 
 
 def failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "workers.slack" and r.levelno >= logging.WARNING]
+    return [r for r in caplog.records if r.name == "workers.adapters.slack" and r.levelno >= logging.WARNING]
 
 
 def closed_port() -> int:

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from workers.commands import VERBS
-from workers.router import SLACK_COMMANDS_PATH
+from workers.handlers.router import SLACK_COMMANDS_PATH
+from workers.protocol.commands import VERBS
 
 MANIFEST = Path(__file__).parents[2] / "docs" / "slack-app-manifest.yml"
 WORKERS = Path(__file__).parents[2] / "workers"

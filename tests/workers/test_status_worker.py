@@ -25,13 +25,16 @@ from lockcore.dynamodb import DynamoDBLockStore
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import create_queues
-from workers import router, runtime, status
-from workers.commands import Command, Echo, LockStatus, Unlock
-from workers.config import Action, Queue
-from workers.envelope import UNLOCK_CANCEL_ACTION, UNLOCK_CONFIRM_ACTION, CommandEnvelope, InteractionEnvelope
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
-from workers.localstack.slack import PostedMessage, SlackStandIn
-from workers.usergroups import UserGroups
+from workers.adapters import runtime
+from workers.adapters.usergroups import UserGroups
+from workers.flows import status
+from workers.handlers import router
+from workers.handlers import status as status_lambda
+from workers.local.motoserver import LOCAL_CREDENTIALS
+from workers.local.slack import PostedMessage, SlackStandIn
+from workers.protocol.commands import Command, Echo, LockStatus, Unlock
+from workers.protocol.config import Action, Queue
+from workers.protocol.envelope import UNLOCK_CANCEL_ACTION, UNLOCK_CONFIRM_ACTION, CommandEnvelope, InteractionEnvelope
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 TABLE = "chatops-locks-status-test"
@@ -151,7 +154,9 @@ def press(
 def run(*messages: CommandEnvelope | InteractionEnvelope | str) -> dict[str, Any]:
     """Hand the worker one SQS batch; the partial batch response it answers."""
     bodies = [message if isinstance(message, str) else message.to_json() for message in messages]
-    return status.handler(sqs.event(*(sqs.record(body, message_id=f"m{i}") for i, body in enumerate(bodies))), None)
+    return status_lambda.handler(
+        sqs.event(*(sqs.record(body, message_id=f"m{i}") for i, body in enumerate(bodies))), None
+    )
 
 
 def only(posts: list[PostedMessage]) -> dict[str, Any]:
@@ -512,14 +517,14 @@ def test_status_unlock_and_confirm_through_router_queue_and_worker(world: World)
 
     slash(world, "status --locks", ALICE, "alice")
     slash(world, "unlock router plt", ADMIN, "admin")
-    assert status.handler(sqs.drain(status_queue), None) == NO_FAILURES
+    assert status_lambda.handler(sqs.drain(status_queue), None) == NO_FAILURES
 
     assert only(world.replies("alice"))["blocks"][0]["text"]["text"] == "🔒 *1 lock held right now*"
     prompt = only(world.replies("admin"))
     confirm = next(block for block in prompt["blocks"] if block["type"] == "actions")["elements"][0]
 
     click(world, confirm, ADMIN, "admin")
-    assert status.handler(sqs.drain(status_queue), None) == NO_FAILURES
+    assert status_lambda.handler(sqs.drain(status_queue), None) == NO_FAILURES
 
     after = world.store.get("build-router-plt")
     assert after is not None and (after.status, after.released_by) == (Status.FORCE_RELEASED, ADMIN)

@@ -20,12 +20,9 @@ from tests.workers.github_events import GitHubEvents, SimulatedClock, github_eve
 from tests.workers.sqs_events import event as sqs_batch
 from tests.workers.sqs_events import record as sqs_record
 from tests.workers.worker_world import Context, World, running_world, sqs_event
-from workers import build, runtime, webhook
-from workers.commands import Dispatch
-from workers.config import Action, current_config
-from workers.envelope import WorkflowRunEnvelope
-from workers.localstack.github import WorkflowRun
-from workers.runlock import (
+from workers.adapters import runtime
+from workers.flows import webhook
+from workers.flows.runlock import (
     RELEASED_METRIC,
     RUN_COMPLETED_METRIC,
     RUN_FAILED_METRIC,
@@ -33,6 +30,12 @@ from workers.runlock import (
     RunReport,
     result_text,
 )
+from workers.handlers import build as build_lambda
+from workers.handlers import webhook as webhook_lambda
+from workers.local.github import WorkflowRun
+from workers.protocol.commands import Dispatch
+from workers.protocol.config import Action, current_config
+from workers.protocol.envelope import WorkflowRunEnvelope
 
 BUILD_KEY = "build-router-plt"
 DEPLOY_KEY = "deploy-api-prod"
@@ -53,13 +56,13 @@ def github(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubEven
 
 def start_build(world: World, name: str = "a", *, user: str = "alice", command: Dispatch | None = None) -> WorkflowRun:
     """``/build router plt`` through the build worker: the lock taken, the run dispatched and noted."""
-    assert build.handler(sqs_event(world.envelope(name, command, user=user)), Context()) == NO_FAILURES
+    assert build_lambda.handler(sqs_event(world.envelope(name, command, user=user)), Context()) == NO_FAILURES
     return world.dispatches()[-1]
 
 
 def deliver(github: GitHubEvents) -> dict[str, Any]:
     """What is on the github queue, to the worker."""
-    return webhook.handler(github.queued(), Context())
+    return webhook_lambda.handler(github.queued(), Context())
 
 
 def channel_posts(world: World) -> list[str]:
@@ -198,7 +201,7 @@ def test_a_message_that_is_not_a_workflow_run_fails_alone(world: World, github: 
     github.post_all(action="completed")
     good = github.queued()["Records"]
     bad = sqs_record('{"version": 1, "kind": "echo"}', queue="chatops-github", message_id="bad-1")
-    response = webhook.handler(sqs_batch(bad, *good), Context())
+    response = webhook_lambda.handler(sqs_batch(bad, *good), Context())
     assert response == {"batchItemFailures": [{"itemIdentifier": "bad-1"}]}
     lock = world.lock()
     assert lock is not None and lock.status is Status.COMPLETED
@@ -251,7 +254,9 @@ def test_a_long_deploy_is_kept_alive_by_its_in_progress_events(world: World, git
 
     def on_queue(action: str, payload: dict[str, Any]) -> None:
         assert github.post(action, payload) == 202
-        response = runtime.process_sqs_batch(github.queued(), Context(), lambda r: webhook.handle_record(r, worker))
+        response = runtime.process_sqs_batch(
+            github.queued(), Context(), lambda r: webhook_lambda.handle_record(r, worker)
+        )
         assert response == NO_FAILURES
 
     on_queue("requested", requested)
@@ -277,7 +282,7 @@ def test_the_lock_table_failing_sends_the_event_back(world: World, github: GitHu
     github.post_all(action="completed")
     queued = github.queued()
     world.store.client.delete_table(TableName=world.store.table)
-    response = webhook.handler(queued, Context())
+    response = webhook_lambda.handler(queued, Context())
     assert [failure["itemIdentifier"] for failure in response["batchItemFailures"]] == [
         record["messageId"] for record in queued["Records"]
     ]

@@ -25,13 +25,13 @@ from moto import mock_aws
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.record import LockRecord
 from tests.workers import sqs_events as sqs
-from workers import runtime
-from workers.commands import Command, Dispatch
-from workers.config import Action, Queue
-from workers.envelope import CommandEnvelope
-from workers.localstack.github import GitHubStandIn, Repository, WorkflowRun, fake_sha
-from workers.localstack.motoserver import LOCAL_CREDENTIALS
-from workers.localstack.slack import PostedMessage, SlackStandIn
+from workers.adapters import runtime
+from workers.local.github import GitHubStandIn, Repository, WorkflowRun, fake_sha
+from workers.local.motoserver import LOCAL_CREDENTIALS
+from workers.local.slack import PostedMessage, SlackStandIn
+from workers.protocol.commands import Command, Dispatch
+from workers.protocol.config import Action, Queue
+from workers.protocol.envelope import CommandEnvelope
 
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 REPOSITORY = "example-org/platform"

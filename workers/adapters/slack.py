@@ -1,0 +1,189 @@
+"""Replies to Slack: to a command's ``response_url``, and to a channel through the Web API.
+
+A reply is the last step of a piece of work whose real effect (a lock taken or released, a run dispatched) has
+already happened, so a reply that fails must not undo or disturb it: every method here logs the failure with the
+caller's correlation id and returns ``False``; none raises.
+
+``response_url``\\s arrive inside the request, so they are only followed to hosts on an allow-list — Slack's
+``hooks.slack.com`` by default — and over https; loopback (http too) only when the local stack allows it.
+Anything else is refused, logged, and nothing is sent: a forged URL cannot turn a worker into a request relay.
+
+The Web API goes to ``SLACK_API_URL`` (default ``https://slack.com/api/``) through slack_sdk's ``WebClient``.
+Logs are stdlib ``logging`` under ``workers.adapters.slack``, with ``correlation_id`` as an extra field (Powertools'
+``copy_config_to_registered_loggers`` renders them as the Lambda's JSON lines).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+
+from workers.protocol.config import DEFAULT_RESPONSE_URL_HOSTS, DEFAULT_SLACK_API_URL, response_url_allowed
+
+log = logging.getLogger(__name__)
+
+API_URL_ENV: Final = "SLACK_API_URL"
+DEFAULT_API_URL: Final = DEFAULT_SLACK_API_URL
+DEFAULT_RESPONSE_HOSTS: Final = frozenset(DEFAULT_RESPONSE_URL_HOSTS)
+DEFAULT_TIMEOUT_SECONDS: Final = 10
+
+
+def escape(text: str) -> str:
+    """Text a user typed or a record holds, safe inside mrkdwn: no links, mentions or ``<!channel>`` of its own
+    (Slack's three control characters, ``&``, ``<`` and ``>``, as entities)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class ResponseType(StrEnum):
+    EPHEMERAL = "ephemeral"
+    """Only the user who sent the command sees it (Slack's default)."""
+    IN_CHANNEL = "in_channel"
+    """Everyone in the channel sees it, and the command with it."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """What to say. ``text`` is always set: it is the notification text and the fallback for ``blocks``.
+
+    ``response_type`` and ``replace_original`` only mean something for a ``response_url`` reply; a Web API post
+    is in the channel (``post_message``) or ephemeral (``post_ephemeral``) by the method chosen.
+    """
+
+    text: str
+    blocks: Sequence[Mapping[str, Any]] | None = None
+    response_type: ResponseType = ResponseType.EPHEMERAL
+    replace_original: bool = False
+
+    @classmethod
+    def in_channel(cls, text: str, blocks: Sequence[Mapping[str, Any]] | None = None) -> Message:
+        return cls(text, blocks, ResponseType.IN_CHANNEL)
+
+    def _blocks(self) -> list[dict[str, Any]] | None:
+        return [dict(block) for block in self.blocks] if self.blocks else None
+
+
+class SlackReplies:
+    """Where replies go: the ``response_url`` allow-list, and the Web API with the bot token.
+
+    ``response_hosts`` are exact host names (no sub-domains implied); ``allow_loopback`` also accepts
+    ``127.0.0.0/8``, ``::1`` and ``localhost``, over http or https — for the local stack only.
+    ``api_url`` defaults to ``SLACK_API_URL`` from the environment, then Slack's.
+    """
+
+    def __init__(
+        self,
+        bot_token: str,
+        *,
+        api_url: str | None = None,
+        response_hosts: Iterable[str] = DEFAULT_RESPONSE_HOSTS,
+        allow_loopback: bool = False,
+        timeout: int = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        base_url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
+        self.api_url = base_url if base_url.endswith("/") else f"{base_url}/"
+        self.response_hosts = frozenset(host.lower() for host in response_hosts)
+        self.allow_loopback = allow_loopback
+        self.timeout = timeout
+        self._web = WebClient(token=bot_token, base_url=self.api_url, timeout=timeout)
+
+    def __repr__(self) -> str:  # never the token
+        return f"SlackReplies(api_url={self.api_url!r}, response_hosts={sorted(self.response_hosts)!r})"
+
+    def response_url_allowed(self, url: str) -> bool:
+        """https on an allowed host; loopback (http or https) when allowed or listed. No user info in the URL."""
+        return response_url_allowed(url, self.response_hosts, allow_loopback=self.allow_loopback)
+
+    # ------------------------------------------------------------------------------------------------ replies
+    def reply(self, response_url: str, message: Message, *, correlation_id: str) -> bool:
+        """Answer a command or interaction through its ``response_url``. ``True`` when Slack took it.
+
+        A refused URL sends nothing. (Slack allows 5 replies per ``response_url`` within 30 minutes; later
+        news goes to :meth:`post_message`.)
+        """
+        if not self.response_url_allowed(response_url):
+            log.warning(
+                "reply refused: response_url host %r is not allowed",
+                _host_of(response_url),
+                extra={"correlation_id": correlation_id, "allowed_hosts": sorted(self.response_hosts)},
+            )
+            return False
+        try:
+            response = WebhookClient(response_url, timeout=self.timeout).send(
+                text=message.text,
+                blocks=message._blocks(),
+                response_type=message.response_type.value,
+                replace_original=message.replace_original or None,
+            )
+        except Exception as error:  # connection refused, timeout, TLS…: the reply is lost, the work is not
+            log.warning(
+                "reply to response_url failed: %s",
+                _one_line(error),
+                extra={"correlation_id": correlation_id, "host": _host_of(response_url)},
+            )
+            return False
+        if response.status_code != 200:
+            log.warning(
+                "reply to response_url failed: HTTP %s %s",
+                response.status_code,
+                (response.body or "")[:200],
+                extra={"correlation_id": correlation_id, "host": _host_of(response_url)},
+            )
+            return False
+        return True
+
+    def post_message(self, channel: str, message: Message, *, correlation_id: str) -> bool:
+        """Post in a channel (``chat.postMessage``) — for news after the ``response_url`` has expired."""
+        return self._call(
+            "chat.postMessage",
+            correlation_id,
+            lambda: self._web.chat_postMessage(channel=channel, text=message.text, blocks=message._blocks()),
+        )
+
+    def post_ephemeral(self, channel: str, user: str, message: Message, *, correlation_id: str) -> bool:
+        """Show ``user`` a message in ``channel`` that only they see (``chat.postEphemeral``)."""
+        return self._call(
+            "chat.postEphemeral",
+            correlation_id,
+            lambda: self._web.chat_postEphemeral(
+                channel=channel, user=user, text=message.text, blocks=message._blocks()
+            ),
+        )
+
+    def _call(self, method: str, correlation_id: str, call: Callable[[], object]) -> bool:
+        try:
+            call()  # slack_sdk raises SlackApiError on HTTP errors and on {"ok": false}
+        except SlackApiError as error:
+            status = getattr(error.response, "status_code", "?")
+            said = error.response.get("error") if isinstance(error.response.data, dict) else None
+            log.warning(
+                "%s failed: HTTP %s, %s",
+                method,
+                status,
+                said or "no Slack error code",
+                extra={"correlation_id": correlation_id},
+            )
+            return False
+        except Exception as error:  # connection refused, timeout…: the post is lost, the work is not
+            log.warning("%s failed: %s", method, _one_line(error), extra={"correlation_id": correlation_id})
+            return False
+        return True
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+def _one_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}".replace("\n", " ")[:300]

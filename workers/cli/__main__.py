@@ -1,0 +1,5 @@
+"""``python -m workers.cli`` is ``chatops``."""
+
+from workers.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,366 @@
+"""The command worker for ``/build`` and ``/deploy``: take the lock, dispatch the workflow, say so in the channel.
+
+``handler(event, context)`` is the SQS Lambda (``ReportBatchItemFailures``). Each message is a
+:class:`~workers.protocol.envelope.CommandEnvelope` the router queued; per message:
+
+1. **Once per request id.** Powertools Idempotency (``idempotent_function``, DynamoDB persistence) keys a record on
+   the request id (Slack's ``trigger_id``) and keeps it for :data:`REMEMBER_SECONDS` — longer than SQS keeps a
+   message — so a request that ran is answered from its record and never runs again, even after its lock was
+   released and a redelivery could otherwise acquire afresh. Why Powertools in a table of its own
+   (``IDEMPOTENCY_TABLE_NAME``) rather than a ``request#<id>`` item in the lock table: a scan of the lock table
+   (``/build status --locks``, ``chatops locks list``) reads an item with a future ``ttl`` and no status as a
+   legacy lock still held, so request records there would show up as locks; and Powertools already does what the
+   record must do — it refuses a second concurrent attempt while the first is in progress
+   (``IdempotencyAlreadyInProgressError``, so the message comes back later), lets a crashed attempt be retried
+   once the Lambda's remaining time has passed, and deletes the record when the attempt raises, so a failure
+   worth retrying is retried. One conditional PutItem per request on the way in, one UpdateItem on the way out.
+2. **A freeze**, for ``/deploy`` only: one read of ``freeze-<env>``; while it is live the deploy is refused with
+   the reason, who froze it and since when (:mod:`workers.flows.freeze`), and takes no lock.
+3. **The lock**, owner = request id, lease from the :class:`~workers.protocol.config.CommandSpec`. Held by someone else:
+   an ephemeral "⚠️ Build already in progress — started by …" through the ``response_url``, and done.
+4. **The revision**: the ref (``/deploy``'s, else the default branch) resolved to a commit SHA.
+5. **Dispatch, recorded first**: the lock is noted ``dispatchState=dispatching`` (with command, ref, SHA and
+   channel) *before* the ``workflow_dispatch``; after it, ``runId``/``runUrl`` and ``dispatched``. The lock stays
+   held while the run goes; the ``workflow_run`` completion releases it (or its lease ends).
+6. **In the channel**: "🔨 Building router (plt)… <run>" through the ``response_url`` (``in_channel``), else
+   ``chat.postMessage``. A reply that fails is logged with the correlation id and changes nothing.
+
+Never two dispatches for one request: a redelivered message (``ApproximateReceiveCount`` > 1) looks for its run
+by correlation id (in the run's name) before it touches the lock or GitHub, and one that finds
+``dispatching`` on its lock does the same (:func:`workers.protocol.dispatch.next_step`). A dispatch answered with a
+5xx or
+nothing at all may still have started a run, so the run is looked for before the dispatch is called failed.
+
+Failures: whatever stops the dispatch for sure (a refused token, an unknown ref or workflow, GitHub down before
+the dispatch, GitHub answering 5xx and no run appearing) releases the lock ``FAILED`` and tells the user why in
+one line. When GitHub cannot even be asked whether the run exists, the lock is kept (a run may be going under
+it), the message goes back to the queue to find out later, and its lease bounds the wait; after the last
+attempt the message is in the DLQ. A lock store or idempotency store that cannot be reached before the lock is
+taken fails the message the same way, with nothing changed.
+
+``ENABLE_DISTRIBUTED_LOCK=false`` dispatches without the lock (a warning in the log, and in the message).
+
+Metrics (EMF, namespace ``ChatOps``): ``buildLockManager.acquireLock.success`` / ``.failed``,
+``buildLockManager.lockDuration`` (seconds, when the worker releases), ``buildWorker.dispatch.failed``,
+``buildWorker.dispatch.success``, ``buildWorker.deploy.frozen``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Final
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lockcore import machine as m
+from lockcore.errors import LockStoreError
+from lockcore.record import LockRecord, Status, epoch, iso
+from lockcore.store import LockStore
+from workers.adapters import runtime
+from workers.adapters.github import GitHubClient, GitHubError, GitHubServerError, GitHubUnreachable, Run
+from workers.adapters.runtime import logger, metrics
+from workers.adapters.secrets import SecretUnavailable
+from workers.adapters.slack import Message, SlackReplies
+from workers.flows import handoff, history
+from workers.flows.freeze import refuse_frozen
+from workers.flows.runlock import RUN_FAILED_METRIC
+from workers.protocol import dispatch as d
+from workers.protocol.config import Action, Config
+
+REMEMBER_SECONDS: Final = 15 * 24 * 3600
+"""How long a request id is remembered: longer than SQS's longest retention (14 days)."""
+LOOK_FOR_RUN_SECONDS: Final = 4.0
+"""After a dispatch answered 204 or an error, how long to wait for GitHub to list the run."""
+IDEMPOTENCY_KEY_PREFIX: Final = "chatops.dispatch"
+
+ACQUIRED_METRIC: Final = "buildLockManager.acquireLock.success"
+BUSY_METRIC: Final = "buildLockManager.acquireLock.failed"
+LOCK_DURATION_METRIC: Final = "buildLockManager.lockDuration"
+DISPATCH_FAILED_METRIC: Final = "buildWorker.dispatch.failed"
+DISPATCHED_METRIC: Final = "buildWorker.dispatch.success"
+QUEUED_METRIC: Final = "buildLockManager.acquireLock.queued"
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a request ended; kept in the idempotency record and logged."""
+
+    outcome: str
+    """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``."""
+    lock_key: str
+    run_id: int | None = None
+    sha: str | None = None
+    replayed: bool = False
+
+
+class DispatchInDoubt(runtime.RetryLater):
+    """GitHub could not say whether the dispatch started a run; the message is retried to find out."""
+
+
+# ------------------------------------------------------------------------------------------------ the worker
+class BuildWorker:
+    """One request at a time; the clients are the process's (see :mod:`workers.adapters.runtime`)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: LockStore,
+        github: GitHubClient,
+        slack: SlackReplies,
+        *,
+        clock: Callable[[], float] = time.time,
+        look_for_run_seconds: float = LOOK_FOR_RUN_SECONDS,
+        pending: handoff.PendingRequests | None = None,
+        refusals: history.HistoryTable | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.github = github
+        self.slack = slack
+        self.clock = clock
+        self.look_for_run_seconds = look_for_run_seconds
+        self.pending = pending or handoff.PendingRequests()
+        self.refusals = refusals
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def run(self, job: d.Job, *, redelivered: bool) -> Result:
+        # A redelivery first asks GitHub whether this request's run exists: then it ran, whatever the lock says.
+        found = self._find_run(job) if redelivered else None
+        if not self.config.lock_enabled:
+            logger.warning("ENABLE_DISTRIBUTED_LOCK=false: dispatching without the lock", lock_key=job.lock_key)
+            if found is not None:
+                return self._already_ran(job, found)
+            return self._start(job, None, d.DispatchNow())
+        if found is not None:
+            return self._adopt(job, found)
+        if job.spec.action is Action.DEPLOY:  # one read, deploys only: is the environment frozen?
+            frozen = refuse_frozen(self.store, job.environment, self.now())
+            if frozen is not None:
+                logger.info("deploy refused: the environment is frozen", environment=job.environment)
+                self._tell(job, Message(frozen))
+                self._record_refusal(job, None, f"{job.environment} is frozen")
+                self._let_go_of_hand_off(job)
+                return Result("frozen", job.lock_key)
+        outcome = self.store.acquire(job.acquire_request())
+        handed = outcome.handed_to
+        if handed is not None and handed.entry.owner != job.request_id:
+            handoff.pass_on(handed, self.config, self.pending)  # a lapsed lease went to the head of its queue
+        elif handed is not None:  # this request was the head: it dispatches now, for everyone who waited with it
+            job = replace(job, coalesced=tuple(q.owner for q in handed.entry.requesters[1:]))
+        if isinstance(outcome, m.Queued):
+            metrics.add_metric(name=QUEUED_METRIC, unit=MetricUnit.Count, value=1)
+            logger.info("lock held: queued", holder=outcome.holder.owner, position=outcome.position)
+            text = d.queued_text(job, outcome.holder, outcome.position, self.now(), coalesced=outcome.coalesced)
+            self._tell(job, Message(text))
+            return Result("queued", job.lock_key)
+        if isinstance(outcome, m.HeldBySomeone):
+            metrics.add_metric(name=BUSY_METRIC, unit=MetricUnit.Count, value=1)
+            logger.info("lock held by someone else", holder=outcome.holder.owner, token=outcome.holder.token)
+            self._tell(job, d.busy_message(job, outcome.holder, self.now()))
+            self._record_refusal(job, outcome.holder, "already in progress")
+            return Result("busy", job.lock_key)
+        metrics.add_metric(name=ACQUIRED_METRIC, unit=MetricUnit.Count, value=1)
+        record = outcome.record
+        logger.info("lock acquired", token=record.token, reentered=outcome.reentered)
+        step = d.next_step(record.notes, d.NOT_LOOKED if not redelivered else None)
+        if isinstance(step, d.LookForRun):
+            step = d.next_step(record.notes, self._find_run(job))
+        return self._start(job, record, step)
+
+    # ------------------------------------------------------------------------------------------ the steps
+    def _start(self, job: d.Job, held: LockRecord | None, step: d.Step) -> Result:
+        """From the lock held (``None``: no lock) to a run announced, or the lock released FAILED."""
+        token = str(held.token) if held is not None else d.NO_LOCK_TOKEN
+        revision = d.noted_revision(held.notes) if held is not None else None
+        if isinstance(step, d.RecordRun):
+            revision = revision or d.Revision(step.run.head_branch, step.run.head_sha, step.run.head_branch)
+            return self._started(job, held, revision, step.run.id, step.run.html_url)
+        if isinstance(step, d.Announce):  # never dispatched again, even if the notes lost the revision
+            revision = revision or d.Revision(ref="?", sha="", shown="?")
+            return self._started(job, held, revision, step.run_id, step.run_url)
+        try:
+            if revision is None:
+                revision = self._resolve(job)
+            if held is not None:
+                self._note(job, held, d.dispatching_notes(job, revision), required=True)
+            return self._dispatch(job, held, revision, token)
+        except (GitHubError, SecretUnavailable, LockStoreError, _LostLock) as error:
+            return self._give_up(job, held, str(error), revision)
+
+    def _resolve(self, job: d.Job) -> d.Revision:
+        ref, sha = self.github.resolve_ref(job.repository, job.requested_ref)
+        if d.is_commit(ref, sha):  # a workflow runs on a branch or tag: the default branch, told the commit
+            branch, _ = self.github.resolve_ref(job.repository, None)
+            return d.Revision(ref=branch, sha=sha, shown=ref)
+        return d.Revision(ref=ref, sha=sha, shown=ref)
+
+    def _dispatch(self, job: d.Job, held: LockRecord | None, revision: d.Revision, token: str) -> Result:
+        inputs = d.dispatch_inputs(job, revision, token)
+        try:
+            answer = self.github.dispatch_workflow(job.repository, job.spec.workflow, revision.ref, inputs)
+        except (GitHubServerError, GitHubUnreachable) as error:
+            # Sent once, no answer we can trust: GitHub may have started the run. Look before calling it failed.
+            logger.warning("dispatch outcome unknown; looking for the run", reason=str(error))
+            run = self._await_run(job)
+            if run is None:
+                raise
+            return self._started(job, held, revision, run.id, run.html_url)
+        if answer.run_id is not None:
+            return self._started(job, held, revision, answer.run_id, answer.html_url)
+        run = self._await_run(job)  # a server that answers 204: the run is found by its name
+        return self._started(job, held, revision, run.id if run else None, run.html_url if run else None)
+
+    def _started(
+        self, job: d.Job, held: LockRecord | None, revision: d.Revision, run_id: int | None, run_url: str | None
+    ) -> Result:
+        metrics.add_metric(name=DISPATCHED_METRIC, unit=MetricUnit.Count, value=1)
+        logger.info("run dispatched", run_id=run_id, run_url=run_url, sha=revision.sha)
+        if held is not None:
+            try:
+                self._note(job, held, d.dispatched_notes(run_id, run_url), required=False)
+            except LockStoreError as error:  # the run goes on; the completion finds its lock by the run's name
+                logger.error("could not note the run on the lock", reason=str(error))
+        text = d.started_text(job, revision, run_id, run_url, locked=held is not None)
+        self._tell(job, Message.in_channel(text), channel_too=True)
+        self._tell_coalesced(
+            job, f"{text} — your identical request waited with {job.user_name}'s and runs as this one."
+        )
+        return Result("dispatched", job.lock_key, run_id, revision.sha)
+
+    def _tell_coalesced(self, job: d.Job, text: str) -> None:
+        """The identical requests that waited with this one: their run is this one (ephemeral, each)."""
+        for owner, envelope in self.pending.find_each(job.coalesced):  # a failed lookup loses only the telling
+            if envelope is None:
+                logger.warning("no envelope kept for a coalesced requester", owner=owner)
+                continue
+            note, cid = Message(text), envelope.correlation_id
+            if not self.slack.reply(envelope.response_url, note, correlation_id=cid):
+                handoff.tell_privately(self.slack, envelope.channel_id, envelope.user_id, note, cid)
+
+    def _give_up(self, job: d.Job, held: LockRecord | None, reason: str, revision: d.Revision | None) -> Result:
+        """The dispatch did not happen: free the lock (FAILED) and say why, in one line."""
+        metrics.add_metric(name=DISPATCH_FAILED_METRIC, unit=MetricUnit.Count, value=1)
+        logger.warning("dispatch failed", reason=reason)
+        released = held is not None and self._release_failed(job, held)
+        # Say the lock is free only when this release freed it (not when the store failed or it had moved on).
+        failed = d.failed_text(job, reason, revision, locked=released)
+        self._tell(job, Message(failed))
+        self._tell_coalesced(job, f"{failed} (Your identical request waited with {job.user_name}'s.)")
+        return Result("failed", job.lock_key, sha=revision.sha if revision else None)
+
+    def _let_go_of_hand_off(self, job: d.Job) -> None:
+        """A request handed the lock from the queue that will not run (its environment froze while it waited)
+        releases it FAILED, so that the next in line gets it rather than waiting out the lease."""
+        if job.handed_off is None:
+            return
+        try:
+            held = self.store.get(job.lock_key)
+        except LockStoreError as error:
+            logger.error("could not read the lock handed to a frozen deploy; its lease will end it", reason=str(error))
+            return
+        if held is not None and (held.owner, held.token) == (job.request_id, job.handed_off):
+            self._release_failed(job, held)
+
+    def _release_failed(self, job: d.Job, held: LockRecord) -> bool:
+        """Release FAILED; whether it did."""
+        try:
+            released = self.store.release(job.lock_key, job.request_id, held.token, Status.FAILED, seen=held)
+        except LockStoreError as error:
+            logger.error("could not release the lock; its lease will end it", reason=str(error))
+            return False
+        if isinstance(released, m.NotHolder):
+            logger.warning("lock not released: not ours any more", reason=released.reason.value)
+            return False
+        handoff.follow_up(released, self.config, self.slack, self.pending)  # the next in line is dispatched
+        if not released.repeated:  # a run that never started is a failed run, as /build stats counts it
+            metrics.add_metric(name=RUN_FAILED_METRIC, unit=MetricUnit.Count, value=1)
+        try:
+            held_for = self.now() - epoch(held.locked_at)
+        except ValueError:
+            return True
+        metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=max(held_for, 0))
+        return True
+
+    def _adopt(self, job: d.Job, run: Run) -> Result:
+        """A redelivery whose run exists: complete the lock's record of it if the lock is still ours, else say so."""
+        state, record = self.store.state(job.lock_key)
+        if state is m.LockState.HELD and record is not None and record.owner == job.request_id:
+            return self._start(job, record, d.next_step(record.notes, run))
+        logger.info("request already ran; its lock has moved on", run_id=run.id)
+        return self._already_ran(job, run)
+
+    def _already_ran(self, job: d.Job, run: Run) -> Result:
+        self._tell(job, Message(d.already_ran_text(job, run)))
+        return Result("already-ran", job.lock_key, run.id, run.head_sha or None)
+
+    # ------------------------------------------------------------------------------------------------ I/O
+    def _note(self, job: d.Job, held: LockRecord, notes: dict[str, str], *, required: bool) -> None:
+        noted = self.store.note(job.lock_key, job.request_id, held.token, **notes)
+        if isinstance(noted, m.NotHolder):
+            logger.warning("lock not noted: not ours any more", reason=noted.reason.value, notes=sorted(notes))
+            if required:
+                raise _LostLock(f"the lock {job.lock_key} is no longer ours ({noted.reason.value})")
+
+    def _find_run(self, job: d.Job) -> Run | None:
+        """GitHub's answer, or :class:`DispatchInDoubt` when GitHub cannot give one (the message is retried)."""
+        try:
+            return self.github.find_run(
+                job.repository, job.spec.workflow, job.correlation_id, datetime.fromtimestamp(job.received_at, UTC)
+            )
+        except GitHubError as error:
+            raise DispatchInDoubt(f"cannot look for the run of {job.correlation_id}: {error}") from None
+
+    def _await_run(self, job: d.Job) -> Run | None:
+        try:
+            return self.github.await_run(
+                job.repository,
+                job.spec.workflow,
+                job.correlation_id,
+                datetime.fromtimestamp(job.received_at, UTC),
+                within=self.look_for_run_seconds,
+                every=min(1.0, self.look_for_run_seconds),
+            )
+        except GitHubError as error:
+            raise DispatchInDoubt(f"cannot look for the run of {job.correlation_id}: {error}") from None
+
+    def _tell(self, job: d.Job, message: Message, *, channel_too: bool = False) -> None:
+        """Reply through the response_url; when it is spent or expired (a request handed the lock from the queue
+        long after it was typed), news for the channel goes to chat.postMessage, the rest to the user alone."""
+        cid = job.correlation_id
+        if self.slack.reply(job.response_url, message, correlation_id=cid):
+            return
+        if channel_too and job.channel_id and self.slack.post_message(job.channel_id, message, correlation_id=cid):
+            return
+        if not channel_too and handoff.tell_privately(self.slack, job.channel_id, job.user_id, message, cid):
+            return
+        logger.error("the user could not be told", text=message.text)
+
+    def _record_refusal(self, job: d.Job, holder: LockRecord | None, reason: str) -> None:
+        """The refusal, in the history (for ``/build stats``): after the user was told, and never in their way."""
+        who = (holder.locked_by_name or holder.locked_by) if holder is not None else ""
+        event = history.HistoryEvent(
+            lock_key=job.lock_key,
+            kind=history.EventKind.REFUSE,
+            token=holder.token if holder is not None else 0,
+            at=iso(self.now()),
+            who=job.user_id,
+            who_name=job.user_name,
+            reason=f"{reason} ({who})" if who else reason,
+            component=job.component,
+            environment=job.environment,
+            correlation_id=job.correlation_id,
+        )
+        try:
+            (self.refusals or history.history_table()).put(event)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("the refusal could not be added to the history", reason=str(error))
+
+
+class _LostLock(Exception):
+    pass

@@ -1,0 +1,204 @@
+"""Freezes: ``/deploy freeze <env> <reason>`` and ``/deploy unfreeze <env>`` (admins), and what a deploy is told.
+
+A freeze is a lock like any other, taken with lockcore's own operations — the same token rules, the same history
+(the stream records a *freeze* and an *unfreeze*, :mod:`workers.flows.history`):
+
+- **the key** ``freeze-<env>``; owner = the request id (Slack's ``trigger_id``, so a redelivered freeze re-enters
+  its own lock), ``lockedBy`` = the admin, a lease of :data:`FREEZE_SECONDS` (30 days: a forgotten freeze ends by
+  itself, as a lapsed lease does; freeze again to go on).
+- **the reason** — lockcore keeps no free text for a holder but its notes, and this module must not change
+  lockcore: the freeze notes ``command`` = the command as typed (``/deploy freeze prod release week``; a build's
+  lock notes its action there, ``build`` or ``deploy``), and the reason is read back from it (:func:`reason_of`).
+  The note is a second write after the acquire; if it fails, the freeze holds with "no reason recorded". The
+  reaper leaves a freeze alone while its lease runs (it has no run to look for) and records its expiry after.
+- **unfreeze** force-releases with the token the admin's request read (one ``GetItem``, then the guarded write): a
+  freeze taken again in between is not released by a stale unfreeze.
+- **a deploy** to a frozen environment reads ``freeze-<env>`` once (one strongly consistent ``GetItem``) before
+  it takes its own lock, and is refused with the reason, who froze it and since when. Only ``/deploy`` pays that
+  read; ``/build`` never does.
+
+Status (``/build status --locks``) lists a live freeze with its reason (:func:`freeze_fields`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lockcore import machine as m
+from lockcore.errors import LockStoreError
+from lockcore.record import LockRecord, Status, epoch
+from lockcore.store import LockStore
+from workers.adapters import runtime
+from workers.adapters.secrets import SecretUnavailable
+from workers.adapters.slack import Message, escape
+from workers.adapters.usergroups import GroupLookupFailed
+from workers.flows.history import FREEZE_PREFIX
+from workers.flows.status import frees_at, holder, is_admin, since, standing, store_unavailable
+from workers.protocol.commands import Freeze, Refused, Unfreeze, describe, refusal_text
+from workers.protocol.config import Config
+from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.render import duration
+
+FREEZE_SECONDS: Final = 30 * 24 * 3600
+FROZEN_METRIC: Final = "buildWorker.deploy.frozen"
+NO_REASON: Final = "no reason recorded"
+
+
+def freeze_key(environment: str) -> str:
+    return f"{FREEZE_PREFIX}{environment}"
+
+
+def is_freeze(lock_key: str) -> bool:
+    return lock_key.startswith(FREEZE_PREFIX)
+
+
+def reason_of(record: LockRecord) -> str:
+    """The reason the admin gave, from the freeze's ``command`` note (see above)."""
+    typed = record.notes.get("command", "")
+    prefix = f"/deploy freeze {record.lock_key.removeprefix(FREEZE_PREFIX)} "
+    return typed.removeprefix(prefix) if typed.startswith(prefix) else NO_REASON
+
+
+def current(store: LockStore, environment: str, now: int) -> LockRecord | None:
+    """The live freeze of ``environment``, if any: one strongly consistent read."""
+    record = store.get(freeze_key(environment))
+    return record if record is not None and m.is_live(record.to_item(), now) else None
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def frozen_text(environment: str, record: LockRecord) -> str:
+    """What a ``/deploy`` to a frozen environment is told."""
+    return (
+        f"🧊 Deploys to *{escape(environment)}* are frozen by {holder(record)} since {since(record)}: "
+        f"“{escape(reason_of(record))}”. An admin can lift it with `/deploy unfreeze {escape(environment)}`."
+    )
+
+
+def freeze_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
+    """A freeze in ``/build status --locks``."""
+    return [
+        {"type": "mrkdwn", "text": f"*🧊 Frozen by*\n{holder(record)}"},
+        {"type": "mrkdwn", "text": f"*Since*\n{since(record)}"},
+        {"type": "mrkdwn", "text": f"*Reason*\n{escape(reason_of(record))}"},
+        {"type": "mrkdwn", "text": f"*Ends at*\n{frees_at(record, now)}"},
+        {"type": "mrkdwn", "text": f"*Token*\n{record.token}"},
+    ]
+
+
+def answer_freeze(command: Freeze, outcome: m.AcquireOutcome, admin_id: str) -> tuple[Message, Message | None]:
+    """The admin's reply, and the channel's news (None when nothing changed)."""
+    env = escape(command.environment)
+    match outcome:
+        case m.HeldBySomeone(holder=holder):
+            text = f"🧊 *{env}* is already frozen ({frozen_text(command.environment, holder)})"
+            return Message(text), None
+        case m.Acquired(record=record):
+            news = f"🧊 <@{admin_id}> froze deploys to *{env}*: “{escape(command.reason)}”."
+            done = f"✅ Froze *{env}* (token {record.token}); `/deploy unfreeze {env}` lifts it."
+            return Message(done), Message.in_channel(news)
+    raise TypeError(f"not an acquire outcome: {outcome!r}")  # pragma: no cover
+
+
+def answer_unfreeze(
+    command: Unfreeze, outcome: m.ForceReleaseOutcome | None, admin_id: str, now: int
+) -> tuple[Message, Message | None]:
+    env = escape(command.environment)
+    match outcome:
+        case None:
+            return Message(f"✅ *{env}* is not frozen; nothing to do."), None
+        case m.ForceReleased(repeated=True):
+            return Message(f"✅ *{env}* was already unfrozen by you."), None
+        case m.ForceReleased(record=record):
+            held = duration(now - epoch(record.locked_at)) if record.locked_at else "?"
+            news = f"☀️ <@{admin_id}> lifted the freeze on *{env}* (frozen for {held}: “{escape(reason_of(record))}”)."
+            return Message(f"✅ Unfroze *{env}*."), Message.in_channel(news)
+        case m.NotHolder(current=current_record):
+            return Message(f"⚠️ The freeze of *{env}* changed since (now {standing(current_record, now)})."), None
+    raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
+
+
+# ------------------------------------------------------------------------------------------------- the work
+def handle(envelope: CommandEnvelope, command: Freeze | Unfreeze, *, config: Config, store: LockStore) -> None:
+    """One ``/deploy freeze`` or ``unfreeze``, on the status worker. Admins only, checked again here."""
+    cid = envelope.correlation_id
+    try:
+        admin = is_admin(config, envelope.user_id)
+    except (GroupLookupFailed, SecretUnavailable) as error:
+        runtime.logger.error("freeze: admin check failed, user groups unknown", reason=str(error))
+        _reply(envelope, Message("⚠️ Sorry, I couldn't check your user groups with Slack just now."))
+        return
+    if not admin:
+        runtime.logger.warning("freeze refused: not an admin")
+        refused = Refused(f"only admins may run {describe(command)}", config.authorization.admins)
+        _reply(envelope, Message(refusal_text(refused)))
+        return
+    key = freeze_key(command.environment)
+    try:
+        if isinstance(command, Freeze):
+            reply, news = _freeze(envelope, command, store)
+        else:
+            reply, news = _unfreeze(envelope, command, store)
+    except LockStoreError as error:
+        runtime.logger.error("freeze: the lock table did not answer", lock_key=key, reason=str(error))
+        _reply(envelope, store_unavailable(f"change `{key}`"))
+        return
+    runtime.logger.info("freeze answered", lock_key=key, command=command.kind, changed=news is not None)
+    if news is not None:
+        replies = runtime.slack_replies()
+        if not (envelope.channel_id and replies.post_message(envelope.channel_id, news, correlation_id=cid)):
+            replies.reply(envelope.response_url, news, correlation_id=cid)
+    _reply(envelope, reply)
+
+
+def _reply(envelope: CommandEnvelope, message: Message) -> None:
+    runtime.slack_replies().reply(envelope.response_url, message, correlation_id=envelope.correlation_id)
+
+
+def _freeze(envelope: CommandEnvelope, command: Freeze, store: LockStore) -> tuple[Message, Message | None]:
+    key = freeze_key(command.environment)
+    request = m.AcquireRequest(
+        key,
+        envelope.request_id,
+        FREEZE_SECONDS,
+        locked_by=envelope.user_id,
+        locked_by_name=envelope.user_name,
+        component="freeze",
+        environment=command.environment,
+        correlation_id=envelope.correlation_id,
+    )
+    outcome = store.acquire(request)
+    if isinstance(outcome, m.Acquired):
+        notes = {"command": describe(command)}
+        if envelope.channel_id:
+            notes["channelId"] = envelope.channel_id
+        noted = store.note(key, envelope.request_id, outcome.token, **notes)
+        if isinstance(noted, m.NotHolder):  # unfrozen in between: the freeze stands as it was taken
+            runtime.logger.warning("freeze reason not noted", reason=noted.reason.value)
+    return answer_freeze(command, outcome, envelope.user_id)
+
+
+def _unfreeze(envelope: CommandEnvelope, command: Unfreeze, store: LockStore) -> tuple[Message, Message | None]:
+    key = freeze_key(command.environment)
+    record = store.get(key)
+    now = store.now()
+    if record is None or not m.is_live(record.to_item(), now):
+        # A redelivered unfreeze finds its own release done: say so, not "not frozen".
+        repeated = (
+            record is not None and record.status is Status.FORCE_RELEASED and record.released_by == envelope.user_id
+        )
+        outcome = m.ForceReleased(record, repeated=True) if repeated and record is not None else None
+        return answer_unfreeze(command, outcome, envelope.user_id, now)
+    reason = f"unfrozen from Slack by {envelope.user_name or envelope.user_id}"
+    released = store.force_release(key, record.token, by=envelope.user_id, reason=reason)
+    return answer_unfreeze(command, released, envelope.user_id, now)
+
+
+def refuse_frozen(store: LockStore, environment: str, now: int) -> str | None:
+    """For the build worker: the text a deploy to ``environment`` is refused with, or None when not frozen."""
+    record = current(store, environment, now)
+    if record is None:
+        return None
+    runtime.metrics.add_metric(name=FROZEN_METRIC, unit=MetricUnit.Count, value=1)
+    return frozen_text(environment, record)

@@ -1,0 +1,564 @@
+"""The status worker: ``/build status --locks``, ``/build unlock <component> <env>`` and the unlock buttons.
+
+Its queue carries three kinds of message (:data:`workers.protocol.config.QUEUE_FOR_KIND`): ``status`` and ``unlock``
+(:class:`~workers.protocol.envelope.CommandEnvelope`) and ``interaction``
+(:class:`~workers.protocol.envelope.InteractionEnvelope`,
+the buttons of the unlock prompt). For each:
+
+- **status** — every live lock (:meth:`lockcore.store.LockStore.list`) in Block Kit, ephemeral through the
+  command's ``response_url``: key, holder, since, frees at (``<!date^…>``, in each reader's timezone), fencing
+  token and the run it started.
+- **unlock** — admins only, checked again here against the configuration (the router checked once; the
+  configuration may have changed since, and a queue is not a place to trust). A non-admin is told who may. An
+  admin is shown the holder and two buttons: *Force unlock*, whose value is ``<lock key>:<token>``, and *Cancel*.
+  A free lock has nothing to unlock, and says so.
+- **unlock.confirm** — admin checked again; the lock is force-released *only if its token is still the one the
+  prompt showed* (the store's guard decides, in the same write): FORCE_RELEASED, by the admin's user id, with
+  the reason ``force unlock from Slack by <name>``. The channel is told (``chat.postMessage``; when the bot cannot
+  post there, the interaction's ``response_url`` ``in_channel``) and the prompt is replaced by the result. A token
+  that moved on (the lock was released, or taken again) releases nothing and says who holds it now. Pressing
+  the button twice — or a redelivery — finds the release already done by the same admin: the prompt says so,
+  the channel is not told twice.
+- **unlock.cancel** — the prompt is replaced by "Unlock cancelled."; nothing is written.
+- **cancel** (``/build cancel <component> <env>``) — the holder's or an admin's: :mod:`workers.flows.cancel`.
+- **history**, **stats** (``/build history <component> <env>``, ``/build stats [days]``): :mod:`workers.flows.insights`.
+- **freeze**, **unfreeze** (``/deploy freeze <env> <reason>``, ``/deploy unfreeze <env>``, admins):
+  :mod:`workers.flows.freeze`; a live freeze shows in status with its reason.
+
+Deciding and rendering are pure functions of the records, the outcome and the clock (``now``, epoch seconds),
+tested alone; :func:`handle` does the I/O around them.
+
+Failures. A reply that Slack refuses (``response_url`` 500, a channel the bot is not in) is logged with the
+correlation id by :class:`~workers.adapters.slack.SlackReplies` and the message is *done*: what it reports has happened
+(or, for status, is a read anyone can repeat), and redelivering it would only re-run the work — a second prompt,
+a second announcement — to a Slack that is failing. A lock table that does not answer (after botocore's own
+retries) is told to the user in one line and the message is done too: the user is there and can press or type
+again, where a silent redelivery would leave them waiting. Anything else (a message that is not ours, a bug)
+raises, fails the batch item, and after the queue's ``maxReceiveCount`` ends in the DLQ.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lockcore import machine as m
+from lockcore.errors import LockStoreError
+from lockcore.record import LockRecord, epoch
+from lockcore.store import LockStore
+from workers.adapters import runtime
+from workers.adapters.secrets import SecretUnavailable
+from workers.adapters.slack import Message, escape
+from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
+from workers.flows import handoff
+from workers.flows.history import FREEZE_PREFIX
+from workers.protocol.commands import (
+    Cancel,
+    Dequeue,
+    Freeze,
+    History,
+    LockStatus,
+    Refused,
+    Stats,
+    Unfreeze,
+    Unlock,
+    admits,
+    describe,
+    refusal_text,
+)
+from workers.protocol.config import Audience, Config
+from workers.protocol.envelope import (
+    LOCK_WATCH_ACTION,
+    UNLOCK_CANCEL_ACTION,
+    UNLOCK_CONFIRM_ACTION,
+    CommandEnvelope,
+    Envelope,
+    EnvelopeError,
+    InteractionEnvelope,
+)
+from workers.protocol.render import duration
+
+NO_LOCKS = "No builds or deploys hold a lock right now."
+MAX_LOCKS_SHOWN = 40
+"""Slack takes at most 50 blocks in a message: a header, a context and a divider, one section per lock, and a
+last line for the ones left out."""
+UNLOCK_BLOCK_ID = "unlock"
+_VALUE = re.compile(r"(?P<key>[a-z0-9][a-z0-9_.-]{0,120}):(?P<token>[1-9][0-9]{0,18})")
+
+
+# ---------------------------------------------------------------------------------------- the button value
+@dataclass(frozen=True)
+class UnlockTarget:
+    """What the *Force unlock* button carries: the lock, and the token the admin saw."""
+
+    lock_key: str
+    token: int
+
+    @property
+    def value(self) -> str:
+        return f"{self.lock_key}:{self.token}"
+
+    @classmethod
+    def read(cls, value: str, config: Config) -> UnlockTarget | None:
+        """The target, if ``value`` names a lock this configuration has; ``None`` for anything else."""
+        match = _VALUE.fullmatch(value)
+        if match is None or match["key"] not in lock_keys(config):
+            return None
+        return cls(match["key"], int(match["token"]))
+
+
+def lock_keys(config: Config) -> frozenset[str]:
+    """Every lock key the configured commands, components and environments can make."""
+    return frozenset(
+        spec.lock_key(component, environment)
+        for spec in config.commands.values()
+        for component in config.components
+        for environment in config.environments
+    )
+
+
+def lock_key_of(command: Unlock | Dequeue, config: Config) -> str:
+    return config.commands[command.action].lock_key(command.component, command.environment)
+
+
+# ---------------------------------------------------------------------------------------- mrkdwn pieces
+def slack_date(at: int) -> str:
+    """``<!date^EPOCH^{date_short_pretty} {time}|2026-01-01 10:00 UTC>``: each reader sees their own timezone."""
+    fallback = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{at}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def moment(iso_time: str | None) -> str:
+    """An ISO time from the record as a Slack date; as it is (escaped) if it is not one of ours."""
+    try:
+        return slack_date(epoch(iso_time or ""))
+    except ValueError:
+        return escape(iso_time or "") or "?"
+
+
+def since(record: LockRecord) -> str:
+    return moment(record.locked_at)
+
+
+def frees_at(record: LockRecord, now: int) -> str:
+    """``<!date…> (in 8m12s)`` while the lease runs, ``<!date…> (ended 3m00s ago)`` after."""
+    left = record.lease_expires_at - now
+    relative = f"in {duration(left)}" if left > 0 else f"ended {duration(-left)} ago"
+    return f"{slack_date(record.lease_expires_at)} ({relative})"
+
+
+def holder(record: LockRecord) -> str:
+    """``alice (<@U0ALICE>)``; the user id or the owner alone when that is all the record has."""
+    name = escape(record.locked_by_name)
+    mention = f"<@{record.locked_by}>" if re.fullmatch(r"[UW][A-Z0-9]{2,20}", record.locked_by) else ""
+    if name and mention:
+        return f"{name} ({mention})"
+    return name or mention or escape(record.locked_by) or f"owner `{escape(record.owner) or '?'}`"
+
+
+def run_link(record: LockRecord) -> str:
+    """The run the holder started: a link when it noted one, its id, or why there is none yet."""
+    url = record.notes.get("runUrl", "")
+    run_id = record.notes.get("runId", "")
+    label = f"run {run_id}" if run_id else "run"
+    if url.startswith(("https://", "http://")) and not re.search(r"[\s<>|]", url):
+        return f"<{url}|{escape(label)}>"
+    if run_id:
+        return escape(label)
+    if record.notes.get("dispatchState"):
+        return f"not known yet ({escape(record.notes['dispatchState'])})"
+    return "none yet"
+
+
+def standing(record: LockRecord | None, now: int) -> str:
+    """Where a lock stands now, in a few words: ``held by bob (<@U0BOB>) since <!date…>, token 4``."""
+    state = m.state_of(record.to_item() if record is not None else None, now)
+    if record is None or state is m.LockState.FREE:
+        return "free: no lock was ever taken under this key"
+    if state is m.LockState.HELD:
+        return f"held by {holder(record)} since {since(record)}, token {record.token}"
+    if state is m.LockState.LAPSED:
+        return f"free: the lease of {holder(record)} ended {slack_date(record.lease_expires_at)}"
+    released = moment(record.released_at)
+    if state is m.LockState.FORCE_RELEASED:
+        by = f"<@{record.released_by}>" if record.released_by else "?"
+        return f"free: force-released by {by} {released}"
+    return f"free: {holder(record)} released it ({record.status.value}) {released}"
+
+
+def _section(text: str, block_id: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _field(title: str, value: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": f"*{title}*\n{value}"}
+
+
+# ------------------------------------------------------------------------------------------------- status
+def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
+    """The facts of one lock, as section fields (Slack allows ten); a freeze's own (:mod:`workers.flows.freeze`)."""
+    if record.lock_key.startswith(FREEZE_PREFIX):
+        from workers.flows import freeze  # noqa: PLC0415 — freeze builds on this module: imported when needed
+
+        return freeze.freeze_fields(record, now)
+    fields = [
+        _field("Holder", holder(record)),
+        _field("Since", since(record)),
+        _field("Frees at", frees_at(record, now)),
+        _field("Token", str(record.token)),
+        _field("Run", run_link(record)),
+    ]
+    sha = record.notes.get("commitSha", "")
+    if sha:
+        fields.append(_field("Commit", f"`{escape(sha[:12])}`"))
+    return fields
+
+
+def status_message(records: Sequence[LockRecord], now: int) -> Message:
+    """Every live lock in ``records`` (the others are left out), ephemeral; :data:`NO_LOCKS` when none is."""
+    live = [record for record in records if m.is_live(record.to_item(), now)]
+    if not live:
+        return Message(NO_LOCKS, [_section(f"🔓 {NO_LOCKS}")])
+    count = f"{len(live)} lock{'s' if len(live) != 1 else ''} held right now"
+    blocks: list[dict[str, Any]] = [
+        _section(f"🔒 *{count}*"),
+        _context(f"As of {slack_date(now)}. An admin can free a stuck one with `/build unlock <component> <env>`."),
+        {"type": "divider"},
+    ]
+    for record in live[:MAX_LOCKS_SHOWN]:
+        block = _section(f"*`{escape(record.lock_key)}`*", block_id=f"lock-{record.lock_key}"[:255])
+        block["fields"] = lock_fields(record, now)
+        blocks.append(block)
+        if record.queue:
+            blocks.append(_context(queue_line(record)))
+    if len(live) > MAX_LOCKS_SHOWN:
+        blocks.append(_context(f"…and {len(live) - MAX_LOCKS_SHOWN} more: `chatops locks list` shows them all."))
+    summary = ", ".join(f"{record.lock_key} ({record.locked_by_name or record.owner})" for record in live[:10])
+    more = f" and {len(live) - 10} more" if len(live) > 10 else ""
+    return Message(f"{count}: {summary}{more}", blocks)
+
+
+def queue_line(record: LockRecord) -> str:
+    """``⏳ Waiting: 1. <@U0BOB> (+1 identical), 2. <@U0CAROL>`` — the lock's queue, first in line first."""
+    shown = []
+    for position, entry in enumerate(record.queue, start=1):
+        asker = entry.requesters[0]
+        who = f"<@{asker.user}>" if asker.user else escape(asker.name or asker.owner)
+        more = len(entry.requesters) - 1
+        shown.append(f"{position}. {who}" + (f" (+{more} identical)" if more else ""))
+    return "⏳ Waiting: " + ", ".join(shown)
+
+
+def store_unavailable(what: str) -> Message:
+    """The one line a user gets when the lock table did not answer."""
+    return Message(f"⚠️ Sorry, I couldn't {what}: the lock table did not answer. Please try again in a moment.")
+
+
+# ------------------------------------------------------------------------------------------------- unlock
+def unlock_refused(command: Unlock, admins: Audience) -> Message:
+    return Message(refusal_text(Refused(f"only admins may run {describe(command)}", admins)))
+
+
+def groups_unknown() -> Message:
+    return Message(GROUPS_UNKNOWN)
+
+
+def unlock_prompt(record: LockRecord, now: int) -> Message:
+    """The admin's choice: the holder, and the buttons. The confirm button carries the token shown here."""
+    target = UnlockTarget(record.lock_key, record.token)
+    key = escape(record.lock_key)
+    facts = (
+        f"Held by {holder(record)} since {since(record)}, frees at {frees_at(record, now)}, "
+        f"token {record.token}, run: {run_link(record)}."
+    )
+    blocks: list[dict[str, Any]] = [
+        _section(f"*Force-unlock `{key}`?*\n{facts}"),
+        _context("Releasing the lock does not stop the run; cancel it in GitHub if it must stop."),
+        {
+            "type": "actions",
+            "block_id": UNLOCK_BLOCK_ID,
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": UNLOCK_CONFIRM_ACTION,
+                    "text": {"type": "plain_text", "text": "Force unlock"},
+                    "style": "danger",
+                    "value": target.value,
+                },
+                {
+                    "type": "button",
+                    "action_id": UNLOCK_CANCEL_ACTION,
+                    "text": {"type": "plain_text", "text": "Cancel"},
+                    "value": target.value,
+                },
+            ],
+        },
+    ]
+    return Message(f"Force-unlock {record.lock_key}? {facts}", blocks)
+
+
+def nothing_to_unlock(lock_key: str, record: LockRecord | None, now: int) -> Message:
+    return Message(f"✅ Nothing to unlock: `{escape(lock_key)}` is {standing(record, now)}.")
+
+
+def answer_unlock(lock_key: str, record: LockRecord | None, now: int) -> Message:
+    """An admin's ``/build unlock``: the prompt when the lock is held, else why there is nothing to do."""
+    if record is not None and m.is_live(record.to_item(), now):
+        return unlock_prompt(record, now)
+    return nothing_to_unlock(lock_key, record, now)
+
+
+def force_release_reason(user_name: str, user_id: str) -> str:
+    return f"force unlock from Slack by {user_name or user_id}"
+
+
+@dataclass(frozen=True)
+class ConfirmAnswer:
+    """What a press of *Force unlock* leads to: the prompt's replacement, and news for the channel, if any."""
+
+    replacement: Message
+    announcement: Message | None = None
+
+
+def answer_confirm(target: UnlockTarget, admin_id: str, outcome: m.ForceReleaseOutcome, now: int) -> ConfirmAnswer:
+    key = escape(target.lock_key)
+    match outcome:
+        case m.ForceReleased(record, repeated=True):
+            text = f"✅ `{key}` was already force-released by you (token {record.token}); nothing more to do."
+            return ConfirmAnswer(Message(text, replace_original=True))
+        case m.ForceReleased(record):
+            was = f"was held by {holder(record)} since {since(record)}, token {record.token}"
+            news = f"🔓 <@{admin_id}> force-unlocked `{key}` ({was})."
+            done = (
+                f"✅ Force-released `{key}` (token {record.token}), recorded as FORCE_RELEASED by you: "
+                f"“{escape(record.release_reason or '')}”. The channel has been told."
+            )
+            return ConfirmAnswer(Message(done, replace_original=True), Message.in_channel(news))
+        case m.NotHolder(current=current):
+            text = f"⚠️ The lock `{key}` changed since (now {standing(current, now)}); nothing was released."
+            return ConfirmAnswer(Message(text, replace_original=True))
+    raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
+
+
+def confirm_not_understood() -> Message:
+    return Message(
+        "⚠️ This button is not one I can act on any more; run `/build unlock <component> <env>` again.",
+        replace_original=True,
+    )
+
+
+def unlock_cancelled(target: UnlockTarget | None) -> Message:
+    what = f"`{escape(target.lock_key)}` stays as it was" if target is not None else "nothing was released"
+    return Message(f"Unlock cancelled: {what}.", replace_original=True)
+
+
+def force_release_failed(target: UnlockTarget) -> Message:
+    """The store did not answer the release: it may or may not have happened, so look before pressing again."""
+    return Message(
+        f"⚠️ Sorry, I couldn't force-release `{escape(target.lock_key)}`: the lock table did not answer. "
+        "Check `/build status --locks`, then press *Force unlock* again if it is still held."
+    )
+
+
+def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
+    """One message of the status queue. Raises only for a message that is not this worker's, or a bug."""
+    with runtime.logger.append_context_keys(
+        correlation_id=envelope.correlation_id, kind=envelope.kind, user_id=getattr(envelope, "user_id", None)
+    ):
+        match envelope:
+            case CommandEnvelope(command=LockStatus()):
+                _status(envelope, store)
+            case CommandEnvelope(command=Unlock() as command):
+                _unlock(envelope, command, config, store)
+            case CommandEnvelope(command=Cancel() as command):
+                from workers.flows import cancel  # noqa: PLC0415 — cancel builds on this module: imported when needed
+
+                cancel.handle(envelope, command, config=config, store=store)
+            case CommandEnvelope(command=Dequeue() as command):
+                _dequeue(envelope, command, config, store)
+            case CommandEnvelope(command=History() | Stats() as command):
+                from workers.flows import insights  # noqa: PLC0415 — builds on this module too
+
+                insights.handle(envelope, command, config=config, now=store.now())
+            case CommandEnvelope(command=Freeze() | Unfreeze() as command):
+                from workers.flows import freeze  # noqa: PLC0415 — builds on this module too
+
+                freeze.handle(envelope, command, config=config, store=store)
+            case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CONFIRM_ACTION:
+                _confirm(envelope, config, store)
+            case InteractionEnvelope(action_id=action_id) if action_id == LOCK_WATCH_ACTION:
+                _watch(envelope, config, store)
+            case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CANCEL_ACTION:
+                target = UnlockTarget.read(envelope.value, config)
+                runtime.logger.info("unlock cancelled", lock_key=target.lock_key if target else None)
+                _reply(envelope.response_url, unlock_cancelled(target), envelope.correlation_id)
+            case InteractionEnvelope(action_id=action_id):
+                runtime.logger.warning("interaction ignored: not an action of this worker", action_id=action_id)
+            case _:
+                raise EnvelopeError(f"the status worker does not handle {envelope.kind!r} messages")
+
+
+def _reply(response_url: str, message: Message, correlation_id: str) -> bool:
+    """Through the ``response_url``; a failure is logged by SlackReplies and changes nothing here (see above)."""
+    return runtime.slack_replies().reply(response_url, message, correlation_id=correlation_id)
+
+
+def _status(envelope: CommandEnvelope, store: LockStore) -> None:
+    try:
+        records = store.list()
+    except LockStoreError as error:
+        runtime.logger.error("status: the lock table did not answer", reason=str(error))
+        _reply(envelope.response_url, store_unavailable("read the locks"), envelope.correlation_id)
+        return
+    now = store.now()
+    message = status_message(records, now)
+    runtime.logger.info("status answered", locks=sum(m.is_live(r.to_item(), now) for r in records))
+    _reply(envelope.response_url, message, envelope.correlation_id)
+
+
+def _watch(envelope: InteractionEnvelope, config: Config, store: LockStore) -> None:
+    """ "Notify me when free": the user is named in the outcome of the write that frees the lock."""
+    lock_key = envelope.value
+    specs = config.commands.values()
+    keys = {spec.lock_key(c, e) for spec in specs for c in config.components for e in config.environments}
+    if lock_key not in keys:
+        runtime.logger.warning("watch ignored: a button value that names no lock", value=lock_key[:80])
+        return
+    try:
+        outcome = store.watch(lock_key, envelope.user_id)
+    except LockStoreError as error:
+        runtime.logger.error("watch: the lock table did not answer", lock_key=lock_key, reason=str(error))
+        _reply(envelope.response_url, store_unavailable(f"watch `{lock_key}`"), envelope.correlation_id)
+        return
+    key = escape(lock_key)
+    if isinstance(outcome, m.Watching):
+        text = f"👀 I'll tell you here when `{key}` is free."
+    else:
+        text = f"🔓 `{key}` is free already: try again now."
+    runtime.logger.info("watch answered", lock_key=lock_key, watching=isinstance(outcome, m.Watching))
+    _reply(envelope.response_url, Message(text), envelope.correlation_id)
+
+
+def dequeued_text(lock_key: str, left: list[m.DequeueOutcome]) -> str:
+    positions = sorted(outcome.position for outcome in left if isinstance(outcome, m.Dequeued))
+    if not positions:
+        return f"🤷 You have no request waiting for `{escape(lock_key)}`; nothing changed."
+    where = ", ".join(str(p) for p in positions)
+    return f"✅ You left the queue of `{escape(lock_key)}` (you were at position {where}); nothing will run for you."
+
+
+def _dequeue(envelope: CommandEnvelope, command: Dequeue, config: Config, store: LockStore) -> None:
+    """Leave the lock's queue: every waiting request of this user (a user leaves only their own)."""
+    lock_key = lock_key_of(command, config)
+    try:
+        record = store.get(lock_key)
+        entries = record.queue if record is not None else ()
+        mine = [q.owner for entry in entries for q in entry.requesters if q.user == envelope.user_id]
+        left = [store.dequeue(lock_key, owner) for owner in mine]
+    except LockStoreError as error:
+        runtime.logger.error("dequeue: the lock table did not answer", lock_key=lock_key, reason=str(error))
+        _reply(envelope.response_url, store_unavailable(f"leave the queue of `{lock_key}`"), envelope.correlation_id)
+        return
+    runtime.logger.info("dequeue answered", lock_key=lock_key, left=len(left))
+    _reply(envelope.response_url, Message(dequeued_text(lock_key, left)), envelope.correlation_id)
+
+
+def is_admin(config: Config, user_id: str) -> bool:
+    """Whether ``user_id`` may force-unlock, by the configuration as it is now. Raises
+    :class:`~workers.adapters.usergroups.GroupLookupFailed` or :class:`~workers.adapters.secrets.SecretUnavailable`
+    when a group
+    of admins must be asked of Slack and cannot be."""
+    admins = config.authorization.admins
+    return admits(admins, user_id, member_groups(config.slack, admins, user_id))
+
+
+def _admin_or_answer(config: Config, user_id: str, response_url: str, refusal: Message, correlation_id: str) -> bool:
+    """True for an admin; anyone else (or a user whose groups cannot be looked up) is answered here."""
+    try:
+        if is_admin(config, user_id):
+            return True
+    except (GroupLookupFailed, SecretUnavailable) as error:
+        runtime.logger.error("admin check failed: user groups unknown", reason=str(error))
+        _reply(response_url, groups_unknown(), correlation_id)
+        return False
+    runtime.logger.warning("unlock refused: not an admin")
+    _reply(response_url, refusal, correlation_id)
+    return False
+
+
+def _unlock(envelope: CommandEnvelope, command: Unlock, config: Config, store: LockStore) -> None:
+    refusal = unlock_refused(command, config.authorization.admins)
+    if not _admin_or_answer(config, envelope.user_id, envelope.response_url, refusal, envelope.correlation_id):
+        return
+    lock_key = lock_key_of(command, config)
+    try:
+        record = store.get(lock_key)
+    except LockStoreError as error:
+        runtime.logger.error("unlock: the lock table did not answer", lock_key=lock_key, reason=str(error))
+        _reply(envelope.response_url, store_unavailable(f"look up `{lock_key}`"), envelope.correlation_id)
+        return
+    now = store.now()
+    runtime.logger.info("unlock asked", lock_key=lock_key, held=record is not None and m.is_live(record.to_item(), now))
+    _reply(envelope.response_url, answer_unlock(lock_key, record, now), envelope.correlation_id)
+
+
+def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) -> None:
+    cid = envelope.correlation_id
+    target = UnlockTarget.read(envelope.value, config)
+    if target is None:
+        runtime.logger.warning("unlock confirm ignored: a button value that names no lock", value=envelope.value[:80])
+        _reply(envelope.response_url, confirm_not_understood(), cid)
+        return
+    refusal = Message(refusal_text(Refused("only admins may force-unlock a lock", config.authorization.admins)))
+    if not _admin_or_answer(config, envelope.user_id, envelope.response_url, refusal, cid):
+        return
+    reason = force_release_reason(envelope.user_name, envelope.user_id)
+    try:
+        outcome = store.force_release(target.lock_key, target.token, by=envelope.user_id, reason=reason)
+    except LockStoreError as error:
+        runtime.logger.error(
+            "force-release: the lock table did not answer", lock_key=target.lock_key, reason=str(error)
+        )
+        _reply(envelope.response_url, force_release_failed(target), cid)
+        return
+    answer = answer_confirm(target, envelope.user_id, outcome, store.now())
+    released = isinstance(outcome, m.ForceReleased) and not outcome.repeated
+    if isinstance(outcome, m.ForceReleased):
+        handoff.follow_up(outcome, config, runtime.slack_replies())  # the next in line is dispatched
+    runtime.logger.info(
+        "force-release answered",
+        lock_key=target.lock_key,
+        token=target.token,
+        outcome=type(outcome).__name__,
+        refusal=outcome.reason.value if isinstance(outcome, m.NotHolder) else None,
+    )
+    runtime.metrics.add_metric(
+        name="buildLockManager.forceRelease.success" if released else "buildLockManager.forceRelease.refused",
+        unit=MetricUnit.Count,
+        value=1,
+    )
+    if answer.announcement is not None:
+        _announce(envelope, answer.announcement)
+    _reply(envelope.response_url, answer.replacement, cid)
+
+
+def _announce(envelope: InteractionEnvelope, news: Message) -> None:
+    """Tell the channel: ``chat.postMessage``; when the bot may not post there, the ``response_url`` in_channel."""
+    replies = runtime.slack_replies()
+    cid = envelope.correlation_id
+    if envelope.channel_id and replies.post_message(envelope.channel_id, news, correlation_id=cid):
+        return
+    runtime.logger.warning("channel not told through chat.postMessage; trying the response_url in_channel")
+    replies.reply(envelope.response_url, news, correlation_id=cid)

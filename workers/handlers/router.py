@@ -1,0 +1,551 @@
+"""The HTTP entry point: verify, parse, enqueue, acknowledge — nothing slower.
+
+``handler(event, context)`` takes a Lambda Function URL / API Gateway HTTP API (payload 2.0) event and returns
+its response. Routes, all POST:
+
+- ``/slack/commands`` — a slash command. Signature checked (slack_sdk ``SignatureVerifier``, v0, 5 minutes);
+  missing, wrong or stale → 401 with no side effect. Then the workspace and app, the command
+  (:func:`workers.protocol.commands.parse`), who may run it (:func:`workers.protocol.commands.decide`) and the
+  ``response_url``
+  host. Help, usage and refusals are answered at once (200, ephemeral); a runnable command becomes a
+  :class:`~workers.protocol.envelope.CommandEnvelope` on its worker's queue and is acknowledged (200, ephemeral). A
+  queue
+  that cannot be written to is one ephemeral line ("couldn't queue your command, try again"), never a 5xx.
+- ``/slack/interactions`` — a Block Kit button (``payload=<json>``), signed like commands: the unlock confirm and
+  cancel go to the status worker as an :class:`~workers.protocol.envelope.InteractionEnvelope`; anything else is
+  acknowledged and dropped.
+- ``/github/webhook`` — ``X-Hub-Signature-256`` checked in constant time; ``workflow_run`` events for the
+  configured repository go to the github queue as a :class:`~workers.protocol.envelope.WorkflowRunEnvelope`.
+
+Anything else is 404 (405 for another method on a known path). The router never calls DynamoDB or GitHub; the
+one outbound call it may make is Slack's ``usergroups.users.list``, when an authorization rule names a group
+that the configuration does not list (:mod:`workers.adapters.usergroups`).
+
+Status codes other than 200: 400 a body that is not what the route expects (after the signature, or when it
+cannot even be read), 401 signature, 404/405 routing, 503 a GitHub event that could not be queued (GitHub lets you
+redeliver it), and 500 a request that could not be served (:func:`not_served`).
+
+A request that could not be served — its secret cannot be had (so it cannot be verified, and nothing is done),
+the configuration is broken, or something unexpected — is logged as one structured error line with its
+correlation id and answered by :func:`not_served`: a slash command with a 200 and one ephemeral line, since Slack
+shows its user only "dispatch_failed" for any other status; an interaction or a webhook with a 500, which Slack
+shows on the pressed button and GitHub on the delivery. The answer names the correlation id, never an internal.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import boto3
+import botocore.exceptions
+from aws_lambda_powertools import Logger
+from slack_sdk.signature import SignatureVerifier
+
+from workers.adapters.secrets import SecretUnavailable, get_secret
+from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
+from workers.protocol import commands as c
+from workers.protocol.config import QUEUE_FOR_KIND, Config, ConfigError, current_config
+from workers.protocol.envelope import (
+    ADMIN_ACTIONS,
+    INTERACTION_ACTIONS,
+    CommandEnvelope,
+    InteractionEnvelope,
+    WorkflowRunEnvelope,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+logger = Logger(service="chatops-router")
+
+SLACK_COMMANDS_PATH = "/slack/commands"
+SLACK_INTERACTIONS_PATH = "/slack/interactions"
+GITHUB_WEBHOOK_PATH = "/github/webhook"
+
+COULD_NOT_QUEUE = "⚠️ Sorry, I couldn't queue your command — please try again in a moment."
+MAX_FORM_FIELDS = 64
+SLACK_MAX_AGE_SECONDS = 300
+"""A Slack signature older (or newer) than this is stale: Slack's rule, which ``SignatureVerifier`` applies too."""
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SLACK_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+_GITHUB_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
+
+
+# ------------------------------------------------------------------------------------------ HTTP in and out
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    """Names lower-cased."""
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "statusCode": self.status,
+            "headers": {"content-type": self.content_type, **self.headers},
+            "body": self.body,
+        }
+
+
+class BadRequest(Exception):
+    """The request cannot be read as what the route expects: answered 400 with this one line."""
+
+
+def ephemeral(text: str) -> Response:
+    """A 200 reply only the invoking user sees."""
+    body = json.dumps({"response_type": "ephemeral", "text": text}, ensure_ascii=False)
+    return Response(200, body, "application/json")
+
+
+def read_request(event: Mapping[str, Any]) -> Request:
+    """The parts of a payload 2.0 event the routes need; :class:`BadRequest` when the event is not one."""
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    method = http.get("method") if isinstance(http, dict) else None
+    path = event.get("rawPath")
+    headers = event.get("headers") or {}
+    body = event.get("body") or ""
+    if not isinstance(method, str) or not isinstance(path, str) or not isinstance(headers, dict):
+        raise BadRequest("not an HTTP request event (payload format 2.0)")
+    if not isinstance(body, str):
+        raise BadRequest("the body is not text")
+    try:
+        raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode("utf-8")
+    except (binascii.Error, ValueError):
+        raise BadRequest("the body is not valid base64 or UTF-8") from None
+    lowered = {str(name).lower(): value for name, value in headers.items() if isinstance(value, str)}
+    return Request(method.upper(), path, lowered, raw)
+
+
+# ------------------------------------------------------------------------------------------------- the SQS
+_sqs: SQSClient | None = None
+_sqs_lock = threading.Lock()
+
+
+def sqs_client() -> SQSClient:
+    """One client per process, made on first use (region and endpoint from the usual boto3 environment)."""
+    global _sqs  # noqa: PLW0603 — a module-level client is reused across warm invocations
+    with _sqs_lock:
+        if _sqs is None:
+            _sqs = boto3.client("sqs")
+        return _sqs
+
+
+def forget_clients() -> None:
+    """Drop the cached client (tests that change region or endpoint between cases)."""
+    global _sqs  # noqa: PLW0603
+    with _sqs_lock:
+        _sqs = None
+
+
+class NotQueued(Exception):
+    """The message was not sent. One line, for the log."""
+
+
+def enqueue(config: Config, kind: str, body: str, *, dedup_id: str, group_id: str, correlation_id: str) -> str:
+    """Send ``body`` to the queue for ``kind``; the message id, or :class:`NotQueued`.
+
+    A FIFO queue (``….fifo``) gets ``group_id`` as its message group and ``dedup_id`` as its deduplication id.
+    """
+    queue = QUEUE_FOR_KIND[kind]
+    url = config.queue_url(queue)
+    if not url:
+        raise NotQueued(f"no queue URL for {queue.value} (set ${queue.url_env})")
+    fifo: dict[str, str] = {}
+    if url.endswith(".fifo"):
+        fifo = {"MessageGroupId": group_id[:128], "MessageDeduplicationId": _dedup(dedup_id)}
+    try:
+        sent = sqs_client().send_message(
+            QueueUrl=url,
+            MessageBody=body,
+            MessageAttributes={
+                "kind": {"DataType": "String", "StringValue": kind},
+                "correlationId": {"DataType": "String", "StringValue": correlation_id},
+            },
+            **fifo,  # type: ignore[arg-type]
+        )
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise NotQueued(f"{queue.value} queue: {' '.join(str(error).split())[:300]}") from None
+    return sent.get("MessageId", "")
+
+
+def _dedup(request_id: str) -> str:
+    """A FIFO deduplication id: at most 128 of the allowed characters; a hash when the id does not fit."""
+    if re.fullmatch(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}", request_id):
+        return request_id
+    return hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- signatures
+# The secret is asked for only when a request carries a signature of the right shape (and, from Slack, a fresh
+# one): an unsigned or stale request is refused with a 401 even while the secret cannot be had.
+def slack_signed(request: Request, signing_secret: Callable[[], str]) -> bool:
+    """Slack's v0 signature over the raw body, within five minutes of now."""
+    timestamp = request.headers.get("x-slack-request-timestamp", "")
+    signature = request.headers.get("x-slack-signature", "")
+    # SignatureVerifier would raise on a non-numeric timestamp or a non-ASCII signature: refuse those first.
+    if not _TIMESTAMP.fullmatch(timestamp) or not _SLACK_SIGNATURE.fullmatch(signature):
+        return False
+    if abs(time.time() - int(timestamp)) > SLACK_MAX_AGE_SECONDS:
+        return False
+    try:
+        body = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return SignatureVerifier(signing_secret()).is_valid(body=body, timestamp=timestamp, signature=signature)
+
+
+def github_signed(request: Request, webhook_secret: Callable[[], str]) -> bool:
+    """``X-Hub-Signature-256`` over the raw body, compared in constant time."""
+    signature = request.headers.get("x-hub-signature-256", "")
+    if not _GITHUB_SIGNATURE.fullmatch(signature):
+        return False
+    expected = "sha256=" + hmac.new(webhook_secret().encode("utf-8"), request.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+def _slack_signing_secret() -> str:
+    return get_secret("SLACK_SIGNING_SECRET")
+
+
+def _github_webhook_secret() -> str:
+    return get_secret("GITHUB_WEBHOOK_SECRET")
+
+
+def read_form(body: bytes) -> dict[str, str]:
+    """A urlencoded form; the first value of each field."""
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the body is not a form") from None
+    return {name: values[0] for name, values in fields.items()}
+
+
+# --------------------------------------------------------------------------------------------------- slash
+SLASH_FIELDS = ("command", "user_id", "team_id", "response_url", "trigger_id")
+
+
+def slack_command(request: Request, correlation_id: str) -> Response:
+    if not slack_signed(request, _slack_signing_secret):
+        logger.warning("slash command refused: missing, wrong or stale signature")
+        return Response(401, "invalid signature")
+    config = current_config()
+    form = read_form(request.body)
+    if form.get("ssl_check") == "1":  # Slack checking the certificate when the URL is configured
+        return Response(200)
+    missing = [name for name in SLASH_FIELDS if not form.get(name)]
+    if missing:
+        raise BadRequest(f"not a slash command: no {', '.join(missing)}")
+    user_id, request_id = form["user_id"], form["trigger_id"]
+    logger.append_keys(user_id=user_id, request_id=request_id, slash=form["command"])
+    refused = c.check_origin(config.slack, form["team_id"], form.get("api_app_id", ""))
+    if refused is not None:
+        logger.warning("slash command refused: workspace or app", team_id=form["team_id"])
+        return ephemeral(c.refusal_text(refused))
+
+    parsed = c.parse(form["command"], form.get("text", ""), config)
+    if isinstance(parsed, c.Help | c.Usage):
+        logger.info("slash command answered with usage", problem=getattr(parsed, "problem", "help"))
+        return ephemeral(parsed.message)
+
+    decision = authorize(config, parsed, user_id)
+    if isinstance(decision, str):
+        return ephemeral(decision)
+    if isinstance(decision, c.Refused):
+        logger.info("slash command refused: not authorized", command=c.describe(parsed))
+        return ephemeral(c.refusal_text(decision))
+    if not config.response_url_allowed(form["response_url"]):
+        logger.warning("slash command refused: response_url host not allowed")
+        return ephemeral("🚫 Sorry, I can't reply to this request (its response_url is not on an allowed host).")
+
+    envelope = CommandEnvelope(
+        request_id=request_id,
+        correlation_id=correlation_id,
+        command=parsed,
+        slash=form["command"],
+        text=form.get("text", ""),
+        user_id=user_id,
+        user_name=form.get("user_name", ""),
+        channel_id=form.get("channel_id", ""),
+        team_id=form["team_id"],
+        api_app_id=form.get("api_app_id", ""),
+        response_url=form["response_url"],
+        received_at=int(time.time()),
+    )
+    try:
+        message_id = enqueue(
+            config,
+            envelope.kind,
+            envelope.to_json(),
+            dedup_id=request_id,
+            group_id=_group_of(parsed),
+            correlation_id=correlation_id,
+        )
+    except NotQueued as error:
+        logger.error("slash command not queued", reason=str(error))
+        return ephemeral(COULD_NOT_QUEUE)
+    logger.info("slash command queued", kind=envelope.kind, message_id=message_id)
+    return ephemeral(c.acknowledgement(parsed, config.lock_enabled))
+
+
+def _group_of(command: c.Command) -> str:
+    """The FIFO message group: one per lock, so one lock's requests are handled in order."""
+    match command:
+        case (
+            c.Dispatch(action=action, component=component, environment=environment)
+            | c.Unlock(action=action, component=component, environment=environment)
+            | c.Cancel(action=action, component=component, environment=environment)
+        ):
+            return f"{action.value}-{component}-{environment}"
+        case _:
+            return command.kind
+
+
+def authorize(config: Config, command: c.Command, user_id: str) -> c.Decision | str:
+    """:func:`workers.protocol.commands.decide`, after finding the user's groups when a rule needs them.
+
+    A string is the reply when the groups could not be looked up: fail closed, and say so.
+    """
+    audience = c.audience_for(config, command)
+    try:
+        groups = member_groups(config.slack, audience, user_id)
+    except (GroupLookupFailed, SecretUnavailable) as error:
+        logger.error("user-group lookup failed", reason=str(error))
+        return GROUPS_UNKNOWN
+    return c.decide(command, audience, user_id, groups)
+
+
+# ---------------------------------------------------------------------------------------------- interaction
+def slack_interaction(request: Request, correlation_id: str) -> Response:
+    if not slack_signed(request, _slack_signing_secret):
+        logger.warning("interaction refused: missing, wrong or stale signature")
+        return Response(401, "invalid signature")
+    config = current_config()
+    try:
+        payload = json.loads(read_form(request.body).get("payload", ""))
+    except ValueError:
+        raise BadRequest("no payload") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the payload is not an object")
+    if payload.get("type") != "block_actions":
+        logger.info("interaction ignored", type=str(payload.get("type")))
+        return Response(200)
+    user = _object(payload, "user")
+    team_id = _string(_object(payload, "team"), "id") or _string(user, "team_id")
+    user_id = _string(user, "id")
+    request_id = _string(payload, "trigger_id")
+    logger.append_keys(user_id=user_id, request_id=request_id)
+    refused = c.check_origin(config.slack, team_id, _string(payload, "api_app_id"))
+    if refused is not None:
+        logger.warning("interaction refused: workspace or app", team_id=team_id)
+        return ephemeral(c.refusal_text(refused))
+    actions = payload.get("actions")
+    action = next(
+        (
+            item
+            for item in (actions if isinstance(actions, list) else [])
+            if isinstance(item, dict) and item.get("action_id") in INTERACTION_ACTIONS
+        ),
+        None,
+    )
+    if action is None:
+        logger.info("interaction ignored: no action of ours")
+        return Response(200)
+    action_id = str(action["action_id"])
+    response_url = _string(payload, "response_url")
+    if not user_id or not request_id or not config.response_url_allowed(response_url):
+        raise BadRequest("the interaction lacks a user, a trigger_id or an allowed response_url")
+    if action_id in ADMIN_ACTIONS:
+        admins = config.authorization.admins
+        try:
+            groups = member_groups(config.slack, admins, user_id)
+        except (GroupLookupFailed, SecretUnavailable) as error:
+            logger.error("user-group lookup failed", reason=str(error))
+            return ephemeral(GROUPS_UNKNOWN)
+        if not c.admits(admins, user_id, groups):
+            # Slack ignores a block_actions reply body; the confirm button only ever goes to an admin, so this
+            # is a race with a configuration change or a forgery, and is logged, not answered.
+            logger.warning("interaction refused: not an admin", action_id=action_id)
+            return Response(200)
+    envelope = InteractionEnvelope(
+        request_id=request_id,
+        correlation_id=correlation_id,
+        action_id=action_id,
+        value=_string(action, "value"),
+        user_id=user_id,
+        user_name=_string(user, "username") or _string(user, "name"),
+        team_id=team_id,
+        api_app_id=_string(payload, "api_app_id"),
+        channel_id=_string(_object(payload, "channel"), "id") or _string(_object(payload, "container"), "channel_id"),
+        response_url=response_url,
+        received_at=int(time.time()),
+    )
+    try:
+        message_id = enqueue(
+            config,
+            envelope.kind,
+            envelope.to_json(),
+            dedup_id=request_id,
+            group_id=envelope.kind,
+            correlation_id=correlation_id,
+        )
+    except NotQueued as error:
+        logger.error("interaction not queued", reason=str(error))
+        return ephemeral(COULD_NOT_QUEUE)
+    logger.info("interaction queued", action_id=action_id, message_id=message_id)
+    return Response(200)
+
+
+def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _string(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _int(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ------------------------------------------------------------------------------------------------- GitHub
+def github_webhook(request: Request, correlation_id: str) -> Response:
+    if not github_signed(request, _github_webhook_secret):
+        logger.warning("GitHub webhook refused: missing or wrong signature")
+        return Response(401, "invalid signature")
+    event = request.headers.get("x-github-event", "")
+    delivery_id = request.headers.get("x-github-delivery", "")
+    logger.append_keys(github_event=event, delivery_id=delivery_id)
+    if event == "ping":
+        return Response(200, "pong")
+    if event != "workflow_run":
+        logger.info("GitHub event ignored")
+        return Response(200, f"ignored: {event or 'no'} event")
+    config = current_config()
+    try:
+        payload = json.loads(request.body)
+    except ValueError:
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(payload, dict) or not delivery_id:
+        raise BadRequest("not a workflow_run delivery")
+    run = _object(payload, "workflow_run")
+    repository = _string(_object(payload, "repository"), "full_name")
+    if repository.lower() != config.github.repository.lower():
+        logger.info("GitHub event ignored: another repository", repository=repository)
+        return Response(200, "ignored: another repository")
+    run_id = _int(run, "id")
+    if run_id is None:
+        raise BadRequest("the workflow_run has no id")
+    conclusion = run.get("conclusion")
+    envelope = WorkflowRunEnvelope(
+        delivery_id=delivery_id,
+        correlation_id=correlation_id,
+        action=_string(payload, "action"),
+        run_id=run_id,
+        run_attempt=_int(run, "run_attempt") or 1,
+        name=_string(run, "name"),
+        display_title=_string(run, "display_title"),
+        status=_string(run, "status"),
+        conclusion=conclusion if isinstance(conclusion, str) else None,
+        html_url=_string(run, "html_url"),
+        head_sha=_string(run, "head_sha"),
+        workflow_path=_string(run, "path"),
+        repository=repository,
+        received_at=int(time.time()),
+    )
+    try:
+        message_id = enqueue(
+            config,
+            envelope.kind,
+            envelope.to_json(),
+            dedup_id=delivery_id,
+            group_id=str(run_id),
+            correlation_id=correlation_id,
+        )
+    except NotQueued as error:
+        logger.error("GitHub event not queued", reason=str(error))
+        return Response(503, "could not queue the event; redeliver it")
+    logger.info("GitHub event queued", run_id=run_id, action=envelope.action, message_id=message_id)
+    return Response(202, "queued")
+
+
+# ---------------------------------------------------------------------------------------------- the handler
+Route = Callable[[Request, str], Response]
+ROUTES: Mapping[str, Route] = {
+    SLACK_COMMANDS_PATH: slack_command,
+    SLACK_INTERACTIONS_PATH: slack_interaction,
+    GITHUB_WEBHOOK_PATH: github_webhook,
+}
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    correlation_id = str(uuid.uuid4())
+    logger.clear_state()
+    logger.set_correlation_id(correlation_id)
+    aws_request_id = getattr(context, "aws_request_id", None)
+    if isinstance(aws_request_id, str):
+        logger.append_keys(function_request_id=aws_request_id)
+    response = respond(event, correlation_id)
+    logger.info("answered", path=str(event.get("rawPath")), status=response.status)
+    return response.to_event()
+
+
+def respond(event: Mapping[str, Any], correlation_id: str) -> Response:
+    try:
+        request = read_request(event)
+        route = ROUTES.get(request.path)
+        if route is None:
+            return Response(404, "not found")
+        if request.method != "POST":
+            return Response(405, "method not allowed", headers={"allow": "POST"})
+        return route(request, correlation_id)
+    except BadRequest as error:
+        logger.warning("bad request", reason=str(error))
+        return Response(400, str(error))
+    except SecretUnavailable as error:
+        logger.error("request not verified: its secret cannot be had; nothing done", reason=str(error))
+        return not_served(event, correlation_id, "can't verify requests right now, so it did nothing")
+    except ConfigError as error:
+        logger.error("configuration error: nothing done", reason=str(error))
+        return not_served(event, correlation_id, "is misconfigured right now, so it did nothing")
+    except Exception as error:
+        # One JSON line all the same: Powertools puts the traceback in its `exception` field.
+        logger.exception("unexpected failure", error=type(error).__name__)
+        return not_served(event, correlation_id, "ran into an unexpected error")
+
+
+def not_served(event: Mapping[str, Any], correlation_id: str, what: str) -> Response:
+    """The answer to a request that could not be served (the log says why): ``what`` ChatOps did, and the
+    correlation id an admin finds the log line by.
+
+    A slash command gets a 200 with one ephemeral line: for any other status Slack shows its user only
+    "dispatch_failed". Anything else gets a 500: Slack ignores the body of a 200 to an interaction but marks the
+    pressed button as failed on a 500, and GitHub marks the delivery failed, for redelivery.
+    """
+    if event.get("rawPath") == SLACK_COMMANDS_PATH:
+        return ephemeral(f"⚠️ Sorry, ChatOps {what}. An admin can find why in the router's log: {correlation_id}.")
+    return Response(500, f"ChatOps {what} (correlation id {correlation_id})")

@@ -1,0 +1,105 @@
+"""Slack on loopback: where the local stack's replies go, and where the tests read what users would see.
+
+- ``POST /api/chat.postMessage`` and ``POST /api/chat.postEphemeral`` (JSON or form bodies, as slack_sdk's
+  ``WebClient`` sends them) answer ``{"ok": true, "channel", "ts"}`` like the Web API — or, with a configured
+  ``token`` that the request does not carry, ``{"ok": false, "error": "invalid_auth"}`` with HTTP 200, as Slack
+  does. Other ``/api/…`` methods: ``unknown_method``.
+- Any other path is a ``response_url`` (hand them out with :meth:`SlackStandIn.response_url`): a POST is
+  accepted with ``ok`` — up to 5 per URL, as Slack allows; the sixth, or any after
+  :meth:`SlackStandIn.expire_response_url` (Slack's 30 minutes, without the wait), answers 404 ``used_url`` /
+  ``expired_url`` (the code treats any answer but 200 as not delivered, whatever the exact words).
+
+Everything received is recorded (:attr:`~workers.local.standin.StandInServer.requests`);
+:meth:`SlackStandIn.messages` lists what was posted where. ``fail_next`` makes the next posts answer 500 (or any
+status), ``fail_next(status=200, body={"ok": False, "error": "channel_not_found"})`` a Slack-level refusal.
+
+Kept with the local stack rather than under ``tests/`` because ``chatops serve``/``chatops demo`` need a Slack to
+reply to when there is none, and the tests should check against that same one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from workers.local.standin import RecordedRequest, Reply, StandInServer
+
+API_PREFIX = "/api/"
+RESPONSE_URL_USES = 5
+"""Posts Slack accepts per ``response_url`` (within its 30 minutes)."""
+_WEB_API_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral"})
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    """One message as Slack received it: where it went and its JSON body."""
+
+    path: str
+    """``/api/chat.postMessage``, ``/api/chat.postEphemeral``, or the response_url's path."""
+    body: Any
+
+    @property
+    def text(self) -> str:
+        return str(self.body.get("text", "")) if isinstance(self.body, dict) else str(self.body)
+
+
+class SlackStandIn(StandInServer):
+    """The Slack Web API's chat methods and ``response_url``\\s, on ``127.0.0.1``."""
+
+    name = "Slack stand-in"
+
+    def __init__(self, *, token: str | None = None, port: int = 0) -> None:
+        super().__init__(port)
+        self.token = token
+        self._ts = itertools.count(1)
+        self._ts_lock = threading.Lock()
+        self._uses: dict[str, int] = {}
+        self._expired: set[str] = set()
+
+    def expire_response_url(self, name: str) -> None:
+        """The ``response_url`` called ``name`` is older than Slack's 30 minutes: posts to it are refused."""
+        with self._ts_lock:
+            self._expired.add(self.response_url(name).removeprefix(self.url))
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base URL for ``WebClient(base_url=…)``, with its trailing slash."""
+        return f"{self.url}{API_PREFIX}"
+
+    def response_url(self, name: str = "1") -> str:
+        """A ``response_url`` on this stand-in (``/commands/T0/<name>/…``, shaped like Slack's)."""
+        return f"{self.url}/commands/T0LOCAL/{name}/stand-in"
+
+    def messages(self, path_contains: str = "") -> list[PostedMessage]:
+        """Every POST received (successful or not) whose path contains ``path_contains``, oldest first."""
+        return [PostedMessage(r.path, r.body) for r in self.requests_to("POST", path_contains)]
+
+    def answer(self, request: RecordedRequest) -> Reply:
+        if not request.path.startswith(API_PREFIX):
+            return self._response_url(request)
+        method = request.path[len(API_PREFIX) :]
+        if method not in _WEB_API_METHODS:
+            return Reply(200, {"ok": False, "error": "unknown_method"})
+        if self.token is not None and request.headers.get("authorization") != f"Bearer {self.token}":
+            return Reply(200, {"ok": False, "error": "invalid_auth"})
+        body = request.body if isinstance(request.body, dict) else {}
+        if not body.get("channel"):
+            return Reply(200, {"ok": False, "error": "channel_not_found"})
+        if method == "chat.postEphemeral" and not body.get("user"):
+            return Reply(200, {"ok": False, "error": "user_not_in_channel"})
+        with self._ts_lock:
+            ts = f"1700000000.{next(self._ts):06d}"
+        if method == "chat.postEphemeral":
+            return Reply(200, {"ok": True, "message_ts": ts})
+        return Reply(200, {"ok": True, "channel": body["channel"], "ts": ts, "message": {"text": body.get("text")}})
+
+    def _response_url(self, request: RecordedRequest) -> Reply:
+        if request.method != "POST":
+            return Reply(405, "method not allowed")
+        with self._ts_lock:
+            if request.path in self._expired:
+                return Reply(404, "expired_url")
+            self._uses[request.path] = uses = self._uses.get(request.path, 0) + 1
+        return Reply(200, "ok") if uses <= RESPONSE_URL_USES else Reply(404, "used_url")

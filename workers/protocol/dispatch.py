@@ -1,0 +1,337 @@
+"""A dispatch under a lock, as data: what a command asks for, what to do next, and what the user is told.
+
+Pure functions of the envelope, the configuration, the lock record and the clock; no I/O. The worker
+(:mod:`workers.flows.build`) performs what these decide.
+
+What to do after the lock is ours (:func:`next_step`) depends on what a previous attempt of the *same request*
+left on the lock, because SQS may deliver a message again after a worker died half-way:
+
+==========================  ====================================  =================================================
+``dispatchState`` noted     the run, looked up by correlation id   next step
+==========================  ====================================  =================================================
+(none)                      —                                     :class:`DispatchNow`
+``dispatching``             found                                 :class:`RecordRun` (never a second dispatch)
+``dispatching``             not looked up yet                     :class:`LookForRun`
+``dispatching``             looked up, not found                  :class:`DispatchNow` (the first POST created
+                                                                  nothing: GitHub lists a run within seconds, and a
+                                                                  redelivery comes minutes later)
+``dispatched``              —                                     :class:`Announce` (the run is on the lock)
+==========================  ====================================  =================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lockcore.machine import AcquireRequest
+from lockcore.record import LockRecord, epoch, iso
+from workers.adapters.github import Run
+from workers.adapters.slack import Message
+from workers.protocol.commands import Dispatch
+from workers.protocol.config import Action, CommandSpec, Config, Conflict
+from workers.protocol.envelope import LOCK_WATCH_ACTION, CommandEnvelope
+
+DISPATCHING: Final = "dispatching"
+DISPATCHED: Final = "dispatched"
+NO_LOCK_TOKEN: Final = "0"  # noqa: S105 — a fencing token, not a password
+"""The ``lock_token`` input when the lock is switched off: no live lock ever has token 0."""
+_SHA_LIKE = re.compile(r"[0-9a-f]{7,40}")
+
+
+# ------------------------------------------------------------------------------------------------- the job
+@dataclass(frozen=True)
+class Job:
+    """One ``/build`` or ``/deploy`` request, with everything the worker needs from the envelope and config."""
+
+    spec: CommandSpec
+    component: str
+    environment: str
+    requested_ref: str | None
+    """What the user typed (``/deploy api prod v1.2``); ``None``: the default branch."""
+    repository: str
+    request_id: str
+    correlation_id: str
+    user_id: str
+    user_name: str
+    channel_id: str
+    response_url: str
+    received_at: int
+    queue: bool = False
+    """Wait in the lock's queue when it is held (``--queue``, or the command's ``conflict = "queue"``)."""
+    handed_off: int | None = None
+    """The token this request was handed from the lock's queue (:mod:`workers.flows.handoff`): it holds the lock."""
+    coalesced: tuple[str, ...] = ()
+    """On a hand-off: the request ids of the identical requests that waited with this one, to be told its run."""
+
+    @classmethod
+    def of(
+        cls,
+        envelope: CommandEnvelope,
+        config: Config,
+        *,
+        handed_off: int | None = None,
+        coalesced: tuple[str, ...] = (),
+    ) -> Job:
+        command = envelope.command
+        if not isinstance(command, Dispatch):
+            raise ValueError(f"the build worker runs /build and /deploy, not {envelope.kind!r}")
+        return cls(
+            spec=config.commands[command.action],
+            component=command.component,
+            environment=command.environment,
+            requested_ref=command.ref,
+            repository=config.github.repository,
+            request_id=envelope.request_id,
+            correlation_id=envelope.correlation_id,
+            user_id=envelope.user_id,
+            user_name=envelope.user_name,
+            channel_id=envelope.channel_id,
+            response_url=envelope.response_url,
+            received_at=envelope.received_at,
+            queue=command.queue or config.commands[command.action].conflict is Conflict.QUEUE,
+            handed_off=handed_off,
+            coalesced=coalesced,
+        )
+
+    @property
+    def action(self) -> Action:
+        return self.spec.action
+
+    @property
+    def lock_key(self) -> str:
+        return self.spec.lock_key(self.component, self.environment)
+
+    @property
+    def target(self) -> str:
+        """``router (plt)``."""
+        return f"{self.component} ({self.environment})"
+
+    def acquire_request(self) -> AcquireRequest:
+        """The lock, owned by the request id: a redelivery of this request re-enters it instead of queueing."""
+        return AcquireRequest(
+            lock_key=self.lock_key,
+            owner=self.request_id,
+            lease_seconds=self.spec.lease_seconds,
+            locked_by=self.user_id,
+            locked_by_name=self.user_name,
+            component=self.component,
+            environment=self.environment,
+            correlation_id=self.correlation_id,
+            queue=self.queue and self.handed_off is None,
+            coalesce=self.coalesce,
+        )
+
+    @property
+    def coalesce(self) -> str:
+        """What makes two pending requests one run: the command, component, environment and ref."""
+        return "|".join((self.action.value, self.component, self.environment, self.requested_ref or ""))
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What is built: the ref the workflow runs on, the commit it names, and the ref as the user asked."""
+
+    ref: str
+    """A branch or tag: ``workflow_dispatch`` runs on one, never on a bare commit."""
+    sha: str
+    shown: str
+    """The ref as the user typed it (or the default branch)."""
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:7]
+
+
+def is_commit(ref: str, sha: str) -> bool:
+    """The user named a commit (``/deploy api prod 1a2b3c4``), not a branch or tag."""
+    return bool(_SHA_LIKE.fullmatch(ref)) and sha.startswith(ref)
+
+
+def dispatch_inputs(job: Job, revision: Revision, token: str) -> dict[str, str]:
+    """The ``workflow_dispatch`` inputs. ``lock_key`` and ``correlation_id`` make the run's name
+    (:data:`workers.adapters.github.RUN_NAME_EXPRESSION`); ``lock_token`` lets the workflow check it still holds
+    the lock."""
+    return {
+        "component": job.component,
+        "environment": job.environment,
+        "ref": revision.shown,
+        "sha": revision.sha,
+        "correlation_id": job.correlation_id,
+        "lock_key": job.lock_key,
+        "lock_token": token,
+    }
+
+
+def dispatching_notes(job: Job, revision: Revision) -> dict[str, str]:
+    """Noted on the lock *before* the dispatch, so a redelivery knows one may be under way."""
+    return {
+        "command": job.action.value,
+        "ref": revision.shown,
+        "commitSha": revision.sha,
+        "channelId": job.channel_id,
+        "dispatchState": DISPATCHING,
+    }
+
+
+def dispatched_notes(run_id: int | None, run_url: str | None) -> dict[str, str]:
+    notes = {"dispatchState": DISPATCHED}
+    if run_id is not None:
+        notes["runId"] = str(run_id)
+    if run_url:
+        notes["runUrl"] = run_url
+    return notes
+
+
+def noted_revision(notes: Mapping[str, str]) -> Revision | None:
+    """The revision a previous attempt noted, to dispatch exactly that one again (the branch may have moved)."""
+    ref, sha = notes.get("ref"), notes.get("commitSha")
+    if not ref or not sha:
+        return None
+    return Revision(ref=ref, sha=sha, shown=ref)
+
+
+# ------------------------------------------------------------------------------------------------ deciding
+@dataclass(frozen=True)
+class DispatchNow:
+    pass
+
+
+@dataclass(frozen=True)
+class LookForRun:
+    """A dispatch may have reached GitHub before the worker died: look the run up before deciding."""
+
+
+@dataclass(frozen=True)
+class RecordRun:
+    run: Run
+
+
+@dataclass(frozen=True)
+class Announce:
+    run_id: int | None
+    run_url: str | None
+
+
+Step = DispatchNow | LookForRun | RecordRun | Announce
+
+NOT_LOOKED: Final = "not looked"
+
+
+def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED) -> Step:
+    """What the holder does next, from the lock's notes and, when looked up, the run found by correlation id.
+
+    ``found`` is :data:`NOT_LOOKED` until the worker has asked GitHub, then the run or ``None``.
+    """
+    state = notes.get("dispatchState")
+    if isinstance(found, Run):
+        return RecordRun(found) if state != DISPATCHED else Announce(found.id, found.html_url or notes.get("runUrl"))
+    if state == DISPATCHED:
+        run_id = notes.get("runId")
+        return Announce(int(run_id) if run_id and run_id.isdigit() else None, notes.get("runUrl"))
+    if state == DISPATCHING and found == NOT_LOOKED:
+        return LookForRun()
+    return DispatchNow()
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def _noun(action: Action) -> str:
+    return {Action.BUILD: "Build", Action.DEPLOY: "Deploy"}[action]
+
+
+def run_link(run_id: int | str | None, run_url: str | None) -> str:
+    """``<https://…/runs/7|run 7>``; the words when there is no URL yet."""
+    if run_url:
+        label = f"run {run_id}" if run_id else "the run"
+        return f"<{run_url}|{label}>"
+    return "run link to follow in GitHub Actions"
+
+
+def slack_date(epoch_seconds: int, fallback_now: int) -> str:
+    """A time each reader sees in their own timezone, with a UTC fallback for clients that cannot render it."""
+    stamp = iso(epoch_seconds)
+    today = iso(fallback_now)[:10]
+    fallback = f"{stamp[11:16]} UTC" if stamp[:10] == today else f"{stamp[:10]} {stamp[11:16]} UTC"
+    return f"<!date^{epoch_seconds}^{{time}}|{fallback}>"
+
+
+def minutes_ago(record: LockRecord, now: int) -> str:
+    try:
+        seconds = now - epoch(record.locked_at)
+    except ValueError:
+        return "a while ago"
+    minutes = max(seconds, 0) // 60
+    return "less than a minute ago" if minutes == 0 else f"{minutes} min ago"
+
+
+def busy_text(job: Job, holder: LockRecord, now: int) -> str:
+    """⚠️ Build already in progress — started by alice 3 min ago, <run>, frees at <time>."""
+    who = holder.locked_by_name or (f"<@{holder.locked_by}>" if holder.locked_by else f"request {holder.owner}")
+    sha = holder.notes.get("commitSha", "")
+    at = f" at `{sha[:7]}`" if sha and job.action is Action.DEPLOY else ""
+    link = run_link(holder.notes.get("runId"), holder.notes.get("runUrl"))
+    if not holder.notes.get("runUrl"):
+        link = "its run is starting"
+    return (
+        f"⚠️ {_noun(job.action)} already in progress — started by {who} {minutes_ago(holder, now)}{at}, "
+        f"{link}, frees at {slack_date(holder.lease_expires_at, now)}"
+    )
+
+
+def busy_message(job: Job, holder: LockRecord, now: int) -> Message:
+    """The busy reply, with a "Notify me when free" button (:data:`~workers.protocol.envelope.LOCK_WATCH_ACTION`)."""
+    text = busy_text(job, holder, now)
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": LOCK_WATCH_ACTION,
+        "text": {"type": "plain_text", "text": "Notify me when free"},
+        "value": job.lock_key,
+    }
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": "lock-watch", "elements": [button]},
+    ]
+    return Message(text, blocks)
+
+
+def queued_text(job: Job, holder: LockRecord, position: int, now: int, *, coalesced: bool) -> str:
+    """⏳ Queued: position 2 behind alice (frees at <time>) — you'll be told when it starts."""
+    who = holder.locked_by_name or (f"<@{holder.locked_by}>" if holder.locked_by else f"request {holder.owner}")
+    same = " with an identical request already waiting (one run for both)" if coalesced else ""
+    return (
+        f"⏳ Queued{same}: position {position} behind {who} (frees at {slack_date(holder.lease_expires_at, now)}). "
+        f"The {job.action.value} of {job.target} starts when the lock is handed to it; "
+        f"`{job.spec.slash} dequeue {job.component} {job.environment}` leaves the queue."
+    )
+
+
+def started_text(job: Job, revision: Revision, run_id: int | None, run_url: str | None, *, locked: bool) -> str:
+    """🔨 Building router (plt)… <run>  /  🚀 Deploying api (prod) at v1.2 (`1a2b3c4`)… <run>."""
+    ref = f"{revision.shown} (`{revision.short_sha}`)" if revision.sha else revision.shown
+    text = f"{job.spec.start_text(job.component, job.environment, ref)} {run_link(run_id, run_url)}"
+    if job.action is Action.DEPLOY and revision.sha and revision.short_sha not in text:
+        text += f" — commit `{revision.short_sha}`"
+    return text if locked else f"{text} (the distributed lock is switched off)"
+
+
+def failed_text(job: Job, reason: str, revision: Revision | None, *, locked: bool) -> str:
+    """One line: what did not start, why, and that the lock is free again."""
+    what = f"{job.action.value} {job.target}"
+    if revision is not None and job.action is Action.DEPLOY:
+        what += f" at {revision.shown} (`{revision.short_sha}`)"
+    lock = " The lock is released; try again once that is fixed." if locked else " Try again once that is fixed."
+    return f"❌ Couldn't start the {what}: {_sentence(reason)}.{lock}"
+
+
+def already_ran_text(job: Job, run: Run) -> str:
+    """A redelivered request whose run exists and whose lock has moved on: nothing more to do."""
+    link = run_link(run.id, run.html_url)
+    at = f" at `{run.head_sha[:7]}`" if run.head_sha and job.action is Action.DEPLOY else ""
+    return f"ℹ️ Your {job.spec.slash} {job.component} {job.environment}{at} already started {link}."  # noqa: RUF001
+
+
+def _sentence(reason: str) -> str:
+    text = " ".join(reason.split()).rstrip(".")
+    return text[:300] if text else "no reason given"
