@@ -22,7 +22,7 @@ from lockcore.dynamodb import DynamoDBLockStore
 from tests.workers import function_url as f
 from tests.workers.sqs_events import drain
 from tests.workers.worker_world import LOCK_TABLE, World
-from workers.adapters import runtime
+from workers.adapters import queues, runtime
 from workers.flows.build import BuildWorker
 from workers.handlers import router
 from workers.protocol.config import current_config
@@ -126,10 +126,10 @@ def github_events(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Git
     queue_url = boto3.client("sqs").create_queue(QueueName=GITHUB_QUEUE)["QueueUrl"]
     monkeypatch.setenv("GITHUB_QUEUE_URL", queue_url)
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", f.WEBHOOK_SECRET)
-    router.forget_clients()
+    queues.forget_clients()
     events = GitHubEvents(world, queue_url)
     world.github.on_workflow_run(events.record)
     try:
         yield events
     finally:
-        router.forget_clients()
+        queues.forget_clients()

@@ -34,7 +34,7 @@ from tests.workers.worker_world import (
     sqs_record,
 )
 from workers.adapters import runtime
-from workers.adapters.github import GitHubClient, parse_run_name
+from workers.adapters.github import GitHubClient
 from workers.flows import build
 from workers.flows.runlock import RUN_COMPLETED_METRIC, RUN_FAILED_METRIC
 from workers.handlers import build as build_lambda
@@ -42,6 +42,7 @@ from workers.local.github import RunDetails
 from workers.protocol.commands import Dispatch, Echo
 from workers.protocol.config import Action
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.workflow import parse_run_name
 
 BUILD_KEY = "build-router-plt"
 

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockcore.record import LockRecord, Status, iso
-from workers.adapters.github import Run
 from workers.protocol import dispatch as d
 from workers.protocol.commands import Dispatch, Echo
 from workers.protocol.config import Action, Config, load_config
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.workflow import Run
 
 CONFIG = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 NOW = 1_800_000_000

@@ -15,6 +15,7 @@ from moto import mock_aws
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import create_queues
+from workers.adapters import queues as sqs_queues
 from workers.adapters import runtime
 from workers.handlers import echo, router
 from workers.local.motoserver import LOCAL_CREDENTIALS
@@ -49,7 +50,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with SlackStandIn(token=BOT_TOKEN) as slack, mock_aws():
         monkeypatch.setenv("SLACK_API_URL", slack.api_url)
         runtime.reset()
-        router.forget_clients()
+        sqs_queues.forget_clients()
         queues = create_queues(monkeypatch)
         logs.attach()
         try:
@@ -57,7 +58,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         finally:
             logs.detach()
             runtime.reset()
-            router.forget_clients()
+            sqs_queues.forget_clients()
 
 
 def envelope(world: World, text: str = "ping", *, url: str = "cmd", received_at: int | None = None) -> CommandEnvelope:

@@ -38,6 +38,7 @@ from tests.workers.worker_world import (
     failed_ids,
     running_world,
 )
+from workers.adapters import queues
 from workers.adapters.usergroups import UserGroups
 from workers.handlers import build as build_lambda
 from workers.handlers import router
@@ -103,7 +104,7 @@ def enter(monkeypatch: pytest.MonkeyPatch, world: World) -> Path:
     for name in ("SLACK_TEAM_IDS", "SLACK_APP_ID"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLACK_SIGNING_SECRET", f.SIGNING_SECRET)
-    router.forget_clients()
+    queues.forget_clients()
     UserGroups.forget()
     return Path(world, create_queues(monkeypatch))
 
@@ -114,7 +115,7 @@ def path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         try:
             yield enter(monkeypatch, world)
         finally:
-            router.forget_clients()
+            queues.forget_clients()
 
 
 def deliver(event: dict[str, Any]) -> dict[str, Any]:
@@ -298,7 +299,7 @@ def throttled(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThrottledPath]:
                 base = enter(monkeypatch, world)
                 yield ThrottledPath(base.world, base.queues, throttlings[0])
         finally:
-            router.forget_clients()
+            queues.forget_clients()
             reset_moto(aws.url)
 
 

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from workers.adapters.github import (
     MAX_INPUTS,
-    RUN_NAME_EXPRESSION,
     GitHubAuthError,
     GitHubClient,
     GitHubError,
@@ -24,12 +23,10 @@ from workers.adapters.github import (
     GitHubRejected,
     GitHubServerError,
     GitHubUnreachable,
-    Run,
-    parse_run_name,
-    run_name,
 )
 from workers.local.github import GitHubStandIn, Repository, RunDetails, fake_sha, render_run_name, webhook_sender
 from workers.local.slack import SlackStandIn
+from workers.protocol.workflow import RUN_NAME_EXPRESSION, Run, parse_run_name, run_name
 
 TOKEN = "ghp_TopSecretToken0123456789"
 REPO = "acme/platform"

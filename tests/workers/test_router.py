@@ -24,6 +24,7 @@ from moto import mock_aws
 
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
+from workers.adapters import queues
 from workers.adapters.usergroups import UserGroups
 from workers.handlers import router
 from workers.local.motoserver import LOCAL_CREDENTIALS
@@ -101,7 +102,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, slack_api: SlackAPI) -> Iterator[Queues
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", f.WEBHOOK_SECRET)
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
     monkeypatch.setenv("SLACK_API_URL", slack_api.url)
-    router.forget_clients()
+    queues.forget_clients()
     UserGroups.forget()
     with mock_aws():
         sqs = boto3.client("sqs")
@@ -109,7 +110,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, slack_api: SlackAPI) -> Iterator[Queues
         for queue, url in urls.items():
             monkeypatch.setenv(queue.url_env, url)
         yield Queues(urls)
-    router.forget_clients()
+    queues.forget_clients()
 
 
 def call(event: dict[str, Any]) -> tuple[int, str]:
@@ -492,7 +493,7 @@ def test_an_unexpected_failure_is_one_error_line_and_a_clear_answer_without_inte
     def sqs_breaks(**_: Any) -> None:  # a fault inside the AWS SDK that is none of botocore's errors
         raise RuntimeError("connection pool state corrupted at 0x7f3a")
 
-    router.sqs_client().meta.events.register("before-call.sqs.SendMessage", sqs_breaks)
+    queues.sqs_client().meta.events.register("before-call.sqs.SendMessage", sqs_breaks)
     status, body = slash()
     assert status == 200
     text = ephemeral_text(body)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from tests.workers import function_url as f
+from workers.adapters import queues as sqs_queues
 from workers.adapters.usergroups import UserGroups
 from workers.handlers import router
 from workers.local.motoserver import LOCAL_CREDENTIALS
@@ -41,14 +42,14 @@ def queues(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Queue, str
         env.setenv("GITHUB_WEBHOOK_SECRET", f.WEBHOOK_SECRET)
         env.setenv("SLACK_BOT_TOKEN", "xoxb-test")
         env.setenv("SLACK_API_URL", "http://127.0.0.1:9/api/")  # nothing listens: a lookup would fail fast
-        router.forget_clients()
+        sqs_queues.forget_clients()
         UserGroups.forget()
         sqs = boto3.client("sqs")
         urls = {queue: sqs.create_queue(QueueName=f"fuzz-{queue.value}")["QueueUrl"] for queue in Queue}
         for queue, url in urls.items():
             env.setenv(queue.url_env, url)
         yield urls
-        router.forget_clients()
+        sqs_queues.forget_clients()
 
 
 def drain(urls: dict[Queue, str]) -> list[str]:

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from workers.adapters.slack import DEFAULT_RESPONSE_HOSTS, Message, ResponseType, SlackReplies
+from workers.adapters.slack import DEFAULT_RESPONSE_HOSTS, SlackReplies
 from workers.local.slack import SlackStandIn
+from workers.protocol.message import Message, ResponseType
 
 TOKEN = "xoxb-0000-TopSecretBotToken"
 CID = "trig.42.cafe"

@@ -25,6 +25,7 @@ from lockcore.dynamodb import DynamoDBLockStore
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import create_queues
+from workers.adapters import queues as sqs_queues
 from workers.adapters import runtime
 from workers.adapters.usergroups import UserGroups
 from workers.flows import status
@@ -75,7 +76,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with SlackStandIn(token=BOT_TOKEN) as slack, mock_aws():
         monkeypatch.setenv("SLACK_API_URL", slack.api_url)
         runtime.reset()
-        router.forget_clients()
+        sqs_queues.forget_clients()
         UserGroups.forget()
         store = DynamoDBLockStore(TABLE)
         store.create_table()
@@ -86,7 +87,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         finally:
             logs.detach()
             runtime.reset()
-            router.forget_clients()
+            sqs_queues.forget_clients()
 
 
 def hold(

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
-from workers.adapters.github import RUN_NAME_EXPRESSION, parse_run_name
 from workers.cli.main import build_parser
 from workers.local.github import render_run_name
 from workers.protocol.commands import Dispatch
 from workers.protocol.config import Action, load_config
 from workers.protocol.dispatch import Job, Revision, dispatch_inputs
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.workflow import RUN_NAME_EXPRESSION, parse_run_name
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 EXAMPLES = DOCS / "examples"

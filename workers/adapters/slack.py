@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from typing import Final
 from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
@@ -28,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from workers.protocol.config import DEFAULT_RESPONSE_URL_HOSTS, DEFAULT_SLACK_API_URL, response_url_allowed
+from workers.protocol.message import Message
 
 log = logging.getLogger(__name__)
 
@@ -35,40 +34,6 @@ API_URL_ENV: Final = "SLACK_API_URL"
 DEFAULT_API_URL: Final = DEFAULT_SLACK_API_URL
 DEFAULT_RESPONSE_HOSTS: Final = frozenset(DEFAULT_RESPONSE_URL_HOSTS)
 DEFAULT_TIMEOUT_SECONDS: Final = 10
-
-
-def escape(text: str) -> str:
-    """Text a user typed or a record holds, safe inside mrkdwn: no links, mentions or ``<!channel>`` of its own
-    (Slack's three control characters, ``&``, ``<`` and ``>``, as entities)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-class ResponseType(StrEnum):
-    EPHEMERAL = "ephemeral"
-    """Only the user who sent the command sees it (Slack's default)."""
-    IN_CHANNEL = "in_channel"
-    """Everyone in the channel sees it, and the command with it."""
-
-
-@dataclass(frozen=True)
-class Message:
-    """What to say. ``text`` is always set: it is the notification text and the fallback for ``blocks``.
-
-    ``response_type`` and ``replace_original`` only mean something for a ``response_url`` reply; a Web API post
-    is in the channel (``post_message``) or ephemeral (``post_ephemeral``) by the method chosen.
-    """
-
-    text: str
-    blocks: Sequence[Mapping[str, Any]] | None = None
-    response_type: ResponseType = ResponseType.EPHEMERAL
-    replace_original: bool = False
-
-    @classmethod
-    def in_channel(cls, text: str, blocks: Sequence[Mapping[str, Any]] | None = None) -> Message:
-        return cls(text, blocks, ResponseType.IN_CHANNEL)
-
-    def _blocks(self) -> list[dict[str, Any]] | None:
-        return [dict(block) for block in self.blocks] if self.blocks else None
 
 
 class SlackReplies:

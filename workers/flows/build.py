@@ -61,15 +61,17 @@ from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch, iso
 from lockcore.store import LockStore
 from workers.adapters import runtime
-from workers.adapters.github import GitHubClient, GitHubError, GitHubServerError, GitHubUnreachable, Run
+from workers.adapters.github import GitHubClient, GitHubError, GitHubServerError, GitHubUnreachable
 from workers.adapters.runtime import logger, metrics
 from workers.adapters.secrets import SecretUnavailable
-from workers.adapters.slack import Message, SlackReplies
+from workers.adapters.slack import SlackReplies
 from workers.flows import handoff, history
 from workers.flows.freeze import refuse_frozen
 from workers.flows.runlock import RUN_FAILED_METRIC
 from workers.protocol import dispatch as d
 from workers.protocol.config import Action, Config
+from workers.protocol.message import Message
+from workers.protocol.workflow import Run
 
 REMEMBER_SECONDS: Final = 15 * 24 * 3600
 """How long a request id is remembered: longer than SQS's longest retention (14 days)."""

@@ -51,7 +51,6 @@ from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient, GitHubError
 from workers.adapters.secrets import SecretUnavailable
-from workers.adapters.slack import Message, escape
 from workers.adapters.usergroups import GroupLookupFailed
 from workers.flows import handoff
 from workers.flows.runlock import action_of, find_unnoted_run, link_of, noted_run_id, requester, started, target_of
@@ -60,6 +59,7 @@ from workers.protocol.commands import Cancel, Refused, describe, refusal_text
 from workers.protocol.config import Action, Audience, Config
 from workers.protocol.dispatch import DISPATCHING
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.message import Message, escape
 
 CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
 _CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})

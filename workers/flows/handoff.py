@@ -35,10 +35,11 @@ from lockcore import machine as m
 from lockcore.dynamodb import client_config
 from lockcore.record import LockRecord
 from workers.adapters import runtime
-from workers.adapters.slack import Message, SlackReplies, escape
-from workers.handlers.router import NotQueued, enqueue
+from workers.adapters.queues import NotQueued, enqueue
+from workers.adapters.slack import SlackReplies
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope, EnvelopeError
+from workers.protocol.message import Message, escape
 
 PENDING_PREFIX: Final = "chatops.pending#"
 PENDING_SECONDS: Final = 2 * 24 * 3600

@@ -25,7 +25,6 @@ from typing import Any, Final
 import botocore.exceptions
 
 from workers.adapters import runtime
-from workers.adapters.slack import Message, escape
 from workers.flows.history import (
     ACQUISITIONS,
     ENDINGS,
@@ -39,6 +38,7 @@ from workers.flows.status import slack_date
 from workers.protocol.commands import History, Stats
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.message import Message, escape
 from workers.protocol.render import duration
 
 HISTORY_SHOWN: Final = 10

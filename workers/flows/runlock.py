@@ -43,13 +43,15 @@ from lockcore import machine as m
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
-from workers.adapters.github import GitHubClient, Run
-from workers.adapters.slack import Message, SlackReplies, escape
+from workers.adapters.github import GitHubClient
+from workers.adapters.slack import SlackReplies
 from workers.flows import handoff
 from workers.protocol.config import Action, Config
 from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_date
 from workers.protocol.envelope import WorkflowRunEnvelope
+from workers.protocol.message import Message, escape
 from workers.protocol.render import duration
+from workers.protocol.workflow import Run
 
 RENEW_WHEN_LEFT: Final = 0.5
 """Renew when less than this fraction of the command's lease is left (the reaper runs every minute)."""

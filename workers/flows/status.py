@@ -53,7 +53,6 @@ from lockcore.record import LockRecord, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.secrets import SecretUnavailable
-from workers.adapters.slack import Message, escape
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.flows import handoff
 from workers.flows.history import FREEZE_PREFIX
@@ -81,6 +80,7 @@ from workers.protocol.envelope import (
     EnvelopeError,
     InteractionEnvelope,
 )
+from workers.protocol.message import Message, escape
 from workers.protocol.render import duration
 
 NO_LOCKS = "No builds or deploys hold a lock right now."

@@ -28,11 +28,11 @@ from typing import Final
 from lockcore.record import Status
 from lockcore.store import LockStore
 from workers.adapters import runtime
-from workers.adapters.github import parse_run_name
 from workers.adapters.slack import SlackReplies
 from workers.flows.runlock import Effect, RunLocks, RunReport, not_this_runs_lock
 from workers.protocol.config import Config
 from workers.protocol.envelope import WorkflowRunEnvelope
+from workers.protocol.workflow import parse_run_name
 
 RENEWING_ACTIONS: Final = frozenset({"requested", "in_progress"})
 _UNRELEASED = frozenset({Status.IN_PROGRESS, Status.EXPIRED})

@@ -22,9 +22,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workers.adapters import runtime
-from workers.adapters.slack import Message, escape
 from workers.protocol.commands import Echo
 from workers.protocol.envelope import CommandEnvelope, EnvelopeError, read_message
+from workers.protocol.message import Message, escape
 from workers.protocol.render import duration
 
 

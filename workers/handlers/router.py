@@ -40,7 +40,6 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -48,15 +47,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import boto3
-import botocore.exceptions
 from aws_lambda_powertools import Logger
 from slack_sdk.signature import SignatureVerifier
 
+from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.secrets import SecretUnavailable, get_secret
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.protocol import commands as c
-from workers.protocol.config import QUEUE_FOR_KIND, Config, ConfigError, current_config
+from workers.protocol.config import Config, ConfigError, current_config
 from workers.protocol.envelope import (
     ADMIN_ACTIONS,
     INTERACTION_ACTIONS,
@@ -66,7 +64,7 @@ from workers.protocol.envelope import (
 )
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
+    pass
 
 logger = Logger(service="chatops-router")
 
@@ -136,65 +134,6 @@ def read_request(event: Mapping[str, Any]) -> Request:
         raise BadRequest("the body is not valid base64 or UTF-8") from None
     lowered = {str(name).lower(): value for name, value in headers.items() if isinstance(value, str)}
     return Request(method.upper(), path, lowered, raw)
-
-
-# ------------------------------------------------------------------------------------------------- the SQS
-_sqs: SQSClient | None = None
-_sqs_lock = threading.Lock()
-
-
-def sqs_client() -> SQSClient:
-    """One client per process, made on first use (region and endpoint from the usual boto3 environment)."""
-    global _sqs  # noqa: PLW0603 — a module-level client is reused across warm invocations
-    with _sqs_lock:
-        if _sqs is None:
-            _sqs = boto3.client("sqs")
-        return _sqs
-
-
-def forget_clients() -> None:
-    """Drop the cached client (tests that change region or endpoint between cases)."""
-    global _sqs  # noqa: PLW0603
-    with _sqs_lock:
-        _sqs = None
-
-
-class NotQueued(Exception):
-    """The message was not sent. One line, for the log."""
-
-
-def enqueue(config: Config, kind: str, body: str, *, dedup_id: str, group_id: str, correlation_id: str) -> str:
-    """Send ``body`` to the queue for ``kind``; the message id, or :class:`NotQueued`.
-
-    A FIFO queue (``….fifo``) gets ``group_id`` as its message group and ``dedup_id`` as its deduplication id.
-    """
-    queue = QUEUE_FOR_KIND[kind]
-    url = config.queue_url(queue)
-    if not url:
-        raise NotQueued(f"no queue URL for {queue.value} (set ${queue.url_env})")
-    fifo: dict[str, str] = {}
-    if url.endswith(".fifo"):
-        fifo = {"MessageGroupId": group_id[:128], "MessageDeduplicationId": _dedup(dedup_id)}
-    try:
-        sent = sqs_client().send_message(
-            QueueUrl=url,
-            MessageBody=body,
-            MessageAttributes={
-                "kind": {"DataType": "String", "StringValue": kind},
-                "correlationId": {"DataType": "String", "StringValue": correlation_id},
-            },
-            **fifo,  # type: ignore[arg-type]
-        )
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
-        raise NotQueued(f"{queue.value} queue: {' '.join(str(error).split())[:300]}") from None
-    return sent.get("MessageId", "")
-
-
-def _dedup(request_id: str) -> str:
-    """A FIFO deduplication id: at most 128 of the allowed characters; a hash when the id does not fit."""
-    if re.fullmatch(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}", request_id):
-        return request_id
-    return hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- signatures

@@ -43,8 +43,9 @@ from urllib.parse import unquote
 
 import urllib3
 
-from workers.adapters.github import MAX_INPUTS, RUN_NAME_EXPRESSION
+from workers.adapters.github import MAX_INPUTS
 from workers.local.standin import RecordedRequest, Reply, StandInServer
+from workers.protocol.workflow import RUN_NAME_EXPRESSION
 
 log = logging.getLogger(__name__)
 

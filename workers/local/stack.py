@@ -71,7 +71,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, make_client
 from lockcore.store import Clock
-from workers.adapters import runtime
+from workers.adapters import queues, runtime
 from workers.adapters.secrets import SECRET_NAMES, SecretName
 from workers.flows.history import DEFAULT_HISTORY_TABLE, HISTORY_TABLE_ENV, HistoryTable
 from workers.handlers import router
@@ -661,7 +661,7 @@ class LocalStack:
         self.front.start()
         self._start_stand_ins()
         self._set_environment()
-        router.forget_clients()
+        queues.forget_clients()
         runtime.reset(lock_clock=self.options.clock)
         self._start_workers()
 
@@ -691,7 +691,7 @@ class LocalStack:
                 self._aws_running = False
             self._started = False
         self._env.restore()
-        router.forget_clients()
+        queues.forget_clients()
         runtime.reset()
         for handler, stream in self._log_streams:
             handler.setStream(stream)

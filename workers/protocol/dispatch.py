@@ -28,11 +28,11 @@ from typing import Any, Final
 
 from lockcore.machine import AcquireRequest
 from lockcore.record import LockRecord, epoch, iso
-from workers.adapters.github import Run
-from workers.adapters.slack import Message
 from workers.protocol.commands import Dispatch
 from workers.protocol.config import Action, CommandSpec, Config, Conflict
 from workers.protocol.envelope import LOCK_WATCH_ACTION, CommandEnvelope
+from workers.protocol.message import Message
+from workers.protocol.workflow import Run
 
 DISPATCHING: Final = "dispatching"
 DISPATCHED: Final = "dispatched"

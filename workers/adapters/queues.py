@@ -1,0 +1,74 @@
+"""SQS, as the workers send to it: one client per process, and :func:`enqueue` — the router's queued requests and
+a hand-off's request queued again both go through it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from typing import TYPE_CHECKING
+
+import boto3
+import botocore.exceptions
+
+from workers.protocol.config import QUEUE_FOR_KIND, Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+_sqs: SQSClient | None = None
+_sqs_lock = threading.Lock()
+
+
+def sqs_client() -> SQSClient:
+    """One client per process, made on first use (region and endpoint from the usual boto3 environment)."""
+    global _sqs  # noqa: PLW0603 — a module-level client is reused across warm invocations
+    with _sqs_lock:
+        if _sqs is None:
+            _sqs = boto3.client("sqs")
+        return _sqs
+
+
+def forget_clients() -> None:
+    """Drop the cached client (tests that change region or endpoint between cases)."""
+    global _sqs  # noqa: PLW0603
+    with _sqs_lock:
+        _sqs = None
+
+
+class NotQueued(Exception):
+    """The message was not sent. One line, for the log."""
+
+
+def enqueue(config: Config, kind: str, body: str, *, dedup_id: str, group_id: str, correlation_id: str) -> str:
+    """Send ``body`` to the queue for ``kind``; the message id, or :class:`NotQueued`.
+
+    A FIFO queue (``….fifo``) gets ``group_id`` as its message group and ``dedup_id`` as its deduplication id.
+    """
+    queue = QUEUE_FOR_KIND[kind]
+    url = config.queue_url(queue)
+    if not url:
+        raise NotQueued(f"no queue URL for {queue.value} (set ${queue.url_env})")
+    fifo: dict[str, str] = {}
+    if url.endswith(".fifo"):
+        fifo = {"MessageGroupId": group_id[:128], "MessageDeduplicationId": _dedup(dedup_id)}
+    try:
+        sent = sqs_client().send_message(
+            QueueUrl=url,
+            MessageBody=body,
+            MessageAttributes={
+                "kind": {"DataType": "String", "StringValue": kind},
+                "correlationId": {"DataType": "String", "StringValue": correlation_id},
+            },
+            **fifo,  # type: ignore[arg-type]
+        )
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise NotQueued(f"{queue.value} queue: {' '.join(str(error).split())[:300]}") from None
+    return sent.get("MessageId", "")
+
+
+def _dedup(request_id: str) -> str:
+    """A FIFO deduplication id: at most 128 of the allowed characters; a hash when the id does not fit."""
+    if re.fullmatch(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}", request_id):
+        return request_id
+    return hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
