@@ -19,13 +19,14 @@ from lockcore.record import iso
 from tests.workers import test_status_worker as sw
 from tests.workers.test_history import stream_event
 from tests.workers.worker_world import Context, running_world, sqs_event
+from workers.adapters.history_table import HISTORY_TABLE_ENV, forget, history_table
 from workers.flows import freeze, insights
-from workers.flows import history as h
 from workers.handlers import build as build_lambda
 from workers.handlers import history as history_lambda
 from workers.protocol.commands import Dispatch, Freeze, History, LockStatus, Stats, Unfreeze, parse
 from workers.protocol.config import Action, current_config
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.history import EventKind, HistoryEvent
 
 world = sw.world  # the status worker's world: moto, the Slack stand-in, the shipped configuration
 ADMIN, ALICE = sw.ADMIN, sw.ALICE
@@ -43,11 +44,11 @@ def streamed(store: DynamoDBLockStore) -> str:
 @pytest.fixture
 def history(world: sw.World, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The lock table streams; the history table exists; answers the stream's ARN."""
-    monkeypatch.setenv(h.HISTORY_TABLE_ENV, HISTORY)
-    h.forget()
-    h.history_table().create_table()
+    monkeypatch.setenv(HISTORY_TABLE_ENV, HISTORY)
+    forget()
+    history_table().create_table()
     yield streamed(world.store)
-    h.forget()
+    forget()
 
 
 def as_admin(world: sw.World, command: Any, url: str = "cmd") -> CommandEnvelope:
@@ -125,9 +126,9 @@ def test_unfreeze_releases_with_the_token_and_says_so_once(world: sw.World) -> N
 
 def test_a_frozen_environment_refuses_deploys_not_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     with running_world(monkeypatch) as bw:
-        monkeypatch.setenv(h.HISTORY_TABLE_ENV, HISTORY)
-        h.forget()
-        h.history_table().create_table()
+        monkeypatch.setenv(HISTORY_TABLE_ENV, HISTORY)
+        forget()
+        history_table().create_table()
         now = int(time.time())
         request = AcquireRequest(
             "freeze-prod", "req-freeze", freeze.FREEZE_SECONDS, "U0ADMIN", "admin", "freeze", "prod"
@@ -145,7 +146,7 @@ def test_a_frozen_environment_refuses_deploys_not_builds(monkeypatch: pytest.Mon
         assert "“release week”" in refusal.text and "`/deploy unfreeze prod`" in refusal.text
         assert bw.lock("deploy-api-prod") is None
         assert {run.inputs["lock_key"] for run in bw.dispatches()} == {"deploy-api-plt", "build-api-prod"}
-        [refused] = [event for event in h.history_table().since(now) if event.kind is h.EventKind.REFUSE]
+        [refused] = [event for event in history_table().since(now) if event.kind is EventKind.REFUSE]
         assert (refused.lock_key, refused.who, refused.reason) == ("deploy-api-prod", deploy.user_id, "prod is frozen")
         assert refused.correlation_id == deploy.correlation_id
 
@@ -153,7 +154,7 @@ def test_a_frozen_environment_refuses_deploys_not_builds(monkeypatch: pytest.Mon
         build_lambda.handler(sqs_event(bw.envelope("d2", Dispatch(Action.DEPLOY, "api", "prod"))), Context())
         assert bw.lock("deploy-api-prod") is not None
         assert now <= int(time.time())
-        h.forget()
+        forget()
 
 
 # -------------------------------------------------------------------------------------------- history, stats
@@ -192,8 +193,8 @@ def test_stats_count_acquisitions_refusals_outcomes_and_durations(world: sw.Worl
     sw.run(as_admin(world, Freeze("prod", "not a build"), url="freeze"))
     history_lambda.handler(stream_event(history), None)
     for who in ("U0BOB", "U0CAROL"):  # what the build worker puts when it refuses (the same second, the same holder)
-        refused = h.HistoryEvent("build-router-plt", h.EventKind.REFUSE, 2, "2026-11-27T10:00:00Z", who=who)
-        h.history_table().put(replace(refused, at=iso(int(time.time())), correlation_id=f"cid-{who}"))
+        refused = HistoryEvent("build-router-plt", EventKind.REFUSE, 2, "2026-11-27T10:00:00Z", who=who)
+        history_table().put(replace(refused, at=iso(int(time.time())), correlation_id=f"cid-{who}"))
 
     assert sw.run(sw.command(world, Stats(7))) == sw.NO_FAILURES
 
@@ -205,23 +206,23 @@ def test_stats_count_acquisitions_refusals_outcomes_and_durations(world: sw.Worl
     assert fields["Failure rate"] == "33%"
     assert reply["blocks"][2]["text"]["text"] == "*Busiest keys*\n`build-router-plt` — 2\n`build-api-plt` — 1"
     assert reply["text"].startswith("Locks over the last 7 days: 3 acquisitions, 2 refused, failure rate 33%")
-    assert [e.kind for e in h.history_table().recent("build-router-plt")].count(h.EventKind.REFUSE) == 0
+    assert [e.kind for e in history_table().recent("build-router-plt")].count(EventKind.REFUSE) == 0
 
 
 def test_stats_of_known_events() -> None:
-    def ending(key: str, outcome: str, held: int, kind: h.EventKind = h.EventKind.RELEASE) -> h.HistoryEvent:
-        return h.HistoryEvent(key, kind, 1, "2026-01-01T10:00:00Z", outcome=outcome, duration=held)
+    def ending(key: str, outcome: str, held: int, kind: EventKind = EventKind.RELEASE) -> HistoryEvent:
+        return HistoryEvent(key, kind, 1, "2026-01-01T10:00:00Z", outcome=outcome, duration=held)
 
     events = [
-        h.HistoryEvent("build-a-plt", h.EventKind.ACQUIRE, 1, "2026-01-01T09:00:00Z"),
-        h.HistoryEvent("build-a-plt", h.EventKind.ACQUIRE, 2, "2026-01-01T09:30:00Z"),
-        h.HistoryEvent("build-b-plt", h.EventKind.ACQUIRE, 1, "2026-01-01T14:00:00Z"),
-        h.HistoryEvent("freeze-prod", h.EventKind.FREEZE, 1, "2026-01-01T14:00:00Z"),
-        h.HistoryEvent("build-a-plt", h.EventKind.REFUSE, 2, "2026-01-01T09:31:00Z", who="U0BOB"),
+        HistoryEvent("build-a-plt", EventKind.ACQUIRE, 1, "2026-01-01T09:00:00Z"),
+        HistoryEvent("build-a-plt", EventKind.ACQUIRE, 2, "2026-01-01T09:30:00Z"),
+        HistoryEvent("build-b-plt", EventKind.ACQUIRE, 1, "2026-01-01T14:00:00Z"),
+        HistoryEvent("freeze-prod", EventKind.FREEZE, 1, "2026-01-01T14:00:00Z"),
+        HistoryEvent("build-a-plt", EventKind.REFUSE, 2, "2026-01-01T09:31:00Z", who="U0BOB"),
         *(ending("build-a-plt", "COMPLETED", seconds) for seconds in range(1, 20)),
         ending("build-a-plt", "FAILED", 1000),
-        ending("build-b-plt", "FORCE_RELEASED", 10, h.EventKind.CANCEL),
-        ending("freeze-prod", "FORCE_RELEASED", 99_999, h.EventKind.UNFREEZE),
+        ending("build-b-plt", "FORCE_RELEASED", 10, EventKind.CANCEL),
+        ending("freeze-prod", "FORCE_RELEASED", 99_999, EventKind.UNFREEZE),
     ]
     stats = insights.stats_of(events, 7)
     assert (stats.acquisitions, stats.cancelled, stats.busiest_keys) == (3, 1, [("build-a-plt", 2), ("build-b-plt", 1)])

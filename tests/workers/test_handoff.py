@@ -34,6 +34,7 @@ from tests.workers.worker_world import (
     sqs_record,
 )
 from workers.adapters import runtime
+from workers.adapters.pending import PendingRequests
 from workers.flows import handoff, runlock, status
 from workers.handlers import build as build_lambda
 from workers.handlers import reaper as reaper_lambda
@@ -180,7 +181,7 @@ def test_the_reaper_hands_a_lapsed_lease_to_the_next_in_line(world: World) -> No
     clock = SimulatedClock(time.time() - 1200)  # alice's build started twenty minutes ago; its lease was ten
     build_at(clock, world.envelope("a"))
     bob = world.envelope("b", QUEUED, user="bob")
-    handoff.PendingRequests().keep(bob)  # what the build worker's handler keeps before it may queue
+    PendingRequests().keep(bob)  # what the build worker's handler keeps before it may queue
     build_at(clock, bob)
     [run] = world.dispatches()
     [told] = world.replies_to("b")
@@ -209,7 +210,7 @@ def test_a_hand_off_nobody_dispatched_is_queued_again_by_the_reaper(world: World
     build_at(clock, world.envelope("a"))
     [first] = world.dispatches()
     bob = world.envelope("b", QUEUED, user="bob")
-    handoff.PendingRequests().keep(bob)  # what the build worker's handler keeps before it may queue
+    PendingRequests().keep(bob)  # what the build worker's handler keeps before it may queue
     build_at(clock, bob)
     held = world.lock()
     assert held is not None
@@ -239,7 +240,7 @@ def test_the_reaper_stops_queueing_a_hand_off_again_after_a_few_minutes(world: W
     deploy = Dispatch(Action.DEPLOY, "api", "plt")  # a deploy's lease (30 minutes) outlasts the retry window
     build_at(clock, world.envelope("a", deploy))
     bob = world.envelope("b", replace(deploy, queue=True), user="bob")
-    handoff.PendingRequests().keep(bob)
+    PendingRequests().keep(bob)
     build_at(clock, bob)
     held = world.lock("deploy-api-plt")
     assert held is not None

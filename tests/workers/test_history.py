@@ -19,9 +19,10 @@ from lockcore import AcquireRequest, MemoryLockStore, Status
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.expressions import Item
 from lockcore.record import epoch
-from workers.flows import history as h
+from workers.adapters.history_table import HISTORY_TABLE_ENV, forget, history_table
 from workers.handlers import history as history_lambda
 from workers.local.motoserver import LOCAL_CREDENTIALS
+from workers.protocol.history import BEGINNINGS, ENDINGS, EventKind, HistoryEvent, events_of
 
 KEY = "build-router-plt"
 LOCK_TABLE = "chatops-locks-history-test"
@@ -84,8 +85,8 @@ def test_every_change_yields_the_events_it_means(steps: list[tuple[str, str, int
         old = _item(store)
         _apply(store, operation, owner)
         new = _item(store)
-        events = h.events_of(old, new, int(clock.now))
-        beginnings = [e for e in events if e.kind in h.BEGINNINGS]
+        events = events_of(old, new, int(clock.now))
+        beginnings = [e for e in events if e.kind in BEGINNINGS]
         if new is None or old == new:
             assert events == []
             continue
@@ -97,33 +98,33 @@ def test_every_change_yields_the_events_it_means(steps: list[tuple[str, str, int
         old_status = old.get("status") if old is not None else None
         if not token_changed and old_status == Status.IN_PROGRESS and new["status"] != Status.IN_PROGRESS:
             (ending,) = events
-            assert ending.kind in h.ENDINGS
+            assert ending.kind in ENDINGS
             assert ending.outcome == new["status"]
             assert ending.duration == epoch(str(new["releasedAt"])) - epoch(str(new["lockedAt"]))
             expected = {
-                "COMPLETED": h.EventKind.RELEASE,
-                "FAILED": h.EventKind.RELEASE,
-                "EXPIRED": h.EventKind.EXPIRE,
-                "FORCE_RELEASED": h.EventKind.CANCEL
+                "COMPLETED": EventKind.RELEASE,
+                "FAILED": EventKind.RELEASE,
+                "EXPIRED": EventKind.EXPIRE,
+                "FORCE_RELEASED": EventKind.CANCEL
                 if str(new.get("releaseReason", "")).startswith("cancelled")
-                else h.EventKind.FORCE_RELEASE,
+                else EventKind.FORCE_RELEASE,
             }
             assert ending.kind is expected[str(new["status"])]
         handed = old is not None and token_changed and new.get("previousToken") == old.get("token")
         if handed:  # the freeing write handed the lock to the head of the queue
             hypothesis.event("a hand-off")
             assert old is not None
-            assert beginnings[0].kind is h.EventKind.HAND_OFF
-            (ending,) = [e for e in events if e.kind in h.ENDINGS]
+            assert beginnings[0].kind is EventKind.HAND_OFF
+            (ending,) = [e for e in events if e.kind in ENDINGS]
             assert (ending.token, ending.outcome) == (old["token"], new["previousStatus"])
             assert ending.duration == epoch(str(new["lockedAt"])) - epoch(str(old["lockedAt"]))
         elif token_changed and old_status == Status.IN_PROGRESS:  # taken over a lapsed lease: the old one expired
-            lapsed = [e for e in events if e.kind is h.EventKind.EXPIRE]
+            lapsed = [e for e in events if e.kind is EventKind.EXPIRE]
             assert [e.token for e in lapsed] == [old["token"]] if old is not None else []
         sort_keys = [e.sort_key for e in events]
         assert len(set(sort_keys)) == len(sort_keys)
         for event in events:
-            assert h.HistoryEvent.from_item(event.to_item()) == event
+            assert HistoryEvent.from_item(event.to_item()) == event
 
 
 def test_a_freeze_key_has_freeze_and_unfreeze() -> None:
@@ -133,9 +134,9 @@ def test_a_freeze_key_has_freeze_and_unfreeze() -> None:
     frozen = _item(store, "freeze-prod")
     clock.now += 3600
     store.force_release("freeze-prod", 1, by="U0ADMIN", reason="unfrozen from Slack by admin")
-    (freeze,) = h.events_of(None, frozen, int(clock.now))
-    (unfreeze,) = h.events_of(frozen, _item(store, "freeze-prod"), int(clock.now))
-    assert (freeze.kind, unfreeze.kind, unfreeze.duration) == (h.EventKind.FREEZE, h.EventKind.UNFREEZE, 3600)
+    (freeze,) = events_of(None, frozen, int(clock.now))
+    (unfreeze,) = events_of(frozen, _item(store, "freeze-prod"), int(clock.now))
+    assert (freeze.kind, unfreeze.kind, unfreeze.duration) == (EventKind.FREEZE, EventKind.UNFREEZE, 3600)
 
 
 # ------------------------------------------------------------------------------------------------ on moto
@@ -144,11 +145,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in LOCAL_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv(h.HISTORY_TABLE_ENV, HISTORY_TABLE)
+    monkeypatch.setenv(HISTORY_TABLE_ENV, HISTORY_TABLE)
     with mock_aws():
-        h.forget()
+        forget()
         yield
-        h.forget()
+        forget()
 
 
 def streamed_lock_table() -> str:
@@ -177,7 +178,7 @@ def stream_event(stream_arn: str) -> dict[str, Any]:
 @pytest.mark.usefixtures("aws")
 def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothing() -> None:
     stream_arn = streamed_lock_table()
-    table = h.history_table()
+    table = history_table()
     table.create_table()
     clock = Clock(time.time())  # the stream dates an extend by the wall clock: the store's starts there too
     store = DynamoDBLockStore(LOCK_TABLE, clock=clock)
@@ -203,15 +204,15 @@ def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothi
 
     recent = table.recent(KEY)
     assert [(e.kind, e.token, e.who, e.outcome, e.duration) for e in recent] == [
-        (h.EventKind.CANCEL, 2, "U0BOB", "FORCE_RELEASED", 5),
-        (h.EventKind.ACQUIRE, 2, "U0BOB", "", None),
-        (h.EventKind.RELEASE, 1, "U0ALICE", "FAILED", 300),
-        (h.EventKind.EXTEND, 1, "U0ALICE", "", None),
-        (h.EventKind.ACQUIRE, 1, "U0ALICE", "", None),
+        (EventKind.CANCEL, 2, "U0BOB", "FORCE_RELEASED", 5),
+        (EventKind.ACQUIRE, 2, "U0BOB", "", None),
+        (EventKind.RELEASE, 1, "U0ALICE", "FAILED", 300),
+        (EventKind.EXTEND, 1, "U0ALICE", "", None),
+        (EventKind.ACQUIRE, 1, "U0ALICE", "", None),
     ]
     items = boto3.client("dynamodb").scan(TableName=HISTORY_TABLE)["Items"]
     assert len(items) == 5
     assert all(int(item["ttl"]["N"]) == epoch(item["eventAt"]["S"]) + 30 * 86_400 for item in items)
     assert len(table.recent(KEY, limit=2)) == 2
-    assert {e.kind for e in table.since(int(clock.now) - 4)} == {h.EventKind.CANCEL}
+    assert {e.kind for e in table.since(int(clock.now) - 4)} == {EventKind.CANCEL}
     assert table.create_table() is False

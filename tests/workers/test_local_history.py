@@ -10,9 +10,10 @@ import pytest
 
 from lockcore import machine as m
 from tests.workers.test_local_stack import ALICE, BOB, Local, running
-from workers.flows import history as h
+from workers.adapters.history_table import history_table
 from workers.local.stack import StackOptions
 from workers.local.workspace import Person
+from workers.protocol.history import EventKind
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,7 +31,7 @@ def test_a_build_and_its_failure_appear_in_history_and_stats(local: Local) -> No
     [run] = local.runs()
     local.github.complete_run(run.id, "failure")
     local.until_state(m.LockState.FAILED)
-    local.stack.wait_until(lambda: len(h.history_table().recent("build-router-plt")) == 2, "the release in history")
+    local.stack.wait_until(lambda: len(history_table().recent("build-router-plt")) == 2, "the release in history")
 
     history = local.reply(local.send(BOB, "history router plt"))
     lines = history.body["blocks"][-1]["text"]["text"].split("\n")
@@ -43,7 +44,7 @@ def test_a_build_and_its_failure_appear_in_history_and_stats(local: Local) -> No
     local.reply(local.send(ALICE, "router plt"))
     busy = local.reply(local.send(BOB, "router plt"))
     assert busy.text.startswith("⚠️ Build already in progress")
-    refused = lambda: any(e.kind is h.EventKind.REFUSE for e in h.history_table().since(0))  # noqa: E731
+    refused = lambda: any(e.kind is EventKind.REFUSE for e in history_table().since(0))  # noqa: E731
     local.stack.wait_until(refused, "the refusal in history (put once bob was told)")
     stats = local.reply(local.send(BOB, "stats 1"))
     assert "Locks over the last 1 day: 2 acquisitions, 1 refused" in stats.text
@@ -66,8 +67,8 @@ def test_an_admin_freezes_prod_deploys_are_refused_then_unfrozen_they_run(local:
     started = local.reply(local.send(ALICE, "api plt", "/deploy"))
     assert started.text.startswith("🚀 Deploying api (plt)")
 
-    local.stack.wait_until(lambda: len(h.history_table().recent("freeze-plt")) == 2, "the unfreeze in history")
-    local.stack.wait_until(lambda: bool(h.history_table().recent("deploy-api-plt")), "the deploy in history")
+    local.stack.wait_until(lambda: len(history_table().recent("freeze-plt")) == 2, "the unfreeze in history")
+    local.stack.wait_until(lambda: bool(history_table().recent("deploy-api-plt")), "the deploy in history")
     history = local.reply(local.send(ADMIN, "history api plt", "/deploy"))
     assert "🔒 acquired by alice (<@U0ALICE>) (token 1)" in history.body["blocks"][-1]["text"]["text"]
-    assert [e.kind for e in h.history_table().recent("freeze-plt")] == [h.EventKind.UNFREEZE, h.EventKind.FREEZE]
+    assert [e.kind for e in history_table().recent("freeze-plt")] == [EventKind.UNFREEZE, EventKind.FREEZE]

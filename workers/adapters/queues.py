@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import boto3
 import botocore.exceptions
 
+from workers.adapters import runtime
 from workers.protocol.config import QUEUE_FOR_KIND, Config
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ def enqueue(config: Config, kind: str, body: str, *, dedup_id: str, group_id: st
 
     A FIFO queue (``….fifo``) gets ``group_id`` as its message group and ``dedup_id`` as its deduplication id.
     """
+    world = runtime.installed()
+    if world is not None:
+        return world.send(config, kind, body, dedup_id=dedup_id, group_id=group_id, correlation_id=correlation_id)
     queue = QUEUE_FOR_KIND[kind]
     url = config.queue_url(queue)
     if not url:

@@ -24,7 +24,9 @@ GitHub request's connect and read timeout), the secrets of :mod:`workers.adapter
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
@@ -36,11 +38,14 @@ from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, client_config
 from lockcore.store import Clock, LockStore
 from workers.adapters.github import DEFAULT_TIMEOUT_SECONDS, GitHubClient
+from workers.adapters.history_table import HistoryTable, history_table
+from workers.adapters.pending import DEFAULT_IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE_ENV, PendingRequests
 from workers.adapters.secrets import get_secret
 from workers.adapters.slack import SlackReplies
 from workers.protocol.config import current_config
@@ -48,8 +53,6 @@ from workers.protocol.config import current_config
 SERVICE: Final = "chatops"
 NAMESPACE: Final = "ChatOps"
 LOCK_TABLE_ENV: Final = "LOCK_TABLE_NAME"
-IDEMPOTENCY_TABLE_ENV: Final = "IDEMPOTENCY_TABLE_NAME"
-DEFAULT_IDEMPOTENCY_TABLE: Final = "chatops-idempotency"
 GITHUB_TIMEOUT_ENV: Final = "GITHUB_TIMEOUT_SECONDS"
 
 logger = Logger(service=SERVICE)
@@ -61,34 +64,93 @@ RecordHandler = Callable[[SQSRecord], object]
 
 
 # ---------------------------------------------------------------------------------------------- the clients
+@dataclass(frozen=True)
+class Adapters:
+    """The world a worker acts on, every adapter at once: what a deployed worker makes from its environment
+    (:func:`lock_store` and the rest, below), or in-memory twins that a simulation installs with :func:`using`.
+    A handler asks this module for each adapter and never builds one itself, so the one seam is here."""
+
+    lock_store: LockStore
+    slack: SlackReplies
+    github: GitHubClient
+    idempotency: BasePersistenceLayer
+    pending: PendingRequests
+    history: HistoryTable
+    send: Callable[..., str]
+    """:func:`workers.adapters.queues.enqueue`'s signature: puts a body on a command queue, answers its id."""
+
+
+_installed: Adapters | None = None
 _lock_clock: Clock | None = None
 """The clock :func:`lock_store` reads, as :func:`reset` was last given it; ``None``: the system's."""
 
 
-@cache
+@contextmanager
+def using(adapters: Adapters) -> Iterator[Adapters]:
+    """Every handler, flow and the queues act on ``adapters`` until the block ends (one world at a time)."""
+    global _installed  # noqa: PLW0603 — the process's one world, as the cached clients are
+    before, _installed = _installed, adapters
+    try:
+        yield adapters
+    finally:
+        _installed = before
+
+
+def installed() -> Adapters | None:
+    """The adapters :func:`using` installed, if any (the queues read it to send through the twin)."""
+    return _installed
+
+
 def lock_store() -> LockStore:
     """The lock table (``$LOCK_TABLE_NAME``) through DynamoDB, region and endpoint the standard boto3 way."""
+    return _installed.lock_store if _installed is not None else _lock_store()
+
+
+def slack_replies() -> SlackReplies:
+    """Replies with the bot token, to the configured Web API and ``response_url`` hosts."""
+    return _installed.slack if _installed is not None else _slack_replies()
+
+
+def github_client() -> GitHubClient:
+    """GitHub with the token, at the configured API URL (github.com or a GitHub Enterprise server)."""
+    return _installed.github if _installed is not None else _github_client()
+
+
+def idempotency_store() -> BasePersistenceLayer:
+    """Powertools Idempotency's records, in ``$IDEMPOTENCY_TABLE_NAME`` (partition key ``id``, TTL on
+    ``expiration``) — a table of its own, so the lock table holds locks only."""
+    return _installed.idempotency if _installed is not None else _idempotency_store()
+
+
+def pending_requests() -> PendingRequests:
+    """Queued requests' envelopes (:mod:`workers.adapters.pending`)."""
+    return _installed.pending if _installed is not None else PendingRequests()
+
+
+def history() -> HistoryTable:
+    """The lock history's table (:mod:`workers.adapters.history_table`)."""
+    return _installed.history if _installed is not None else history_table()
+
+
+@cache
+def _lock_store() -> LockStore:
     return DynamoDBLockStore(os.environ.get(LOCK_TABLE_ENV) or DEFAULT_TABLE, clock=_lock_clock)
 
 
 @cache
-def slack_replies() -> SlackReplies:
-    """Replies with the bot token, to the configured Web API and ``response_url`` hosts."""
+def _slack_replies() -> SlackReplies:
     slack = current_config().slack
     return SlackReplies(get_secret("SLACK_BOT_TOKEN"), api_url=slack.api_url, response_hosts=slack.response_url_hosts)
 
 
 @cache
-def github_client() -> GitHubClient:
-    """GitHub with the token, at the configured API URL (github.com or a GitHub Enterprise server)."""
+def _github_client() -> GitHubClient:
     timeout = float(os.environ.get(GITHUB_TIMEOUT_ENV) or DEFAULT_TIMEOUT_SECONDS)
     return GitHubClient(get_secret("GITHUB_TOKEN"), api_url=current_config().github.api_url, timeout=timeout)
 
 
 @cache
-def idempotency_store() -> DynamoDBPersistenceLayer:
-    """Powertools Idempotency's records, in ``$IDEMPOTENCY_TABLE_NAME`` (partition key ``id``, TTL on
-    ``expiration``) — a table of its own, so the lock table holds locks only."""
+def _idempotency_store() -> DynamoDBPersistenceLayer:
     table = os.environ.get(IDEMPOTENCY_TABLE_ENV) or DEFAULT_IDEMPOTENCY_TABLE
     return DynamoDBPersistenceLayer(table_name=table, boto_config=client_config())
 
@@ -98,7 +160,7 @@ def reset(*, lock_clock: Clock | None = None) -> None:
     store reads ``lock_clock`` (``None``: the system's clock; a deployed worker never sets one)."""
     global _lock_clock  # noqa: PLW0603 — set with the cache it belongs to, so the two never disagree
     _lock_clock = lock_clock
-    for factory in (lock_store, slack_replies, github_client, idempotency_store):
+    for factory in (_lock_store, _slack_replies, _github_client, _idempotency_store):
         factory.cache_clear()
 
 

@@ -62,14 +62,17 @@ from lockcore.record import LockRecord, Status, epoch, iso
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient, GitHubError, GitHubServerError, GitHubUnreachable
+from workers.adapters.history_table import HistoryTable
+from workers.adapters.pending import PendingRequests
 from workers.adapters.runtime import logger, metrics
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.slack import SlackReplies
-from workers.flows import handoff, history
+from workers.flows import handoff
 from workers.flows.freeze import refuse_frozen
 from workers.flows.runlock import RUN_FAILED_METRIC
 from workers.protocol import dispatch as d
 from workers.protocol.config import Action, Config
+from workers.protocol.history import EventKind, HistoryEvent
 from workers.protocol.message import Message
 from workers.protocol.workflow import Run
 
@@ -116,8 +119,8 @@ class BuildWorker:
         *,
         clock: Callable[[], float] = time.time,
         look_for_run_seconds: float = LOOK_FOR_RUN_SECONDS,
-        pending: handoff.PendingRequests | None = None,
-        refusals: history.HistoryTable | None = None,
+        pending: PendingRequests | None = None,
+        refusals: HistoryTable | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -125,7 +128,7 @@ class BuildWorker:
         self.slack = slack
         self.clock = clock
         self.look_for_run_seconds = look_for_run_seconds
-        self.pending = pending or handoff.PendingRequests()
+        self.pending = pending or runtime.pending_requests()
         self.refusals = refusals
 
     def now(self) -> int:
@@ -346,9 +349,9 @@ class BuildWorker:
     def _record_refusal(self, job: d.Job, holder: LockRecord | None, reason: str) -> None:
         """The refusal, in the history (for ``/build stats``): after the user was told, and never in their way."""
         who = (holder.locked_by_name or holder.locked_by) if holder is not None else ""
-        event = history.HistoryEvent(
+        event = HistoryEvent(
             lock_key=job.lock_key,
-            kind=history.EventKind.REFUSE,
+            kind=EventKind.REFUSE,
             token=holder.token if holder is not None else 0,
             at=iso(self.now()),
             who=job.user_id,
@@ -359,7 +362,7 @@ class BuildWorker:
             correlation_id=job.correlation_id,
         )
         try:
-            (self.refusals or history.history_table()).put(event)
+            (self.refusals or runtime.history()).put(event)
         except (BotoCoreError, ClientError) as error:
             logger.warning("the refusal could not be added to the history", reason=str(error))
 

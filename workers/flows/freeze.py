@@ -33,11 +33,11 @@ from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GroupLookupFailed
-from workers.flows.history import FREEZE_PREFIX
 from workers.flows.status import frees_at, holder, is_admin, since, standing, store_unavailable
 from workers.protocol.commands import Freeze, Refused, Unfreeze, describe, refusal_text
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.history import FREEZE_PREFIX
 from workers.protocol.message import Message, escape
 from workers.protocol.render import duration
 

@@ -23,77 +23,24 @@ dispatches, its lease ends it, and the reaper's expire hands it to the next in l
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore import machine as m
-from lockcore.dynamodb import client_config
 from lockcore.record import LockRecord
 from workers.adapters import runtime
+from workers.adapters.pending import PendingRequests
 from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.slack import SlackReplies
 from workers.protocol.config import Config
-from workers.protocol.envelope import CommandEnvelope, EnvelopeError
+from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.message import Message, escape
 
-PENDING_PREFIX: Final = "chatops.pending#"
-PENDING_SECONDS: Final = 2 * 24 * 3600
-"""How long a queued request's envelope is kept: a queue longer than that has its leases to end it."""
 HANDED_OFF: Final = "handedOff"
 """The envelope's extra field on a hand-off: the token the request was handed."""
 COALESCED: Final = "coalesced"
 """The owner ids of the requesters coalesced into the handed-off one (told its run)."""
-
-
-class PendingRequests:
-    """The envelopes of requests waiting in a lock's queue, by request id."""
-
-    def __init__(self, table: str | None = None, *, clock: Any = time.time) -> None:
-        self.table = table or os.environ.get(runtime.IDEMPOTENCY_TABLE_ENV) or runtime.DEFAULT_IDEMPOTENCY_TABLE
-        self.clock = clock
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = boto3.client("dynamodb", config=client_config())
-        return self._client
-
-    def keep(self, envelope: CommandEnvelope) -> None:
-        self.client.put_item(
-            TableName=self.table,
-            Item={
-                "id": {"S": PENDING_PREFIX + envelope.request_id},
-                "envelope": {"S": envelope.to_json()},
-                "expiration": {"N": str(int(self.clock()) + PENDING_SECONDS)},
-            },
-        )
-
-    def find(self, request_id: str) -> CommandEnvelope | None:
-        answer = self.client.get_item(
-            TableName=self.table, Key={"id": {"S": PENDING_PREFIX + request_id}}, ConsistentRead=True
-        )
-        body = answer.get("Item", {}).get("envelope", {}).get("S")
-        if not isinstance(body, str):
-            return None
-        try:
-            return CommandEnvelope.from_json(body)
-        except EnvelopeError:
-            return None
-
-    def find_each(self, owners: Iterable[str]) -> Iterator[tuple[str, CommandEnvelope | None]]:
-        """Each owner's kept envelope (``None``: none kept); an owner whose lookup fails is logged and skipped —
-        for telling people, where one lost lookup must not stop the others."""
-        for owner in owners:
-            try:
-                yield owner, self.find(owner)
-            except (BotoCoreError, ClientError) as error:
-                runtime.logger.error("a waiting request could not be looked up", owner=owner, reason=str(error))
 
 
 def handed_off_body(envelope: CommandEnvelope, token: int, coalesced: tuple[str, ...] = ()) -> str:
@@ -157,7 +104,7 @@ def tell_coalesced(record: LockRecord, text: str, slack: SlackReplies, pending: 
     message = Message(text)
     users = {requester.owner: requester.user for requester in entry.requesters[1:]}
     told = 0
-    for owner, envelope in (pending or PendingRequests()).find_each(users):
+    for owner, envelope in (pending or runtime.pending_requests()).find_each(users):
         channel = envelope.channel_id if envelope is not None else ""
         if channel and channel == lock_channel:
             continue  # they read it in the channel
@@ -173,7 +120,7 @@ def pass_on(handed: m.HandOff | None, config: Config, pending: PendingRequests |
     entry, record = handed.entry, handed.record
     log = runtime.logger
     try:
-        envelope = (pending or PendingRequests()).find(entry.owner)
+        envelope = (pending or runtime.pending_requests()).find(entry.owner)
     except (BotoCoreError, ClientError) as error:  # logged: the lease bounds the wait
         log.error("hand-off: the queued request could not be read", owner=entry.owner, reason=str(error))
         return False

@@ -25,19 +25,12 @@ from typing import Any, Final
 import botocore.exceptions
 
 from workers.adapters import runtime
-from workers.flows.history import (
-    ACQUISITIONS,
-    ENDINGS,
-    FREEZE_PREFIX,
-    EventKind,
-    HistoryEvent,
-    HistoryTable,
-    history_table,
-)
+from workers.adapters.history_table import HistoryTable
 from workers.flows.status import slack_date
 from workers.protocol.commands import History, Stats
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.history import ACQUISITIONS, ENDINGS, FREEZE_PREFIX, EventKind, HistoryEvent
 from workers.protocol.message import Message, escape
 from workers.protocol.render import duration
 
@@ -193,7 +186,7 @@ def handle(
     envelope: CommandEnvelope, command: History | Stats, *, config: Config, now: int, table: HistoryTable | None = None
 ) -> None:
     """One ``/build history`` or ``/build stats``, on the status worker."""
-    table = table if table is not None else history_table()
+    table = table if table is not None else runtime.history()
     try:
         if isinstance(command, History):
             lock_key = config.commands[command.action].lock_key(command.component, command.environment)

@@ -44,6 +44,7 @@ from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient
+from workers.adapters.pending import PendingRequests
 from workers.adapters.slack import SlackReplies
 from workers.flows import handoff
 from workers.protocol.config import Action, Config
@@ -289,7 +290,7 @@ class RunLocks:
     """
 
     def __init__(
-        self, config: Config, store: LockStore, slack: SlackReplies, pending: handoff.PendingRequests | None = None
+        self, config: Config, store: LockStore, slack: SlackReplies, pending: PendingRequests | None = None
     ) -> None:
         self.config = config
         self.store = store

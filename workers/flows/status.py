@@ -55,7 +55,6 @@ from workers.adapters import runtime
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.flows import handoff
-from workers.flows.history import FREEZE_PREFIX
 from workers.protocol.commands import (
     Cancel,
     Dequeue,
@@ -80,6 +79,7 @@ from workers.protocol.envelope import (
     EnvelopeError,
     InteractionEnvelope,
 )
+from workers.protocol.history import FREEZE_PREFIX
 from workers.protocol.message import Message, escape
 from workers.protocol.render import duration
 

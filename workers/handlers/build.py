@@ -49,7 +49,7 @@ def handle_record(record: SQSRecord, context: LambdaContext | None = None) -> Re
     with logger.append_context_keys(
         correlation_id=job.correlation_id, request_id=job.request_id, lock_key=job.lock_key, command=job.spec.slash
     ):
-        pending = handoff.PendingRequests()
+        pending = runtime.pending_requests()
         worker = BuildWorker(
             config, runtime.lock_store(), runtime.github_client(), runtime.slack_replies(), pending=pending
         )

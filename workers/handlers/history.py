@@ -8,12 +8,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workers.adapters import runtime
-from workers.flows.history import history_table, write_changes
+from workers.flows.history import write_changes
 
 
 def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
     """The history writer Lambda, on the lock table's stream."""
     records = event.get("Records", [])
-    written = write_changes(records, history_table())
+    written = write_changes(records, runtime.history())
     runtime.logger.info("history written", records=len(records), events=written)
     return {"records": len(records), "events": written}

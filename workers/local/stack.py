@@ -72,8 +72,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, make_client
 from lockcore.store import Clock
 from workers.adapters import queues, runtime
+from workers.adapters.history_table import DEFAULT_HISTORY_TABLE, HISTORY_TABLE_ENV, HistoryTable
+from workers.adapters.pending import DEFAULT_IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE_ENV
 from workers.adapters.secrets import SECRET_NAMES, SecretName
-from workers.flows.history import DEFAULT_HISTORY_TABLE, HISTORY_TABLE_ENV, HistoryTable
 from workers.handlers import router
 from workers.local.github import GitHubStandIn, Repository, webhook_sender
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS
@@ -179,7 +180,7 @@ class StackOptions:
     reaper_seconds: float = DEFAULT_REAPER_SECONDS
     visibility_timeout: int = VISIBILITY_TIMEOUT
     lock_table: str = DEFAULT_TABLE
-    idempotency_table: str = runtime.DEFAULT_IDEMPOTENCY_TABLE
+    idempotency_table: str = DEFAULT_IDEMPOTENCY_TABLE
     history_table: str = DEFAULT_HISTORY_TABLE
     queue_prefix: str = "chatops"
     workers: Sequence[Worker] = WORKERS
@@ -195,7 +196,7 @@ class StackOptions:
         suffix = random_secrets.token_hex(3)
         names = {
             "lock_table": f"{DEFAULT_TABLE}-{suffix}",
-            "idempotency_table": f"{runtime.DEFAULT_IDEMPOTENCY_TABLE}-{suffix}",
+            "idempotency_table": f"{DEFAULT_IDEMPOTENCY_TABLE}-{suffix}",
             "history_table": f"{DEFAULT_HISTORY_TABLE}-{suffix}",
             "queue_prefix": f"chatops-{suffix}",
         }
@@ -770,7 +771,7 @@ class LocalStack:
             "GITHUB_API_URL": self.github_api_url,
             "SLACK_API_URL": self.slack_api_url,
             runtime.LOCK_TABLE_ENV: self.options.lock_table,
-            runtime.IDEMPOTENCY_TABLE_ENV: self.options.idempotency_table,
+            IDEMPOTENCY_TABLE_ENV: self.options.idempotency_table,
             HISTORY_TABLE_ENV: self.options.history_table,
             **{queue.url_env: url for queue, url in self.queue_urls.items()},
         }
