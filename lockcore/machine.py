@@ -10,10 +10,11 @@ smaller token than the new holder, and anything that compares tokens can refuse 
 Nothing here does I/O. Each operation is a :class:`Transition`: a *guard* (the condition under which the write
 takes effect) and an *effect* (what the write does), both as data from :mod:`lockcore.expressions`. A store
 performs the transition as one atomic conditional write — one DynamoDB request — and hands the item back to
-the ``*_outcome`` function here, which names what happened. When the guard refuses, the store hands back the item
-as it was (DynamoDB's ``ReturnValuesOnConditionCheckFailure=ALL_OLD``), and the outcome function explains the
-refusal from it: who holds the lock, or why the caller is not the holder — or recognises a repeat of a request
-that already took effect (an SQS redelivery, a retry whose first answer was lost) and answers it the same way.
+the ``*_outcome`` function here, which names what happened (in the vocabulary of :mod:`lockcore.outcomes`). When
+the guard refuses, the store hands back the item as it was (DynamoDB's
+``ReturnValuesOnConditionCheckFailure=ALL_OLD``), and the outcome function explains the refusal from it: who
+holds the lock, or why the caller is not the holder — or recognises a repeat of a request that already took
+effect (an SQS redelivery, a retry whose first answer was lost) and answers it the same way.
 
 Time is the caller's clock, passed in as ``now`` (epoch seconds). A lease is live while ``now <
 leaseExpiresAt``; a lease that has ended frees the lock *in the write's condition*, whether or not anybody
@@ -67,6 +68,35 @@ from lockcore.expressions import (
     apply,
     holds,
 )
+
+# The outcomes live in lockcore.outcomes. Each is imported as itself so that it stays reachable as
+# `lockcore.machine.<Name>`: a transitional face for the workers, which still name them so. Once they import
+# lockcore.outcomes, drop the aliases (and the PLC0414 exemption in pyproject.toml) and the names unused here.
+from lockcore.outcomes import Acquired as Acquired
+from lockcore.outcomes import AcquireOutcome as AcquireOutcome
+from lockcore.outcomes import Dequeued as Dequeued
+from lockcore.outcomes import DequeueOutcome as DequeueOutcome
+from lockcore.outcomes import ExpireOutcome as ExpireOutcome
+from lockcore.outcomes import Extended as Extended
+from lockcore.outcomes import ExtendOutcome as ExtendOutcome
+from lockcore.outcomes import ForceReleased as ForceReleased
+from lockcore.outcomes import ForceReleaseOutcome as ForceReleaseOutcome
+from lockcore.outcomes import Freed as Freed
+from lockcore.outcomes import FreeNow as FreeNow
+from lockcore.outcomes import HandOff as HandOff
+from lockcore.outcomes import HeldBySomeone as HeldBySomeone
+from lockcore.outcomes import MarkedExpired as MarkedExpired
+from lockcore.outcomes import Noted as Noted
+from lockcore.outcomes import NoteOutcome as NoteOutcome
+from lockcore.outcomes import NotHolder as NotHolder
+from lockcore.outcomes import NotQueued as NotQueued
+from lockcore.outcomes import Outcome as Outcome
+from lockcore.outcomes import Queued as Queued
+from lockcore.outcomes import Refusal as Refusal
+from lockcore.outcomes import Released as Released
+from lockcore.outcomes import ReleaseOutcome as ReleaseOutcome
+from lockcore.outcomes import Watching as Watching
+from lockcore.outcomes import WatchOutcome as WatchOutcome
 from lockcore.record import LockRecord, QueueEntry, Status
 
 
@@ -218,15 +248,6 @@ class AcquireRequest:
 
 
 @dataclass(frozen=True)
-class HandOff:
-    """The head of the queue was handed the lock: ``entry`` is who asked (every coalesced requester), ``record``
-    the lock as it now holds it (a new token, its own lease)."""
-
-    entry: QueueEntry
-    record: LockRecord
-
-
-@dataclass(frozen=True)
 class Transition:
     operation: Operation
     lock_key: str
@@ -362,135 +383,7 @@ def expire(lock_key: str, token: int, now: int, *, seen: Item | None = None) -> 
     return _first_freeing(Operation.EXPIRE, lock_key, base, effect, now=now, seen=seen)
 
 
-# -------------------------------------------------------------------------------------------------- outcomes
-class Refusal(StrEnum):
-    NO_LOCK = "no lock is recorded under this key"
-    STALE_TOKEN = "the token is stale: the lock has been acquired again since"
-    NOT_OWNER = "the lock is held under another owner"
-    LEASE_ENDED = "the lease has already ended"
-    LEASE_RUNS = "the lease has not ended yet"
-    NOT_HELD = "the lock is not held any more"
-    CHANGED = "the lock changed while the request was in flight; look again"
-
-
-@dataclass(frozen=True)
-class Acquired:
-    record: LockRecord
-    reentered: bool = False
-    """True when the owner already held the lock (a redelivered request): same token, nothing written."""
-    handed_to: HandOff | None = None
-    """Set when this acquire found a lapsed lock with a queue and handed it to the head (perhaps the caller)."""
-
-    @property
-    def token(self) -> int:
-        return self.record.token
-
-
-@dataclass(frozen=True)
-class HeldBySomeone:
-    holder: LockRecord
-    handed_to: HandOff | None = None
-    """Set when this acquire found a lapsed lock with a queue and handed it to the head: dispatch for it."""
-
-
-@dataclass(frozen=True)
-class Queued(HeldBySomeone):
-    """The lock is busy and the request waits in its queue (``AcquireRequest(queue=True)``). A kind of
-    ``HeldBySomeone``, so a caller that only knows refusals still tells its user who holds the lock."""
-
-    position: int = 0
-    """1: next in line."""
-    coalesced: bool = False
-    """The request joined an identical pending one and will be told its result."""
-
-
-@dataclass(frozen=True)
-class Freed:
-    """What a write that frees the lock did — a release, a force-release, an expiry (each its own subclass)."""
-
-    record: LockRecord
-    """The lock as the write left it (after a hand-off: as its previous holder let go)."""
-    repeated: bool = False
-    """True when the same write had already taken effect (a retry whose first answer was lost, a second reaper,
-    a button pressed twice). A repeat reports the hand-off (while the request it was handed to still holds the
-    lock) and the watchers told, as the first answer did: the caller acts on them again (the hand-off's dispatch
-    and the messages are idempotent)."""
-    handed_to: HandOff | None = None
-    """The head of the queue, handed the lock in the same write: dispatch for it and tell its requesters."""
-    notify: tuple[str, ...] = ()
-    """The users who asked to be told when the lock frees (moved to ``notified`` in the same write)."""
-
-
-@dataclass(frozen=True)
-class Released(Freed):
-    """The holder released the lock (COMPLETED or FAILED)."""
-
-
-@dataclass(frozen=True)
-class Extended:
-    record: LockRecord
-
-
-@dataclass(frozen=True)
-class ForceReleased(Freed):
-    """Someone presenting the current token (an admin, a cancel) force-released the lock."""
-
-
-@dataclass(frozen=True)
-class Noted:
-    record: LockRecord
-
-
-@dataclass(frozen=True)
-class MarkedExpired(Freed):
-    """The reaper recorded a lapsed lease as EXPIRED."""
-
-
-@dataclass(frozen=True)
-class NotHolder:
-    """Refused: the caller does not hold the lock it names (or, for the reaper, the lease has not lapsed)."""
-
-    reason: Refusal
-    current: LockRecord | None
-
-
-@dataclass(frozen=True)
-class Dequeued:
-    record: LockRecord
-    position: int
-    """Where the request stood before it left."""
-
-
-@dataclass(frozen=True)
-class NotQueued:
-    current: LockRecord | None
-
-
-@dataclass(frozen=True)
-class Watching:
-    """The user will be named in the outcome of the write that frees the lock."""
-
-    record: LockRecord
-
-
-@dataclass(frozen=True)
-class FreeNow:
-    """Nothing to wait for: the lock is free and nobody waits."""
-
-    current: LockRecord | None
-
-
-AcquireOutcome = Acquired | HeldBySomeone
-ReleaseOutcome = Released | NotHolder
-ExtendOutcome = Extended | NotHolder
-ForceReleaseOutcome = ForceReleased | NotHolder
-ExpireOutcome = MarkedExpired | NotHolder
-NoteOutcome = Noted | NotHolder
-DequeueOutcome = Dequeued | NotQueued
-WatchOutcome = Watching | FreeNow
-Outcome = Acquired | HeldBySomeone | Released | Extended | Noted | ForceReleased | MarkedExpired | NotHolder
-
-
+# ----------------------------------------------------------------------------------- what a write answered
 @dataclass(frozen=True)
 class Written:
     """The guard held; ``item`` is the item after the write."""

@@ -14,6 +14,16 @@ from collections.abc import Callable, Iterator
 
 from lockcore import machine as m
 from lockcore.expressions import Item
+from lockcore.outcomes import (
+    AcquireOutcome,
+    DequeueOutcome,
+    ExpireOutcome,
+    ExtendOutcome,
+    ForceReleaseOutcome,
+    NoteOutcome,
+    ReleaseOutcome,
+    WatchOutcome,
+)
 from lockcore.record import LockRecord, Status
 
 Clock = Callable[[], float]
@@ -37,7 +47,7 @@ class LockStore(ABC):
     def _scan(self) -> Iterator[Item]: ...
 
     # ------------------------------------------------------------------ the operations
-    def acquire(self, request: m.AcquireRequest) -> m.AcquireOutcome:
+    def acquire(self, request: m.AcquireRequest) -> AcquireOutcome:
         """Take the lock; or, when it is busy, answer who holds it — and with ``request.queue``, join its queue
         (``Queued``, a ``HeldBySomeone``). A lapsed lock with a queue goes to the queue's head (``handed_to``)."""
         now = self.now()
@@ -45,7 +55,7 @@ class LockStore(ABC):
 
     def release(
         self, lock_key: str, owner: str, token: int, outcome: Status, seen: LockRecord | None = None
-    ) -> m.ReleaseOutcome:
+    ) -> ReleaseOutcome:
         """Release; with a queue, the head is handed the lock in the same write (``handed_to``); without one,
         whoever watched is named (``notify``). ``seen``: the lock as the caller last read it, if it did — with a
         queue or watchers, the write is decided from it (one request, when nothing changed since)."""
@@ -56,18 +66,18 @@ class LockStore(ABC):
             self._write,
         )
 
-    def extend(self, lock_key: str, owner: str, token: int, lease_seconds: int) -> m.ExtendOutcome:
+    def extend(self, lock_key: str, owner: str, token: int, lease_seconds: int) -> ExtendOutcome:
         now = self.now()
         return m.extend_outcome(owner, token, self._write(m.extend(lock_key, owner, token, lease_seconds, now)), now)
 
-    def note(self, lock_key: str, owner: str, token: int, **notes: str) -> m.NoteOutcome:
+    def note(self, lock_key: str, owner: str, token: int, **notes: str) -> NoteOutcome:
         """The live holder notes what it does under the lock (``runId=…``, ``dispatchState=…``)."""
         now = self.now()
         return m.note_outcome(owner, token, self._write(m.note(lock_key, owner, token, notes, now)), now)
 
     def force_release(
         self, lock_key: str, token: int, by: str, reason: str, seen: LockRecord | None = None
-    ) -> m.ForceReleaseOutcome:
+    ) -> ForceReleaseOutcome:
         now = self.now()
         return m.drive(
             m.force_release(lock_key, token, by, reason, now, seen=_item(seen)),
@@ -75,17 +85,17 @@ class LockStore(ABC):
             self._write,
         )
 
-    def expire(self, lock_key: str, token: int, seen: LockRecord | None = None) -> m.ExpireOutcome:
+    def expire(self, lock_key: str, token: int, seen: LockRecord | None = None) -> ExpireOutcome:
         now = self.now()
         return m.drive(
             m.expire(lock_key, token, now, seen=_item(seen)), m.expire_step(lock_key, token, now), self._write
         )
 
-    def dequeue(self, lock_key: str, owner: str) -> m.DequeueOutcome:
+    def dequeue(self, lock_key: str, owner: str) -> DequeueOutcome:
         """Leave the queue (a coalesced requester leaves its entry; the entry goes with its last requester)."""
         return m.drive(None, m.dequeue_step(lock_key, owner), self._write, lambda: self._read(lock_key))
 
-    def watch(self, lock_key: str, user: str) -> m.WatchOutcome:
+    def watch(self, lock_key: str, user: str) -> WatchOutcome:
         """Ask to be told when the lock frees: ``user`` is named in the outcome of the write that frees it."""
         now = self.now()
         return m.drive(None, m.watch_step(lock_key, user, now), self._write, lambda: self._read(lock_key))
