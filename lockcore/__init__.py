@@ -1,16 +1,16 @@
 """lockcore: a lease lock with fencing tokens — the rules (pure), and the stores that perform them."""
 
 from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
-from lockcore.machine import (
+from lockcore.machine import AcquireRequest, LockState
+from lockcore.memory import MemoryLockStore
+from lockcore.outcomes import (
     Acquired,
-    AcquireRequest,
     Dequeued,
     Extended,
     ForceReleased,
     FreeNow,
     HandOff,
     HeldBySomeone,
-    LockState,
     MarkedExpired,
     Noted,
     NotHolder,
@@ -20,7 +20,6 @@ from lockcore.machine import (
     Released,
     Watching,
 )
-from lockcore.memory import MemoryLockStore
 from lockcore.record import LockRecord, QueueEntry, Requester, Status
 from lockcore.store import LockStore
 

@@ -19,7 +19,7 @@ import botocore.exceptions
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 
-from lockcore import machine as m
+from lockcore import machine, redecide
 from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
 from lockcore.expressions import (
     Above,
@@ -154,7 +154,7 @@ class DynamoDBLockStore(LockStore):
         self.returns_old_item = returns_old_item
 
     # ------------------------------------------------------------------ the one atomic write
-    def _write(self, transition: m.Transition) -> m.WriteResult:
+    def _write(self, transition: machine.Transition) -> machine.WriteResult:
         expression = _Expression()
         update = expression.update(transition.effect)
         condition = expression.condition(transition.guard)
@@ -173,10 +173,10 @@ class DynamoDBLockStore(LockStore):
                 **values,
             )
         except _Refused as refused:
-            if refused.item is not None or self.returns_old_item:
-                return m.Refused(refused.item)  # no item: there was none
-            return m.Refused(self._read(transition.lock_key))
-        return m.Written(from_wire(answer["Attributes"]))
+            return redecide.refused(
+                refused.item, lambda: self._read(transition.lock_key), returns_old_item=self.returns_old_item
+            )
+        return machine.Written(from_wire(answer["Attributes"]))
 
     def _read(self, lock_key: str) -> Item | None:
         answer = self._call(self.client.get_item, TableName=self.table, Key={KEY: {"S": lock_key}}, ConsistentRead=True)

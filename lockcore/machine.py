@@ -10,10 +10,11 @@ smaller token than the new holder, and anything that compares tokens can refuse 
 Nothing here does I/O. Each operation is a :class:`Transition`: a *guard* (the condition under which the write
 takes effect) and an *effect* (what the write does), both as data from :mod:`lockcore.expressions`. A store
 performs the transition as one atomic conditional write — one DynamoDB request — and hands the item back to
-the ``*_outcome`` function here, which names what happened. When the guard refuses, the store hands back the item
-as it was (DynamoDB's ``ReturnValuesOnConditionCheckFailure=ALL_OLD``), and the outcome function explains the
-refusal from it: who holds the lock, or why the caller is not the holder — or recognises a repeat of a request
-that already took effect (an SQS redelivery, a retry whose first answer was lost) and answers it the same way.
+the rules here, which name what happened (in the vocabulary of :mod:`lockcore.outcomes`). When the guard
+refuses, the store hands back the item as it was (DynamoDB's ``ReturnValuesOnConditionCheckFailure=ALL_OLD``),
+and the rules explain the refusal from it: who holds the lock, or why the caller is not the holder — or recognise
+a repeat of a request that already took effect (an SQS redelivery, a retry whose first answer was lost) and
+answer it the same way.
 
 Time is the caller's clock, passed in as ``now`` (epoch seconds). A lease is live while ``now <
 leaseExpiresAt``; a lease that has ended frees the lock *in the write's condition*, whether or not anybody
@@ -28,14 +29,18 @@ States, as :func:`state_of` derives them from the item and the clock::
 
 Only HELD is "locked"; every other state is free to acquire — unless others wait in the lock's queue.
 
+The three writes that free the lock — release, force-release, expire — are one rule, :class:`Freeing`, that
+differs only in who may free, the status it records and what its repeat is recognised by.
+
 The queue (``AcquireRequest(queue=True)``) lives in the item, in order, with the users watching for the lock to
 free. A newcomer never jumps it; the write that frees the lock hands it to the head in the same write (a
 HAND_OFF: new owner, token + 1); a lapsed lease with a queue goes to the head on the next acquire or expire.
 DynamoDB cannot choose between two effects in one UpdateItem, so where a queue or watchers exist the first write
 (which assumes none — unless a freeing write is decided from the caller's read of the lock, ``seen``) is refused,
-and the machine decides the next write from the item it returns, conditioned on the exact queue it saw — see "the
-queue and the watchers" below and :func:`drive`. A freeing write keeps on the item what it did (the entry it
-handed the lock to, the watchers it told), so that its repeat, after a lost answer, reports the same.
+and the next write is decided from the item it returns, conditioned on the exact queue it saw. Which write to
+make from an item is a rule, and lives here; when to decide again, from what, and when to give up is the
+protocol of :mod:`lockcore.redecide`. A freeing write keeps on the item what it did (the entry it handed the lock
+to, the watchers it told), so that its repeat, after a lost answer, reports the same.
 
 :data:`TRANSITIONS` is the table of which operation may start from which state and where it leads;
 ``tests/lockcore/test_machine.py`` checks every guard against it and the README's diagram is drawn from it.
@@ -44,12 +49,11 @@ handed the lock to, the watchers it told), so that its repeat, after a lost answ
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from lockcore import record as r
-from lockcore.errors import LockStoreError
 from lockcore.expressions import (
     Above,
     Absent,
@@ -65,8 +69,36 @@ from lockcore.expressions import (
     OneOf,
     Value,
     apply,
-    holds,
 )
+
+# The outcomes live in lockcore.outcomes. Each is imported as itself so that it stays reachable as
+# `lockcore.machine.<Name>`: a transitional face for the workers, which still name them so. Once they import
+# lockcore.outcomes, drop the aliases (and the PLC0414 exemption in pyproject.toml) and the names unused here.
+from lockcore.outcomes import Acquired as Acquired
+from lockcore.outcomes import AcquireOutcome as AcquireOutcome
+from lockcore.outcomes import Dequeued as Dequeued
+from lockcore.outcomes import DequeueOutcome as DequeueOutcome
+from lockcore.outcomes import ExpireOutcome as ExpireOutcome
+from lockcore.outcomes import Extended as Extended
+from lockcore.outcomes import ExtendOutcome as ExtendOutcome
+from lockcore.outcomes import ForceReleased as ForceReleased
+from lockcore.outcomes import ForceReleaseOutcome as ForceReleaseOutcome
+from lockcore.outcomes import Freed as Freed
+from lockcore.outcomes import FreeNow as FreeNow
+from lockcore.outcomes import HandOff as HandOff
+from lockcore.outcomes import HeldBySomeone as HeldBySomeone
+from lockcore.outcomes import MarkedExpired as MarkedExpired
+from lockcore.outcomes import Noted as Noted
+from lockcore.outcomes import NoteOutcome as NoteOutcome
+from lockcore.outcomes import NotHolder as NotHolder
+from lockcore.outcomes import NotQueued as NotQueued
+from lockcore.outcomes import Outcome as Outcome
+from lockcore.outcomes import Queued as Queued
+from lockcore.outcomes import Refusal as Refusal
+from lockcore.outcomes import Released as Released
+from lockcore.outcomes import ReleaseOutcome as ReleaseOutcome
+from lockcore.outcomes import Watching as Watching
+from lockcore.outcomes import WatchOutcome as WatchOutcome
 from lockcore.record import LockRecord, QueueEntry, Status
 
 
@@ -218,15 +250,6 @@ class AcquireRequest:
 
 
 @dataclass(frozen=True)
-class HandOff:
-    """The head of the queue was handed the lock: ``entry`` is who asked (every coalesced requester), ``record``
-    the lock as it now holds it (a new token, its own lease)."""
-
-    entry: QueueEntry
-    record: LockRecord
-
-
-@dataclass(frozen=True)
 class Transition:
     operation: Operation
     lock_key: str
@@ -281,56 +304,6 @@ def acquire(request: AcquireRequest, now: int) -> Transition:
     )
 
 
-def _freeing(guard: Guard) -> Guard:
-    """A write that frees the lock takes effect at once only when nobody waits and nobody watches; otherwise
-    the machine, shown the item, decides again (hand off, or tell the watchers)."""
-    return AllOf((guard, Absent(r.QUEUE), Absent(r.WATCHERS)))
-
-
-_TOLD = frozenset({r.NOTIFIED})
-"""A freeing write says whom it told: nobody, unless it is decided again from the watchers it saw."""
-
-
-def _release_effect(outcome: Status, now: int) -> Effect:
-    return Effect(set={r.STATUS: outcome.value, r.RELEASED_AT: r.iso(now)}, remove=_TOLD)
-
-
-def _force_release_effect(by: str, reason: str, now: int) -> Effect:
-    return Effect(
-        set={
-            r.STATUS: Status.FORCE_RELEASED.value,
-            r.RELEASED_AT: r.iso(now),
-            r.RELEASED_BY: by,
-            r.RELEASE_REASON: reason,
-        },
-        remove=_TOLD,
-    )
-
-
-def _expire_effect(now: int) -> Effect:
-    return Effect(set={r.STATUS: Status.EXPIRED.value, r.RELEASED_AT: r.iso(now)}, remove=_TOLD)
-
-
-def _first_freeing(
-    operation: Operation, lock_key: str, base: Guard, effect: Effect, *, now: int, seen: Item | None
-) -> Transition:
-    """A freeing operation's first write. Decided from ``seen`` — the item as the caller last read it — when that
-    shows a queue or watchers (a hand-off, or the watchers cleared), else assuming neither; either way
-    conditioned on what it assumed, so a stale ``seen`` costs one refused write and never a wrong one."""
-    if seen is not None and (r.QUEUE in seen or r.WATCHERS in seen):
-        return _free_again(operation, lock_key, base, effect, seen, now=now)
-    return Transition(operation, lock_key, _freeing(base), effect)
-
-
-def release(
-    lock_key: str, owner: str, token: int, outcome: Status, now: int, *, seen: Item | None = None
-) -> Transition:
-    if outcome not in RELEASE_OUTCOMES:
-        raise ValueError(f"a holder releases with COMPLETED or FAILED, not {outcome}")
-    base, effect = release_guard(owner, token), _release_effect(outcome, now)
-    return _first_freeing(Operation.RELEASE, lock_key, base, effect, now=now, seen=seen)
-
-
 def extend(lock_key: str, owner: str, token: int, lease_seconds: int, now: int) -> Transition:
     if lease_seconds <= 0:
         raise ValueError("a lease must last at least one second")
@@ -342,13 +315,6 @@ def extend(lock_key: str, owner: str, token: int, lease_seconds: int, now: int) 
     )
 
 
-def force_release(lock_key: str, token: int, by: str, reason: str, now: int, *, seen: Item | None = None) -> Transition:
-    if not by or not reason:
-        raise ValueError("a force-release records who did it and why")
-    base, effect = force_release_guard(token), _force_release_effect(by, reason, now)
-    return _first_freeing(Operation.FORCE_RELEASE, lock_key, base, effect, now=now, seen=seen)
-
-
 def note(lock_key: str, owner: str, token: int, notes: Mapping[str, str], now: int) -> Transition:
     unknown = set(notes) - set(r.NOTE_ATTRIBUTES)
     if unknown or not notes:
@@ -357,140 +323,170 @@ def note(lock_key: str, owner: str, token: int, notes: Mapping[str, str], now: i
     return Transition(Operation.NOTE, lock_key, extend_guard(owner, token, now), Effect(set=dict(notes)))
 
 
-def expire(lock_key: str, token: int, now: int, *, seen: Item | None = None) -> Transition:
-    base, effect = expire_guard(token, now), _expire_effect(now)
-    return _first_freeing(Operation.EXPIRE, lock_key, base, effect, now=now, seen=seen)
+# --------------------------------------------------------------------------------------------- freeing writes
+_TOLD = frozenset({r.NOTIFIED})
+"""A freeing write says whom it told: nobody, unless it is decided again from the watchers it saw."""
+_Freed_co = TypeVar("_Freed_co", bound=Freed, covariant=True)
 
 
-# -------------------------------------------------------------------------------------------------- outcomes
-class Refusal(StrEnum):
-    NO_LOCK = "no lock is recorded under this key"
-    STALE_TOKEN = "the token is stale: the lock has been acquired again since"
-    NOT_OWNER = "the lock is held under another owner"
-    LEASE_ENDED = "the lease has already ended"
-    LEASE_RUNS = "the lease has not ended yet"
-    NOT_HELD = "the lock is not held any more"
-    CHANGED = "the lock changed while the request was in flight; look again"
+def _not_held(item: Item, now: int) -> Refusal:
+    return Refusal.NOT_HELD
 
 
 @dataclass(frozen=True)
-class Acquired:
-    record: LockRecord
-    reentered: bool = False
-    """True when the owner already held the lock (a redelivered request): same token, nothing written."""
-    handed_to: HandOff | None = None
-    """Set when this acquire found a lapsed lock with a queue and handed it to the head (perhaps the caller)."""
+class Freeing(Generic[_Freed_co]):
+    """A write that frees the lock, written once for the three that do (release, force-release, expire: thin
+    instances below). They differ in who may free (``guard``), the status recorded (and ``records``: who and why,
+    for a force-release), and what a repeat is recognised by (the status, the holder's ``owner``, the admin's
+    ``by``); everything else — the hand-off, the watchers told, the explanation of a refusal — is the same."""
+
+    operation: Operation
+    lock_key: str
+    token: int
+    now: int
+    guard: Guard
+    """Who may free the lock, whoever waits or watches."""
+    status: Status
+    answer: type[_Freed_co]
+    """What a write that took effect (or its repeat) answers."""
+    owner: str | None = None
+    """The holder, for a release: only its own write is recognised as a repeat (anyone else: ``NOT_OWNER``)."""
+    by: str | None = None
+    """The admin, for a force-release: only theirs is recognised as a repeat."""
+    records: Mapping[str, Value] = field(default_factory=dict)
+    """What the write records besides the status and when."""
+    refused_because: Callable[[Item, int], Refusal] = _not_held
+    """Why a write presenting the current token, and no repeat, was refused (given the item and ``now``)."""
 
     @property
-    def token(self) -> int:
-        return self.record.token
+    def effect(self) -> Effect:
+        values: dict[str, Value] = {r.STATUS: self.status.value, r.RELEASED_AT: r.iso(self.now), **self.records}
+        return Effect(set=values, remove=_TOLD)
+
+    @property
+    def blind(self) -> Transition:
+        """The write decided without a read of the lock: it takes effect at once only when nobody waits and nobody
+        watches; otherwise it is refused, and the item it returns shows which write to make (:meth:`decided_from`).
+        """
+        guard = AllOf((self.guard, Absent(r.QUEUE), Absent(r.WATCHERS)))
+        return Transition(self.operation, self.lock_key, guard, self.effect)
+
+    def decided_from(self, seen: Item) -> Transition:
+        """The write decided knowing ``seen``'s queue and watchers: hand the lock to the head of the queue, or free
+        it and clear the watchers — conditioned on the exact queue and watchers (and token) it was decided from."""
+        effect = self.effect
+        if queue_of(seen):
+            previous: dict[str, Value] = {
+                r.PREVIOUS_OWNER: seen.get(r.OWNER, ""),
+                r.PREVIOUS_TOKEN: seen.get(r.TOKEN, 0),
+                r.PREVIOUS_STATUS: self.status.value,
+            }
+            if self.by is not None:
+                previous[r.PREVIOUS_RELEASED_BY] = self.by
+            return hand_off(self.lock_key, seen, self.guard, self.now, previous=previous)
+        gone = {r.WATCHERS} | ({r.QUEUE} & set(seen))  # an unreadable queue goes too
+        guard = AllOf((self.guard, _as_seen(r.QUEUE, seen), _as_seen(r.WATCHERS, seen)))
+        told = watchers_of(seen)  # kept, so that a retry of this write tells them again
+        kept = {**effect.set, r.NOTIFIED: r.encode_watchers(told)} if told else effect.set
+        effect = replace(effect, set=kept, remove=(effect.remove | gone) - set(kept))
+        return Transition(self.operation, self.lock_key, guard, effect, seen=seen)
+
+    def outcome(self, result: WriteResult, transition: Transition | None = None) -> _Freed_co | NotHolder:
+        """What one of this operation's writes answered; ``transition`` is the write (by default :attr:`blind`),
+        which knows what it was decided from: the entry a hand-off went to, the watchers it told."""
+        if isinstance(result, Written):
+            return self._freed(transition if transition is not None else self.blind, result.item)
+        item = result.item
+        reason = _why_not_holder(item, self.owner, self.token)
+        if item is not None and reason is Refusal.STALE_TOKEN and self._handed_on(item):
+            # it took effect, and handed the lock on
+            released = _as_released(item, self.token, self.status)
+            return self.answer(released, repeated=True, handed_to=_still_handed(item))
+        if reason is not None:
+            return NotHolder(reason, _record(item))
+        assert item is not None
+        if item.get(r.STATUS) == self.status and (self.by is None or item.get(r.RELEASED_BY) == self.by):
+            return self.answer(LockRecord.from_item(item), repeated=True, notify=_notified(item))
+        return NotHolder(self.refused_because(item, self.now), _record(item))
+
+    def _freed(self, transition: Transition, item: Item) -> _Freed_co:
+        """What a freeing write did: the lock as freed, the hand-off it made, the watchers to tell."""
+        seen = transition.seen
+        if transition.operation is Operation.HAND_OFF and seen is not None:
+            effect = self.effect
+            released = apply(replace(effect, remove=effect.remove | {r.QUEUE}), transition.key, seen)
+            handed = HandOff(queue_of(seen)[0], LockRecord.from_item(item))
+            return self.answer(LockRecord.from_item(released), handed_to=handed)
+        return self.answer(LockRecord.from_item(item), notify=watchers_of(seen))
+
+    def _handed_on(self, item: Item) -> bool:
+        """The item records that the holder of the token let go with this status and the lock went to the queue."""
+        previous = (item.get(r.PREVIOUS_TOKEN), item.get(r.PREVIOUS_STATUS))
+        return (
+            previous == (self.token, self.status.value)
+            and (self.owner is None or item.get(r.PREVIOUS_OWNER) == self.owner)
+            and (self.by is None or item.get(r.PREVIOUS_RELEASED_BY) == self.by)
+        )
 
 
-@dataclass(frozen=True)
-class HeldBySomeone:
-    holder: LockRecord
-    handed_to: HandOff | None = None
-    """Set when this acquire found a lapsed lock with a queue and handed it to the head: dispatch for it."""
+def _changed_unless_released(item: Item, now: int) -> Refusal:
+    """A release refused while its holder's lock is still in progress: the queue or the watchers changed."""
+    return Refusal.NOT_HELD if item.get(r.STATUS) != Status.IN_PROGRESS else Refusal.CHANGED
 
 
-@dataclass(frozen=True)
-class Queued(HeldBySomeone):
-    """The lock is busy and the request waits in its queue (``AcquireRequest(queue=True)``). A kind of
-    ``HeldBySomeone``, so a caller that only knows refusals still tells its user who holds the lock."""
-
-    position: int = 0
-    """1: next in line."""
-    coalesced: bool = False
-    """The request joined an identical pending one and will be told its result."""
+def _lease_runs_or_not_held(item: Item, now: int) -> Refusal:
+    return Refusal.LEASE_RUNS if is_live(item, now) else Refusal.NOT_HELD
 
 
-@dataclass(frozen=True)
-class Freed:
-    """What a write that frees the lock did — a release, a force-release, an expiry (each its own subclass)."""
-
-    record: LockRecord
-    """The lock as the write left it (after a hand-off: as its previous holder let go)."""
-    repeated: bool = False
-    """True when the same write had already taken effect (a retry whose first answer was lost, a second reaper,
-    a button pressed twice). A repeat reports the hand-off (while the request it was handed to still holds the
-    lock) and the watchers told, as the first answer did: the caller acts on them again (the hand-off's dispatch
-    and the messages are idempotent)."""
-    handed_to: HandOff | None = None
-    """The head of the queue, handed the lock in the same write: dispatch for it and tell its requesters."""
-    notify: tuple[str, ...] = ()
-    """The users who asked to be told when the lock frees (moved to ``notified`` in the same write)."""
-
-
-@dataclass(frozen=True)
-class Released(Freed):
-    """The holder released the lock (COMPLETED or FAILED)."""
+def release(lock_key: str, owner: str, token: int, outcome: Status, now: int) -> Freeing[Released]:
+    """The holder (owner + token) records how its run ended, also after its lease ended if nobody replaced it."""
+    if outcome not in RELEASE_OUTCOMES:
+        raise ValueError(f"a holder releases with COMPLETED or FAILED, not {outcome}")
+    return Freeing(
+        Operation.RELEASE,
+        lock_key,
+        token,
+        now,
+        guard=release_guard(owner, token),
+        status=outcome,
+        answer=Released,
+        owner=owner,
+        refused_because=_changed_unless_released,
+    )
 
 
-@dataclass(frozen=True)
-class Extended:
-    record: LockRecord
+def force_release(lock_key: str, token: int, by: str, reason: str, now: int) -> Freeing[ForceReleased]:
+    """Anyone presenting the current token (an admin) frees the lock, recording who and why."""
+    if not by or not reason:
+        raise ValueError("a force-release records who did it and why")
+    return Freeing(
+        Operation.FORCE_RELEASE,
+        lock_key,
+        token,
+        now,
+        guard=force_release_guard(token),
+        status=Status.FORCE_RELEASED,
+        answer=ForceReleased,
+        by=by,
+        records={r.RELEASED_BY: by, r.RELEASE_REASON: reason},
+    )
 
 
-@dataclass(frozen=True)
-class ForceReleased(Freed):
-    """Someone presenting the current token (an admin, a cancel) force-released the lock."""
+def expire(lock_key: str, token: int, now: int) -> Freeing[MarkedExpired]:
+    """Anyone presenting the current token (the reaper) records a lease that has ended."""
+    return Freeing(
+        Operation.EXPIRE,
+        lock_key,
+        token,
+        now,
+        guard=expire_guard(token, now),
+        status=Status.EXPIRED,
+        answer=MarkedExpired,
+        refused_because=_lease_runs_or_not_held,
+    )
 
 
-@dataclass(frozen=True)
-class Noted:
-    record: LockRecord
-
-
-@dataclass(frozen=True)
-class MarkedExpired(Freed):
-    """The reaper recorded a lapsed lease as EXPIRED."""
-
-
-@dataclass(frozen=True)
-class NotHolder:
-    """Refused: the caller does not hold the lock it names (or, for the reaper, the lease has not lapsed)."""
-
-    reason: Refusal
-    current: LockRecord | None
-
-
-@dataclass(frozen=True)
-class Dequeued:
-    record: LockRecord
-    position: int
-    """Where the request stood before it left."""
-
-
-@dataclass(frozen=True)
-class NotQueued:
-    current: LockRecord | None
-
-
-@dataclass(frozen=True)
-class Watching:
-    """The user will be named in the outcome of the write that frees the lock."""
-
-    record: LockRecord
-
-
-@dataclass(frozen=True)
-class FreeNow:
-    """Nothing to wait for: the lock is free and nobody waits."""
-
-    current: LockRecord | None
-
-
-AcquireOutcome = Acquired | HeldBySomeone
-ReleaseOutcome = Released | NotHolder
-ExtendOutcome = Extended | NotHolder
-ForceReleaseOutcome = ForceReleased | NotHolder
-ExpireOutcome = MarkedExpired | NotHolder
-NoteOutcome = Noted | NotHolder
-DequeueOutcome = Dequeued | NotQueued
-WatchOutcome = Watching | FreeNow
-Outcome = Acquired | HeldBySomeone | Released | Extended | Noted | ForceReleased | MarkedExpired | NotHolder
-
-
+# ----------------------------------------------------------------------------------- what a write answered
 @dataclass(frozen=True)
 class Written:
     """The guard held; ``item`` is the item after the write."""
@@ -535,33 +531,6 @@ def acquire_outcome(request: AcquireRequest, result: WriteResult, now: int) -> A
     return HeldBySomeone(holder)
 
 
-def release_outcome(owner: str, token: int, outcome: Status, result: WriteResult) -> ReleaseOutcome:
-    if isinstance(result, Written):
-        return Released(LockRecord.from_item(result.item))
-    item = result.item
-    reason = _why_not_holder(item, owner, token)
-    if item is not None and reason is Refusal.STALE_TOKEN and _handed_on(item, token, outcome, owner=owner):
-        # it took effect, and handed the lock on
-        return Released(_as_released(item, token, outcome), repeated=True, handed_to=_still_handed(item))
-    if reason is not None:
-        return NotHolder(reason, _record(item))
-    assert item is not None
-    if item.get(r.STATUS) == outcome:
-        return Released(LockRecord.from_item(item), repeated=True, notify=_notified(item))
-    return NotHolder(Refusal.NOT_HELD if item.get(r.STATUS) != Status.IN_PROGRESS else Refusal.CHANGED,
-                     _record(item))  # fmt: skip
-
-
-def _handed_on(item: Item, token: int, status: Status, owner: str | None = None, by: str | None = None) -> bool:
-    """The item records that the holder of ``token`` let go with ``status`` and the lock went to the queue."""
-    previous = (item.get(r.PREVIOUS_TOKEN), item.get(r.PREVIOUS_STATUS))
-    return (
-        previous == (token, status.value)
-        and (owner is None or item.get(r.PREVIOUS_OWNER) == owner)
-        and (by is None or item.get(r.PREVIOUS_RELEASED_BY) == by)
-    )
-
-
 def _still_handed(item: Item) -> HandOff | None:
     """The hand-off the item records, while the request it was handed to still holds the lock (once that request
     has let go, reporting the hand-off again would start its run twice)."""
@@ -603,38 +572,6 @@ def note_outcome(owner: str, token: int, result: WriteResult, now: int) -> NoteO
     return refused
 
 
-def force_release_outcome(token: int, by: str, result: WriteResult) -> ForceReleaseOutcome:
-    if isinstance(result, Written):
-        return ForceReleased(LockRecord.from_item(result.item))
-    item = result.item
-    reason = _why_not_holder(item, None, token)
-    if item is not None and reason is Refusal.STALE_TOKEN and _handed_on(item, token, Status.FORCE_RELEASED, by=by):
-        released = _as_released(item, token, Status.FORCE_RELEASED)
-        return ForceReleased(released, repeated=True, handed_to=_still_handed(item))
-    if reason is not None:
-        return NotHolder(reason, _record(item))
-    assert item is not None
-    if item.get(r.STATUS) == Status.FORCE_RELEASED and item.get(r.RELEASED_BY) == by:
-        return ForceReleased(LockRecord.from_item(item), repeated=True, notify=_notified(item))
-    return NotHolder(Refusal.NOT_HELD, _record(item))
-
-
-def expire_outcome(token: int, result: WriteResult, now: int) -> ExpireOutcome:
-    if isinstance(result, Written):
-        return MarkedExpired(LockRecord.from_item(result.item))
-    item = result.item
-    reason = _why_not_holder(item, None, token)
-    if item is not None and reason is Refusal.STALE_TOKEN and _handed_on(item, token, Status.EXPIRED):
-        released = _as_released(item, token, Status.EXPIRED)
-        return MarkedExpired(released, repeated=True, handed_to=_still_handed(item))
-    if reason is not None:
-        return NotHolder(reason, _record(item))
-    assert item is not None
-    if item.get(r.STATUS) == Status.EXPIRED:
-        return MarkedExpired(LockRecord.from_item(item), repeated=True, notify=_notified(item))
-    return NotHolder(Refusal.LEASE_RUNS if is_live(item, now) else Refusal.NOT_HELD, _record(item))
-
-
 def holds_token(item: Item | None, token: int, now: int) -> bool:
     """The fencing check: is ``token`` the token of the current, unexpired holder?"""
     return is_live(item, now) and item is not None and item.get(r.TOKEN) == token
@@ -646,12 +583,8 @@ def holds_token(item: Item | None, token: int, now: int) -> bool:
 # the machine knows: a first attempt assumes no queue and no watchers — one request, as always, when none
 # exist. If they do, the refused write hands back the item (ALL_OLD) and the machine decides the next write from
 # it, conditioned on the exact queue (and watchers, and token) it saw: a write that races another is refused in
-# turn and decided again, so nothing is ever done on a stale view. `drive` runs those steps for every store.
-MAX_WRITES = 32
-"""An operation's writes, at most. A refused compare-and-set means another write to the item took effect, so the
-item's writers as a whole always progress; the bound only caps one caller's bad luck in a burst (32 joining at
-once), and is reported as a LockStoreError rather than retried for ever."""
-
+# turn and decided again, so nothing is ever done on a stale view. `lockcore.redecide.drive` runs those steps for
+# every store.
 _Answer_co = TypeVar("_Answer_co", covariant=True)
 
 
@@ -659,29 +592,6 @@ class Step(Protocol[_Answer_co]):
     """What the machine decides from a write's answer: the next write, or the operation's outcome."""
 
     def __call__(self, transition: Transition | None, result: WriteResult, /) -> Transition | _Answer_co: ...
-
-
-def drive(
-    first: Transition | None,
-    step: Step[_Answer_co],
-    write: Callable[[Transition], WriteResult],
-    read: Callable[[], Item | None] | None = None,
-) -> _Answer_co:
-    """Perform an operation: its first write (or, for ``first=None``, one read), then what the machine decides
-    from each answer, until it names an outcome."""
-    if first is None:
-        assert read is not None
-        decided = step(None, Refused(read()))
-    else:
-        decided = first
-    for _ in range(MAX_WRITES):
-        if not isinstance(decided, Transition):
-            return decided
-        transition = decided
-        decided = step(transition, write(transition))
-    if not isinstance(decided, Transition):
-        return decided
-    raise LockStoreError(f"{decided.lock_key}: the lock changed under each of {MAX_WRITES} writes; try again")
 
 
 def queue_of(item: Item | None) -> tuple[QueueEntry, ...]:
@@ -758,87 +668,6 @@ def hand_off(
     guard = AllOf((base, _as_seen(r.TOKEN, seen), _as_seen(r.QUEUE, seen)))
     effect = Effect(set=values, remove=frozenset(stale), bump=r.TOKEN)
     return Transition(Operation.HAND_OFF, lock_key, guard, effect, seen=seen, handed=handed)
-
-
-def _free_again(
-    operation: Operation, lock_key: str, base: Guard, effect: Effect, seen: Item, *, now: int
-) -> Transition:
-    """The freeing write again, knowing the queue and the watchers: hand off, or free and clear the watchers."""
-    if queue_of(seen):
-        previous: dict[str, Value] = {
-            r.PREVIOUS_OWNER: seen.get(r.OWNER, ""),
-            r.PREVIOUS_TOKEN: seen.get(r.TOKEN, 0),
-            r.PREVIOUS_STATUS: effect.set[r.STATUS],
-        }
-        if r.RELEASED_BY in effect.set:
-            previous[r.PREVIOUS_RELEASED_BY] = effect.set[r.RELEASED_BY]
-        return hand_off(lock_key, seen, base, now, previous=previous)
-    gone = {r.WATCHERS} | ({r.QUEUE} & set(seen))  # an unreadable queue goes too
-    guard = AllOf((base, _as_seen(r.QUEUE, seen), _as_seen(r.WATCHERS, seen)))
-    told = watchers_of(seen)  # kept, so that a retry of this write tells them again
-    kept = {**effect.set, r.NOTIFIED: r.encode_watchers(told)} if told else effect.set
-    effect = replace(effect, set=kept, remove=(effect.remove | gone) - set(kept))
-    return Transition(operation, lock_key, guard, effect, seen=seen)
-
-
-def _freed(transition: Transition, item: Item, effect: Effect) -> tuple[LockRecord, HandOff | None, tuple[str, ...]]:
-    """What a freeing write did: the lock as freed, the hand-off it made, the watchers to tell."""
-    seen = transition.seen
-    if transition.operation is Operation.HAND_OFF and seen is not None:
-        released = apply(replace(effect, remove=effect.remove | {r.QUEUE}), transition.key, seen)
-        return LockRecord.from_item(released), HandOff(queue_of(seen)[0], LockRecord.from_item(item)), ()
-    return LockRecord.from_item(item), None, watchers_of(seen)
-
-
-def _must_decide_again(base: Guard, item: Item | None) -> bool:
-    """Refused although the freeing operation itself is allowed: somebody waits or watches (a first attempt), or
-    the queue or the watchers changed under the write decided from them (someone left, joined, watched)."""
-    return item is not None and holds(base, item)
-
-
-def release_step(lock_key: str, owner: str, token: int, outcome: Status, now: int) -> Step[ReleaseOutcome]:
-    base, effect = release_guard(owner, token), _release_effect(outcome, now)
-
-    def step(transition: Transition | None, result: WriteResult) -> Transition | ReleaseOutcome:
-        if isinstance(result, Written) and transition is not None:
-            record, handed, notify = _freed(transition, result.item, effect)
-            return Released(record, handed_to=handed, notify=notify)
-        if _must_decide_again(base, result.item):
-            assert result.item is not None
-            return _free_again(Operation.RELEASE, lock_key, base, effect, result.item, now=now)
-        return release_outcome(owner, token, outcome, result)
-
-    return step
-
-
-def force_release_step(lock_key: str, token: int, by: str, reason: str, now: int) -> Step[ForceReleaseOutcome]:
-    base, effect = force_release_guard(token), _force_release_effect(by, reason, now)
-
-    def step(transition: Transition | None, result: WriteResult) -> Transition | ForceReleaseOutcome:
-        if isinstance(result, Written) and transition is not None:
-            record, handed, notify = _freed(transition, result.item, effect)
-            return ForceReleased(record, handed_to=handed, notify=notify)
-        if _must_decide_again(base, result.item):
-            assert result.item is not None
-            return _free_again(Operation.FORCE_RELEASE, lock_key, base, effect, result.item, now=now)
-        return force_release_outcome(token, by, result)
-
-    return step
-
-
-def expire_step(lock_key: str, token: int, now: int) -> Step[ExpireOutcome]:
-    base, effect = expire_guard(token, now), _expire_effect(now)
-
-    def step(transition: Transition | None, result: WriteResult) -> Transition | ExpireOutcome:
-        if isinstance(result, Written) and transition is not None:
-            record, handed, notify = _freed(transition, result.item, effect)
-            return MarkedExpired(record, handed_to=handed, notify=notify)
-        if _must_decide_again(base, result.item):
-            assert result.item is not None
-            return _free_again(Operation.EXPIRE, lock_key, base, effect, result.item, now=now)
-        return expire_outcome(token, result, now)
-
-    return step
 
 
 def enqueue(request: AcquireRequest, seen: Item, now: int, handed: HandOff | None = None) -> Transition:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.expressions import Item, apply, holds
 from lockcore.record import LEGACY_TTL
 from lockcore.store import Clock, LockStore
@@ -21,14 +21,14 @@ class MemoryLockStore(LockStore):
         self._items: dict[str, Item] = {}
         self._mutex = threading.Lock()
 
-    def _write(self, transition: m.Transition) -> m.WriteResult:
+    def _write(self, transition: machine.Transition) -> machine.WriteResult:
         with self._mutex:
             current = self._items.get(transition.lock_key)
             if not holds(transition.guard, current):
-                return m.Refused(dict(current) if current is not None else None)
+                return machine.Refused(dict(current) if current is not None else None)
             new = apply(transition.effect, transition.key, current)
             self._items[transition.lock_key] = new
-            return m.Written(dict(new))
+            return machine.Written(dict(new))
 
     def _read(self, lock_key: str) -> Item | None:
         with self._mutex:

@@ -31,6 +31,18 @@ import botocore.exceptions
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore, make_client
 from lockcore.memory import MemoryLockStore
+from lockcore.outcomes import (
+    Acquired,
+    Dequeued,
+    Extended,
+    ForceReleased,
+    HeldBySomeone,
+    MarkedExpired,
+    Noted,
+    Queued,
+    Released,
+    Watching,
+)
 from lockcore.record import KEY, LockRecord, Status
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS, use_local_credentials
 
@@ -167,63 +179,63 @@ def per_operation(client: DynamoDBClient, counter: RequestCounter, list_keys: It
     won = count(
         "acquire-win",
         lambda: store.acquire(request(key, "alice")),
-        lambda o: isinstance(o, m.Acquired) and not o.reentered,
+        lambda o: isinstance(o, Acquired) and not o.reentered,
         "Acquired",
     )
-    assert isinstance(won, m.Acquired)
+    assert isinstance(won, Acquired)
     token = won.token
     count(
         "acquire-lose",
         lambda: store.acquire(request(key, "bob")),
-        lambda o: isinstance(o, m.HeldBySomeone) and o.holder.owner == "alice",
+        lambda o: isinstance(o, HeldBySomeone) and o.holder.owner == "alice",
         "HeldBySomeone (holder from ALL_OLD)",
     )
     count(
         "acquire-reentered",
         lambda: store.acquire(request(key, "alice")),
-        lambda o: isinstance(o, m.Acquired) and o.reentered and o.token == token,
+        lambda o: isinstance(o, Acquired) and o.reentered and o.token == token,
         "Acquired (reentered)",
     )
     count("check", lambda: store.check(key, token), lambda held: held is True, "True")
     count(
         "extend",
         lambda: store.extend(key, "alice", token, LEASE_SECONDS),
-        lambda o: isinstance(o, m.Extended),
+        lambda o: isinstance(o, Extended),
         "Extended",
     )
     count(
         "note",
         lambda: store.note(key, "alice", token, runId="4242"),
-        lambda o: isinstance(o, m.Noted),
+        lambda o: isinstance(o, Noted),
         "Noted",
     )
     count(
         "release",
         lambda: store.release(key, "alice", token, Status.COMPLETED),
-        lambda o: isinstance(o, m.Released) and not o.repeated,
+        lambda o: isinstance(o, Released) and not o.repeated,
         "Released",
     )
     count(
         "release-repeated",
         lambda: store.release(key, "alice", token, Status.COMPLETED),
-        lambda o: isinstance(o, m.Released) and o.repeated,
+        lambda o: isinstance(o, Released) and o.repeated,
         "Released (repeated)",
     )
     again = store.acquire(request(key, "bob"))
-    expect(isinstance(again, m.Acquired) and again.token == token + 1, f"acquire after release: {again!r}")
+    expect(isinstance(again, Acquired) and again.token == token + 1, f"acquire after release: {again!r}")
     count(
         "force-release",
         lambda: store.force_release(key, token + 1, "admin", "stuck build"),
-        lambda o: isinstance(o, m.ForceReleased) and not o.repeated,
+        lambda o: isinstance(o, ForceReleased) and not o.repeated,
         "ForceReleased",
     )
     lapsing = store.acquire(request(key, "carol", lease=60))
-    expect(isinstance(lapsing, m.Acquired), f"acquire after force-release: {lapsing!r}")
+    expect(isinstance(lapsing, Acquired), f"acquire after force-release: {lapsing!r}")
     clock.now += 120
     count(
         "expire",
         lambda: store.expire(key, token + 2),
-        lambda o: isinstance(o, m.MarkedExpired),
+        lambda o: isinstance(o, MarkedExpired),
         "MarkedExpired",
     )
 
@@ -246,30 +258,30 @@ def queued_operations(store: DynamoDBLockStore, count: Callable[..., Any]) -> No
     from the item it returns; one decided from the caller's read of the lock is one request."""
     key = "build-api-plt"
     held = store.acquire(request(key, "alice"))
-    expect(isinstance(held, m.Acquired), f"acquire on {key}: {held!r}")
+    expect(isinstance(held, Acquired), f"acquire on {key}: {held!r}")
     count(
         "acquire-join (--queue)",
         lambda: store.acquire(replace(request(key, "bob"), queue=True, coalesce="build|api|plt|main")),
-        lambda o: isinstance(o, m.Queued) and o.position == 1 and not o.coalesced,
+        lambda o: isinstance(o, Queued) and o.position == 1 and not o.coalesced,
         "Queued (position 1)",
     )
     count(
         "acquire-coalesce (--queue)",
         lambda: store.acquire(replace(request(key, "carol"), queue=True, coalesce="build|api|plt|main")),
-        lambda o: isinstance(o, m.Queued) and o.coalesced,
+        lambda o: isinstance(o, Queued) and o.coalesced,
         "Queued (coalesced)",
     )
     count(
         "dequeue",
         lambda: store.dequeue(key, "carol"),
-        lambda o: isinstance(o, m.Dequeued) and o.position == 1,
+        lambda o: isinstance(o, Dequeued) and o.position == 1,
         "Dequeued",
     )
-    count("watch", lambda: store.watch(key, "U0DAVE"), lambda o: isinstance(o, m.Watching), "Watching")
+    count("watch", lambda: store.watch(key, "U0DAVE"), lambda o: isinstance(o, Watching), "Watching")
     count(
         "release (hand-off, blind)",
         lambda: store.release(key, "alice", 1, Status.COMPLETED),
-        lambda o: isinstance(o, m.Released) and o.handed_to is not None,
+        lambda o: isinstance(o, Released) and o.handed_to is not None,
         "Released, handed to bob",
     )
     store.acquire(replace(request(key, "erin"), queue=True))
@@ -277,14 +289,14 @@ def queued_operations(store: DynamoDBLockStore, count: Callable[..., Any]) -> No
     count(
         "release (hand-off, from a read)",
         lambda: store.release(key, "bob", 2, Status.COMPLETED, seen=read),
-        lambda o: isinstance(o, m.Released) and o.handed_to is not None and o.handed_to.entry.owner == "erin",
+        lambda o: isinstance(o, Released) and o.handed_to is not None and o.handed_to.entry.owner == "erin",
         "Released, handed to erin",
     )
     read = store.get(key)
     count(
         "release (watchers told, from a read)",
         lambda: store.release(key, "erin", 3, Status.COMPLETED, seen=read),
-        lambda o: isinstance(o, m.Released) and o.notify == ("U0DAVE",),
+        lambda o: isinstance(o, Released) and o.notify == ("U0DAVE",),
         "Released, watchers named",
     )
 
@@ -307,7 +319,7 @@ def fill(store: DynamoDBLockStore, n: int) -> int:
     """``n`` live locks: the first through the store, the rest its copy under other keys (BatchWriteItem, so
     that a large table fills quickly), so every item has the size of a real one. Answers that size in bytes."""
     first = store.acquire(request("lock-00000", "owner-00000"))
-    expect(isinstance(first, m.Acquired), f"fill: {first!r}")
+    expect(isinstance(first, Acquired), f"fill: {first!r}")
     template = store.client.get_item(TableName=store.table, Key={KEY: {"S": "lock-00000"}}, ConsistentRead=True)
     item = template["Item"]
     pending: list[WriteRequestTypeDef] = []
@@ -364,8 +376,8 @@ def owner_of(client: DynamoDBClient, table: str, key: str) -> str | None:
 def check_lockcore_round(name: str, outcome: Race, stored_owner: str | None) -> None:
     errors = [r for r in outcome.results if isinstance(r, BaseException)]
     expect(not errors, f"{name}: {len(errors)} contenders failed, first: {errors[:1]!r}")
-    winners = [r for r in outcome.results if isinstance(r, m.Acquired)]
-    losers = [r for r in outcome.results if isinstance(r, m.HeldBySomeone)]
+    winners = [r for r in outcome.results if isinstance(r, Acquired)]
+    losers = [r for r in outcome.results if isinstance(r, HeldBySomeone)]
     expect(len(winners) == 1, f"{name}: {len(winners)} winners")
     winner = winners[0]
     expect(not winner.reentered and winner.token == 1, f"{name}: the winner is {winner!r}")
@@ -475,10 +487,10 @@ def memory_throughput(seconds: float = MEMORY_SECONDS, repeats: int = 5) -> Resu
         while True:
             for _ in range(100):
                 won = store.acquire(acquire)
-                expect(isinstance(won, m.Acquired) and not won.reentered, f"memory acquire: {won!r}")
-                assert isinstance(won, m.Acquired)
+                expect(isinstance(won, Acquired) and not won.reentered, f"memory acquire: {won!r}")
+                assert isinstance(won, Acquired)
                 released = store.release(acquire.lock_key, acquire.owner, won.token, Status.COMPLETED)
-                expect(isinstance(released, m.Released), f"memory release: {released!r}")
+                expect(isinstance(released, Released), f"memory release: {released!r}")
             cycles += 100
             now = time.perf_counter()
             if now >= deadline:

@@ -16,9 +16,9 @@ from typing import ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from lockcore.machine import (
+from lockcore.machine import AcquireRequest
+from lockcore.outcomes import (
     Acquired,
-    AcquireRequest,
     Dequeued,
     DequeueOutcome,
     Extended,

@@ -36,6 +36,7 @@ from lockcore.expressions import (
     apply,
     holds,
 )
+from lockcore.outcomes import HeldBySomeone, NotHolder, Refusal, Released
 from lockcore.record import Status
 from tests.lockcore.stores import SimClock, client_for, dynamodb_store
 
@@ -182,11 +183,11 @@ def test_the_queue_costs_one_more_request_only_where_it_exists() -> None:
     assert counter.during(lambda: table.acquire(m.AcquireRequest(key, "req-c", 600, queue=True))) == ["UpdateItem"] * 2
     assert counter.during(lambda: table.dequeue(key, "req-c")) == ["GetItem", "UpdateItem"]
     handed = table.release(key, "req-a", 1, Status.COMPLETED)
-    assert isinstance(handed, m.Released) and handed.handed_to is not None
+    assert isinstance(handed, Released) and handed.handed_to is not None
     assert handed.handed_to.record.owner == "req-b" and handed.handed_to.record.token == 2
     assert counter.sent[-2:] == ["UpdateItem", "UpdateItem"]
     freed = table.release(key, "req-b", 2, Status.COMPLETED)
-    assert isinstance(freed, m.Released) and freed.notify == ("U1",)
+    assert isinstance(freed, Released) and freed.notify == ("U1",)
     assert counter.during(lambda: table.release(key, "req-b", 2, Status.COMPLETED)) == ["UpdateItem"]
     item = table._read(key)
     assert item is not None and not {"queue", "watchers"} & set(item)
@@ -246,7 +247,7 @@ def test_without_the_old_item_a_lost_race_costs_one_consistent_read() -> None:
         sent = counter.during(lambda: store.acquire(m.AcquireRequest(KEY, "req-b", 600)))
         outcome = store.acquire(m.AcquireRequest(KEY, "req-b", 600))
         assert sent == ["UpdateItem", "GetItem"]
-        assert isinstance(outcome, m.HeldBySomeone) and outcome.holder.locked_by_name == "alice"
+        assert isinstance(outcome, HeldBySomeone) and outcome.holder.locked_by_name == "alice"
         under_test.close()
 
 
@@ -359,5 +360,5 @@ def test_a_refusal_on_a_key_never_locked_is_one_request() -> None:
         lambda: store.expire("build-never-plt", 1),
     ):
         assert counter.during(call) == ["UpdateItem"]
-    assert store.release("build-never-plt", "req-a", 1, Status.COMPLETED) == m.NotHolder(m.Refusal.NO_LOCK, None)
+    assert store.release("build-never-plt", "req-a", 1, Status.COMPLETED) == NotHolder(Refusal.NO_LOCK, None)
     under_test.close()

@@ -13,6 +13,7 @@ import pytest
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.memory import MemoryLockStore
+from lockcore.outcomes import Acquired, ForceReleased, MarkedExpired, Noted, NotHolder, Refusal, Released
 from lockcore.record import LockRecord, Status, epoch, iso
 from tests.lockcore.stores import SimClock, StoreUnderTest, client_for, dynamodb_store, memory_store
 
@@ -34,7 +35,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[tuple[StoreUnderTest, SimC
 
 def acquire(under_test: StoreUnderTest, key: str, owner: str, lease: int = 600) -> int:
     outcome = under_test.store.acquire(m.AcquireRequest(key, owner, lease, f"U-{owner}", owner, "router", "plt"))
-    assert isinstance(outcome, m.Acquired)
+    assert isinstance(outcome, Acquired)
     return outcome.token
 
 
@@ -77,10 +78,10 @@ def test_a_refusal_carries_the_record_as_it_is(world: tuple[StoreUnderTest, SimC
         store.force_release(KEY, 1, "U-admin", "stale"),
         store.expire(KEY, 1),
     ):
-        assert isinstance(refused, m.NotHolder)
-        assert refused.reason is m.Refusal.STALE_TOKEN and refused.current == current
+        assert isinstance(refused, NotHolder)
+        assert refused.reason is Refusal.STALE_TOKEN and refused.current == current
     missing = store.release("build-nothing-plt", "req-a", 1, Status.COMPLETED)
-    assert missing == m.NotHolder(m.Refusal.NO_LOCK, None)
+    assert missing == NotHolder(Refusal.NO_LOCK, None)
 
 
 def test_force_release_repeated_by_the_same_admin_answers_the_same(world: tuple[StoreUnderTest, SimClock]) -> None:
@@ -90,10 +91,10 @@ def test_force_release_repeated_by_the_same_admin_answers_the_same(world: tuple[
     first = store.force_release(KEY, 1, "U-admin", "runner died")
     again = store.force_release(KEY, 1, "U-admin", "runner died")
     other = store.force_release(KEY, 1, "U-other", "me too")
-    assert isinstance(first, m.ForceReleased) and not first.repeated
+    assert isinstance(first, ForceReleased) and not first.repeated
     assert (first.record.released_by, first.record.release_reason) == ("U-admin", "runner died")
-    assert isinstance(again, m.ForceReleased) and again.repeated and again.record == first.record
-    assert other == m.NotHolder(m.Refusal.NOT_HELD, first.record)
+    assert isinstance(again, ForceReleased) and again.repeated and again.record == first.record
+    assert other == NotHolder(Refusal.NOT_HELD, first.record)
 
 
 def test_the_reaper_records_expiry_only_after_the_lease(world: tuple[StoreUnderTest, SimClock]) -> None:
@@ -101,17 +102,17 @@ def test_the_reaper_records_expiry_only_after_the_lease(world: tuple[StoreUnderT
     store = under_test.store
     acquire(under_test, KEY, "req-a", lease=60)
     early = store.expire(KEY, 1)
-    assert isinstance(early, m.NotHolder) and early.reason is m.Refusal.LEASE_RUNS
+    assert isinstance(early, NotHolder) and early.reason is Refusal.LEASE_RUNS
     clock.advance(60)
     marked = store.expire(KEY, 1)
-    assert isinstance(marked, m.MarkedExpired) and marked.record.status is Status.EXPIRED
+    assert isinstance(marked, MarkedExpired) and marked.record.status is Status.EXPIRED
     assert marked.record.released_at == iso(int(clock.now))
     again = store.expire(KEY, 1)  # a second reaper: the same answer, nothing written
-    assert isinstance(again, m.MarkedExpired) and again.repeated and again.record == marked.record
+    assert isinstance(again, MarkedExpired) and again.repeated and again.record == marked.record
     late = store.extend(KEY, "req-a", 1, 60)
-    assert isinstance(late, m.NotHolder) and late.reason is m.Refusal.LEASE_ENDED
+    assert isinstance(late, NotHolder) and late.reason is Refusal.LEASE_ENDED
     recorded = store.release(KEY, "req-a", 1, Status.FAILED)  # its outcome, late: nobody replaced it
-    assert isinstance(recorded, m.Released) and recorded.record.status is Status.FAILED
+    assert isinstance(recorded, Released) and recorded.record.status is Status.FAILED
 
 
 def test_notes_are_kept_and_refused_after_the_lease(world: tuple[StoreUnderTest, SimClock]) -> None:
@@ -119,15 +120,15 @@ def test_notes_are_kept_and_refused_after_the_lease(world: tuple[StoreUnderTest,
     store = under_test.store
     acquire(under_test, KEY, "req-a", lease=60)
     noted = store.note(KEY, "req-a", 1, runId="42", runUrl="https://github.example/run/42")
-    assert isinstance(noted, m.Noted) and noted.record.notes == {
+    assert isinstance(noted, Noted) and noted.record.notes == {
         "runId": "42",
         "runUrl": "https://github.example/run/42",
     }
     wrong_owner = store.note(KEY, "req-b", 1, runId="1")
-    assert isinstance(wrong_owner, m.NotHolder) and wrong_owner.reason is m.Refusal.NOT_OWNER
+    assert isinstance(wrong_owner, NotHolder) and wrong_owner.reason is Refusal.NOT_OWNER
     clock.advance(60)
     late = store.note(KEY, "req-a", 1, runId="43")
-    assert isinstance(late, m.NotHolder) and late.reason is m.Refusal.LEASE_ENDED
+    assert isinstance(late, NotHolder) and late.reason is Refusal.LEASE_ENDED
     assert late.current is not None and late.current.notes["runId"] == "42"
 
 
@@ -222,5 +223,5 @@ def test_freeing_writes_decided_from_the_callers_read_are_one_dynamodb_request(i
     read = store.get(KEY)
     assert read is not None and (read.owner, read.token) == ("req-d", 4)
     expired = requests(lambda: store.expire(KEY, 4, seen=read))
-    assert expired[0] == 1 and expired[1] == m.MarkedExpired(expired[1].record, notify=("U-watcher",))  # type: ignore[union-attr]
+    assert expired[0] == 1 and expired[1] == MarkedExpired(expired[1].record, notify=("U-watcher",))  # type: ignore[union-attr]
     under_test.close()
