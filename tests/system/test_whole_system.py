@@ -1,0 +1,256 @@
+"""The whole system under concurrency and faults: every promise of the workers' protocol, checked after every step.
+
+Hypothesis chooses what happens in the world — people typing commands on shared keys, Slack or a proxy
+resubmitting a request, SQS delivering (again, late, out of order), a call failing before or after its effect or
+losing its answer, a Lambda dying at any adapter call, GitHub moving runs along and delivering, duplicating,
+reordering or losing webhooks, someone sending a run of another workflow or a pull request titled like ours, time
+jumping past leases — and the real router, workers, webhook worker and reaper run over the twins
+(:mod:`tests.system.world`). After every step the invariants below hold; when the world recovers
+(:meth:`~tests.system.world.World.settle`), every request has had its answer and every run's end was reported.
+
+What it does not cover (said in the README's proof section too): real AWS/Slack/GitHub wire behaviour (the
+adapters' own tests do, against moto and the HTTP stand-ins), concurrency inside one Lambda invocation (each
+handler runs to completion or dies; interleavings are between invocations), and commands other than
+``/build``/``/deploy``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tests.system.twins import Fault, RunTruth
+from tests.system.world import HANDLERS, REAPER_PERIOD, REPOSITORY, USERS, SlackRequest, World, write_config
+from workers.protocol.config import Queue
+from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
+
+COMMANDS = (
+    ("/build", "router plt"),
+    ("/build", "router plt --queue"),
+    ("/build", "api plt"),
+    ("/deploy", "api prod"),
+)
+CALLS = (
+    "store.write",
+    "store.read",
+    "github.dispatch",
+    "github.read",
+    "github.cancel",
+    "slack.post",
+    "sqs.send",
+    "idempotency.write",
+    "pending.write",
+)
+MAX_FAULTS = 12
+"""Faults planned in one schedule: the world recovers within a bounded number of attempts."""
+TAKEN: Counter[tuple[str, Fault]] = Counter()
+STEPS: Counter[str] = Counter()
+LEASES = {"build": 600, "deploy": 1800}
+STARTED = ("🔨", "🚀")
+COULD_NOT_START = "❌ Couldn't start"
+
+
+class WholeSystem(RuleBasedStateMachine):
+    requests = Bundle("requests")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.env = pytest.MonkeyPatch()
+        self.world = World(_config_path())
+        self._running = self.world.running(self.env)
+        self._running.__enter__()
+        self.faults_planned = 0
+        self.told_failed: dict[str, int] = {}
+
+    def teardown(self) -> None:
+        for (call, fault), count in self.world.faults.taken.items():
+            TAKEN[call, fault] += count
+        STEPS["runs"] += len(self._ours())
+        STEPS["requests"] += len(self.world.requests)
+        STEPS["examples"] += 1
+        try:
+            self.world.settle()
+            self.every_request_was_answered()
+            self.every_finished_run_was_reported_in_the_channel()
+            self.no_lock_is_left_held()
+        finally:
+            self._running.__exit__(None, None, None)
+            self.env.undo()
+
+    # ------------------------------------------------------------------------------------------ the world
+    @initialize(target=requests, user=st.sampled_from(USERS), command=st.sampled_from(COMMANDS))
+    def someone_types_a_command_first(self, user: str, command: tuple[str, str]) -> SlackRequest:
+        return self.world.type(user, command[1], command[0])
+
+    @rule(target=requests, user=st.sampled_from(USERS), command=st.sampled_from(COMMANDS))
+    def someone_types_a_command(self, user: str, command: tuple[str, str]) -> SlackRequest:
+        return self.world.type(user, command[1], command[0])
+
+    @rule(request=requests)
+    def the_same_request_reaches_the_router_again(self, request: SlackRequest) -> None:
+        """Slack retries Events API deliveries, a proxy or a client may resubmit: the same trigger_id again."""
+        self.world.deliver_slash(request)
+
+    @rule(picks=st.lists(st.integers(0, 15), min_size=1, max_size=6))
+    def sqs_delivers_messages(self, picks: list[int]) -> None:
+        """Each pick: one visible message of any queue (so, in any order), to its worker."""
+        for pick in picks:
+            visible = [(q, m) for q in HANDLERS for m in self.world.sqs.queues[q].visible(self.world.now)]
+            if not visible:
+                return
+            queue, message = visible[pick % len(visible)]
+            hostile = queue is Queue.GITHUB and json.loads(message.body).get("runId") in self.world.hostile_runs
+            before = self.world.store.items()
+            self.world.deliver(queue, message)
+            if hostile:
+                assert self.world.store.items() == before, "a run that is not ours changed a lock"
+
+    @precondition(lambda self: self.faults_planned < MAX_FAULTS)
+    @rule(call=st.sampled_from(CALLS), fault=st.sampled_from(Fault))
+    def the_next_call_goes_wrong(self, call: str, fault: Fault) -> None:
+        self.world.faults.plan(call, fault)
+        self.faults_planned += 1
+
+    @rule(pick=st.integers(0, 31), conclusion=st.sampled_from(("success", "failure", "cancelled")))
+    def github_moves_a_run_along(self, pick: int, conclusion: str) -> None:
+        going = [run for run in self.world.github.runs.values() if run.status != "completed"]
+        if not going:
+            return
+        run = going[pick % len(going)]
+        if run.status == "queued":
+            self.world.github.progress(run)
+        else:
+            self.world.github.finish(run, conclusion)
+
+    @rule(seconds=st.sampled_from((1, 2, 30, 300)))
+    def github_lists_new_runs_after(self, seconds: int) -> None:
+        """GitHub lists a run a little after creating it — usually seconds, sometimes minutes."""
+        self.world.github.list_delay = seconds
+
+    @rule(pick=st.integers(0, 5), duplicate=st.booleans())
+    def github_delivers_a_webhook(self, pick: int, duplicate: bool) -> None:
+        """Any of the events not yet delivered (reordered); ``duplicate``: delivered, and to be delivered again."""
+        self.world.send_webhook(pick, keep=duplicate)
+
+    @rule()
+    def a_webhook_is_lost(self) -> None:
+        self.world.lose_webhook()
+
+    @rule(
+        request=requests,
+        how=st.sampled_from(("pull_request", "push", "other-workflow", "other-repository")),
+        conclusion=st.sampled_from(("success", "failure")),
+    )
+    def someone_runs_a_workflow_titled_like_ours(self, request: SlackRequest, how: str, conclusion: str) -> None:
+        """A pull request titled ``build-router-plt · cid=<the lock's cid>``, or a run of another workflow or
+        repository with our name: GitHub reports it, signed, like any run."""
+        key = _lock_key(request)
+        holder = self.world.holder(key)
+        cid = (holder.correlation_id if holder is not None else None) or next(iter(request.correlation_ids), "x")
+        workflow = (
+            "other.yml" if how == "other-workflow" else ("deploy.yml" if key.startswith("deploy") else "build.yml")
+        )
+        repository = "someone/fork" if how == "other-repository" else REPOSITORY
+        event = how if how in ("pull_request", "push") else "workflow_dispatch"
+        run = self.world.github.start(
+            repository, workflow, "main", {LOCK_KEY_INPUT: key, CORRELATION_ID_INPUT: cid}, event=event
+        )
+        self.world.hostile_runs.add(run.id)
+        self.world.github.finish(run, conclusion)
+
+    @rule(seconds=st.sampled_from((5, 30, 60, 240, 700, 2000)))
+    def time_passes(self, seconds: int) -> None:
+        self.world.tick(seconds)
+
+    # --------------------------------------------------------------------------------------- the promises
+    @invariant()
+    def at_most_one_github_run_per_slack_request(self) -> None:
+        for request in self.world.requests.values():
+            runs = self.world.runs_of(request)
+            assert len(runs) <= 1, f"{request.trigger_id} started runs {[r.id for r in runs]}"
+
+    @invariant()
+    def every_run_starts_under_its_lock(self) -> None:
+        for run in self._ours():
+            under = self.world.dispatched_under.get(run.id)
+            assert under is not None, f"run {run.id} started with no live lock on {run.inputs.get(LOCK_KEY_INPUT)}"
+            assert str(under[1]) == run.inputs.get("lock_token"), f"run {run.id} carries another token than {under}"
+
+    @invariant()
+    def nobody_is_told_something_a_later_step_makes_false(self) -> None:
+        for request in self.world.requests.values():
+            told = self.world.answered(request)
+            runs = self.world.runs_of(request)
+            for text in told:
+                if text.startswith(STARTED):  # about its own run, or the run it was coalesced into: named by link
+                    named = [int(n) for n in re.findall(r"runs/(\d+)", text)]
+                    started = [self.world.github.runs.get(n) for n in named] if named else runs
+                    assert started and all(started), f"{request.trigger_id} was told {text!r}; no such run exists"
+            if any(text.startswith(COULD_NOT_START) for text in told):
+                assert not runs, f"{request.trigger_id} was told it could not start, and run {runs[0].id} started"
+
+    @invariant()
+    def no_lock_outlives_its_run_by_more_than_its_lease_and_a_sweep(self) -> None:
+        for run in self._ours():
+            holder = self.world.holder(run.inputs.get(LOCK_KEY_INPUT, ""))
+            if run.completed_at is None or holder is None or str(holder.token) != run.inputs.get("lock_token"):
+                continue
+            lease = LEASES[holder.lock_key.split("-")[0]]
+            assert self.world.now <= run.completed_at + lease + REAPER_PERIOD, (
+                f"the lock of run {run.id} is held {self.world.now - run.completed_at}s after the run ended"
+            )
+
+    def every_promise_holds(self) -> None:
+        """Every invariant at once (what Hypothesis checks after each step), for schedules written by hand."""
+        self.at_most_one_github_run_per_slack_request()
+        self.every_run_starts_under_its_lock()
+        self.nobody_is_told_something_a_later_step_makes_false()
+        self.no_lock_outlives_its_run_by_more_than_its_lease_and_a_sweep()
+
+    # ------------------------------------------------------------------------- promises once it all settles
+    def every_request_was_answered(self) -> None:
+        for request in self.world.requests.values():
+            assert self.world.told(request), f"{request.trigger_id} ({request.text}) was never told anything"
+
+    def every_finished_run_was_reported_in_the_channel(self) -> None:
+        channel = [u.text for u in self.world.slack.said if u.how == "channel"]
+        for run in self._ours():
+            assert any(f"runs/{run.id}" in text and text.startswith(("✅", "❌")) for text in channel), (
+                f"the end of run {run.id} ({run.conclusion}) never reached the channel"
+            )
+
+    def no_lock_is_left_held(self) -> None:
+        assert self.world.live_locks() == {}, "locks still held after everything settled"
+
+    def _ours(self) -> list[RunTruth]:
+        return [run for run in self.world.github.runs.values() if run.id not in self.world.hostile_runs]
+
+
+def _lock_key(request: SlackRequest) -> str:
+    action = request.command.removeprefix("/")
+    component, environment = request.text.split()[:2]
+    return f"{action}-{component}-{environment}"
+
+
+@cache
+def _config_path() -> Path:
+    """The simulation's configuration, written once per process."""
+    return write_config(Path(tempfile.mkdtemp(prefix="chatops-system-")))
+
+
+WholeSystem.TestCase.settings = settings(
+    stateful_step_count=40,
+    report_multiple_bugs=False,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_the_whole_system_keeps_every_promise = WholeSystem.TestCase
