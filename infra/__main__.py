@@ -4,6 +4,7 @@
                                 │ verify, parse, enqueue — nothing slower
                                 ▼
            SQS: build · deploy · status · echo · github   (each with its DLQ)
+                                │  └─ DLQs of build · deploy · status · echo ─▶ deadletter (tells the requester)
                                 │ event source mappings, ReportBatchItemFailures
                                 ▼
            workers: build (build + deploy) · status · echo · webhook          EventBridge ─▶ reaper
@@ -40,7 +41,7 @@ from infra.components.queues import CommandQueue, CommandQueueArgs  # noqa: E402
 from infra.components.schedule import Schedule, ScheduleArgs  # noqa: E402
 from infra.components.tables import HistoryTable, IdempotencyTable, LockTable, TableArgs  # noqa: E402
 from infra.environment import worker_environment  # noqa: E402
-from infra.roster import QUEUES, WORKERS, consumer_of  # noqa: E402
+from infra.roster import QUEUES, WORKERS, consumer_of, dead_letter_consumer_of  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ configuration
 config = settings.load(pulumi.get_stack())
@@ -61,6 +62,7 @@ queues = {
             queue_name=f"{config.prefix}-{queue}",
             consumer_timeout_seconds=consumer_of(queue).timeout,
             max_receive_count=config.max_receive_count,
+            dead_letter_consumer_timeout_seconds=told.timeout if (told := dead_letter_consumer_of(queue)) else None,
         ),
     )
     for queue in QUEUES
@@ -102,6 +104,7 @@ for worker in WORKERS:
             statements=statements,
             log_retention_days=config.log_retention_days,
             queues=[queues[queue] for queue in worker.consumes],
+            dead_letters_of=[queues[queue] for queue in worker.consumes_dead_letters],
             stream_arn=locks.stream_arn if worker.lock_stream else None,
         ),
     )
@@ -129,6 +132,7 @@ monitoring = Monitoring(
         region=region,
         alarm_email=config.alarm_email,
         dead_letter_queues={queue: queues[queue].dead_letters_name for queue in QUEUES},
+        told_dead_letters=frozenset(queue for queue in QUEUES if dead_letter_consumer_of(queue) is not None),
         functions={name: function.name for name, function in functions.items()},
     ),
 )

@@ -21,7 +21,14 @@ the run in GitHub; echo only replies; webhook (GitHub's ``workflow_run``) reads 
 (GetItem, UpdateItem) and tells the channel; the reaper scans every lock, asks GitHub about its run and releases,
 renews or expires it (Scan, GetItem, UpdateItem), telling the channel. The history writer reads the lock table's
 stream (never the table) and puts events in the history table (PutItem); the status worker reads them back for
-``/build history`` (Query) and ``/build stats`` (Scan).
+``/build history`` (Query) and ``/build stats`` (Scan). The dead-letter worker consumes the command queues' DLQs
+and tells each requester what became of their request: it reads the request's lock (GetItem) and replies in Slack.
+
+Which DLQs it consumes (:data:`REQUESTED_QUEUES`): those whose every message has a requester waiting on the
+router's "⏳ Got it" — build, deploy, status, echo. Not the github queue's: a ``workflow_run`` has no requester,
+and the lock of a run whose webhook was lost is settled by the reaper, which asks GitHub; that DLQ keeps its
+messages for a person (its alarm counts them). A consumed DLQ's messages are deleted once told: what failed is in
+the worker's log (and the failing worker's), and a redrive would dispatch what its requester was told was not.
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ STREAM_ACTIONS: Final = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dyna
 
 #: The router's queues (:class:`workers.protocol.config.Queue`): the router sends to each, one worker consumes each.
 QUEUES: Final = ("build", "deploy", "status", "echo", "github")
+REQUESTED_QUEUES: Final = ("build", "deploy", "status", "echo")
+"""The queues whose every message is someone's request: a message that dies in one of their DLQs is told to its
+requester, so exactly one worker consumes each of their DLQs (and none the others')."""
 
 WORKER_TIMEOUT_SECONDS: Final = 45
 """The reference design's timeout for the queue workers (was 60 s)."""
@@ -63,6 +73,8 @@ class Worker:
     """``module.function`` inside the artifact."""
     consumes: tuple[str, ...] = ()
     """The queues (of :data:`QUEUES`) whose messages it handles, through an event source mapping each."""
+    consumes_dead_letters: tuple[str, ...] = ()
+    """The queues (of :data:`REQUESTED_QUEUES`) whose DLQ's messages it handles, an event source mapping each."""
     timeout: int = WORKER_TIMEOUT_SECONDS
     memory: int = 256
     secrets: tuple[Secret, ...] = ()
@@ -108,6 +120,8 @@ WORKERS: Final[tuple[Worker, ...]] = (
            secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_ALL_LOCKS, sends_to=_HAND_OFF, idempotency=True),
     Worker("history", "workers.handlers.history.handler", lock_stream=True, history_table=("dynamodb:PutItem",)),
+    Worker("deadletter", "workers.handlers.deadletter.handler", consumes_dead_letters=REQUESTED_QUEUES,
+           secrets=("SLACK_BOT_TOKEN",), lock_table=("dynamodb:GetItem",)),
 )
 # fmt: on
 
@@ -116,6 +130,12 @@ def consumer_of(queue: str) -> Worker:
     """The one worker that consumes ``queue``."""
     (worker,) = (worker for worker in WORKERS if queue in worker.consumes)
     return worker
+
+
+def dead_letter_consumer_of(queue: str) -> Worker | None:
+    """The worker that consumes ``queue``'s DLQ; ``None``: its messages wait there for a person."""
+    found = [worker for worker in WORKERS if queue in worker.consumes_dead_letters]
+    return found[0] if found else None
 
 
 def check(workers: tuple[Worker, ...] = WORKERS) -> None:
@@ -127,15 +147,23 @@ def check(workers: tuple[Worker, ...] = WORKERS) -> None:
     for queue, by in consumers.items():
         if len(by) != 1:
             raise ValueError(f"roster: queue {queue!r} must have exactly one consumer, has {by or 'none'}")
+    for queue in QUEUES:
+        by = [w.name for w in workers if queue in w.consumes_dead_letters]
+        if queue in REQUESTED_QUEUES and len(by) != 1:
+            raise ValueError(f"roster: the {queue!r} DLQ must have exactly one consumer, has {by or 'none'}")
+        if queue not in REQUESTED_QUEUES and by:
+            raise ValueError(f"roster: the {queue!r} DLQ has no requester to tell, yet {by} consume it")
     for worker in workers:
-        unknown = set(worker.consumes) | set(worker.sends_to)
+        unknown = set(worker.consumes) | set(worker.sends_to) | set(worker.consumes_dead_letters)
         if unknown - set(QUEUES):
             raise ValueError(f"roster: {worker.name}: unknown queues {sorted(unknown - set(QUEUES))}")
+        if set(worker.consumes) & set(worker.consumes_dead_letters):
+            raise ValueError(f"roster: {worker.name}: consumes a queue and its DLQ (a failure would fail twice)")
         if not 1 <= worker.timeout <= 900:
             raise ValueError(f"roster: {worker.name}: timeout {worker.timeout}s is outside Lambda's 1-900 s")
-        if worker.lock_stream and worker.consumes:
+        if worker.lock_stream and (worker.consumes or worker.consumes_dead_letters):
             raise ValueError(f"roster: {worker.name}: the lock stream's writer consumes no queue")
-        if worker.consumes and worker.timeout * 6 > 43_200:
+        if (worker.consumes or worker.consumes_dead_letters) and worker.timeout * 6 > 43_200:
             raise ValueError(f"roster: {worker.name}: 6 x {worker.timeout}s exceeds SQS's 12-hour visibility limit")
 
 

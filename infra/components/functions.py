@@ -30,6 +30,8 @@ class WorkerFunctionArgs:
     log_retention_days: int
     queues: Sequence[CommandQueue] = ()
     """The queues it consumes (an event source mapping each)."""
+    dead_letters_of: Sequence[CommandQueue] = ()
+    """The queues whose DLQ it consumes (an event source mapping each, on the DLQ)."""
     stream_arn: pulumi.Input[str] | None = None
     """A DynamoDB stream that feeds it (the lock table's, for the history writer)."""
     layers: Sequence[str] = field(default_factory=tuple)
@@ -58,8 +60,10 @@ class WorkerFunction(pulumi.ComponentResource):
             opts=child,
         )
         statements = [policies.write_logs(self.log_group.arn)]
-        if args.queues:
-            statements.append(policies.consume([queue.arn for queue in args.queues]))
+        consumed = [(queue.key, queue.arn) for queue in args.queues]
+        consumed += [(f"{queue.key}-dlq", queue.dead_letters_arn) for queue in args.dead_letters_of]
+        if consumed:
+            statements.append(policies.consume([arn for _, arn in consumed]))
         statements.extend(args.statements)
         self.policy = aws.iam.RolePolicy(
             name,
@@ -84,15 +88,15 @@ class WorkerFunction(pulumi.ComponentResource):
         )
         self.mappings = [
             aws.lambda_.EventSourceMapping(
-                f"{name}-{queue.key}",
-                event_source_arn=queue.arn,
+                f"{name}-{key}",
+                event_source_arn=arn,
                 function_name=self.function.arn,
                 batch_size=BATCH_SIZE,
                 function_response_types=["ReportBatchItemFailures"],
                 # The role must be able to read the queue before Lambda accepts the mapping.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy]),
             )
-            for queue in args.queues
+            for key, arn in consumed
         ]
         if args.stream_arn is not None:
             # From the oldest record the stream keeps (24 h), so nothing written before the mapping is lost; a

@@ -60,12 +60,17 @@ class MonitoringArgs:
     """Queue key → DLQ name."""
     functions: Mapping[str, pulumi.Input[str]]
     """Worker name → function name."""
+    told_dead_letters: frozenset[str] = frozenset()
+    """The queue keys whose DLQ the dead-letter worker consumes (and so empties)."""
 
 
 class Monitoring(pulumi.ComponentResource):
     """One SNS topic with an e-mail subscription (the address must confirm it once), and alarms on it:
 
-    - a DLQ holds a message (a command failed ``maxReceiveCount`` times and nobody was told);
+    - a message reached a DLQ (a command failed ``maxReceiveCount`` times): on a DLQ the dead-letter worker
+      consumes, a message received from it (``NumberOfMessagesReceived``: the worker empties it, so the number of
+      visible messages stays near 0; a move into a DLQ is not counted by ``NumberOfMessagesSent``); on any other,
+      a message waiting there;
     - a function reported errors (an invocation failed outright, not one record);
     - a lock expired while its holder should have released it (``buildLockManager.lock.expired``);
     - a workflow dispatch failed (``buildWorker.dispatch.failed``).
@@ -83,6 +88,19 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.alarms: list[aws.cloudwatch.MetricAlarm] = []
         for queue, dlq_name in sorted(args.dead_letter_queues.items()):
+            if queue in args.told_dead_letters:
+                self._alarm(
+                    f"{name}-{queue}-dlq",
+                    f"{args.prefix}-{queue}-dlq-received",
+                    f"A {queue} request failed every attempt; its requester was told why (the deadletter "
+                    "function's log). Read the failing worker's log and fix.",
+                    namespace="AWS/SQS",
+                    metric="NumberOfMessagesReceived",
+                    statistic="Sum",
+                    dimensions={"QueueName": dlq_name},
+                    period=60,
+                )
+                continue
             self._alarm(
                 f"{name}-{queue}-dlq",
                 f"{args.prefix}-{queue}-dlq-not-empty",

@@ -21,22 +21,28 @@ class CommandQueueArgs:
     consumer_timeout_seconds: int
     """The consuming function's timeout; the visibility timeout is :data:`VISIBILITY_FACTOR` times it."""
     max_receive_count: int
+    dead_letter_consumer_timeout_seconds: int | None = None
+    """The timeout of the function that consumes the DLQ (the dead-letter worker's); ``None``: nobody consumes it,
+    its messages wait for a person."""
 
 
 class CommandQueue(pulumi.ComponentResource):
     """The queue the router writes one kind of message to, and the DLQ a message goes to after
     ``maxReceiveCount`` failed receives. Both encrypted (SQS-managed keys); the DLQ takes redrives from this
-    queue only."""
+    queue only. A DLQ a function consumes has the same visibility rule as a queue: six times that function's
+    timeout."""
 
     def __init__(self, name: str, args: CommandQueueArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("chatops:messaging:CommandQueue", name, None, opts)
         self.key = name
         child = pulumi.ResourceOptions(parent=self)
+        consumed = args.dead_letter_consumer_timeout_seconds
         self.dead_letters = aws.sqs.Queue(
             f"{name}-dlq",
             name=f"{args.queue_name}-dlq",
             message_retention_seconds=DLQ_RETENTION_SECONDS,
             sqs_managed_sse_enabled=True,
+            visibility_timeout_seconds=VISIBILITY_FACTOR * consumed if consumed is not None else None,
             opts=child,
         )
         self.visibility_timeout_seconds = VISIBILITY_FACTOR * args.consumer_timeout_seconds
@@ -61,5 +67,6 @@ class CommandQueue(pulumi.ComponentResource):
         self.arn: pulumi.Output[str] = self.queue.arn
         self.url: pulumi.Output[str] = self.queue.url
         self.name: pulumi.Output[str] = self.queue.name
+        self.dead_letters_arn: pulumi.Output[str] = self.dead_letters.arn
         self.dead_letters_name: pulumi.Output[str] = self.dead_letters.name
         self.register_outputs({"url": self.url, "arn": self.arn, "deadLettersName": self.dead_letters_name})

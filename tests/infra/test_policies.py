@@ -128,6 +128,7 @@ def test_each_role_allows_exactly_what_its_row_says(deployment: Deployment, work
         "logs:PutLogEvents": {arn("logs", f"log-group:/aws/lambda/{prefix}-{worker.name}:log-stream:*")},
     }
     consumed = {arn("sqs", f"{prefix}-{queue}") for queue in worker.consumes}
+    consumed |= {arn("sqs", f"{prefix}-{queue}-dlq") for queue in worker.consumes_dead_letters}
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes") if consumed else ():
         expected[action] = consumed
     if worker.sends_to:
@@ -164,6 +165,20 @@ def test_the_history_writer_reads_the_stream_and_puts_history_and_touches_no_loc
     assert dynamodb == {*STREAM_ACTIONS, "dynamodb:ListStreams", "dynamodb:PutItem"}
     assert all("/stream/" in resource for action in STREAM_ACTIONS for resource in allowed[action])
     assert {action.split(":")[0] for action in allowed} == {"dynamodb", "logs"}
+
+
+def test_the_dead_letter_worker_reads_one_lock_and_its_dlqs_and_nothing_else(deployment: Deployment) -> None:
+    """It tells requesters: one GetItem on the lock table, the command queues' DLQs (never a queue, so it can never
+    take a live request), the bot token."""
+    allowed = _role_actions(deployment, f"chatops-{deployment.stack}-deadletter")
+    assert {action for action in allowed if action.startswith("dynamodb:")} == {"dynamodb:GetItem"}
+    assert {action.split(":")[0] for action in allowed} == {"dynamodb", "sqs", "ssm", "kms", "logs"}
+    assert "sqs:SendMessage" not in allowed
+    assert all(resource.endswith("-dlq") for resource in allowed["sqs:ReceiveMessage"])
+    assert {resource.rsplit(":", 1)[1] for resource in allowed["sqs:DeleteMessage"]} == {
+        f"chatops-{deployment.stack}-{queue}-dlq" for queue in ("build", "deploy", "status", "echo")
+    }
+    assert {resource.rsplit("/", 1)[1] for resource in allowed["ssm:GetParameter"]} == {"bot-token"}
 
 
 def test_ssm_arns_spell_out_the_account_id(deployment: Deployment) -> None:

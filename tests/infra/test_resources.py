@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from infra.components.queues import VISIBILITY_FACTOR
-from infra.roster import QUEUES, WORKERS, consumer_of
+from infra.roster import QUEUES, REQUESTED_QUEUES, WORKERS, consumer_of, dead_letter_consumer_of
 from tests.infra.conftest import Deploy
 from tests.infra.stack import ACCOUNT_ID, Deployment, Resource, stack_config
 from workers.flows import build, freeze, insights, runlock
@@ -109,7 +109,7 @@ def test_visibility_is_at_least_six_times_the_consuming_functions_timeout_for_ev
     mappings = [m for m in deployment.of_type(MAPPING) if m.inputs["eventSourceArn"] in by_arn]  # not the stream's
     assert {by_arn[m.inputs["eventSourceArn"]].inputs["name"] for m in mappings} == {
         f"chatops-{deployment.stack}-{queue}" for queue in QUEUES
-    }
+    } | {f"chatops-{deployment.stack}-{queue}-dlq" for queue in REQUESTED_QUEUES}
     for mapping in mappings:
         queue = by_arn[mapping.inputs["eventSourceArn"]]
         function = functions[mapping.inputs["functionName"]]
@@ -127,7 +127,26 @@ def test_each_queue_feeds_its_one_worker_with_partial_batch_responses(deployment
         assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
         assert 1 <= mapping.inputs["batchSize"] <= 10
         queue = by_arn[mapping.inputs["eventSourceArn"]].name
-        assert functions[mapping.inputs["functionName"]].inputs["handler"] == consumer_of(queue).handler
+        consumer = consumer_of(queue) if not queue.endswith("-dlq") else dead_letter_consumer_of(queue[: -len("-dlq")])
+        assert consumer is not None, queue
+        assert functions[mapping.inputs["functionName"]].inputs["handler"] == consumer.handler
+
+
+def test_the_command_queues_dlqs_feed_the_dead_letter_worker_and_the_github_dlq_waits_for_a_person(
+    deployment: Deployment,
+) -> None:
+    functions = {str(f["arn"]): f for f in deployment.of_type(FUNCTION)}
+    by_arn = _queues_by_arn(deployment)
+    fed = {
+        by_arn[m.inputs["eventSourceArn"]].name: functions[m.inputs["functionName"]].inputs["handler"]
+        for m in deployment.of_type(MAPPING)
+        if m.inputs["eventSourceArn"] in by_arn and by_arn[m.inputs["eventSourceArn"]].name.endswith("-dlq")
+    }
+    assert fed == {
+        f"{queue}-dlq": "workers.handlers.deadletter.handler" for queue in ("build", "deploy", "status", "echo")
+    }
+    github_dlq = deployment.one(QUEUE, "github-dlq")
+    assert "visibilityTimeoutSeconds" not in github_dlq.inputs  # nobody consumes it: SQS's default
 
 
 # ----------------------------------------------------------------------------------------------- functions
@@ -257,10 +276,18 @@ def test_alarms_cover_every_dlq_every_function_lock_expiry_and_dispatch_failures
         assert alarm["alarmActions"] == [topic["arn"]]
         assert alarm["comparisonOperator"] == "GreaterThanThreshold"
         assert alarm["threshold"] == 0
+    # A DLQ the dead-letter worker empties is watched by what it receives; the others by what waits in them.
     watched_dlqs = {
-        a["dimensions"]["QueueName"] for a in alarms if a["metricName"] == "ApproximateNumberOfMessagesVisible"
+        a["dimensions"]["QueueName"]: a["metricName"]
+        for a in alarms
+        if a["metricName"] in {"ApproximateNumberOfMessagesVisible", "NumberOfMessagesReceived"}
     }
-    assert watched_dlqs == {f"chatops-{deployment.stack}-{queue}-dlq" for queue in QUEUES}
+    assert watched_dlqs == {
+        f"chatops-{deployment.stack}-{queue}-dlq": "NumberOfMessagesReceived"
+        if queue in REQUESTED_QUEUES
+        else "ApproximateNumberOfMessagesVisible"
+        for queue in QUEUES
+    }
     watched_functions = {a["dimensions"]["FunctionName"] for a in alarms if a["metricName"] == "Errors"}
     assert watched_functions == {f.inputs["name"] for f in deployment.of_type(FUNCTION)}
     ours = {a["metricName"]: a for a in alarms if a["namespace"] == "ChatOps"}

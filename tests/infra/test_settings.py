@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra import command_config, settings
-from infra.roster import QUEUES, SECRETS, WORKERS, Worker, check
+from infra.roster import QUEUES, REQUESTED_QUEUES, SECRETS, WORKERS, Worker, check, dead_letter_consumer_of
 from tests.infra.stack import stack_config, stack_files
 from workers.adapters.secrets import SECRET_NAMES
 from workers.protocol.config import QUEUE_FOR_KIND, Queue, load_config
@@ -73,3 +74,34 @@ def test_the_roster_refuses_a_queue_without_or_with_two_consumers() -> None:
         check(tuple(worker for worker in WORKERS if worker.name != "echo"))
     with pytest.raises(ValueError, match="'echo' must have exactly one consumer"):
         check((*WORKERS, Worker("echo2", "workers.handlers.echo.handler", consumes=("echo",))))
+
+
+def test_the_dead_letters_of_every_queue_with_a_requester_are_told_and_the_webhooks_are_not() -> None:
+    requested = {queue.value for kind, queue in QUEUE_FOR_KIND.items() if kind != "workflow_run"}
+    assert set(REQUESTED_QUEUES) == requested, "a queue a Slack request goes to has a requester to tell"
+    assert {queue: dead_letter_consumer_of(queue) is not None for queue in QUEUES} == {
+        queue: queue in requested for queue in QUEUES
+    }
+    (told_by,) = {dead_letter_consumer_of(queue) for queue in REQUESTED_QUEUES}
+    assert (
+        told_by is not None and told_by.lock_table == ("dynamodb:GetItem",) and told_by.secrets == ("SLACK_BOT_TOKEN",)
+    )
+
+
+def test_the_roster_refuses_an_untold_dlq_a_told_webhook_dlq_and_a_worker_on_its_own_dlq() -> None:
+    without = tuple(worker for worker in WORKERS if worker.name != "deadletter")
+    with pytest.raises(ValueError, match="'build' DLQ must have exactly one consumer, has none"):
+        check(without)
+    told = Worker(
+        "deadletter", "workers.handlers.deadletter.handler", consumes_dead_letters=(*REQUESTED_QUEUES, "github")
+    )
+    with pytest.raises(ValueError, match="'github' DLQ has no requester to tell"):
+        check((*without, told))
+    echo = Worker("echo", "workers.handlers.echo.handler", consumes=("echo",), consumes_dead_letters=("echo",))
+    rest = tuple(
+        replace(worker, consumes_dead_letters=("build", "deploy", "status")) if worker.name == "deadletter" else worker
+        for worker in WORKERS
+        if worker.name != "echo"
+    )
+    with pytest.raises(ValueError, match="echo: consumes a queue and its DLQ"):
+        check((*rest, echo))

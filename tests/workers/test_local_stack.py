@@ -272,11 +272,34 @@ def test_a_record_that_fails_comes_back_then_goes_to_the_dlq_and_its_neighbours_
         status = local.send(CAROL, "status --locks")
         assert local.reply(status).text.startswith("No builds or deploys hold a lock")
 
-        local.stack.wait_until(lambda: local.stack.dead_letters(Queue.STATUS) != [], "the bad message in the DLQ")
+        told = local.stack.dead_letter_pollers[Queue.STATUS]
+        local.stack.wait_until(lambda: told.stats.records == 1, "the bad message taken from the DLQ")
         poller = local.stack.pollers[Queue.STATUS]
         assert poller.stats.failed_records == 3, "received three times (maxReceiveCount), failed each time"
-        assert local.stack.dead_letters(Queue.STATUS) == ['{"version": 1, "kind": "not-ours"}']
+        assert told.stats.failed_records == 0, "not ours: dropped in one log line, never back in the DLQ"
+        local.stack.settle()
+        assert local.stack.dead_letters(Queue.STATUS) == []
         assert len(local.workspace.replies(status)) == 1, "the good message was handled once"
+
+
+def test_the_user_of_a_build_that_fails_every_attempt_is_told_that_nothing_was_started() -> None:
+    """Before the dead-letter worker, a request retried into its DLQ left its user with "⏳ Got it" alone."""
+    options = StackOptions.isolated(github_delay=None, reaper_seconds=3600, visibility_timeout=1)
+    with running(options) as local:
+        dynamodb = boto3.client("dynamodb", endpoint_url=local.stack.aws_url, region_name="ca-central-1")
+        dynamodb.delete_table(TableName=options.idempotency_table)  # every attempt fails before the lock
+        sent = local.send(ALICE, "router plt")
+        assert sent.acknowledgement == "⏳ Got it: /build router plt — checking the lock…"
+
+        [told] = local.workspace.await_replies(sent, timeout=30)
+        assert told.text == (
+            "❌ Your `/build router plt` could not be done: it failed on every attempt. Nothing was started; try again."
+        )
+        assert told.body["response_type"] == "ephemeral", "only the requester reads why"
+        assert local.stack.pollers[Queue.BUILD].stats.failed_records == 3
+        assert local.store.get(BUILD_KEY) is None and local.runs() == [], "and it is true: nothing was started"
+        local.stack.settle()
+        assert local.stack.dead_letters(Queue.BUILD) == [] and local.channel() == []
 
 
 def test_the_router_refuses_an_unsigned_command_over_http_and_queues_nothing(local: Local) -> None:

@@ -18,7 +18,8 @@ SQS event source mapping    :class:`QueuePoller`, one per entry of :data:`WORKER
                             records that succeeded and leaves the ``batchItemFailures`` to come back after the
                             visibility timeout — :data:`VISIBILITY_TIMEOUT` here, not the deployed 6 times the
                             function timeout, so a retry is seen in seconds. After :data:`MAX_RECEIVE_COUNT`
-                            receives a message goes to the queue's DLQ.
+                            receives a message goes to the queue's DLQ, which the dead-letter worker polls (the
+                            entries with ``dead_letters``) as deployed: build, deploy, status, echo — not github.
 EventBridge schedule        :class:`Schedule`, one per entry of :data:`SCHEDULES`: calls the handler every N s.
 DynamoDB Stream mapping     :class:`~workers.local.streams.StreamPoller`: the lock table streams
                             (``NEW_AND_OLD_IMAGES``, as deployed); moto's ``dynamodbstreams`` API is read every
@@ -121,6 +122,13 @@ class Worker:
     batch_size: int = 10
     concurrency: int = 2
     """Batches handled at once (the mapping's maximum concurrency)."""
+    dead_letters: bool = False
+    """It polls the queue's DLQ, not the queue (the dead-letter worker, ``infra.roster``'s
+    ``consumes_dead_letters``)."""
+
+    @property
+    def function_name(self) -> str:
+        return f"chatops-{self.queue.value}{'-dlq' if self.dead_letters else ''}-worker"
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,11 @@ WORKERS: Final[tuple[Worker, ...]] = (
     Worker(Queue.STATUS, "workers.handlers.status:handler"),
     Worker(Queue.ECHO, "workers.handlers.echo:handler"),
     Worker(Queue.GITHUB, "workers.handlers.webhook:handler"),
+    # The requests that failed every attempt: their requesters are told (a workflow_run has none to tell).
+    *(
+        Worker(queue, "workers.handlers.deadletter:handler", dead_letters=True)
+        for queue in (Queue.BUILD, Queue.DEPLOY, Queue.STATUS, Queue.ECHO)
+    ),
 )
 SCHEDULES: Final[tuple[Schedule, ...]] = (Schedule("reaper", "workers.handlers.reaper:handler"),)
 HISTORY_WRITER: Final = "workers.handlers.history:handler"
@@ -426,12 +439,12 @@ class QueuePoller:
         self._stats_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(worker.concurrency)
         self._stopping = threading.Event()
-        self._pool = ThreadPoolExecutor(worker.concurrency, thread_name_prefix=f"worker-{worker.queue.value}")
-        self._thread = threading.Thread(target=self._poll, name=f"poller-{worker.queue.value}", daemon=True)
+        self._pool = ThreadPoolExecutor(worker.concurrency, thread_name_prefix=worker.function_name)
+        self._thread = threading.Thread(target=self._poll, name=f"poller-{worker.function_name}", daemon=True)
 
     @property
     def function_name(self) -> str:
-        return f"chatops-{self.worker.queue.value}-worker"
+        return self.worker.function_name
 
     def start(self) -> None:
         self._thread.start()
@@ -597,6 +610,8 @@ class LocalStack:
         self.github: GitHubStandIn | None = None
         self.slack: SlackStandIn | None = None
         self.pollers: dict[Queue, QueuePoller] = {}
+        self.dead_letter_pollers: dict[Queue, QueuePoller] = {}
+        """The dead-letter worker's, by the queue whose DLQ each polls."""
         self.schedules: dict[str, ScheduledRun] = {}
         self.history: StreamPoller | None = None
         """The lock table's stream feeding the history writer; :meth:`StreamPoller.drain` to catch up now."""
@@ -674,11 +689,13 @@ class LocalStack:
         if self.history is not None:
             self.history.stop()
             self.history = None
-        for poller in self.pollers.values():
+        every = [*self.pollers.values(), *self.dead_letter_pollers.values()]
+        for poller in every:
             poller._stopping.set()  # all at once: each finishes its current long poll in parallel
-        for poller in self.pollers.values():
+        for poller in every:
             poller.stop()
         self.pollers.clear()
+        self.dead_letter_pollers.clear()
         if self.github is not None:
             self.github.stop()
             self.github = None
@@ -735,7 +752,9 @@ class LocalStack:
         sqs = self.sqs()
         for queue in Queue:
             name = queue_name(queue, self.options.queue_prefix)
-            dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+            dlq_url = sqs.create_queue(
+                QueueName=f"{name}-dlq", Attributes={"VisibilityTimeout": str(self.options.visibility_timeout)}
+            )["QueueUrl"]
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             redrive = f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "{MAX_RECEIVE_COUNT}"}}'
             self.queue_urls[queue] = sqs.create_queue(
@@ -785,13 +804,14 @@ class LocalStack:
         sqs = self.sqs()
         for worker in self.options.workers:
             handler = load_handler(worker.handler)
+            what = f"{worker.queue.value}{' DLQ' if worker.dead_letters else ' queue'}"
             if handler is None:
-                self.missing.append(f"{worker.handler} does not exist: {worker.queue.value} queue not consumed")
+                self.missing.append(f"{worker.handler} does not exist: {what} not consumed")
                 continue
-            url = self.queue_urls[worker.queue]
+            url = (self.dlq_urls if worker.dead_letters else self.queue_urls)[worker.queue]
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             poller = QueuePoller(worker, handler, self.sqs(), url, arn)
-            self.pollers[worker.queue] = poller
+            (self.dead_letter_pollers if worker.dead_letters else self.pollers)[worker.queue] = poller
             poller.start()
         for schedule in self.options.schedules:
             handler = load_handler(schedule.handler)
@@ -819,11 +839,11 @@ class LocalStack:
                     handler.setStream(stream)
 
     # ------------------------------------------------------------------------------------ observing
-    def queue_depths(self) -> dict[Queue, tuple[int, int]]:
-        """Per queue: (visible, in flight) messages."""
+    def queue_depths(self, *, dead_letters: bool = False) -> dict[Queue, tuple[int, int]]:
+        """Per queue (``dead_letters``: per queue's DLQ): (visible, in flight) messages."""
         sqs = self.sqs()
         depths = {}
-        for queue, url in self.queue_urls.items():
+        for queue, url in (self.dlq_urls if dead_letters else self.queue_urls).items():
             attributes = sqs.get_queue_attributes(
                 QueueUrl=url,
                 AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -841,13 +861,15 @@ class LocalStack:
         return [message.get("Body", "") for message in received.get("Messages", [])]
 
     def settled(self) -> bool:
-        """Nothing queued, nothing being handled, no run event on its way."""
-        if any(poller.busy for poller in self.pollers.values()):
+        """Nothing queued, nothing being handled, no run event on its way, no dead letter untold."""
+        if any(poller.busy for poller in (*self.pollers.values(), *self.dead_letter_pollers.values())):
             return False
         if self.github is not None and not self.github.drain(0):
             return False
-        consumed = set(self.pollers)
-        return all(depth == (0, 0) for queue, depth in self.queue_depths().items() if queue in consumed)
+        consumed, told = set(self.pollers), set(self.dead_letter_pollers)
+        return all(depth == (0, 0) for queue, depth in self.queue_depths().items() if queue in consumed) and all(
+            depth == (0, 0) for queue, depth in self.queue_depths(dead_letters=True).items() if queue in told
+        )
 
     def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
         """Poll ``condition`` until it holds; :class:`TimeoutError` naming ``what`` if it does not in time."""
@@ -892,6 +914,11 @@ class LocalStack:
             yield f"           dispatches → {self.github_api_url}"
         consumed = ", ".join(queue_name(queue, self.options.queue_prefix) for queue in self.pollers) or "none"
         yield f"  workers  {consumed} (visibility {self.options.visibility_timeout} s, DLQ after {MAX_RECEIVE_COUNT})"
+        if self.dead_letter_pollers:
+            told = ", ".join(
+                f"{queue_name(queue, self.options.queue_prefix)}-dlq" for queue in self.dead_letter_pollers
+            )
+            yield f"           dead letters ← {told}: each requester is told why"
         for name, run in self.schedules.items():
             yield f"           {name} every {run.every_seconds:g} s"
         if self.history is not None:
