@@ -28,6 +28,7 @@ import pytest
 from lockcore.record import LockRecord, Status
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
+from tests.workers.github_events import github_events
 from tests.workers.worker_world import (
     IDEMPOTENCY_TABLE,
     LOCK_TABLE,
@@ -43,10 +44,12 @@ from workers.adapters.usergroups import UserGroups
 from workers.handlers import build as build_lambda
 from workers.handlers import router
 from workers.handlers import status as status_lambda
+from workers.handlers import webhook as webhook_lambda
 from workers.local.github import WorkflowRun
 from workers.local.motoserver import LocalAWS, WSGIApp
 from workers.local.slack import PostedMessage
 from workers.protocol.config import Queue
+from workers.protocol.workflow import parse_run_name
 
 USERS = ("alice", "bob", "carol", "dave", "erin")
 CHANNEL = "C0BUILDS"
@@ -212,6 +215,44 @@ def test_concurrent_users_across_batches_still_get_one_build(path: Path) -> None
         if user != winner
     )
     assert run.inputs["lock_token"] == str(path.lock().token)
+
+
+# ------------------------------------------------------------------------------------- one request, twice
+def test_one_slack_request_reaching_the_router_twice_starts_one_run_whose_end_frees_the_lock(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's /build reaches the router twice (the same trigger_id: a resubmission). GitHub creates the first
+    delivery's run but answers its dispatch 502, and cannot list runs: the first attempt is in doubt and comes
+    back. Whichever delivery is handled next finds that run — by the correlation id both deliveries carry — and
+    never dispatches a second; the run's completion then frees the lock."""
+    with github_events(path.world, monkeypatch) as events:
+        path.slash("alice")
+        first = path.build_batch()
+        path.world.github.fail_next(status=502, method="POST", path_contains="/dispatches", performed=True)
+        path.world.github.fail_next(3, status=500, method="GET", path_contains="/runs")
+
+        assert failed_ids(deliver(first)) == [first["Records"][0]["messageId"]]  # in doubt: back to the queue
+        [run] = path.world.dispatches()
+        assert path.replies("alice") == []
+
+        path.slash("alice")  # the same Slack request again
+        again = path.build_batch()
+        assert deliver(again) == NO_FAILURES
+        for record in first["Records"]:  # and the first delivery's message, back from the queue
+            record["attributes"]["ApproximateReceiveCount"] = "2"
+        assert deliver(first) == NO_FAILURES
+
+        assert [r.id for r in path.world.dispatches()] == [run.id]  # one run for one request
+        lock = path.lock()
+        assert parse_run_name(run.name) == (BUILD_KEY, lock.correlation_id)
+        assert lock.notes["runId"] == str(run.id)
+        assert [m.text for m in path.replies("alice")] == [f"🔨 Building router (plt)… <{run.html_url}|run {run.id}>"]
+
+        path.world.github.start_run(run.id)
+        path.world.github.complete_run(run.id, "success")
+        events.post_all(run_id=run.id)
+        assert webhook_lambda.handler(events.queued(), Context()) == NO_FAILURES
+        assert path.lock().status is Status.COMPLETED
 
 
 # ----------------------------------------------------------------------------------- DynamoDB throttling

@@ -28,8 +28,11 @@
 Never two dispatches for one request: a redelivered message (``ApproximateReceiveCount`` > 1) looks for its run
 by correlation id (in the run's name) before it touches the lock or GitHub, and one that finds
 ``dispatching`` on its lock does the same (:func:`workers.protocol.dispatch.next_step`). A dispatch answered with a
-5xx or
-nothing at all may still have started a run, so the run is looked for before the dispatch is called failed.
+5xx or nothing at all may still have started a run, so the run is looked for before the dispatch is called failed.
+Every delivery of one Slack request carries the same correlation id (the router derives it from the
+``trigger_id``), and a request that holds its lock dispatches and looks with the one *on the lock*, from when the
+lock was taken (:meth:`~workers.protocol.dispatch.Job.holding`) — so another delivery of it, even one queued by an
+older router with an id of its own, finds the run the first one started.
 
 Failures: whatever stops the dispatch for sure (a refused token, an unknown ref or workflow, GitHub down before
 the dispatch, GitHub answering 5xx and no run appearing) releases the lock ``FAILED`` and tells the user why in
@@ -170,10 +173,13 @@ class BuildWorker:
         metrics.add_metric(name=ACQUIRED_METRIC, unit=MetricUnit.Count, value=1)
         record = outcome.record
         logger.info("lock acquired", token=record.token, reentered=outcome.reentered)
-        step = d.next_step(record.notes, d.NOT_LOOKED if not redelivered else None)
+        holder = self._holding(job, record)
+        # The look before the lock counts only if it asked for the run the lock's holder would have started.
+        looked = None if redelivered and d.looked_alike(job, holder) else d.NOT_LOOKED
+        step = d.next_step(record.notes, looked)
         if isinstance(step, d.LookForRun):
-            step = d.next_step(record.notes, self._find_run(job))
-        return self._start(job, record, step)
+            step = d.next_step(record.notes, self._find_run(holder))
+        return self._start(holder, record, step)
 
     # ------------------------------------------------------------------------------------------ the steps
     def _start(self, job: d.Job, held: LockRecord | None, step: d.Step) -> Result:
@@ -293,13 +299,19 @@ class BuildWorker:
         """A redelivery whose run exists: complete the lock's record of it if the lock is still ours, else say so."""
         state, record = self.store.state(job.lock_key)
         if state is m.LockState.HELD and record is not None and record.owner == job.request_id:
-            return self._start(job, record, d.next_step(record.notes, run))
+            return self._start(self._holding(job, record), record, d.next_step(record.notes, run))
         logger.info("request already ran; its lock has moved on", run_id=run.id)
         return self._already_ran(job, run)
 
     def _already_ran(self, job: d.Job, run: Run) -> Result:
         self._tell(job, Message(d.already_ran_text(job, run)))
         return Result("already-ran", job.lock_key, run.id, run.head_sha or None)
+
+    def _holding(self, job: d.Job, record: LockRecord) -> d.Job:
+        holder = job.holding(record)
+        if holder.correlation_id != job.correlation_id:
+            logger.info("the run carries the lock's correlation id", run_correlation_id=holder.correlation_id)
+        return holder
 
     # ------------------------------------------------------------------------------------------------ I/O
     def _note(self, job: d.Job, held: LockRecord, notes: dict[str, str], *, required: bool) -> None:
@@ -313,7 +325,7 @@ class BuildWorker:
         """GitHub's answer, or :class:`DispatchInDoubt` when GitHub cannot give one (the message is retried)."""
         try:
             return self.github.find_run(
-                job.repository, job.spec.workflow, job.correlation_id, datetime.fromtimestamp(job.received_at, UTC)
+                job.repository, job.spec.workflow, job.correlation_id, datetime.fromtimestamp(job.runs_since, UTC)
             )
         except GitHubError as error:
             raise DispatchInDoubt(f"cannot look for the run of {job.correlation_id}: {error}") from None
@@ -324,7 +336,7 @@ class BuildWorker:
                 job.repository,
                 job.spec.workflow,
                 job.correlation_id,
-                datetime.fromtimestamp(job.received_at, UTC),
+                datetime.fromtimestamp(job.runs_since, UTC),
                 within=self.look_for_run_seconds,
                 every=min(1.0, self.look_for_run_seconds),
             )

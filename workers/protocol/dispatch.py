@@ -4,7 +4,8 @@ Pure functions of the envelope, the configuration, the lock record and the clock
 (:mod:`workers.flows.build`) performs what these decide.
 
 What to do after the lock is ours (:func:`next_step`) depends on what a previous attempt of the *same request*
-left on the lock, because SQS may deliver a message again after a worker died half-way:
+left on the lock, because SQS may deliver a message again after a worker died half-way (and Slack, or a proxy, may
+deliver the request itself again). The run is looked up by the correlation id *on the lock* (:meth:`Job.holding`):
 
 ==========================  ====================================  =================================================
 ``dispatchState`` noted     the run, looked up by correlation id   next step
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from lockcore.machine import AcquireRequest
@@ -65,6 +66,8 @@ class Job:
     """The token this request was handed from the lock's queue (:mod:`workers.flows.handoff`): it holds the lock."""
     coalesced: tuple[str, ...] = ()
     """On a hand-off: the request ids of the identical requests that waited with this one, to be told its run."""
+    locked_at: int | None = None
+    """When this request took the lock it holds (:meth:`holding`): no run of it can be older."""
 
     @classmethod
     def of(
@@ -95,6 +98,29 @@ class Job:
             handed_off=handed_off,
             coalesced=coalesced,
         )
+
+    def holding(self, held: LockRecord) -> Job:
+        """This request as the holder of ``held``: its run carries the lock's correlation id, and is looked for
+        from when the lock was taken.
+
+        The lock keeps the correlation id of the delivery that took it, and a dispatch under the lock may already
+        have put that one in a run's name; another delivery of the same request (a message queued by an older
+        router, whose correlation ids were drawn per delivery) re-enters the lock and must look for — and start,
+        if none — the run by that id, never its own. Likewise it arrives later than that dispatch, so the run is
+        looked for from the lock's ``lockedAt``, not from its own arrival.
+        """
+        if held.owner != self.request_id:
+            return self
+        try:
+            locked_at: int | None = epoch(held.locked_at)
+        except ValueError:
+            locked_at = None
+        return replace(self, correlation_id=held.correlation_id or self.correlation_id, locked_at=locked_at)
+
+    @property
+    def runs_since(self) -> int:
+        """Epoch seconds no run of this request can be older than: its arrival, or when it took its lock."""
+        return self.received_at if self.locked_at is None else min(self.received_at, self.locked_at)
 
     @property
     def action(self) -> Action:
@@ -218,6 +244,12 @@ class Announce:
 Step = DispatchNow | LookForRun | RecordRun | Announce
 
 NOT_LOOKED: Final = "not looked"
+
+
+def looked_alike(asked: Job, holder: Job) -> bool:
+    """Whether a look for the run made as ``asked`` (before the lock) answers for ``holder`` (the same request as
+    the lock's holder, :meth:`Job.holding`): by the same correlation id, from no later a time."""
+    return asked.correlation_id == holder.correlation_id and asked.runs_since <= holder.runs_since
 
 
 def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED) -> Step:
