@@ -202,6 +202,11 @@ def test_a_look_before_the_lock_counts_only_if_it_finds_what_the_holder_would(
         assert envelope_cid != lock_cid or taken < 0
 
 
+@given(obstacle=st.sampled_from(d.Obstacle))
+def test_only_a_failing_store_puts_a_dispatch_off_and_everything_else_ends_it(obstacle: d.Obstacle) -> None:
+    assert d.gives_up(obstacle) is (obstacle is not d.Obstacle.STORE_DOWN)
+
+
 # -------------------------------------------------------------------------------------------- messages
 def test_the_busy_message_is_the_users(config: Config) -> None:
     text = d.busy_text(job(config), holder(runId="42", runUrl="https://gh/runs/42"), NOW)

@@ -272,6 +272,7 @@ class Throttling:
         self.app = app
         self.table = ""
         self.left = 0
+        self.let_through = 0
         self.refused: list[str] = []
         self.lose: tuple[str, int] = ("", 0)
         self.lost: list[str] = []
@@ -292,9 +293,10 @@ class Throttling:
             self.lost.append(operation)
             return True
 
-    def arm(self, table: str, count: int) -> None:
+    def arm(self, table: str, count: int, *, after: int = 0) -> None:
+        """Throttle the next ``count`` requests on ``table``, once ``after`` more have gone through."""
         with self._mutex:
-            self.table, self.left = table, count
+            self.table, self.left, self.let_through = table, count, after
 
     def disarm(self) -> None:
         self.arm("", 0)
@@ -306,7 +308,9 @@ class Throttling:
             environ["wsgi.input"] = io.BytesIO(body)
             table = json.loads(body or b"{}").get("TableName")
             with self._mutex:
-                refuse = self.left > 0 and table == self.table
+                passes = self.let_through > 0 and table == self.table
+                self.let_through -= passes
+                refuse = not passes and self.left > 0 and table == self.table
                 if refuse:
                     self.left -= 1
                     self.refused.append(target.rsplit(".", 1)[-1])
@@ -417,3 +421,30 @@ def test_a_cancel_whose_release_answer_was_lost_still_hands_the_lock_to_the_next
     [_, second] = throttled.world.dispatches()
     lock = throttled.lock()
     assert (lock.owner, lock.notes.get("runId")) == (trigger_id("bob"), str(second.id))
+
+
+# ---------------------------------------------------------------------------- a store failing before the run
+def test_a_throttled_dispatching_note_tells_nobody_it_failed_and_the_retry_builds_once(
+    throttled: ThrottledPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is taken; noting ``dispatching`` on it is throttled past botocore's retries. Nothing was
+    dispatched, so nothing is over: the message comes back, and its retry builds — once, told once."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    throttled.slash("alice")
+    batch = throttled.build_batch()
+    throttled.throttling.arm(LOCK_TABLE, 2, after=1)  # the acquire goes through; the note is refused twice
+
+    response = deliver(batch)
+
+    throttled.throttling.disarm()
+    assert throttled.throttling.refused == ["UpdateItem", "UpdateItem"]
+    assert failed_ids(response) == [batch["Records"][0]["messageId"]]  # back to the queue
+    assert throttled.world.dispatches() == []
+    assert throttled.replies("alice") == []  # nothing to tell yet: the request is not over
+    for record in batch["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = "2"
+    assert deliver(batch) == NO_FAILURES
+
+    [run] = throttled.world.dispatches()
+    assert_built_by(throttled, "alice", run, correlation_id_of(batch["Records"][0]))
+    assert not [m for m in throttled.replies("alice") if "released" in m.text or m.text.startswith("❌")]

@@ -39,7 +39,10 @@ the dispatch, GitHub answering 5xx and no run appearing) releases the lock ``FAI
 one line. When GitHub cannot even be asked whether the run exists, the lock is kept (a run may be going under
 it), the message goes back to the queue to find out later, and its lease bounds the wait; after the last
 attempt the message is in the DLQ. A lock store or idempotency store that cannot be reached before the lock is
-taken fails the message the same way, with nothing changed.
+taken fails the message the same way, with nothing changed; and one that cannot note ``dispatching`` once the lock
+is taken puts the request off (:class:`DispatchPutOff`): nothing was dispatched, so nobody is told anything, the
+lock is kept for the retry to re-enter, and the retry starts the run, told once
+(:func:`~workers.protocol.dispatch.gives_up`).
 
 ``ENABLE_DISTRIBUTED_LOCK=false`` dispatches without the lock (a warning in the log, and in the message).
 
@@ -104,6 +107,11 @@ class Result:
 
 class DispatchInDoubt(runtime.RetryLater):
     """GitHub could not say whether the dispatch started a run; the message is retried to find out."""
+
+
+class DispatchPutOff(runtime.RetryLater):
+    """The lock store could not note the dispatch, so nothing was sent (:func:`workers.protocol.dispatch.gives_up`):
+    the message is retried, and re-enters the lock it kept."""
 
 
 # ------------------------------------------------------------------------------------------------ the worker
@@ -199,6 +207,9 @@ class BuildWorker:
                 self._note(job, held, d.dispatching_notes(job, revision), required=True)
             return self._dispatch(job, held, revision, token)
         except (GitHubError, SecretUnavailable, LockStoreError, _LostLock) as error:
+            obstacle = _obstacle(error)
+            if not d.gives_up(obstacle):  # nothing dispatched and nothing over: nobody is told anything yet
+                raise DispatchPutOff(f"{obstacle.value} before the dispatch, lock kept: {error}") from None
             return self._give_up(job, held, str(error), revision)
 
     def _resolve(self, job: d.Job) -> d.Revision:
@@ -378,3 +389,18 @@ class BuildWorker:
 
 class _LostLock(Exception):
     pass
+
+
+def _obstacle(error: Exception) -> d.Obstacle:
+    """What stopped the dispatch, by what was raised."""
+    match error:
+        case LockStoreError():
+            return d.Obstacle.STORE_DOWN
+        case _LostLock():
+            return d.Obstacle.LOCK_LOST
+        case SecretUnavailable():
+            return d.Obstacle.NO_CREDENTIALS
+        case GitHubServerError() | GitHubUnreachable():
+            return d.Obstacle.GITHUB_DOWN
+        case _:
+            return d.Obstacle.GITHUB_REFUSED

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any, Final
 
 from lockcore.machine import AcquireRequest
@@ -266,6 +267,34 @@ def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED) ->
     if state == DISPATCHING and found == NOT_LOOKED:
         return LookForRun()
     return DispatchNow()
+
+
+class Obstacle(Enum):
+    """What stopped a dispatch before any run was started."""
+
+    GITHUB_REFUSED = "GitHub refused"
+    """A token, ref or workflow GitHub will not take (4xx)."""
+    GITHUB_DOWN = "GitHub down"
+    """GitHub failing (5xx) or out of reach before the dispatch, or after it with no run appearing."""
+    NO_CREDENTIALS = "no GitHub credentials"
+    """The GitHub token could not be had."""
+    LOCK_LOST = "lock lost"
+    """The lock is not this request's any more (its lease ended, someone took it)."""
+    STORE_DOWN = "store down"
+    """The lock store could not note the dispatch (throttled, unreachable): nothing was sent to GitHub."""
+
+
+def gives_up(obstacle: Obstacle) -> bool:
+    """Whether ``obstacle`` ends the request — its lock released FAILED and its user told why — or the request is
+    only put off: the lock kept (the retry re-enters it), the message back to the queue, nobody told anything yet.
+
+    Only a lock store that failed is put off. Nothing was dispatched and the same attempt can still succeed, so
+    "failed, the lock is released" would be told too soon: a retry that then starts the run would make it false.
+    (And giving up there is not even final: the idempotency record that would answer the retry is written to the
+    same DynamoDB, and during a throttling episode it may not be.) A store that stays down leaves the lock to its
+    lease and the message to the DLQ. Everything else stops the dispatch for sure, and the user is told at once.
+    """
+    return obstacle is not Obstacle.STORE_DOWN
 
 
 # ----------------------------------------------------------------------------------------------- rendering
