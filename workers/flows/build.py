@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -164,8 +164,6 @@ class BuildWorker:
         handed = outcome.handed_to
         if handed is not None and handed.entry.owner != job.request_id:
             handoff.pass_on(handed, self.config, self.pending)  # a lapsed lease went to the head of its queue
-        elif handed is not None:  # this request was the head: it dispatches now, for everyone who waited with it
-            job = replace(job, coalesced=tuple(q.owner for q in handed.entry.requesters[1:]))
         if isinstance(outcome, m.Queued):
             metrics.add_metric(name=QUEUED_METRIC, unit=MetricUnit.Count, value=1)
             logger.info("lock held: queued", holder=outcome.holder.owner, position=outcome.position)
@@ -247,20 +245,10 @@ class BuildWorker:
                 logger.error("could not note the run on the lock", reason=str(error))
         text = d.started_text(job, revision, run_id, run_url, locked=held is not None)
         self._tell(job, Message.in_channel(text), channel_too=True)
-        self._tell_coalesced(
-            job, f"{text} — your identical request waited with {job.user_name}'s and runs as this one."
-        )
+        if held is not None:  # the identical requests that waited with this one: their run is this one
+            coalesced = f"{text} — your identical request waited with {job.user_name}'s and runs as this one."
+            handoff.tell_coalesced(held, coalesced, self.slack, self.pending, announced=False)
         return Result("dispatched", job.lock_key, run_id, revision.sha)
-
-    def _tell_coalesced(self, job: d.Job, text: str) -> None:
-        """The identical requests that waited with this one: their run is this one (ephemeral, each)."""
-        for owner, envelope in self.pending.find_each(job.coalesced):  # a failed lookup loses only the telling
-            if envelope is None:
-                logger.warning("no envelope kept for a coalesced requester", owner=owner)
-                continue
-            note, cid = Message(text), envelope.correlation_id
-            if not self.slack.reply(envelope.response_url, note, correlation_id=cid):
-                handoff.tell_privately(self.slack, envelope.channel_id, envelope.user_id, note, cid)
 
     def _give_up(self, job: d.Job, held: LockRecord | None, reason: str, revision: d.Revision | None) -> Result:
         """The dispatch did not happen: free the lock (FAILED) and say why, in one line."""
@@ -270,7 +258,9 @@ class BuildWorker:
         # Say the lock is free only when this release freed it (not when the store failed or it had moved on).
         failed = d.failed_text(job, reason, revision, locked=released)
         self._tell(job, Message(failed))
-        self._tell_coalesced(job, f"{failed} (Your identical request waited with {job.user_name}'s.)")
+        if held is not None:
+            coalesced = f"{failed} (Your identical request waited with {job.user_name}'s.)"
+            handoff.tell_coalesced(held, coalesced, self.slack, self.pending, announced=False)
         return Result("failed", job.lock_key, sha=revision.sha if revision else None)
 
     def _let_go_of_hand_off(self, job: d.Job) -> None:

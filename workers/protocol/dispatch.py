@@ -65,8 +65,6 @@ class Job:
     """Wait in the lock's queue when it is held (``--queue``, or the command's ``conflict = "queue"``)."""
     handed_off: int | None = None
     """The token this request was handed from the lock's queue (:mod:`workers.flows.handoff`): it holds the lock."""
-    coalesced: tuple[str, ...] = ()
-    """On a hand-off: the request ids of the identical requests that waited with this one, to be told its run."""
     locked_at: int | None = None
     """When this request took the lock it holds (:meth:`holding`): no run of it can be older."""
 
@@ -77,7 +75,6 @@ class Job:
         config: Config,
         *,
         handed_off: int | None = None,
-        coalesced: tuple[str, ...] = (),
     ) -> Job:
         command = envelope.command
         if not isinstance(command, Dispatch):
@@ -97,7 +94,6 @@ class Job:
             received_at=envelope.received_at,
             queue=command.queue or config.commands[command.action].conflict is Conflict.QUEUE,
             handed_off=handed_off,
-            coalesced=coalesced,
         )
 
     def holding(self, held: LockRecord) -> Job:
