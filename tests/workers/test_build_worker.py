@@ -8,6 +8,7 @@ in a batch item failure (and so, in the end, in the DLQ).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -318,6 +319,61 @@ def test_a_worker_that_died_before_dispatching_dispatches_on_redelivery(world: W
     lock = world.lock()
     assert lock is not None and lock.notes["runId"] == str(run.id)
     assert_settled(world, [envelope], response)
+
+
+@pytest.mark.parametrize("receive_count", [1, 2])
+def test_a_second_envelope_of_the_request_with_another_correlation_id_finds_the_run_of_the_first(
+    world: World, receive_count: int
+) -> None:
+    """Envelopes queued before the router derived correlation ids from the request: the same Slack request twice,
+    each with a correlation id of its own. The run carries the lock's — the first one's — and is found by it."""
+    first = world.envelope("a")
+    run_id = _crashed_after_dispatch(world, first)
+    second = dataclasses.replace(first, correlation_id="cid-a-delivered-again")
+
+    response = deliver(sqs_event(second, receive_count=receive_count))
+
+    assert response == {"batchItemFailures": []}
+    assert [run.id for run in world.dispatches()] == [run_id]
+    lock = world.lock()
+    assert lock is not None and lock.correlation_id == first.correlation_id
+    assert (lock.notes["dispatchState"], lock.notes["runId"]) == ("dispatched", str(run_id))
+    [message] = world.replies_to("a")
+    assert f"|run {run_id}>" in message.text
+    assert_settled(world, [first], response)
+
+
+def test_a_delivery_arriving_long_after_the_dispatch_still_finds_the_run_from_when_the_lock_was_taken(
+    world: World,
+) -> None:
+    """The same request again minutes later (Slack retries an event after 1 and 5 minutes): a run looked for from
+    its own arrival would be missed — GitHub's list is asked for runs created since then — and started twice."""
+    first = world.envelope("a")
+    run_id = _crashed_after_dispatch(world, first)
+    later = dataclasses.replace(first, received_at=first.received_at + 10 * 60)
+
+    response = deliver(sqs_event(later, receive_count=2))
+
+    assert response == {"batchItemFailures": []}
+    assert [run.id for run in world.dispatches()] == [run_id]
+    lock = world.lock()
+    assert lock is not None and lock.notes["runId"] == str(run_id)
+    assert_settled(world, [first], response)
+
+
+def test_a_request_that_holds_its_lock_dispatches_with_the_locks_correlation_id(world: World) -> None:
+    first = world.envelope("a")
+    acquired = world.store.acquire(
+        AcquireRequest(BUILD_KEY, first.request_id, 600, "U0ALICE", "alice", "router", "plt", first.correlation_id)
+    )
+    assert isinstance(acquired, Acquired)  # taken, then the worker died before noting anything
+
+    response = deliver(sqs_event(dataclasses.replace(first, correlation_id="cid-a-delivered-again")))
+
+    [run] = world.dispatches()
+    assert run.inputs["correlation_id"] == first.correlation_id
+    assert parse_run_name(run.name) == (BUILD_KEY, first.correlation_id)
+    assert_settled(world, [first], response)
 
 
 def test_a_redelivery_whose_run_exists_and_whose_lock_moved_on_only_says_so(world: World) -> None:

@@ -13,8 +13,8 @@ from lockcore.record import LockRecord, Status, iso
 from workers.protocol import dispatch as d
 from workers.protocol.commands import Dispatch, Echo
 from workers.protocol.config import Action, Config, load_config
-from workers.protocol.envelope import CommandEnvelope
-from workers.protocol.workflow import Run
+from workers.protocol.envelope import CommandEnvelope, correlation_id_of
+from workers.protocol.workflow import Run, parse_run_name, run_name
 
 CONFIG = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 NOW = 1_800_000_000
@@ -140,6 +140,71 @@ def test_a_dispatch_is_never_chosen_once_a_run_is_known(state: str | None, found
         assert not isinstance(step, d.DispatchNow | d.LookForRun)
     if state == "dispatching" and found == "not looked":
         assert step == d.LookForRun()
+
+
+# --------------------------------------------------------------------------------- one request, one run
+REQUEST_IDS = st.text("0123456789.abcdef", min_size=1, max_size=40)
+CORRELATION_IDS = st.sampled_from(["cid-1", "cid-2", "0b5e1c7a-2f4d-5a6b-8c9d-0e1f2a3b4c5d"])
+
+
+@given(request_id=REQUEST_IDS, other=REQUEST_IDS)
+def test_a_slack_requests_correlation_id_is_its_own_and_goes_in_a_run_name(request_id: str, other: str) -> None:
+    cid = correlation_id_of(request_id)
+    assert cid == correlation_id_of(request_id), "every delivery of the request gets the same one"
+    assert (cid == correlation_id_of(other)) == (request_id == other)
+    assert parse_run_name(run_name("build-router-plt", cid)) == ("build-router-plt", cid)
+
+
+def held_by(owner: str, correlation_id: str | None, locked_at: int) -> LockRecord:
+    return dataclasses.replace(holder(), owner=owner, correlation_id=correlation_id, locked_at=iso(locked_at))
+
+
+@given(
+    ours=st.booleans(),
+    envelope_cid=CORRELATION_IDS,
+    lock_cid=st.none() | CORRELATION_IDS,
+    taken=st.integers(-900, 900),
+)
+def test_the_holder_dispatches_with_the_locks_correlation_id_never_a_fresh_one(
+    config: Config, ours: bool, envelope_cid: str, lock_cid: str | None, taken: int
+) -> None:
+    asked = dataclasses.replace(job(config), correlation_id=envelope_cid)
+    held = held_by(asked.request_id if ours else "999.888.xyz", lock_cid, NOW + taken)
+    holder_job = asked.holding(held)
+    assert holder_job.holding(held) == holder_job
+    if not ours:
+        assert holder_job == asked, "another's lock tells this request nothing"
+        return
+    assert holder_job.correlation_id == (lock_cid or envelope_cid)
+    assert holder_job.runs_since == min(NOW, NOW + taken), "from the arrival or the lock, whichever came first"
+    assert dataclasses.replace(holder_job, correlation_id=asked.correlation_id, locked_at=None) == asked
+
+
+@given(
+    envelope_cid=CORRELATION_IDS,
+    lock_cid=CORRELATION_IDS,
+    taken=st.integers(-900, 900),
+    runs=st.lists(st.tuples(CORRELATION_IDS, st.integers(-1800, 1800)), max_size=6),
+)
+def test_a_look_before_the_lock_counts_only_if_it_finds_what_the_holder_would(
+    config: Config, envelope_cid: str, lock_cid: str, taken: int, runs: list[tuple[str, int]]
+) -> None:
+    asked = dataclasses.replace(job(config), correlation_id=envelope_cid)
+    holder_job = asked.holding(held_by(asked.request_id, lock_cid, NOW + taken))
+
+    def finds(looker: d.Job, run: tuple[str, int]) -> bool:  # GitHub's list, created since, and the run's name
+        cid, created = run
+        return cid == looker.correlation_id and NOW + created >= looker.runs_since
+
+    if d.looked_alike(asked, holder_job):
+        assert all(finds(asked, run) for run in runs if finds(holder_job, run))
+    else:
+        assert envelope_cid != lock_cid or taken < 0
+
+
+@given(obstacle=st.sampled_from(d.Obstacle))
+def test_only_a_failing_store_puts_a_dispatch_off_and_everything_else_ends_it(obstacle: d.Obstacle) -> None:
+    assert d.gives_up(obstacle) is (obstacle is not d.Obstacle.STORE_DOWN)
 
 
 # -------------------------------------------------------------------------------------------- messages

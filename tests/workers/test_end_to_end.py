@@ -28,6 +28,7 @@ import pytest
 from lockcore.record import LockRecord, Status
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
+from tests.workers.github_events import github_events
 from tests.workers.worker_world import (
     IDEMPOTENCY_TABLE,
     LOCK_TABLE,
@@ -43,10 +44,12 @@ from workers.adapters.usergroups import UserGroups
 from workers.handlers import build as build_lambda
 from workers.handlers import router
 from workers.handlers import status as status_lambda
+from workers.handlers import webhook as webhook_lambda
 from workers.local.github import WorkflowRun
 from workers.local.motoserver import LocalAWS, WSGIApp
 from workers.local.slack import PostedMessage
 from workers.protocol.config import Queue
+from workers.protocol.workflow import parse_run_name
 
 USERS = ("alice", "bob", "carol", "dave", "erin")
 CHANNEL = "C0BUILDS"
@@ -214,6 +217,44 @@ def test_concurrent_users_across_batches_still_get_one_build(path: Path) -> None
     assert run.inputs["lock_token"] == str(path.lock().token)
 
 
+# ------------------------------------------------------------------------------------- one request, twice
+def test_one_slack_request_reaching_the_router_twice_starts_one_run_whose_end_frees_the_lock(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's /build reaches the router twice (the same trigger_id: a resubmission). GitHub creates the first
+    delivery's run but answers its dispatch 502, and cannot list runs: the first attempt is in doubt and comes
+    back. Whichever delivery is handled next finds that run — by the correlation id both deliveries carry — and
+    never dispatches a second; the run's completion then frees the lock."""
+    with github_events(path.world, monkeypatch) as events:
+        path.slash("alice")
+        first = path.build_batch()
+        path.world.github.fail_next(status=502, method="POST", path_contains="/dispatches", performed=True)
+        path.world.github.fail_next(3, status=500, method="GET", path_contains="/runs")
+
+        assert failed_ids(deliver(first)) == [first["Records"][0]["messageId"]]  # in doubt: back to the queue
+        [run] = path.world.dispatches()
+        assert path.replies("alice") == []
+
+        path.slash("alice")  # the same Slack request again
+        again = path.build_batch()
+        assert deliver(again) == NO_FAILURES
+        for record in first["Records"]:  # and the first delivery's message, back from the queue
+            record["attributes"]["ApproximateReceiveCount"] = "2"
+        assert deliver(first) == NO_FAILURES
+
+        assert [r.id for r in path.world.dispatches()] == [run.id]  # one run for one request
+        lock = path.lock()
+        assert parse_run_name(run.name) == (BUILD_KEY, lock.correlation_id)
+        assert lock.notes["runId"] == str(run.id)
+        assert [m.text for m in path.replies("alice")] == [f"🔨 Building router (plt)… <{run.html_url}|run {run.id}>"]
+
+        path.world.github.start_run(run.id)
+        path.world.github.complete_run(run.id, "success")
+        events.post_all(run_id=run.id)
+        assert webhook_lambda.handler(events.queued(), Context()) == NO_FAILURES
+        assert path.lock().status is Status.COMPLETED
+
+
 # ----------------------------------------------------------------------------------- DynamoDB throttling
 THROTTLED = json.dumps(
     {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "Rate of requests exceeds"}
@@ -231,6 +272,7 @@ class Throttling:
         self.app = app
         self.table = ""
         self.left = 0
+        self.let_through = 0
         self.refused: list[str] = []
         self.lose: tuple[str, int] = ("", 0)
         self.lost: list[str] = []
@@ -251,9 +293,10 @@ class Throttling:
             self.lost.append(operation)
             return True
 
-    def arm(self, table: str, count: int) -> None:
+    def arm(self, table: str, count: int, *, after: int = 0) -> None:
+        """Throttle the next ``count`` requests on ``table``, once ``after`` more have gone through."""
         with self._mutex:
-            self.table, self.left = table, count
+            self.table, self.left, self.let_through = table, count, after
 
     def disarm(self) -> None:
         self.arm("", 0)
@@ -265,7 +308,9 @@ class Throttling:
             environ["wsgi.input"] = io.BytesIO(body)
             table = json.loads(body or b"{}").get("TableName")
             with self._mutex:
-                refuse = self.left > 0 and table == self.table
+                passes = self.let_through > 0 and table == self.table
+                self.let_through -= passes
+                refuse = not passes and self.left > 0 and table == self.table
                 if refuse:
                     self.left -= 1
                     self.refused.append(target.rsplit(".", 1)[-1])
@@ -376,3 +421,30 @@ def test_a_cancel_whose_release_answer_was_lost_still_hands_the_lock_to_the_next
     [_, second] = throttled.world.dispatches()
     lock = throttled.lock()
     assert (lock.owner, lock.notes.get("runId")) == (trigger_id("bob"), str(second.id))
+
+
+# ---------------------------------------------------------------------------- a store failing before the run
+def test_a_throttled_dispatching_note_tells_nobody_it_failed_and_the_retry_builds_once(
+    throttled: ThrottledPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is taken; noting ``dispatching`` on it is throttled past botocore's retries. Nothing was
+    dispatched, so nothing is over: the message comes back, and its retry builds — once, told once."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    throttled.slash("alice")
+    batch = throttled.build_batch()
+    throttled.throttling.arm(LOCK_TABLE, 2, after=1)  # the acquire goes through; the note is refused twice
+
+    response = deliver(batch)
+
+    throttled.throttling.disarm()
+    assert throttled.throttling.refused == ["UpdateItem", "UpdateItem"]
+    assert failed_ids(response) == [batch["Records"][0]["messageId"]]  # back to the queue
+    assert throttled.world.dispatches() == []
+    assert throttled.replies("alice") == []  # nothing to tell yet: the request is not over
+    for record in batch["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = "2"
+    assert deliver(batch) == NO_FAILURES
+
+    [run] = throttled.world.dispatches()
+    assert_built_by(throttled, "alice", run, correlation_id_of(batch["Records"][0]))
+    assert not [m for m in throttled.replies("alice") if "released" in m.text or m.text.startswith("❌")]

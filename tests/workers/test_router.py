@@ -30,7 +30,13 @@ from workers.handlers import router
 from workers.local.motoserver import LOCAL_CREDENTIALS
 from workers.protocol.commands import Dispatch, Echo, LockStatus, Unlock
 from workers.protocol.config import Action, Queue
-from workers.protocol.envelope import CommandEnvelope, InteractionEnvelope, WorkflowRunEnvelope, read_message
+from workers.protocol.envelope import (
+    CommandEnvelope,
+    InteractionEnvelope,
+    WorkflowRunEnvelope,
+    correlation_id_of,
+    read_message,
+)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 
@@ -153,6 +159,18 @@ def test_a_build_is_queued_and_acknowledged(aws: Queues) -> None:
     assert (envelope.team_id, envelope.api_app_id, envelope.slash) == ("T0TEAM", "A0APP", "/build")
     assert envelope.response_url == f.RESPONSE_URL
     assert envelope.correlation_id and abs(envelope.received_at - time.time()) < 10
+
+
+def test_the_same_slack_request_delivered_twice_carries_one_correlation_id(aws: Queues) -> None:
+    """A resubmission of one slash command (its trigger_id) is the same request: both envelopes carry the
+    correlation id derived from it, by which the worker finds a run the other may have started."""
+    slash("router plt")
+    slash("router plt")
+    slash("router plt", trigger_id="13345224609.738474920.another")
+    first, again, other = (CommandEnvelope.from_json(body) for body in aws.messages(Queue.BUILD))
+    assert first.request_id == again.request_id != other.request_id
+    assert first.correlation_id == again.correlation_id == correlation_id_of(first.request_id)
+    assert other.correlation_id == correlation_id_of(other.request_id) != first.correlation_id
 
 
 def test_a_base64_body_is_read(aws: Queues) -> None:
@@ -345,6 +363,7 @@ def test_an_admin_confirming_an_unlock_is_queued_for_the_status_worker(aws: Queu
     assert isinstance(envelope, InteractionEnvelope)
     assert (envelope.action_id, envelope.value, envelope.user_id) == ("unlock.confirm", "build-router-plt:3", "U0ADMIN")
     assert (envelope.request_id, envelope.channel_id) == ("555.666.abcdef", "C0CHAN")
+    assert envelope.correlation_id == correlation_id_of("555.666.abcdef")
 
 
 def test_interactions_that_are_not_ours_or_not_allowed_are_dropped(aws: Queues) -> None:

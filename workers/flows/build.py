@@ -28,15 +28,21 @@
 Never two dispatches for one request: a redelivered message (``ApproximateReceiveCount`` > 1) looks for its run
 by correlation id (in the run's name) before it touches the lock or GitHub, and one that finds
 ``dispatching`` on its lock does the same (:func:`workers.protocol.dispatch.next_step`). A dispatch answered with a
-5xx or
-nothing at all may still have started a run, so the run is looked for before the dispatch is called failed.
+5xx or nothing at all may still have started a run, so the run is looked for before the dispatch is called failed.
+Every delivery of one Slack request carries the same correlation id (the router derives it from the
+``trigger_id``), and a request that holds its lock dispatches and looks with the one *on the lock*, from when the
+lock was taken (:meth:`~workers.protocol.dispatch.Job.holding`) — so another delivery of it, even one queued by an
+older router with an id of its own, finds the run the first one started.
 
 Failures: whatever stops the dispatch for sure (a refused token, an unknown ref or workflow, GitHub down before
 the dispatch, GitHub answering 5xx and no run appearing) releases the lock ``FAILED`` and tells the user why in
 one line. When GitHub cannot even be asked whether the run exists, the lock is kept (a run may be going under
 it), the message goes back to the queue to find out later, and its lease bounds the wait; after the last
 attempt the message is in the DLQ. A lock store or idempotency store that cannot be reached before the lock is
-taken fails the message the same way, with nothing changed.
+taken fails the message the same way, with nothing changed; and one that cannot note ``dispatching`` once the lock
+is taken puts the request off (:class:`DispatchPutOff`): nothing was dispatched, so nobody is told anything, the
+lock is kept for the retry to re-enter, and the retry starts the run, told once
+(:func:`~workers.protocol.dispatch.gives_up`).
 
 ``ENABLE_DISTRIBUTED_LOCK=false`` dispatches without the lock (a warning in the log, and in the message).
 
@@ -49,7 +55,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -106,6 +112,11 @@ class DispatchInDoubt(runtime.RetryLater):
     """GitHub could not say whether the dispatch started a run; the message is retried to find out."""
 
 
+class DispatchPutOff(runtime.RetryLater):
+    """The lock store could not note the dispatch, so nothing was sent (:func:`workers.protocol.dispatch.gives_up`):
+    the message is retried, and re-enters the lock it kept."""
+
+
 # ------------------------------------------------------------------------------------------------ the worker
 class BuildWorker:
     """One request at a time; the clients are the process's (see :mod:`workers.adapters.runtime`)."""
@@ -156,8 +167,6 @@ class BuildWorker:
         handed = outcome.handed_to
         if handed is not None and handed.entry.owner != job.request_id:
             handoff.pass_on(handed, self.config, self.pending)  # a lapsed lease went to the head of its queue
-        elif handed is not None:  # this request was the head: it dispatches now, for everyone who waited with it
-            job = replace(job, coalesced=tuple(q.owner for q in handed.entry.requesters[1:]))
         if isinstance(outcome, m.Queued):
             metrics.add_metric(name=QUEUED_METRIC, unit=MetricUnit.Count, value=1)
             logger.info("lock held: queued", holder=outcome.holder.owner, position=outcome.position)
@@ -173,10 +182,13 @@ class BuildWorker:
         metrics.add_metric(name=ACQUIRED_METRIC, unit=MetricUnit.Count, value=1)
         record = outcome.record
         logger.info("lock acquired", token=record.token, reentered=outcome.reentered)
-        step = d.next_step(record.notes, d.NOT_LOOKED if not redelivered else None)
+        holder = self._holding(job, record)
+        # The look before the lock counts only if it asked for the run the lock's holder would have started.
+        looked = None if redelivered and d.looked_alike(job, holder) else d.NOT_LOOKED
+        step = d.next_step(record.notes, looked)
         if isinstance(step, d.LookForRun):
-            step = d.next_step(record.notes, self._find_run(job))
-        return self._start(job, record, step)
+            step = d.next_step(record.notes, self._find_run(holder))
+        return self._start(holder, record, step)
 
     # ------------------------------------------------------------------------------------------ the steps
     def _start(self, job: d.Job, held: LockRecord | None, step: d.Step) -> Result:
@@ -196,6 +208,9 @@ class BuildWorker:
                 self._note(job, held, d.dispatching_notes(job, revision), required=True)
             return self._dispatch(job, held, revision, token)
         except (GitHubError, SecretUnavailable, LockStoreError, _LostLock) as error:
+            obstacle = _obstacle(error)
+            if not d.gives_up(obstacle):  # nothing dispatched and nothing over: nobody is told anything yet
+                raise DispatchPutOff(f"{obstacle.value} before the dispatch, lock kept: {error}") from None
             return self._give_up(job, held, str(error), revision)
 
     def _resolve(self, job: d.Job) -> d.Revision:
@@ -233,20 +248,10 @@ class BuildWorker:
                 logger.error("could not note the run on the lock", reason=str(error))
         text = d.started_text(job, revision, run_id, run_url, locked=held is not None)
         self._tell(job, Message.in_channel(text), channel_too=True)
-        self._tell_coalesced(
-            job, f"{text} — your identical request waited with {job.user_name}'s and runs as this one."
-        )
+        if held is not None:  # the identical requests that waited with this one: their run is this one
+            coalesced = f"{text} — your identical request waited with {job.user_name}'s and runs as this one."
+            handoff.tell_coalesced(held, coalesced, self.slack, self.pending, announced=False)
         return Result("dispatched", job.lock_key, run_id, revision.sha)
-
-    def _tell_coalesced(self, job: d.Job, text: str) -> None:
-        """The identical requests that waited with this one: their run is this one (ephemeral, each)."""
-        for owner, envelope in self.pending.find_each(job.coalesced):  # a failed lookup loses only the telling
-            if envelope is None:
-                logger.warning("no envelope kept for a coalesced requester", owner=owner)
-                continue
-            note, cid = Message(text), envelope.correlation_id
-            if not self.slack.reply(envelope.response_url, note, correlation_id=cid):
-                handoff.tell_privately(self.slack, envelope.channel_id, envelope.user_id, note, cid)
 
     def _give_up(self, job: d.Job, held: LockRecord | None, reason: str, revision: d.Revision | None) -> Result:
         """The dispatch did not happen: free the lock (FAILED) and say why, in one line."""
@@ -256,7 +261,9 @@ class BuildWorker:
         # Say the lock is free only when this release freed it (not when the store failed or it had moved on).
         failed = d.failed_text(job, reason, revision, locked=released)
         self._tell(job, Message(failed))
-        self._tell_coalesced(job, f"{failed} (Your identical request waited with {job.user_name}'s.)")
+        if held is not None:
+            coalesced = f"{failed} (Your identical request waited with {job.user_name}'s.)"
+            handoff.tell_coalesced(held, coalesced, self.slack, self.pending, announced=False)
         return Result("failed", job.lock_key, sha=revision.sha if revision else None)
 
     def _let_go_of_hand_off(self, job: d.Job) -> None:
@@ -296,13 +303,19 @@ class BuildWorker:
         """A redelivery whose run exists: complete the lock's record of it if the lock is still ours, else say so."""
         state, record = self.store.state(job.lock_key)
         if state is m.LockState.HELD and record is not None and record.owner == job.request_id:
-            return self._start(job, record, d.next_step(record.notes, run))
+            return self._start(self._holding(job, record), record, d.next_step(record.notes, run))
         logger.info("request already ran; its lock has moved on", run_id=run.id)
         return self._already_ran(job, run)
 
     def _already_ran(self, job: d.Job, run: Run) -> Result:
         self._tell(job, Message(d.already_ran_text(job, run)))
         return Result("already-ran", job.lock_key, run.id, run.head_sha or None)
+
+    def _holding(self, job: d.Job, record: LockRecord) -> d.Job:
+        holder = job.holding(record)
+        if holder.correlation_id != job.correlation_id:
+            logger.info("the run carries the lock's correlation id", run_correlation_id=holder.correlation_id)
+        return holder
 
     # ------------------------------------------------------------------------------------------------ I/O
     def _note(self, job: d.Job, held: LockRecord, notes: dict[str, str], *, required: bool) -> None:
@@ -316,7 +329,7 @@ class BuildWorker:
         """GitHub's answer, or :class:`DispatchInDoubt` when GitHub cannot give one (the message is retried)."""
         try:
             return self.github.find_run(
-                job.repository, job.spec.workflow, job.correlation_id, datetime.fromtimestamp(job.received_at, UTC)
+                job.repository, job.spec.workflow, job.correlation_id, datetime.fromtimestamp(job.runs_since, UTC)
             )
         except GitHubError as error:
             raise DispatchInDoubt(f"cannot look for the run of {job.correlation_id}: {error}") from None
@@ -327,7 +340,7 @@ class BuildWorker:
                 job.repository,
                 job.spec.workflow,
                 job.correlation_id,
-                datetime.fromtimestamp(job.received_at, UTC),
+                datetime.fromtimestamp(job.runs_since, UTC),
                 within=self.look_for_run_seconds,
                 every=min(1.0, self.look_for_run_seconds),
             )
@@ -369,3 +382,18 @@ class BuildWorker:
 
 class _LostLock(Exception):
     pass
+
+
+def _obstacle(error: Exception) -> d.Obstacle:
+    """What stopped the dispatch, by what was raised."""
+    match error:
+        case LockStoreError():
+            return d.Obstacle.STORE_DOWN
+        case _LostLock():
+            return d.Obstacle.LOCK_LOST
+        case SecretUnavailable():
+            return d.Obstacle.NO_CREDENTIALS
+        case GitHubServerError() | GitHubUnreachable():
+            return d.Obstacle.GITHUB_DOWN
+        case _:
+            return d.Obstacle.GITHUB_REFUSED

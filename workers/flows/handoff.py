@@ -94,13 +94,26 @@ def tell_privately(slack: SlackReplies, channel: str, user: str, message: Messag
     return False
 
 
-def tell_coalesced(record: LockRecord, text: str, slack: SlackReplies, pending: PendingRequests | None = None) -> int:
-    """The requesters whose identical requests waited with the holder's and ran as its run, told its result where
-    each asked — those who asked in another channel than the holder's, which was told in the open. How many."""
+def tell_coalesced(
+    record: LockRecord,
+    text: str,
+    slack: SlackReplies,
+    pending: PendingRequests | None = None,
+    *,
+    announced: bool = True,
+) -> int:
+    """The requesters whose identical requests waited with the holder's of ``record`` and run as its run, told
+    ``text`` where each asked. How many.
+
+    ``announced``: the news was just posted in the open in the lock's channel (the run's end), so those who asked
+    there have read it, and the others — long after they typed the command — are told privately. Otherwise (the
+    build worker's news of the run starting, or not) each is told through their command's own ``response_url``
+    while Slack still takes it, else privately.
+    """
     entry = record.handed_from_queue
     if entry is None or entry.owner != record.owner:
         return 0
-    lock_channel = record.notes.get("channelId", "")
+    lock_channel = record.notes.get("channelId", "") if announced else ""
     message = Message(text)
     users = {requester.owner: requester.user for requester in entry.requesters[1:]}
     told = 0
@@ -108,7 +121,11 @@ def tell_coalesced(record: LockRecord, text: str, slack: SlackReplies, pending: 
         channel = envelope.channel_id if envelope is not None else ""
         if channel and channel == lock_channel:
             continue  # they read it in the channel
-        told += tell_privately(slack, channel, users[owner], message, record.correlation_id or "")
+        cid = envelope.correlation_id if envelope is not None else record.correlation_id or ""
+        if not announced and envelope is not None and slack.reply(envelope.response_url, message, correlation_id=cid):
+            told += 1
+            continue
+        told += tell_privately(slack, channel, users[owner], message, cid)
     return told
 
 

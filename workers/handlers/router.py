@@ -61,6 +61,7 @@ from workers.protocol.envelope import (
     CommandEnvelope,
     InteractionEnvelope,
     WorkflowRunEnvelope,
+    correlation_id_of,
 )
 
 if TYPE_CHECKING:
@@ -197,6 +198,7 @@ def slack_command(request: Request, correlation_id: str) -> Response:
     if missing:
         raise BadRequest(f"not a slash command: no {', '.join(missing)}")
     user_id, request_id = form["user_id"], form["trigger_id"]
+    correlation_id = _identified(request_id)
     logger.append_keys(user_id=user_id, request_id=request_id, slash=form["command"])
     refused = c.check_origin(config.slack, form["team_id"], form.get("api_app_id", ""))
     if refused is not None:
@@ -248,6 +250,14 @@ def slack_command(request: Request, correlation_id: str) -> Response:
     return ephemeral(c.acknowledgement(parsed, config.lock_enabled))
 
 
+def _identified(request_id: str) -> str:
+    """From here on, the request's own correlation id — the same for every delivery of it — rather than this
+    delivery's (:func:`workers.protocol.envelope.correlation_id_of`)."""
+    correlation_id = correlation_id_of(request_id)
+    logger.set_correlation_id(correlation_id)
+    return correlation_id
+
+
 def _group_of(command: c.Command) -> str:
     """The FIFO message group: one per lock, so one lock's requests are handled in order."""
     match command:
@@ -294,6 +304,8 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
     team_id = _string(_object(payload, "team"), "id") or _string(user, "team_id")
     user_id = _string(user, "id")
     request_id = _string(payload, "trigger_id")
+    if request_id:
+        correlation_id = _identified(request_id)
     logger.append_keys(user_id=user_id, request_id=request_id)
     refused = c.check_origin(config.slack, team_id, _string(payload, "api_app_id"))
     if refused is not None:
@@ -467,14 +479,16 @@ def respond(event: Mapping[str, Any], correlation_id: str) -> Response:
         return Response(400, str(error))
     except SecretUnavailable as error:
         logger.error("request not verified: its secret cannot be had; nothing done", reason=str(error))
-        return not_served(event, correlation_id, "can't verify requests right now, so it did nothing")
+        what = "can't verify requests right now, so it did nothing"
     except ConfigError as error:
         logger.error("configuration error: nothing done", reason=str(error))
-        return not_served(event, correlation_id, "is misconfigured right now, so it did nothing")
+        what = "is misconfigured right now, so it did nothing"
     except Exception as error:
         # One JSON line all the same: Powertools puts the traceback in its `exception` field.
         logger.exception("unexpected failure", error=type(error).__name__)
-        return not_served(event, correlation_id, "ran into an unexpected error")
+        what = "ran into an unexpected error"
+    # The id the log lines carry: the request's own once its route has read it (see `_identified`).
+    return not_served(event, logger.get_correlation_id() or correlation_id, what)
 
 
 def not_served(event: Mapping[str, Any], correlation_id: str, what: str) -> Response:

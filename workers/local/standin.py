@@ -58,6 +58,8 @@ class Fault:
     hang_seconds: float = 0.0
     method: str | None = None
     path_contains: str | None = None
+    performed: bool = False
+    """The request is carried out all the same, and only its answer replaced (an answer lost on the way back)."""
 
     def matches(self, request: RecordedRequest) -> bool:
         return (self.method is None or request.method == self.method) and (
@@ -130,14 +132,16 @@ class StandInServer:
         headers: Mapping[str, str] | None = None,
         method: str | None = None,
         path_contains: str | None = None,
+        performed: bool = False,
     ) -> None:
         """Answer the next ``count`` requests (of ``method``, to a path containing ``path_contains``) with
-        ``status`` and ``body`` (default: ``{"message": "<status> from the stand-in"}``)."""
+        ``status`` and ``body`` (default: ``{"message": "<status> from the stand-in"}``). ``performed``: each is
+        carried out first, as a server that did the work and then failed to say so."""
         reply = Reply(
             status, body if body is not None else {"message": f"{status} from the {self.name}"}, headers or {}
         )
         with self._lock:
-            self._faults.append(Fault(count, reply, method=method, path_contains=path_contains))
+            self._faults.append(Fault(count, reply, method=method, path_contains=path_contains, performed=performed))
 
     def hang_next(
         self, count: int = 1, *, seconds: float = 5.0, method: str | None = None, path_contains: str | None = None
@@ -163,6 +167,8 @@ class StandInServer:
         if fault.reply is None:
             self._stopping.wait(fault.hang_seconds)
             return None
+        if fault.performed:
+            self.answer(request)
         return fault.reply
 
 

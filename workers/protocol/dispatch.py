@@ -4,7 +4,8 @@ Pure functions of the envelope, the configuration, the lock record and the clock
 (:mod:`workers.flows.build`) performs what these decide.
 
 What to do after the lock is ours (:func:`next_step`) depends on what a previous attempt of the *same request*
-left on the lock, because SQS may deliver a message again after a worker died half-way:
+left on the lock, because SQS may deliver a message again after a worker died half-way (and Slack, or a proxy, may
+deliver the request itself again). The run is looked up by the correlation id *on the lock* (:meth:`Job.holding`):
 
 ==========================  ====================================  =================================================
 ``dispatchState`` noted     the run, looked up by correlation id   next step
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any, Final
 
 from lockcore.machine import AcquireRequest
@@ -63,8 +65,8 @@ class Job:
     """Wait in the lock's queue when it is held (``--queue``, or the command's ``conflict = "queue"``)."""
     handed_off: int | None = None
     """The token this request was handed from the lock's queue (:mod:`workers.flows.handoff`): it holds the lock."""
-    coalesced: tuple[str, ...] = ()
-    """On a hand-off: the request ids of the identical requests that waited with this one, to be told its run."""
+    locked_at: int | None = None
+    """When this request took the lock it holds (:meth:`holding`): no run of it can be older."""
 
     @classmethod
     def of(
@@ -73,7 +75,6 @@ class Job:
         config: Config,
         *,
         handed_off: int | None = None,
-        coalesced: tuple[str, ...] = (),
     ) -> Job:
         command = envelope.command
         if not isinstance(command, Dispatch):
@@ -93,8 +94,30 @@ class Job:
             received_at=envelope.received_at,
             queue=command.queue or config.commands[command.action].conflict is Conflict.QUEUE,
             handed_off=handed_off,
-            coalesced=coalesced,
         )
+
+    def holding(self, held: LockRecord) -> Job:
+        """This request as the holder of ``held``: its run carries the lock's correlation id, and is looked for
+        from when the lock was taken.
+
+        The lock keeps the correlation id of the delivery that took it, and a dispatch under the lock may already
+        have put that one in a run's name; another delivery of the same request (a message queued by an older
+        router, whose correlation ids were drawn per delivery) re-enters the lock and must look for — and start,
+        if none — the run by that id, never its own. Likewise it arrives later than that dispatch, so the run is
+        looked for from the lock's ``lockedAt``, not from its own arrival.
+        """
+        if held.owner != self.request_id:
+            return self
+        try:
+            locked_at: int | None = epoch(held.locked_at)
+        except ValueError:
+            locked_at = None
+        return replace(self, correlation_id=held.correlation_id or self.correlation_id, locked_at=locked_at)
+
+    @property
+    def runs_since(self) -> int:
+        """Epoch seconds no run of this request can be older than: its arrival, or when it took its lock."""
+        return self.received_at if self.locked_at is None else min(self.received_at, self.locked_at)
 
     @property
     def action(self) -> Action:
@@ -220,6 +243,12 @@ Step = DispatchNow | LookForRun | RecordRun | Announce
 NOT_LOOKED: Final = "not looked"
 
 
+def looked_alike(asked: Job, holder: Job) -> bool:
+    """Whether a look for the run made as ``asked`` (before the lock) answers for ``holder`` (the same request as
+    the lock's holder, :meth:`Job.holding`): by the same correlation id, from no later a time."""
+    return asked.correlation_id == holder.correlation_id and asked.runs_since <= holder.runs_since
+
+
 def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED) -> Step:
     """What the holder does next, from the lock's notes and, when looked up, the run found by correlation id.
 
@@ -234,6 +263,34 @@ def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED) ->
     if state == DISPATCHING and found == NOT_LOOKED:
         return LookForRun()
     return DispatchNow()
+
+
+class Obstacle(Enum):
+    """What stopped a dispatch before any run was started."""
+
+    GITHUB_REFUSED = "GitHub refused"
+    """A token, ref or workflow GitHub will not take (4xx)."""
+    GITHUB_DOWN = "GitHub down"
+    """GitHub failing (5xx) or out of reach before the dispatch, or after it with no run appearing."""
+    NO_CREDENTIALS = "no GitHub credentials"
+    """The GitHub token could not be had."""
+    LOCK_LOST = "lock lost"
+    """The lock is not this request's any more (its lease ended, someone took it)."""
+    STORE_DOWN = "store down"
+    """The lock store could not note the dispatch (throttled, unreachable): nothing was sent to GitHub."""
+
+
+def gives_up(obstacle: Obstacle) -> bool:
+    """Whether ``obstacle`` ends the request — its lock released FAILED and its user told why — or the request is
+    only put off: the lock kept (the retry re-enters it), the message back to the queue, nobody told anything yet.
+
+    Only a lock store that failed is put off. Nothing was dispatched and the same attempt can still succeed, so
+    "failed, the lock is released" would be told too soon: a retry that then starts the run would make it false.
+    (And giving up there is not even final: the idempotency record that would answer the retry is written to the
+    same DynamoDB, and during a throttling episode it may not be.) A store that stays down leaves the lock to its
+    lease and the message to the DLQ. Everything else stops the dispatch for sure, and the user is told at once.
+    """
+    return obstacle is not Obstacle.STORE_DOWN
 
 
 # ----------------------------------------------------------------------------------------------- rendering

@@ -6,7 +6,8 @@ matching class, or raises :class:`EnvelopeError` (one line) when the body is not
 - :class:`CommandEnvelope` (kinds ``build``, ``deploy``, ``status``, ``unlock``, ``cancel``, ``echo``, ``history``,
   ``stats``, ``freeze``, ``unfreeze``): a slash command
   already verified, parsed and authorized. ``request_id`` is Slack's ``trigger_id`` — unique per invocation, the
-  worker's idempotency key and the lock owner. ``command`` is the parsed :data:`workers.protocol.commands.Command`.
+  worker's idempotency key and the lock owner; ``correlation_id`` is derived from it (:func:`correlation_id_of`).
+  ``command`` is the parsed :data:`workers.protocol.commands.Command`.
 - :class:`InteractionEnvelope` (kind ``interaction``): a button press from a message a worker posted (the unlock
   confirmation), verified and from an accepted workspace and app; the worker re-checks the token it carries.
 - :class:`WorkflowRunEnvelope` (kind ``workflow_run``): a GitHub ``workflow_run`` webhook, signature verified,
@@ -18,6 +19,7 @@ Field names on the wire are camelCase, like the lock records'.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +46,20 @@ LOCK_WATCH_ACTION = "lock.watch"
 INTERACTION_ACTIONS = frozenset({UNLOCK_CONFIRM_ACTION, UNLOCK_CANCEL_ACTION, LOCK_WATCH_ACTION})
 #: The actions only an admin may take; the router refuses them for others, and the worker should check again.
 ADMIN_ACTIONS = frozenset({UNLOCK_CONFIRM_ACTION})
+
+
+_SLACK_REQUESTS = uuid.UUID("b5f7431c-fb7b-482e-863e-1f0853826e97")
+"""The namespace of the correlation ids derived from Slack requests (any fixed UUID: it only has to never change)."""
+
+
+def correlation_id_of(request_id: str) -> str:
+    """The correlation id of a Slack request (a slash command's or an interaction's ``trigger_id``).
+
+    Derived, not drawn: the same request reaching the router again — a resubmission, a retried delivery — gets
+    the same one, so every delivery of it looks for, and dispatches, the same run (whose name carries it). A
+    UUID, as the ids logs are searched by always were.
+    """
+    return str(uuid.uuid5(_SLACK_REQUESTS, request_id))
 
 
 class EnvelopeError(ValueError):
@@ -126,7 +142,8 @@ class CommandEnvelope:
     request_id: str
     """Slack's ``trigger_id``: the idempotency key and the lock owner."""
     correlation_id: str
-    """Chosen by the router; in every log line, metric and (for dispatches) the workflow's run-name."""
+    """:func:`correlation_id_of` the request id (a message queued by an older router may carry a random one); in
+    every log line, metric and (for dispatches) the workflow's run-name."""
     command: Command
     slash: str
     """The slash command as invoked (``/build``)."""
