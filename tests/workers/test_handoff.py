@@ -250,9 +250,10 @@ def test_the_reaper_stops_queueing_a_hand_off_again_after_a_few_minutes(world: W
     assert build_queue(Queue.DEPLOY) == []
 
 
-def test_an_expiry_recorded_twice_tells_the_watchers_either_way(world: World) -> None:
+def test_an_expiry_recorded_twice_tells_the_watchers_and_the_channel_either_way(world: World) -> None:
     """Two reapers read the same lapsed lock; the second's expire is a repeat — and if the first died before
-    telling the watchers, the second still tells them (a watcher may hear twice, never not at all)."""
+    telling, the second tells the watchers and the channel what the first would have (once: a third repeat finds
+    it told)."""
     clock = SimulatedClock(time.time() - 1200)  # alice's build started twenty minutes ago; its lease was ten
     build_at(clock, world.envelope("a"))
     clock.advance(60)  # bob pressed "Notify me when free" a minute into the build
@@ -268,7 +269,10 @@ def test_an_expiry_recorded_twice_tells_the_watchers_either_way(world: World) ->
     [told] = world.slack.messages("chat.postEphemeral")
     assert told.body["user"] == "U0BOB"
     assert told.text == f"🔓 `{BUILD_KEY}` is free now (EXPIRED) — you asked to be told."
-    assert channel_posts(world) == []  # the channel hears of the expiry from the reaper that recorded it
+    [expired] = channel_posts(world)
+    assert expired.startswith("⌛ The build lock on router (plt) expired at <!date^"), expired
+    assert locks.expire(read_by_both, runlock.ExpiryCause.NO_RUN) is runlock.Effect.ALREADY_EXPIRED
+    assert len(channel_posts(world)) == 1 and len(world.slack.messages("chat.postEphemeral")) == 1
 
 
 def watch_press(world: World, name: str, user: str) -> InteractionEnvelope:
