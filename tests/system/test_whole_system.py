@@ -49,6 +49,7 @@ CALLS = (
     "sqs.send",
     "idempotency.write",
     "pending.write",
+    "ledger.write",
 )
 MAX_FAULTS = 12
 """Faults planned in one schedule: the world recovers within a bounded number of attempts."""

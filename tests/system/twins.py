@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from botocore.exceptions import ClientError
 
 from lockcore import machine
 from lockcore.errors import StoreThrottled, StoreUnreachable
@@ -36,6 +37,7 @@ from lockcore.expressions import Item
 from lockcore.memory import MemoryLockStore
 from workers.adapters.github import GitHubClient, GitHubNotFound, GitHubServerError, GitHubUnreachable
 from workers.adapters.history_table import HistoryTable
+from workers.adapters.ledger import Ledger
 from workers.adapters.pending import PendingRequests
 from workers.adapters.slack import SlackReplies
 from workers.protocol.config import QUEUE_FOR_KIND, Config, Queue
@@ -375,6 +377,24 @@ class PendingTwin(PendingRequests):
     def find_each(self, owners: Iterable[str]) -> Iterator[tuple[str, CommandEnvelope | None]]:
         for owner in owners:
             yield owner, self.find(owner)
+
+
+class LedgerTwin(Ledger):
+    """What was told and started, in memory; its writes fail as DynamoDB's do (botocore's ClientError)."""
+
+    def __init__(self, faults: Faults) -> None:  # no table
+        self.faults = faults
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def _get(self, item_id: str) -> dict[str, Any] | None:
+        return self.items.get(item_id)
+
+    def _put(self, item_id: str, attributes: dict[str, Any]) -> None:
+        self.faults.around(
+            "ledger.write",
+            lambda: self.items.__setitem__(item_id, {"id": {"S": item_id}, **attributes}),
+            lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem"),
+        )
 
 
 class HistoryTwin(HistoryTable):

@@ -39,6 +39,7 @@ from tests.system.twins import (
     GitHubTwin,
     HistoryTwin,
     IdempotencyTwin,
+    LedgerTwin,
     LockTableTwin,
     PendingTwin,
     QueuedMessage,
@@ -141,6 +142,7 @@ class World:
         self.slack = SlackTwin(clock, self.faults)
         self.pending = PendingTwin(self.faults)
         self.history = HistoryTwin()
+        self.ledger = LedgerTwin(self.faults)
         self.idempotency = IdempotencyTwin(clock, self.faults, worker_timeout=WORKER_TIMEOUT)
         self.sqs = QueuesTwin(clock, self.faults, visibility=VISIBILITY, max_receive_count=MAX_RECEIVE_COUNT)
         self.requests: dict[str, SlackRequest] = {}
@@ -169,6 +171,7 @@ class World:
             idempotency=self.idempotency,
             pending=self.pending,
             history=self.history,
+            ledger=self.ledger,
             send=self.sqs.send,
         )
         quiet = [logging.getLogger(name) for name in (runtime.SERVICE, "chatops-router", "workers", "lockcore")]

@@ -11,18 +11,22 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import boto3
 import pytest
 
-from lockcore.machine import Acquired, AcquireRequest
+from lockcore.dynamodb import DynamoDBLockStore
+from lockcore.machine import Acquired, AcquireRequest, ForceReleased
 from lockcore.record import Status
 from tests.workers.github_events import github_events
-from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, running_world, sqs_event
+from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, create_queues, running_world, sqs_event
 from workers.adapters import runtime
+from workers.adapters.github import GitHubClient
+from workers.adapters.slack import SlackReplies
 from workers.flows.cancel import Cancelled, CancelWorker, force_release_reason
 from workers.handlers import build as build_lambda
 from workers.handlers import status as status_lambda
 from workers.handlers import webhook as webhook_lambda
-from workers.protocol.commands import Cancel, Usage, acknowledgement, audience_for, describe, parse
+from workers.protocol.commands import Cancel, Dispatch, Usage, acknowledgement, audience_for, describe, parse
 from workers.protocol.config import QUEUE_FOR_KIND, Action, Queue, current_config, load_config
 from workers.protocol.envelope import CommandEnvelope, read_message
 
@@ -192,7 +196,8 @@ def test_a_redelivered_cancel_goes_on_as_the_first_without_writing_again(world: 
     assert worker.cancel(envelope, CANCEL) is Cancelled.DONE
     released = world.lock()
     read_before = taken.record
-    assert worker._release(envelope, read_before, world.store.now()) is Cancelled.DONE
+    repeat = worker._release(envelope, read_before, world.store.now())
+    assert isinstance(repeat, ForceReleased) and repeat.repeated
     assert world.lock() == released and released is not None and released.status is Status.FORCE_RELEASED
 
 
@@ -228,3 +233,75 @@ def test_a_cancel_that_died_after_its_release_cancels_the_run_when_delivered_aga
     assert reply.text.startswith("🛑 router (plt) build cancelled by <@U0ALICE>"), reply.text
     lock = world.lock()
     assert lock is not None and lock.status is Status.FORCE_RELEASED and lock.token == held.token
+
+
+# ------------------------------------------------------------------------------------- a crash mid-way
+class WorkerDied(Exception):
+    """The Lambda stopped right after an effect took place (a timeout, an out-of-memory kill)."""
+
+
+def die_after(monkeypatch: pytest.MonkeyPatch, owner: type, method: str, when: Any = lambda *_: True) -> None:
+    """The first call of ``owner.method`` for which ``when(args)`` holds takes effect, then the worker dies."""
+    real = getattr(owner, method)
+    died: list[bool] = []
+
+    def effect_then_die(self: Any, *args: Any, **kwargs: Any) -> Any:
+        answer = real(self, *args, **kwargs)
+        if not died and when(*args):
+            died.append(True)
+            raise WorkerDied(f"died after {method}")
+        return answer
+
+    monkeypatch.setattr(owner, method, effect_then_die)
+
+
+EFFECTS = {
+    "release": (DynamoDBLockStore, "force_release", lambda *_: True),
+    "github-cancel": (GitHubClient, "cancel_run", lambda *_: True),
+    "slack-answer": (SlackReplies, "reply", lambda _url, message: message.text.startswith("🛑")),
+}
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["alone", "bob-waiting"])
+@pytest.mark.parametrize("effect", list(EFFECTS))
+def test_a_cancel_that_died_after_any_effect_is_finished_by_its_redelivery(
+    world: World, monkeypatch: pytest.MonkeyPatch, effect: str, queued: bool
+) -> None:
+    """Release the lock, cancel the run in GitHub, answer in Slack: whichever the first delivery died after, the
+    redelivery finishes it — the run cancelled, the lock free (or handed to bob, whose build is queued), alice
+    answered that it was cancelled."""
+    create_queues(monkeypatch)
+    run_id = start_build(world, user="alice")
+    bob = world.envelope("b", Dispatch(Action.BUILD, "router", "plt", queue=True), user="bob")
+    if queued:
+        assert build_lambda.handler(sqs_event(bob), Context()) == NO_FAILURES
+    held = world.lock()
+    assert held is not None
+    owner, method, when = EFFECTS[effect]
+    die_after(monkeypatch, owner, method, when)
+    envelope = world.envelope("c", CANCEL, user="alice")
+
+    first = status_lambda.handler(sqs_event(envelope), Context())
+    assert len(first["batchItemFailures"]) == 1  # back to the queue
+    assert status_lambda.handler(sqs_event(envelope, receive_count=2), Context()) == NO_FAILURES
+
+    assert world.github.run(run_id).conclusion == "cancelled"
+    lock = world.lock()
+    assert lock is not None
+    if queued:
+        assert (lock.owner, lock.token, lock.status) == (bob.request_id, held.token + 1, Status.IN_PROGRESS)
+        handed = [body for body in sqs_bodies(Queue.BUILD) if '"handedOff"' in body]
+        assert handed and all(bob.request_id in body for body in handed)
+    else:
+        assert (lock.status, lock.token, lock.released_by) == (Status.FORCE_RELEASED, held.token, "U0ALICE")
+    replies = [reply.text for reply in world.replies_to("c")]
+    assert replies and all(text.startswith("🛑 router (plt) build cancelled by <@U0ALICE>") for text in replies), (
+        replies
+    )
+
+
+def sqs_bodies(queue: Queue) -> list[str]:
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=f"chatops-{queue.value}")["QueueUrl"]
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [message["Body"] for message in messages]

@@ -49,6 +49,7 @@ from workers.local.github import WorkflowRun
 from workers.local.motoserver import LocalAWS, WSGIApp
 from workers.local.slack import PostedMessage
 from workers.protocol.config import Queue
+from workers.protocol.envelope import UNLOCK_CONFIRM_ACTION, InteractionEnvelope
 from workers.protocol.workflow import parse_run_name
 
 USERS = ("alice", "bob", "carol", "dave", "erin")
@@ -448,3 +449,77 @@ def test_a_throttled_dispatching_note_tells_nobody_it_failed_and_the_retry_build
     [run] = throttled.world.dispatches()
     assert_built_by(throttled, "alice", run, correlation_id_of(batch["Records"][0]))
     assert not [m for m in throttled.replies("alice") if "released" in m.text or m.text.startswith("❌")]
+
+
+def lose_the_answer_of_the_next_write(throttled: ThrottledPath) -> None:
+    throttled.throttling.lose_answer("UpdateItem")
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["alone", "bob-waiting"])
+def test_a_runs_end_whose_release_answer_was_lost_is_still_told_in_the_channel(
+    throttled: ThrottledPath, monkeypatch: pytest.MonkeyPatch, queued: bool
+) -> None:
+    """alice's run completes; the webhook worker's release takes effect but its answer is lost, and botocore's
+    retry is answered as a repeat. The channel hears the run's result all the same — once, and as the first
+    answer would have told it (with bob's hand-off when bob waited)."""
+    throttled.slash("alice")
+    assert deliver(throttled.build_batch()) == NO_FAILURES
+    if queued:
+        throttled.slash("bob", "router plt --queue")
+        assert deliver(throttled.build_batch()) == NO_FAILURES
+    [run] = throttled.world.dispatches()
+    with github_events(throttled.world, monkeypatch) as github:
+        throttled.world.github.complete_run(run.id, "success")
+        github.post_all(action="completed", run_id=run.id)
+        lose_the_answer_of_the_next_write(throttled)
+        assert webhook_lambda.handler(github.queued(), Context()) == NO_FAILURES
+
+    assert throttled.throttling.lost == ["UpdateItem"]
+    [posted] = throttled.world.slack.messages("chat.postMessage")
+    assert posted.body["channel"] == CHANNEL
+    assert posted.text.startswith("✅ router (plt) built in "), posted.text
+    assert "started by <@U0ALICE> at <!date^" in posted.text and f"|run {run.id}>" in posted.text
+    if queued:
+        assert posted.text.endswith(f"⏭️ Handed to <@U0BOB>, next in line (token {throttled.lock().token})."), (
+            posted.text
+        )
+    else:
+        assert throttled.lock().status is Status.COMPLETED
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["alone", "bob-waiting"])
+def test_a_force_unlock_whose_answer_was_lost_is_still_announced(throttled: ThrottledPath, queued: bool) -> None:
+    """An admin presses *Force unlock*; the force-release takes effect, its answer is lost and the retry is a
+    repeat. The channel is told as the first answer would have told it, and the prompt says it was done."""
+    throttled.slash("alice")
+    assert deliver(throttled.build_batch()) == NO_FAILURES
+    if queued:
+        throttled.slash("bob", "router plt --queue")
+        assert deliver(throttled.build_batch()) == NO_FAILURES
+    held = throttled.lock()
+    pressed = InteractionEnvelope(
+        request_id="trigger-confirm",
+        correlation_id="cid-confirm",
+        action_id=UNLOCK_CONFIRM_ACTION,
+        value=f"{BUILD_KEY}:{held.token}",
+        user_id="U0ADMIN",
+        user_name="admin",
+        team_id="T0TEAM",
+        api_app_id="A0APP",
+        channel_id=CHANNEL,
+        response_url=throttled.world.slack.response_url("confirm"),
+        received_at=int(time.time()),
+    )
+    lose_the_answer_of_the_next_write(throttled)
+    assert status_lambda.handler(sqs.event(sqs.record(pressed.to_json())), Context()) == NO_FAILURES
+
+    assert throttled.throttling.lost == ["UpdateItem"]
+    [news] = throttled.world.slack.messages("chat.postMessage")
+    assert news.text.startswith(
+        f"🔓 <@U0ADMIN> force-unlocked `{BUILD_KEY}` (was held by alice (<@U0ALICE>) since <!date^"
+    ), news.text
+    assert f"token {held.token})." in news.text
+    if queued:
+        assert news.text.endswith(f"⏭️ Handed to <@U0BOB>, next in line (token {held.token + 1})."), news.text
+    [replaced] = throttled.world.replies_to("confirm")
+    assert replaced.text.startswith(f"✅ Force-released `{BUILD_KEY}` (token {held.token})"), replaced.text

@@ -251,9 +251,10 @@ def test_the_reaper_stops_queueing_a_hand_off_again_after_a_few_minutes(world: W
     assert build_queue(Queue.DEPLOY) == []
 
 
-def test_an_expiry_recorded_twice_tells_the_watchers_either_way(world: World) -> None:
+def test_an_expiry_recorded_twice_tells_the_watchers_and_the_channel_either_way(world: World) -> None:
     """Two reapers read the same lapsed lock; the second's expire is a repeat — and if the first died before
-    telling the watchers, the second still tells them (a watcher may hear twice, never not at all)."""
+    telling, the second tells the watchers and the channel what the first would have (once: a third repeat finds
+    it told)."""
     clock = SimulatedClock(time.time() - 1200)  # alice's build started twenty minutes ago; its lease was ten
     build_at(clock, world.envelope("a"))
     clock.advance(60)  # bob pressed "Notify me when free" a minute into the build
@@ -269,7 +270,10 @@ def test_an_expiry_recorded_twice_tells_the_watchers_either_way(world: World) ->
     [told] = world.slack.messages("chat.postEphemeral")
     assert told.body["user"] == "U0BOB"
     assert told.text == f"🔓 `{BUILD_KEY}` is free now (EXPIRED) — you asked to be told."
-    assert channel_posts(world) == []  # the channel hears of the expiry from the reaper that recorded it
+    [expired] = channel_posts(world)
+    assert expired.startswith("⌛ The build lock on router (plt) expired at <!date^"), expired
+    assert locks.expire(read_by_both, runlock.ExpiryCause.NO_RUN) is runlock.Effect.ALREADY_EXPIRED
+    assert len(channel_posts(world)) == 1 and len(world.slack.messages("chat.postEphemeral")) == 1
 
 
 def watch_press(world: World, name: str, user: str) -> InteractionEnvelope:
@@ -349,7 +353,8 @@ def _write(tmp_path: Any, shipped: str, conflict: str) -> Any:
 
 def test_a_redelivered_cancel_leaves_the_request_its_first_delivery_handed_the_lock_to(world: World) -> None:
     """alice's build holds the lock, bob waits; the admin's cancel frees it — handing it to bob — and is delivered
-    again (the status worker died before deleting the message), within the same second: bob's run goes on."""
+    again (the status worker died before deleting the message), within the same second: bob's run goes on, and
+    the redelivery, finding the cancel started and told, tells nothing twice."""
     send(world, world.envelope("a"))
     send(world, world.envelope("b", QUEUED, user="bob"))
     cancel = world.envelope("x", Cancel(Action.BUILD, "router", "plt"), user="admin")
@@ -364,8 +369,9 @@ def test_a_redelivered_cancel_leaves_the_request_its_first_delivery_handed_the_l
     assert world.github.run(second.id).conclusion is None
     lock = world.lock()
     assert lock is not None and lock.owner == world.envelope("b").request_id and lock.status is Status.IN_PROGRESS
-    told = world.replies_to("x")[-1]
-    assert told.text.startswith("⚠️ `build-router-plt` changed in the meantime (now held by bob"), told.text
+    [told] = world.replies_to("x")  # finished and told by the first delivery: the redelivery adds nothing
+    assert told.text.startswith("🛑 router (plt) build cancelled by <@U0ADMIN>"), told.text
+    assert told.text.endswith(f"⏭️ Handed to <@U0BOB>, next in line (token {lock.token})."), told.text
 
 
 def test_a_deploy_handed_the_lock_after_its_environment_froze_lets_go_of_it(world: World, github: GitHubEvents) -> None:

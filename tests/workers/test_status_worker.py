@@ -24,7 +24,7 @@ from lockcore import Acquired, AcquireRequest, LockRecord, Status
 from lockcore.dynamodb import DynamoDBLockStore
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
-from tests.workers.worker_world import create_queues
+from tests.workers.worker_world import create_idempotency_table, create_queues
 from workers.adapters import queues as sqs_queues
 from workers.adapters import runtime
 from workers.adapters.usergroups import UserGroups
@@ -80,6 +80,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         UserGroups.forget()
         store = DynamoDBLockStore(TABLE)
         store.create_table()
+        create_idempotency_table()  # the ledger of what was told, and the hand-offs' envelopes
         queues = create_queues(monkeypatch)
         logs.attach()
         try:

@@ -336,3 +336,39 @@ def test_the_build_workers_lock_acquired_line_names_the_lock_key(world: World, m
     lines = [json.loads(line) for line in written.getvalue().splitlines()]
     [acquired] = [line for line in lines if line.get("message") == "lock acquired"]
     assert acquired["lock_key"] == BUILD_KEY
+
+
+# ------------------------------------------------------------------------------------------- lost answers
+def test_a_release_whose_worker_died_before_telling_is_told_by_the_redelivery_once(
+    world: World, github: GitHubEvents
+) -> None:
+    """The release took effect, its answer was lost and the worker died (the item fails, SQS brings it back): the
+    redelivery reads the lock released by this very run and tells the result the first would have told — once,
+    however often the event comes again; a lock freed by anything else than this run's release tells nothing."""
+    run = start_build(world)
+    held = world.lock()
+    assert held is not None
+    world.github.complete_run(run.id, "failure")
+    world.store.release(BUILD_KEY, held.owner, held.token, Status.FAILED)  # then the worker died
+    [(action, completed)] = github.events("completed")
+
+    assert github.post(action, completed, delivery="redelivered") == 202
+    assert deliver(github) == NO_FAILURES
+    assert github.post(action, completed, delivery="again") == 202
+    assert deliver(github) == NO_FAILURES
+
+    released = world.lock()
+    assert released is not None and released.status is Status.FAILED
+    report = RunReport(run.id, "completed", "failure", run.html_url)
+    assert channel_posts(world) == [result_text(released, report, int(time.time()))]
+
+
+def test_a_lock_freed_by_another_write_is_not_told_as_this_runs_result(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    held = world.lock()
+    assert held is not None
+    world.store.force_release(BUILD_KEY, held.token, by="U0ADMIN", reason="force unlock from Slack by admin")
+    world.github.complete_run(run.id, "cancelled")
+    github.post_all(action="completed", run_id=run.id)
+    assert deliver(github) == NO_FAILURES
+    assert channel_posts(world) == []

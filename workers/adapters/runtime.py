@@ -45,6 +45,7 @@ from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, client_config
 from lockcore.store import Clock, LockStore
 from workers.adapters.github import DEFAULT_TIMEOUT_SECONDS, GitHubClient
 from workers.adapters.history_table import HistoryTable, history_table
+from workers.adapters.ledger import Ledger
 from workers.adapters.pending import DEFAULT_IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE_ENV, PendingRequests
 from workers.adapters.secrets import get_secret
 from workers.adapters.slack import SlackReplies
@@ -76,6 +77,7 @@ class Adapters:
     idempotency: BasePersistenceLayer
     pending: PendingRequests
     history: HistoryTable
+    ledger: Ledger
     send: Callable[..., str]
     """:func:`workers.adapters.queues.enqueue`'s signature: puts a body on a command queue, answers its id."""
 
@@ -125,6 +127,11 @@ def idempotency_store() -> BasePersistenceLayer:
 def pending_requests() -> PendingRequests:
     """Queued requests' envelopes (:mod:`workers.adapters.pending`)."""
     return _installed.pending if _installed is not None else PendingRequests()
+
+
+def ledger() -> Ledger:
+    """What was already told and started (:mod:`workers.adapters.ledger`), in the idempotency table."""
+    return _installed.ledger if _installed is not None else Ledger()
 
 
 def history() -> HistoryTable:

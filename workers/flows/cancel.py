@@ -19,19 +19,23 @@ it; this worker decides:
    — a redelivered cancel whose first delivery freed the lock and handed it to the next in line — and is left
    alone. A lock this very cancel already force-released (a delivery that died before it cancelled the run) has
    its run cancelled if it still goes.
-4. **Release the lock, then cancel the run.** One conditional write on the token that was read — force-release,
-   because it is the operation that records who ended the lock and why (``releasedBy`` = the canceller's user id,
-   ``releaseReason`` = ``cancelled from Slack by <name>``); if the lock moved on in the meantime, nothing is
-   released and the run is not touched. Then ``POST …/runs/{id}/cancel``. In this order because GitHub reports
-   the cancelled run at once: its ``completed`` event then finds the lock already released and says nothing, where
-   the other order would race it to the lock and tell the channel "build failed (cancelled)" besides. If GitHub
-   then fails to cancel, the lock is free and the run goes on without it — the user is told to cancel it in
-   GitHub; a deploy run's fencing check (``chatops locks check``) already refuses its token.
-5. **The channel is told** (the reply ``in_channel``, and the lock's channel if the command came from another).
-   A release the store answers as a repeat (this user's release had already taken effect: the write's first
-   answer lost and retried, or a redelivery that read the lock before the first release) goes on the same way —
-   the run is still cancelled and the request the lock was handed to still dispatched; only the metric is not
-   counted twice.
+4. **Keep that it started, release the lock, cancel the run, tell.** Before its first effect the cancel keeps the
+   lock as it read it and the run it means to cancel (:class:`workers.adapters.ledger.Ledger`, under its request
+   id); a redelivery that finds that record does not decide again but finishes from it, repeating each step —
+   which is safe for each: the release is answered as a repeat (with the hand-off it made, while the next holder
+   still holds the lock), GitHub answers 409 for a run already cancelled, and the news is told unless the ledger
+   shows it was. So a crash between any two effects is finished by the redelivery.
+   The release is one conditional write on the token that was read — force-release, because it is the operation
+   that records who ended the lock and why (``releasedBy`` = the canceller's user id, ``releaseReason`` =
+   ``cancelled from Slack by <name>``); if the lock moved on in the meantime, nothing is released and the run is
+   not touched. Then ``POST …/runs/{id}/cancel``. In this order because GitHub reports the cancelled run at once:
+   its ``completed`` event then finds the lock already released and says nothing, where the other order would
+   race it to the lock and tell the channel "build failed (cancelled)" besides. If GitHub then fails to cancel,
+   the lock is free and the run goes on without it — the user is told to cancel it in GitHub; a deploy run's
+   fencing check (``chatops locks check``) already refuses its token.
+5. **The channel is told** (the reply ``in_channel``, and the lock's channel if the command came from another),
+   through the one follow-up after a freeing write (:func:`workers.flows.handoff.follow_up`): the hand-off
+   dispatched, the coalesced requesters and the watchers told.
 
 GitHub then reports the run ``completed``/``cancelled``; that event finds the lock already released and changes
 nothing.
@@ -40,7 +44,7 @@ nothing.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -50,6 +54,7 @@ from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient, GitHubError
+from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GroupLookupFailed
 from workers.flows import handoff
@@ -170,16 +175,27 @@ def freed_by(record: LockRecord, envelope: CommandEnvelope) -> bool:
     )
 
 
+def started_body(record: LockRecord, run: int | None) -> dict[str, Any]:
+    """What a cancel keeps before its first effect: the lock as it read it, and the run it cancels."""
+    return {"lock": dict(record.to_item()), "runId": run}
+
+
+def started_of(body: dict[str, Any]) -> tuple[LockRecord, int | None]:
+    run = body.get("runId")
+    return LockRecord.from_item(body["lock"]), run if isinstance(run, int) else None
+
+
 def force_release_reason(user_name: str, user_id: str) -> str:
     return f"cancelled from Slack by {user_name or user_id}"
 
 
 # ------------------------------------------------------------------------------------------------ the work
 class CancelWorker:
-    def __init__(self, config: Config, store: LockStore, github: GitHubClient) -> None:
+    def __init__(self, config: Config, store: LockStore, github: GitHubClient, ledger: Ledger | None = None) -> None:
         self.config = config
         self.store = store
         self.github = github
+        self.ledger = ledger or runtime.ledger()
 
     def cancel(self, envelope: CommandEnvelope, command: Cancel) -> Cancelled:
         lock_key = lock_key_of(command, self.config)
@@ -190,11 +206,16 @@ class CancelWorker:
 
     def _cancel(self, envelope: CommandEnvelope, command: Cancel, lock_key: str) -> Cancelled:
         try:
-            record = self.store.get(lock_key)
-        except LockStoreError as error:
-            runtime.logger.error("cancel: the lock table did not answer", reason=str(error))
+            started = self.ledger.started(envelope.request_id)
+            record = self.store.get(lock_key) if started is None else None
+        except (LockStoreError, *LedgerError) as error:
+            runtime.logger.error("cancel: a table did not answer", reason=str(error))
             self._reply(envelope, store_unavailable(f"look up `{lock_key}`"))
             return Cancelled.STORE_FAILED
+        if started is not None:
+            # A delivery of this very cancel started: finish what it began, from the lock as it read it.
+            runtime.logger.warning("cancel: redelivered after it started; finishing it")
+            return self._finish(envelope, *started_of(started))
         now = self.store.now()
         if record is not None and freed_by(record, envelope):
             return self._after_own_release(envelope, record, now)
@@ -210,17 +231,21 @@ class CancelWorker:
         refused = self._refusal(envelope, command, record)
         if refused is not None:
             return refused
-        run = self._run_to_cancel(envelope, command, record, now)
-        if isinstance(run, Cancelled):
-            return run
-        released = self._release(envelope, record, now)
-        if released is not Cancelled.DONE:
-            return released
-        return self._cancel_and_announce(envelope, record, run, now)
+        to_cancel = self._run_to_cancel(envelope, command, record, now)
+        if isinstance(to_cancel, Cancelled):
+            return to_cancel
+        try:
+            self.ledger.start(envelope.request_id, started_body(record, to_cancel))
+        except LedgerError as error:  # nothing done yet: the user may simply try again
+            runtime.logger.error("cancel: could not keep that it started", reason=str(error))
+            self._reply(envelope, store_unavailable(f"cancel the run under `{lock_key}`"))
+            return Cancelled.STORE_FAILED
+        return self._finish(envelope, record, to_cancel)
 
     def _after_own_release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> Cancelled:
-        """A delivery of this very cancel freed the lock already; if it died before cancelling the run, the run
-        is still going: cancel it now. Else there is nothing more to do."""
+        """A delivery of this very cancel freed the lock already, and kept no record of starting (one that began
+        before cancels kept it); if it died before cancelling the run, the run is still going: finish now. Else
+        there is nothing more to do."""
         run_id = noted_run_id(record)
         try:
             going = run_id is not None and not self.github.get_run(self.config.github.repository, run_id).completed
@@ -232,16 +257,33 @@ class CancelWorker:
             self._reply(envelope, Message(nothing_to_cancel(record.lock_key, record, now)))
             return Cancelled.NOTHING_HELD
         runtime.logger.warning("cancel: the lock was freed by this cancel, its run still goes: cancelling it")
-        return self._cancel_and_announce(envelope, record, run_id, now)
+        return self._finish(envelope, record, run_id)
 
-    def _cancel_and_announce(
-        self, envelope: CommandEnvelope, record: LockRecord, run: int | None, now: int
-    ) -> Cancelled:
+    def _finish(self, envelope: CommandEnvelope, record: LockRecord, run: int | None) -> Cancelled:
+        """Release the lock read as ``record``, cancel the run, tell: each step safe to repeat, so a redelivery
+        that died after any of them runs them all again — a release answered as a repeat, a cancel of a finished
+        run answered 409, the news told unless the ledger shows it was."""
+        released = self._release(envelope, record, self.store.now())
+        if isinstance(released, Cancelled):
+            return released
         not_cancelled = self._cancel_run(run) if run is not None else None
-        text = cancelled_text(record, envelope.user_id, now)
-        if not_cancelled is not None:
-            text += f" ⚠️ But GitHub did not cancel the run ({not_cancelled}): cancel it there."
-        self._announce(envelope, record, Message.in_channel(text))
+        now = self.store.now()
+
+        def news(let_go: LockRecord) -> str:
+            text = cancelled_text(let_go, envelope.user_id, now)
+            if not_cancelled is not None:
+                text += f" ⚠️ But GitHub did not cancel the run ({not_cancelled}): cancel it there."
+            return text
+
+        handoff.follow_up(
+            released,
+            self.config,
+            runtime.slack_replies(),
+            seen=record,
+            news=news,
+            announce=lambda message: self._announce(envelope, record, message),
+            ledger=self.ledger,
+        )
         return Cancelled.DONE if not_cancelled is None else Cancelled.RUN_NOT_CANCELLED
 
     def _refusal(self, envelope: CommandEnvelope, command: Cancel, record: LockRecord) -> Cancelled | None:
@@ -294,8 +336,9 @@ class CancelWorker:
         runtime.logger.info("run cancelled in GitHub" if accepted else "run had just finished", run_id=run_id)
         return None
 
-    def _release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> Cancelled:
-        """Free the lock, recording who and why; answered here unless it took effect (:attr:`Cancelled.DONE`)."""
+    def _release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> m.ForceReleased | Cancelled:
+        """Free the lock, recording who and why — or recognise that this cancel did (a repeat: a lost answer, a
+        redelivery); anything else is answered here."""
         lock_key = record.lock_key
         reason = force_release_reason(envelope.user_name, envelope.user_id)
         try:
@@ -307,23 +350,20 @@ class CancelWorker:
         if isinstance(released, m.NotHolder):
             self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
             return Cancelled.LOCK_MOVED
-        # The next in line is dispatched and the watchers told. A repeat — the same user's release had already
-        # taken effect: this write's first answer lost and retried, or a cancel pressed twice — goes on the same
-        # way, so the run is still cancelled and nobody waiting is dropped (each step is safe to repeat).
-        handoff.follow_up(released, self.config, runtime.slack_replies())
         if not released.repeated:
             runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)
-        return Cancelled.DONE
+        return released
 
     def _reply(self, envelope: CommandEnvelope, message: Message) -> bool:
         return runtime.slack_replies().reply(envelope.response_url, message, correlation_id=envelope.correlation_id)
 
-    def _announce(self, envelope: CommandEnvelope, record: LockRecord, news: Message) -> None:
+    def _announce(self, envelope: CommandEnvelope, record: LockRecord, news: Message) -> bool:
         """In the channel the cancel came from (the reply, in_channel), and in the lock's own if it differs."""
         told = self._reply(envelope, news)
         channel = record.notes.get("channelId", "")
         if channel and (channel != envelope.channel_id or not told):
-            runtime.slack_replies().post_message(channel, news, correlation_id=envelope.correlation_id)
+            return runtime.slack_replies().post_message(channel, news, correlation_id=envelope.correlation_id)
+        return told
 
 
 def handle(envelope: CommandEnvelope, command: Cancel, *, config: Config, store: LockStore) -> Cancelled:

@@ -23,6 +23,7 @@ dispatches, its lease ends it, and the reaper's expire hands it to the next in l
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,11 +31,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lockcore import machine as m
 from lockcore.record import LockRecord
 from workers.adapters import runtime
+from workers.adapters.ledger import Ledger
 from workers.adapters.pending import PendingRequests
 from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.slack import SlackReplies
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.freeing import as_let_go, news_of, told_key
 from workers.protocol.message import Message, escape
 
 HANDED_OFF: Final = "handedOff"
@@ -67,11 +70,59 @@ def free_text(record: LockRecord) -> str:
     return f"🔓 `{escape(record.lock_key)}` is free now ({record.status.value}) — you asked to be told."
 
 
-def follow_up(freed: m.Freed, config: Config, slack: SlackReplies, pending: PendingRequests | None = None) -> None:
-    """After a write that freed the lock (or its repeat): the request it was handed to is dispatched
-    (:func:`pass_on`) and the watchers it named are told (:func:`tell_watchers`). Both are safe to repeat."""
+def follow_up(
+    freed: m.Freed,
+    config: Config,
+    slack: SlackReplies,
+    pending: PendingRequests | None = None,
+    *,
+    seen: LockRecord | None = None,
+    news: Callable[[LockRecord], str] | None = None,
+    announce: Callable[[Message], object] | None = None,
+    ledger: Ledger | None = None,
+) -> bool:
+    """The one step after a write that freed the lock — or its repeat, which does the same:
+
+    1. the request the lock was handed to is dispatched (:func:`pass_on`; the queue and the build worker
+       deduplicate it, so it is safe to repeat);
+    2. unless the ledger shows this holding's news was told already: the channel hears ``news`` (rendered from
+       the lock as its holder let go, :func:`workers.protocol.freeing.as_let_go`, with whom it was handed to), the
+       requesters coalesced into the holder's run hear it too, the watchers hear that the lock is free; then the
+       ledger keeps that they were told.
+
+    ``seen``: the lock as the caller read it before the write. ``news``: ``None`` when the caller tells its own
+    requester (the build worker's failed dispatch). ``announce``: where the channel hears it (default: the lock's
+    channel, ``chat.postMessage``). Whether anything was told now (``False``: told before, or nothing to tell).
+    """
     pass_on(freed.handed_to, config, pending)
-    tell_watchers(freed.record, freed.notify, slack)
+    let_go = as_let_go(freed, seen)
+    said = news_of(news(let_go), freed.handed_to) if news is not None else None
+    if said is None and not freed.notify:
+        return False
+    ledger = ledger or runtime.ledger()
+    key = told_key(let_go)
+    if freed.repeated and ledger.told(key):
+        runtime.logger.info("the freeing write was told already", told_key=key)
+        return False
+    if said is not None:
+        message = Message.in_channel(said.channel)
+        if announce is not None:
+            announce(message)
+        else:
+            tell_channel(let_go, message, slack)
+        tell_coalesced(let_go, said.coalesced, slack, pending)
+    tell_watchers(let_go, freed.notify, slack)
+    ledger.mark_told(key)
+    return True
+
+
+def tell_channel(record: LockRecord, message: Message, slack: SlackReplies) -> bool:
+    """``chat.postMessage`` to the channel the command came from (the ``channelId`` note)."""
+    channel = record.notes.get("channelId", "")
+    if not channel:
+        runtime.logger.warning("no channel noted on the lock: the channel is not told", text=message.text)
+        return False
+    return slack.post_message(channel, message, correlation_id=record.correlation_id or "")
 
 
 def tell_watchers(record: LockRecord, notify: tuple[str, ...], slack: SlackReplies) -> int:

@@ -32,6 +32,7 @@ second, :class:`RunLocks`, performs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,13 +45,14 @@ from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient
+from workers.adapters.ledger import Ledger
 from workers.adapters.pending import PendingRequests
 from workers.adapters.slack import SlackReplies
 from workers.flows import handoff
 from workers.protocol.config import Action, Config
 from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_date
 from workers.protocol.envelope import WorkflowRunEnvelope
-from workers.protocol.message import Message, escape
+from workers.protocol.message import escape
 from workers.protocol.render import duration
 from workers.protocol.workflow import Run
 
@@ -253,15 +255,6 @@ def expired_text(record: LockRecord, cause: ExpiryCause, now: int) -> str:
     )
 
 
-def handed_text(handed: m.HandOff) -> str:
-    """``⏭️ Handed to bob, next in line (token 8).``"""
-    asker = handed.entry.requesters[0]
-    who = f"<@{asker.user}>" if _USER_ID.fullmatch(asker.user) else (asker.name or f"request {asker.owner}")
-    more = len(handed.entry.requesters) - 1
-    also = f" (and {more} identical request{'s' if more > 1 else ''})" if more else ""
-    return f"⏭️ Handed to {who}{also}, next in line (token {handed.record.token})."
-
-
 # ------------------------------------------------------------------------------------------------- acting
 class Effect(StrEnum):
     """What one look at a lock did."""
@@ -290,51 +283,49 @@ class RunLocks:
     """
 
     def __init__(
-        self, config: Config, store: LockStore, slack: SlackReplies, pending: PendingRequests | None = None
+        self,
+        config: Config,
+        store: LockStore,
+        slack: SlackReplies,
+        pending: PendingRequests | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.slack = slack
         self.pending = pending
-
-    def pass_on(self, handed: m.HandOff | None) -> str:
-        """Dispatch for the request the lock was handed to (:mod:`workers.flows.handoff`); the channel's extra line."""
-        if handed is None:
-            return ""
-        handoff.pass_on(handed, self.config, self.pending)
-        return f" {handed_text(handed)}"
+        self.ledger = ledger
 
     def finish(self, record: LockRecord, run: RunReport, *, seen_by: str) -> Effect:
-        """The run completed: release its lock with the run's outcome, and tell the channel once."""
+        """The run completed: release its lock with the run's outcome, and tell the channel the result — a repeat
+        (the first answer lost, a duplicate event) the same result, unless it was told already."""
         outcome = outcome_of(run.conclusion)
         released = self.store.release(record.lock_key, record.owner, record.token, outcome, seen=record)
         log = runtime.logger
         if isinstance(released, m.NotHolder):
             log.info("lock not released: it moved on", reason=released.reason.value, seen_by=seen_by)
             return Effect.REFUSED
+        now = self.store.now()
         if released.repeated:
             log.info("lock already released with this outcome", outcome=outcome.value, seen_by=seen_by)
-            # the channel was told or not; the next in line is dispatched and the watchers told, again if need be
-            handoff.follow_up(released, self.config, self.slack, self.pending)
-            return Effect.ALREADY_RELEASED
-        after = released.record
-        now = self.store.now()
-        log.info(
-            "lock released: the run ended",
-            outcome=outcome.value,
-            conclusion=run.conclusion,
-            run_id=run.run_id,
-            token=after.token,
-            seen_by=seen_by,
-        )
-        runtime.metrics.add_metric(name=RELEASED_METRIC, unit=MetricUnit.Count, value=1)
-        runtime.metrics.add_metric(name=OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=1)
-        runtime.metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=held_for(after, now))
-        text = result_text(after, run, now)
-        self.tell(after, text + self.pass_on(released.handed_to))
-        handoff.tell_coalesced(after, text, self.slack, self.pending)
-        handoff.tell_watchers(after, released.notify, self.slack)
-        return Effect.RELEASED
+        else:
+            log.info(
+                "lock released: the run ended",
+                outcome=outcome.value,
+                conclusion=run.conclusion,
+                run_id=run.run_id,
+                token=released.record.token,
+                seen_by=seen_by,
+            )
+            runtime.metrics.add_metric(name=RELEASED_METRIC, unit=MetricUnit.Count, value=1)
+            runtime.metrics.add_metric(name=OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=1)
+            held = held_for(released.record, now)
+            runtime.metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=held)
+        self.follow_up(released, record, lambda let_go: result_text(let_go, run, now))
+        return Effect.ALREADY_RELEASED if released.repeated else Effect.RELEASED
+
+    def follow_up(self, freed: m.Freed, seen: LockRecord, news: Callable[[LockRecord], str]) -> bool:
+        return handoff.follow_up(freed, self.config, self.slack, self.pending, seen=seen, news=news, ledger=self.ledger)
 
     def renew(self, record: LockRecord) -> Effect:
         """Extend the lease by the command's lease, if it is due (:func:`renewal_due`)."""
@@ -356,29 +347,17 @@ class RunLocks:
         return Effect.EXTENDED
 
     def expire(self, record: LockRecord, cause: ExpiryCause) -> Effect:
-        """Record the lapsed lease as EXPIRED (only while nobody took the lock since) and tell the channel once."""
+        """Record the lapsed lease as EXPIRED (only while nobody took the lock since) and tell the channel — a
+        repeat the same, unless it was told already."""
         expired = self.store.expire(record.lock_key, record.token, seen=record)
         if isinstance(expired, m.NotHolder):
             runtime.logger.info("lock not expired", reason=expired.reason.value)
             return Effect.REFUSED
         if expired.repeated:
             runtime.logger.info("lock already expired", token=record.token)
-            handoff.follow_up(expired, self.config, self.slack, self.pending)
-            return Effect.ALREADY_EXPIRED
-        runtime.logger.warning("lock expired: its lease lapsed", cause=cause.name, token=record.token)
-        runtime.metrics.add_metric(name=EXPIRED_METRIC, unit=MetricUnit.Count, value=1)
-        text = expired_text(expired.record, cause, self.store.now())
-        if expired.handed_to is not None:
-            text = text.removesuffix(" The lock is free again.")
-        self.tell(expired.record, text + self.pass_on(expired.handed_to))
-        handoff.tell_coalesced(expired.record, text, self.slack, self.pending)
-        handoff.tell_watchers(expired.record, expired.notify, self.slack)
-        return Effect.EXPIRED
-
-    def tell(self, record: LockRecord, text: str) -> bool:
-        """``chat.postMessage`` to the channel the command came from (the ``channelId`` note)."""
-        channel = record.notes.get("channelId", "")
-        if not channel:
-            runtime.logger.warning("no channel noted on the lock: the channel is not told", text=text)
-            return False
-        return self.slack.post_message(channel, Message.in_channel(text), correlation_id=record.correlation_id or "")
+        else:
+            runtime.logger.warning("lock expired: its lease lapsed", cause=cause.name, token=record.token)
+            runtime.metrics.add_metric(name=EXPIRED_METRIC, unit=MetricUnit.Count, value=1)
+        now = self.store.now()
+        self.follow_up(expired, record, lambda let_go: expired_text(let_go, cause, now))
+        return Effect.ALREADY_EXPIRED if expired.repeated else Effect.EXPIRED

@@ -17,8 +17,9 @@ the buttons of the unlock prompt). For each:
   the reason ``force unlock from Slack by <name>``. The channel is told (``chat.postMessage``; when the bot cannot
   post there, the interaction's ``response_url`` ``in_channel``) and the prompt is replaced by the result. A token
   that moved on (the lock was released, or taken again) releases nothing and says who holds it now. Pressing
-  the button twice — or a redelivery — finds the release already done by the same admin: the prompt says so,
-  the channel is not told twice.
+  the button twice — or a redelivery — finds the release already done by the same admin: the channel is told
+  as the first would have told it unless it was (:func:`workers.flows.handoff.follow_up`), and the prompt says
+  which.
 - **unlock.cancel** — the prompt is replaced by "Unlock cancelled."; nothing is written.
 - **cancel** (``/build cancel <component> <env>``) — the holder's or an admin's: :mod:`workers.flows.cancel`.
 - **history**, **stats** (``/build history <component> <env>``, ``/build stats [days]``): :mod:`workers.flows.insights`.
@@ -324,31 +325,31 @@ def force_release_reason(user_name: str, user_id: str) -> str:
     return f"force unlock from Slack by {user_name or user_id}"
 
 
-@dataclass(frozen=True)
-class ConfirmAnswer:
-    """What a press of *Force unlock* leads to: the prompt's replacement, and news for the channel, if any."""
-
-    replacement: Message
-    announcement: Message | None = None
+def force_unlocked_text(record: LockRecord, admin_id: str) -> str:
+    """The channel's news, from the lock as it was let go: ``🔓 <@U0ADMIN> force-unlocked `key` (was held by …)``."""
+    was = f"was held by {holder(record)} since {since(record)}, token {record.token}"
+    return f"🔓 <@{admin_id}> force-unlocked `{escape(record.lock_key)}` ({was})."
 
 
-def answer_confirm(target: UnlockTarget, admin_id: str, outcome: m.ForceReleaseOutcome, now: int) -> ConfirmAnswer:
+def answer_confirm(
+    target: UnlockTarget, outcome: m.ForceReleaseOutcome, reason: str, now: int, *, told: bool
+) -> Message:
+    """The prompt's replacement. ``told``: the channel heard of this force-release now — the first answer, or a
+    repeat of it whose first answer was lost before anyone was told; a repeat that finds it told says so."""
     key = escape(target.lock_key)
     match outcome:
-        case m.ForceReleased(record, repeated=True):
-            text = f"✅ `{key}` was already force-released by you (token {record.token}); nothing more to do."
-            return ConfirmAnswer(Message(text, replace_original=True))
-        case m.ForceReleased(record):
-            was = f"was held by {holder(record)} since {since(record)}, token {record.token}"
-            news = f"🔓 <@{admin_id}> force-unlocked `{key}` ({was})."
+        case m.ForceReleased(record) if told:
             done = (
                 f"✅ Force-released `{key}` (token {record.token}), recorded as FORCE_RELEASED by you: "
-                f"“{escape(record.release_reason or '')}”. The channel has been told."
+                f"“{escape(reason)}”. The channel has been told."
             )
-            return ConfirmAnswer(Message(done, replace_original=True), Message.in_channel(news))
+            return Message(done, replace_original=True)
+        case m.ForceReleased(record):
+            text = f"✅ `{key}` was already force-released by you (token {record.token}); nothing more to do."
+            return Message(text, replace_original=True)
         case m.NotHolder(current=current):
             text = f"⚠️ The lock `{key}` changed since (now {standing(current, now)}); nothing was released."
-            return ConfirmAnswer(Message(text, replace_original=True))
+            return Message(text, replace_original=True)
     raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
 
 
@@ -526,22 +527,33 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         return
     reason = force_release_reason(envelope.user_name, envelope.user_id)
     try:
-        outcome = store.force_release(target.lock_key, target.token, by=envelope.user_id, reason=reason)
+        # Read first: the channel's news names the holder as it let go, even when the write hands the lock on and
+        # its answer is lost (the repeat then finds the next holder's item).
+        read = store.get(target.lock_key)
+        seen = read if read is not None and read.token == target.token else None
+        outcome = store.force_release(target.lock_key, target.token, by=envelope.user_id, reason=reason, seen=seen)
     except LockStoreError as error:
         runtime.logger.error(
             "force-release: the lock table did not answer", lock_key=target.lock_key, reason=str(error)
         )
         _reply(envelope.response_url, force_release_failed(target), cid)
         return
-    answer = answer_confirm(target, envelope.user_id, outcome, store.now())
+    told = isinstance(outcome, m.ForceReleased) and handoff.follow_up(
+        outcome,
+        config,
+        runtime.slack_replies(),
+        seen=seen,
+        news=lambda let_go: force_unlocked_text(let_go, envelope.user_id),
+        announce=lambda news: _announce(envelope, news),
+    )
     released = isinstance(outcome, m.ForceReleased) and not outcome.repeated
-    if isinstance(outcome, m.ForceReleased):
-        handoff.follow_up(outcome, config, runtime.slack_replies())  # the next in line is dispatched
     runtime.logger.info(
         "force-release answered",
         lock_key=target.lock_key,
         token=target.token,
         outcome=type(outcome).__name__,
+        repeated=isinstance(outcome, m.ForceReleased) and outcome.repeated,
+        told=told,
         refusal=outcome.reason.value if isinstance(outcome, m.NotHolder) else None,
     )
     runtime.metrics.add_metric(
@@ -549,16 +561,14 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         unit=MetricUnit.Count,
         value=1,
     )
-    if answer.announcement is not None:
-        _announce(envelope, answer.announcement)
-    _reply(envelope.response_url, answer.replacement, cid)
+    _reply(envelope.response_url, answer_confirm(target, outcome, reason, store.now(), told=told), cid)
 
 
-def _announce(envelope: InteractionEnvelope, news: Message) -> None:
+def _announce(envelope: InteractionEnvelope, news: Message) -> bool:
     """Tell the channel: ``chat.postMessage``; when the bot may not post there, the ``response_url`` in_channel."""
     replies = runtime.slack_replies()
     cid = envelope.correlation_id
     if envelope.channel_id and replies.post_message(envelope.channel_id, news, correlation_id=cid):
-        return
+        return True
     runtime.logger.warning("channel not told through chat.postMessage; trying the response_url in_channel")
-    replies.reply(envelope.response_url, news, correlation_id=cid)
+    return replies.reply(envelope.response_url, news, correlation_id=cid)

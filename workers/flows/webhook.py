@@ -14,8 +14,10 @@ as a :class:`~workers.protocol.envelope.WorkflowRunEnvelope`. Per event:
    ``requested`` / ``in_progress`` — renew the lease if less than half of it is left
    (:meth:`workers.flows.runlock.RunLocks.renew`).
 
-Duplicate deliveries (GitHub retries, SQS at-least-once, the reaper having seen the end first) find the lock
-already released with the same outcome — a repeat, not news — and the channel is told once.
+Duplicate deliveries (GitHub retries, SQS at-least-once, the reaper having seen the end first) and a redelivery
+whose release took effect but whose answer was lost find the lock already released by this run with the same
+outcome: the release again is a repeat, and the result is told from the released lock — once, where the ledger
+shows it was told (:func:`workers.flows.handoff.follow_up`).
 
 A lock table that does not answer fails the record, and SQS brings it back (then the DLQ); the reaper catches a
 run whose event ended there.
@@ -29,9 +31,10 @@ from lockcore.record import Status
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.slack import SlackReplies
-from workers.flows.runlock import Effect, RunLocks, RunReport, not_this_runs_lock
+from workers.flows.runlock import Effect, RunLocks, RunReport, not_this_runs_lock, outcome_of
 from workers.protocol.config import Config
 from workers.protocol.envelope import WorkflowRunEnvelope
+from workers.protocol.freeing import released_by_this_run
 from workers.protocol.workflow import parse_run_name
 
 RENEWING_ACTIONS: Final = frozenset({"requested", "in_progress"})
@@ -64,8 +67,12 @@ class WebhookWorker:
                 return Effect.IGNORED
             run = RunReport.of_event(event)
             if event.action == "completed":
-                if record.status not in _UNRELEASED:  # released already, under this very token: a repeat
+                if record.status not in _UNRELEASED and not released_by_this_run(
+                    record, correlation_id, event.run_id, outcome_of(run.conclusion)
+                ):  # freed otherwise (a cancel, a force-unlock): that write told its own news
                     runtime.logger.info("lock already released", status=record.status.value)
                     return Effect.ALREADY_RELEASED
+                # Still held; or released by this run already, whose answer may have been lost before anybody
+                # told the result: the release again is answered as a repeat, told unless it was told.
                 return self.locks.finish(record, run, seen_by="webhook")
             return self.locks.renew(record)

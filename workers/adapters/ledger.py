@@ -1,0 +1,89 @@
+"""What a worker already did, for its repeat to read: small records in the idempotency table.
+
+- **told** — ``chatops.told#<lock key>#<token>``: the news of a freeing write was told (the channel, the
+  coalesced requesters, the watchers). Put *after* telling, so a crash in between tells again (at least once);
+  read before telling a repeat, so one that finds it tells nothing twice.
+- **started** — ``chatops.cancel#<request id>``: a cancel's first delivery, before its first effect, keeps the
+  lock as it read it and the run it means to cancel; a redelivery finishes from there.
+
+A table that does not answer is logged: a telling is then done again rather than lost, and a cancel is answered
+that it could not start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Final
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lockcore.dynamodb import client_config
+from workers.adapters.pending import DEFAULT_IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE_ENV
+
+TOLD_PREFIX: Final = "chatops.told#"
+STARTED_PREFIX: Final = "chatops.cancel#"
+KEPT_SECONDS: Final = 2 * 24 * 3600
+"""Longer than any redelivery (the queues keep a message 4 days at most, but a DLQ is not redelivered by itself)."""
+
+_log = Logger(service="chatops")  # the workers' one logger: Powertools shares it by service name
+
+LedgerError = (BotoCoreError, ClientError)
+
+
+class Ledger:
+    """The idempotency table's records of what was done (its TTL, ``expiration``, removes them)."""
+
+    def __init__(self, table: str | None = None, *, clock: Any = time.time) -> None:
+        self.table = table or os.environ.get(IDEMPOTENCY_TABLE_ENV) or DEFAULT_IDEMPOTENCY_TABLE
+        self.clock = clock
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("dynamodb", config=client_config())
+        return self._client
+
+    # ------------------------------------------------------------------------------------------------- told
+    def told(self, key: str) -> bool:
+        """The news under ``key`` was told; ``False`` also when the table cannot say (then it is told again)."""
+        try:
+            return self._get(TOLD_PREFIX + key) is not None
+        except LedgerError as error:
+            _log.error("the ledger could not say whether the news was told", key=key, reason=str(error))
+            return False
+
+    def mark_told(self, key: str) -> None:
+        try:
+            self._put(TOLD_PREFIX + key, {})
+        except LedgerError as error:  # a repeat tells it again: at least once
+            _log.error("the ledger could not keep that the news was told", key=key, reason=str(error))
+
+    # ---------------------------------------------------------------------------------------------- started
+    def start(self, request_id: str, body: dict[str, Any]) -> None:
+        """Raises ``BotoCoreError``/``ClientError``: what cannot be kept must not be started."""
+        self._put(STARTED_PREFIX + request_id, {"body": {"S": json.dumps(body, ensure_ascii=False)}})
+
+    def started(self, request_id: str) -> dict[str, Any] | None:
+        """Raises ``BotoCoreError``/``ClientError``."""
+        item = self._get(STARTED_PREFIX + request_id)
+        body = (item or {}).get("body", {}).get("S")
+        if not isinstance(body, str):
+            return None
+        kept = json.loads(body)
+        return kept if isinstance(kept, dict) else None
+
+    # ------------------------------------------------------------------------------------------------- wire
+    def _get(self, item_id: str) -> dict[str, Any] | None:
+        answer = self.client.get_item(TableName=self.table, Key={"id": {"S": item_id}}, ConsistentRead=True)
+        item = answer.get("Item")
+        return item if isinstance(item, dict) else None
+
+    def _put(self, item_id: str, attributes: dict[str, Any]) -> None:
+        expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
+        item = {"id": {"S": item_id}, **attributes, "expiration": expiration}
+        self.client.put_item(TableName=self.table, Item=item)
