@@ -162,7 +162,7 @@ def test_a_busy_deploy_names_the_holders_commit(config: Config) -> None:
 
 
 def test_a_date_on_another_day_carries_the_day_in_its_fallback() -> None:
-    assert d.slack_date(NOW + 86_400, NOW).endswith(f"|{iso(NOW + 86_400)[:10]} {iso(NOW)[11:16]} UTC>")
+    assert d.slack_time(NOW + 86_400, NOW).endswith(f"|{iso(NOW + 86_400)[:10]} {iso(NOW)[11:16]} UTC>")
 
 
 def test_the_start_messages(config: Config) -> None:

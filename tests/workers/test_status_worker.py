@@ -33,6 +33,7 @@ from workers.handlers import router
 from workers.handlers import status as status_lambda
 from workers.local.motoserver import LOCAL_CREDENTIALS
 from workers.local.slack import PostedMessage, SlackStandIn
+from workers.protocol import render
 from workers.protocol.commands import Command, Echo, LockStatus, Unlock
 from workers.protocol.config import Action, Queue
 from workers.protocol.envelope import UNLOCK_CANCEL_ACTION, UNLOCK_CONFIRM_ACTION, CommandEnvelope, InteractionEnvelope
@@ -565,7 +566,7 @@ def lock(**changes: Any) -> LockRecord:
     ],
 )
 def test_where_a_lock_stands_in_a_few_words(record: LockRecord | None, expected: str) -> None:
-    assert status.standing(record, NOW).startswith(expected)
+    assert render.standing(record, NOW).startswith(expected)
 
 
 @pytest.mark.parametrize(
@@ -577,7 +578,7 @@ def test_where_a_lock_stands_in_a_few_words(record: LockRecord | None, expected:
     ],
 )
 def test_a_holder_without_a_slack_user_is_named_as_well_as_the_record_allows(record: LockRecord, expected: str) -> None:
-    assert status.holder(record) == expected
+    assert render.holder(record) == expected
 
 
 @pytest.mark.parametrize(

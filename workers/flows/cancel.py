@@ -51,15 +51,15 @@ from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient, GitHubError
 from workers.adapters.secrets import SecretUnavailable
-from workers.adapters.usergroups import GroupLookupFailed
+from workers.adapters.usergroups import GroupLookupFailed, member_groups
 from workers.flows import handoff
 from workers.flows.runlock import action_of, find_unnoted_run, link_of, noted_run_id, requester, started, target_of
-from workers.flows.status import is_admin, standing, store_unavailable
-from workers.protocol.commands import Cancel, Refused, describe, refusal_text
+from workers.protocol.commands import Cancel, Refused, describe, is_admin, refusal_text
 from workers.protocol.config import Action, Audience, Config
 from workers.protocol.dispatch import DISPATCHING
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.message import Message, escape
+from workers.protocol.render import standing, store_unavailable
 
 CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
 _CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})
@@ -249,7 +249,8 @@ class CancelWorker:
         if envelope.user_id == record.locked_by:
             return None
         try:
-            if is_admin(self.config, envelope.user_id):
+            admins = self.config.authorization.admins
+            if is_admin(self.config, envelope.user_id, member_groups(self.config.slack, admins, envelope.user_id)):
                 return None
         except (GroupLookupFailed, SecretUnavailable) as error:
             runtime.logger.error("cancel: admin check failed, user groups unknown", reason=str(error))

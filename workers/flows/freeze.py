@@ -32,14 +32,13 @@ from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.secrets import SecretUnavailable
-from workers.adapters.usergroups import GroupLookupFailed
+from workers.adapters.usergroups import GroupLookupFailed, member_groups
 from workers.flows.history import FREEZE_PREFIX
-from workers.flows.status import frees_at, holder, is_admin, since, standing, store_unavailable
-from workers.protocol.commands import Freeze, Refused, Unfreeze, describe, refusal_text
+from workers.protocol.commands import Freeze, Refused, Unfreeze, describe, is_admin, refusal_text
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.message import Message, escape
-from workers.protocol.render import duration
+from workers.protocol.render import duration, frees_at, holder, since, standing, store_unavailable
 
 FREEZE_SECONDS: Final = 30 * 24 * 3600
 FROZEN_METRIC: Final = "buildWorker.deploy.frozen"
@@ -124,7 +123,9 @@ def handle(envelope: CommandEnvelope, command: Freeze | Unfreeze, *, config: Con
     """One ``/deploy freeze`` or ``unfreeze``, on the status worker. Admins only, checked again here."""
     cid = envelope.correlation_id
     try:
-        admin = is_admin(config, envelope.user_id)
+        admin = is_admin(
+            config, envelope.user_id, member_groups(config.slack, config.authorization.admins, envelope.user_id)
+        )
     except (GroupLookupFailed, SecretUnavailable) as error:
         runtime.logger.error("freeze: admin check failed, user groups unknown", reason=str(error))
         _reply(envelope, Message("⚠️ Sorry, I couldn't check your user groups with Slack just now."))

@@ -34,12 +34,11 @@ from workers.flows.history import (
     HistoryTable,
     history_table,
 )
-from workers.flows.status import slack_date
 from workers.protocol.commands import History, Stats
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.message import Message, escape
-from workers.protocol.render import duration
+from workers.protocol.render import duration, slack_date
 
 HISTORY_SHOWN: Final = 10
 BUSIEST_SHOWN: Final = 5

@@ -47,7 +47,7 @@ from workers.adapters.github import GitHubClient
 from workers.adapters.slack import SlackReplies
 from workers.flows import handoff
 from workers.protocol.config import Action, Config
-from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_date
+from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_time
 from workers.protocol.envelope import WorkflowRunEnvelope
 from workers.protocol.message import Message, escape
 from workers.protocol.render import duration
@@ -198,7 +198,7 @@ def requester(record: LockRecord) -> str:
 def started(record: LockRecord, now: int) -> str:
     """``started by <@U0ALICE> at <!date…>``."""
     try:
-        at = f" at {slack_date(epoch(record.locked_at), now)}"
+        at = f" at {slack_time(epoch(record.locked_at), now)}"
     except ValueError:
         at = ""
     return f"started by {requester(record)}{at}"
@@ -247,7 +247,7 @@ def expired_text(record: LockRecord, cause: ExpiryCause, now: int) -> str:
     noun = "deploy" if action_of(record) is Action.DEPLOY else "build"
     run = f" ({link_of(record)})" if record.notes.get("runId") or record.notes.get("runUrl") else ""
     return (
-        f"⌛ The {noun} lock on {target_of(record)} expired at {slack_date(record.lease_expires_at, now)}: "
+        f"⌛ The {noun} lock on {target_of(record)} expired at {slack_time(record.lease_expires_at, now)}: "
         f"{cause.value}{run}. It was {started(record, now)}. The lock is free again."
     )
 

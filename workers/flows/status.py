@@ -42,19 +42,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lockcore import machine as m
 from lockcore.errors import LockStoreError
-from lockcore.record import LockRecord, epoch
+from lockcore.record import LockRecord
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
-from workers.flows import handoff
+from workers.flows import cancel, freeze, handoff, insights
 from workers.flows.history import FREEZE_PREFIX
 from workers.protocol.commands import (
     Cancel,
@@ -66,8 +65,8 @@ from workers.protocol.commands import (
     Stats,
     Unfreeze,
     Unlock,
-    admits,
     describe,
+    is_admin,
     refusal_text,
 )
 from workers.protocol.config import Audience, Config
@@ -81,7 +80,7 @@ from workers.protocol.envelope import (
     InteractionEnvelope,
 )
 from workers.protocol.message import Message, escape
-from workers.protocol.render import duration
+from workers.protocol.render import frees_at, holder, since, slack_date, standing, store_unavailable
 
 NO_LOCKS = "No builds or deploys hold a lock right now."
 MAX_LOCKS_SHOWN = 40
@@ -127,40 +126,6 @@ def lock_key_of(command: Unlock | Dequeue, config: Config) -> str:
 
 
 # ---------------------------------------------------------------------------------------- mrkdwn pieces
-def slack_date(at: int) -> str:
-    """``<!date^EPOCH^{date_short_pretty} {time}|2026-01-01 10:00 UTC>``: each reader sees their own timezone."""
-    fallback = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{at}^{{date_short_pretty}} {{time}}|{fallback}>"
-
-
-def moment(iso_time: str | None) -> str:
-    """An ISO time from the record as a Slack date; as it is (escaped) if it is not one of ours."""
-    try:
-        return slack_date(epoch(iso_time or ""))
-    except ValueError:
-        return escape(iso_time or "") or "?"
-
-
-def since(record: LockRecord) -> str:
-    return moment(record.locked_at)
-
-
-def frees_at(record: LockRecord, now: int) -> str:
-    """``<!date…> (in 8m12s)`` while the lease runs, ``<!date…> (ended 3m00s ago)`` after."""
-    left = record.lease_expires_at - now
-    relative = f"in {duration(left)}" if left > 0 else f"ended {duration(-left)} ago"
-    return f"{slack_date(record.lease_expires_at)} ({relative})"
-
-
-def holder(record: LockRecord) -> str:
-    """``alice (<@U0ALICE>)``; the user id or the owner alone when that is all the record has."""
-    name = escape(record.locked_by_name)
-    mention = f"<@{record.locked_by}>" if re.fullmatch(r"[UW][A-Z0-9]{2,20}", record.locked_by) else ""
-    if name and mention:
-        return f"{name} ({mention})"
-    return name or mention or escape(record.locked_by) or f"owner `{escape(record.owner) or '?'}`"
-
-
 def run_link(record: LockRecord) -> str:
     """The run the holder started: a link when it noted one, its id, or why there is none yet."""
     url = record.notes.get("runUrl", "")
@@ -173,22 +138,6 @@ def run_link(record: LockRecord) -> str:
     if record.notes.get("dispatchState"):
         return f"not known yet ({escape(record.notes['dispatchState'])})"
     return "none yet"
-
-
-def standing(record: LockRecord | None, now: int) -> str:
-    """Where a lock stands now, in a few words: ``held by bob (<@U0BOB>) since <!date…>, token 4``."""
-    state = m.state_of(record.to_item() if record is not None else None, now)
-    if record is None or state is m.LockState.FREE:
-        return "free: no lock was ever taken under this key"
-    if state is m.LockState.HELD:
-        return f"held by {holder(record)} since {since(record)}, token {record.token}"
-    if state is m.LockState.LAPSED:
-        return f"free: the lease of {holder(record)} ended {slack_date(record.lease_expires_at)}"
-    released = moment(record.released_at)
-    if state is m.LockState.FORCE_RELEASED:
-        by = f"<@{record.released_by}>" if record.released_by else "?"
-        return f"free: force-released by {by} {released}"
-    return f"free: {holder(record)} released it ({record.status.value}) {released}"
 
 
 def _section(text: str, block_id: str | None = None) -> dict[str, Any]:
@@ -210,8 +159,6 @@ def _field(title: str, value: str) -> dict[str, str]:
 def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
     """The facts of one lock, as section fields (Slack allows ten); a freeze's own (:mod:`workers.flows.freeze`)."""
     if record.lock_key.startswith(FREEZE_PREFIX):
-        from workers.flows import freeze  # noqa: PLC0415 — freeze builds on this module: imported when needed
-
         return freeze.freeze_fields(record, now)
     fields = [
         _field("Holder", holder(record)),
@@ -259,11 +206,6 @@ def queue_line(record: LockRecord) -> str:
         more = len(entry.requesters) - 1
         shown.append(f"{position}. {who}" + (f" (+{more} identical)" if more else ""))
     return "⏳ Waiting: " + ", ".join(shown)
-
-
-def store_unavailable(what: str) -> Message:
-    """The one line a user gets when the lock table did not answer."""
-    return Message(f"⚠️ Sorry, I couldn't {what}: the lock table did not answer. Please try again in a moment.")
 
 
 # ------------------------------------------------------------------------------------------------- unlock
@@ -383,18 +325,12 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
             case CommandEnvelope(command=Unlock() as command):
                 _unlock(envelope, command, config, store)
             case CommandEnvelope(command=Cancel() as command):
-                from workers.flows import cancel  # noqa: PLC0415 — cancel builds on this module: imported when needed
-
                 cancel.handle(envelope, command, config=config, store=store)
             case CommandEnvelope(command=Dequeue() as command):
                 _dequeue(envelope, command, config, store)
             case CommandEnvelope(command=History() | Stats() as command):
-                from workers.flows import insights  # noqa: PLC0415 — builds on this module too
-
                 insights.handle(envelope, command, config=config, now=store.now())
             case CommandEnvelope(command=Freeze() | Unfreeze() as command):
-                from workers.flows import freeze  # noqa: PLC0415 — builds on this module too
-
                 freeze.handle(envelope, command, config=config, store=store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CONFIRM_ACTION:
                 _confirm(envelope, config, store)
@@ -475,19 +411,10 @@ def _dequeue(envelope: CommandEnvelope, command: Dequeue, config: Config, store:
     _reply(envelope.response_url, Message(dequeued_text(lock_key, left)), envelope.correlation_id)
 
 
-def is_admin(config: Config, user_id: str) -> bool:
-    """Whether ``user_id`` may force-unlock, by the configuration as it is now. Raises
-    :class:`~workers.adapters.usergroups.GroupLookupFailed` or :class:`~workers.adapters.secrets.SecretUnavailable`
-    when a group
-    of admins must be asked of Slack and cannot be."""
-    admins = config.authorization.admins
-    return admits(admins, user_id, member_groups(config.slack, admins, user_id))
-
-
 def _admin_or_answer(config: Config, user_id: str, response_url: str, refusal: Message, correlation_id: str) -> bool:
     """True for an admin; anyone else (or a user whose groups cannot be looked up) is answered here."""
     try:
-        if is_admin(config, user_id):
+        if is_admin(config, user_id, member_groups(config.slack, config.authorization.admins, user_id)):
             return True
     except (GroupLookupFailed, SecretUnavailable) as error:
         runtime.logger.error("admin check failed: user groups unknown", reason=str(error))

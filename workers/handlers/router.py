@@ -322,7 +322,7 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
         except (GroupLookupFailed, SecretUnavailable) as error:
             logger.error("user-group lookup failed", reason=str(error))
             return ephemeral(GROUPS_UNKNOWN)
-        if not c.admits(admins, user_id, groups):
+        if not c.is_admin(config, user_id, groups):
             # Slack ignores a block_actions reply body; the confirm button only ever goes to an admin, so this
             # is a race with a configuration change or a forgery, and is logged, not answered.
             logger.warning("interaction refused: not an admin", action_id=action_id)

@@ -319,6 +319,12 @@ def admits(audience: Audience, user_id: str, user_groups: frozenset[str] = froze
     return audience.anyone or user_id in audience.users or bool(audience.groups & user_groups)
 
 
+def is_admin(config: Config, user_id: str, user_groups: frozenset[str] = frozenset()) -> bool:
+    """Whether ``user_id`` may do what only admins may (force-unlock, freeze), by the configuration as it is now.
+    ``user_groups``: the groups of the admins the user is known to be in (looking them up is the caller's I/O)."""
+    return admits(config.authorization.admins, user_id, user_groups)
+
+
 def decide(command: Command, audience: Audience, user_id: str, user_groups: frozenset[str] = frozenset()) -> Decision:
     """``user_groups``: the groups of ``audience`` the user is known to be in (only those matter)."""
     if admits(audience, user_id, user_groups):

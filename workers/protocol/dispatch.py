@@ -249,7 +249,7 @@ def run_link(run_id: int | str | None, run_url: str | None) -> str:
     return "run link to follow in GitHub Actions"
 
 
-def slack_date(epoch_seconds: int, fallback_now: int) -> str:
+def slack_time(epoch_seconds: int, fallback_now: int) -> str:
     """A time each reader sees in their own timezone, with a UTC fallback for clients that cannot render it."""
     stamp = iso(epoch_seconds)
     today = iso(fallback_now)[:10]
@@ -276,7 +276,7 @@ def busy_text(job: Job, holder: LockRecord, now: int) -> str:
         link = "its run is starting"
     return (
         f"⚠️ {_noun(job.action)} already in progress — started by {who} {minutes_ago(holder, now)}{at}, "
-        f"{link}, frees at {slack_date(holder.lease_expires_at, now)}"
+        f"{link}, frees at {slack_time(holder.lease_expires_at, now)}"
     )
 
 
@@ -301,7 +301,7 @@ def queued_text(job: Job, holder: LockRecord, position: int, now: int, *, coales
     who = holder.locked_by_name or (f"<@{holder.locked_by}>" if holder.locked_by else f"request {holder.owner}")
     same = " with an identical request already waiting (one run for both)" if coalesced else ""
     return (
-        f"⏳ Queued{same}: position {position} behind {who} (frees at {slack_date(holder.lease_expires_at, now)}). "
+        f"⏳ Queued{same}: position {position} behind {who} (frees at {slack_time(holder.lease_expires_at, now)}). "
         f"The {job.action.value} of {job.target} starts when the lock is handed to it; "
         f"`{job.spec.slash} dequeue {job.component} {job.environment}` leaves the queue."
     )

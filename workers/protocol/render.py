@@ -1,4 +1,4 @@
-"""Lock outcomes and records as text a person reads: the CLI's lines and tables, later the Slack replies.
+"""Lock outcomes and records as text a person reads: the CLI's lines and tables, and the pieces of the Slack replies.
 
 Pure functions of a record (or an outcome) and the clock: no I/O, no decisions. What state a lock is in is
 :func:`lockcore.machine.state_of`'s answer, never guessed here.
@@ -6,11 +6,13 @@ Pure functions of a record (or an outcome) and the clock: no I/O, no decisions. 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from lockcore import machine as m
 from lockcore.record import LockRecord, epoch, iso
+from workers.protocol.message import Message, escape
 
 
 def duration(seconds: int) -> str:
@@ -123,3 +125,59 @@ def table(records: Sequence[LockRecord], now: int) -> list[str]:
     rows = [TABLE_HEADINGS, *(table_row(record, now) for record in records)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(TABLE_HEADINGS))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+# ------------------------------------------------------------------------------------------ Slack mrkdwn
+def slack_date(at: int) -> str:
+    """``<!date^EPOCH^{date_short_pretty} {time}|2026-01-01 10:00 UTC>``: each reader sees their own timezone."""
+    fallback = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{at}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def slack_moment(iso_time: str | None) -> str:
+    """An ISO time from the record as a Slack date; as it is (escaped) if it is not one of ours."""
+    try:
+        return slack_date(epoch(iso_time or ""))
+    except ValueError:
+        return escape(iso_time or "") or "?"
+
+
+def since(record: LockRecord) -> str:
+    return slack_moment(record.locked_at)
+
+
+def frees_at(record: LockRecord, now: int) -> str:
+    """``<!date…> (in 8m12s)`` while the lease runs, ``<!date…> (ended 3m00s ago)`` after."""
+    left = record.lease_expires_at - now
+    relative = f"in {duration(left)}" if left > 0 else f"ended {duration(-left)} ago"
+    return f"{slack_date(record.lease_expires_at)} ({relative})"
+
+
+def holder(record: LockRecord) -> str:
+    """``alice (<@U0ALICE>)``; the user id or the owner alone when that is all the record has."""
+    name = escape(record.locked_by_name)
+    mention = f"<@{record.locked_by}>" if re.fullmatch(r"[UW][A-Z0-9]{2,20}", record.locked_by) else ""
+    if name and mention:
+        return f"{name} ({mention})"
+    return name or mention or escape(record.locked_by) or f"owner `{escape(record.owner) or '?'}`"
+
+
+def standing(record: LockRecord | None, now: int) -> str:
+    """Where a lock stands now, in a few words: ``held by bob (<@U0BOB>) since <!date…>, token 4``."""
+    state = m.state_of(record.to_item() if record is not None else None, now)
+    if record is None or state is m.LockState.FREE:
+        return "free: no lock was ever taken under this key"
+    if state is m.LockState.HELD:
+        return f"held by {holder(record)} since {since(record)}, token {record.token}"
+    if state is m.LockState.LAPSED:
+        return f"free: the lease of {holder(record)} ended {slack_date(record.lease_expires_at)}"
+    released = slack_moment(record.released_at)
+    if state is m.LockState.FORCE_RELEASED:
+        by = f"<@{record.released_by}>" if record.released_by else "?"
+        return f"free: force-released by {by} {released}"
+    return f"free: {holder(record)} released it ({record.status.value}) {released}"
+
+
+def store_unavailable(what: str) -> Message:
+    """The one line a user gets when the lock table did not answer."""
+    return Message(f"⚠️ Sorry, I couldn't {what}: the lock table did not answer. Please try again in a moment.")
