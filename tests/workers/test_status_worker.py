@@ -582,6 +582,25 @@ def test_a_holder_without_a_slack_user_is_named_as_well_as_the_record_allows(rec
 
 
 @pytest.mark.parametrize(
+    ("record", "shown"),
+    [
+        (lock(), {"name and mention": "alice (<@U0ALICE>)", "mention": "<@U0ALICE>", "name": "alice"}),
+        (lock(locked_by_name="<b&b>"), {"name and mention": "&lt;b&amp;b&gt; (<@U0ALICE>)", "name": "&lt;b&amp;b&gt;"}),
+        (lock(locked_by="cli-user"), {"name and mention": "alice", "mention": "alice", "plain": "alice (cli-user)"}),
+        (lock(locked_by_name=""), {"name": "<@U0ALICE>", "plain": "U0ALICE"}),
+        (
+            lock(locked_by="", locked_by_name=""),
+            {"mention": "owner `o-1`", "name": "owner `o-1`", "plain": "owner o-1"},
+        ),
+    ],
+)
+def test_a_person_is_rendered_one_way_with_the_same_fallbacks_wherever_it_is_read(
+    record: LockRecord, shown: dict[str, str]
+) -> None:
+    assert {form: render.holder(record, render.Shown(form)) for form in shown} == shown
+
+
+@pytest.mark.parametrize(
     ("notes", "expected"),
     [
         (

@@ -53,13 +53,13 @@ from workers.adapters.github import GitHubClient, GitHubError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GroupLookupFailed, member_groups
 from workers.flows import handoff
-from workers.flows.runlock import action_of, find_unnoted_run, link_of, noted_run_id, requester, started, target_of
+from workers.flows.runlock import action_of, find_unnoted_run, link_of, noted_run_id, started, target_of
 from workers.protocol.commands import Cancel, Refused, describe, is_admin, refusal_text
 from workers.protocol.config import Action, Audience, Config
 from workers.protocol.dispatch import DISPATCHING
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.message import Message, escape
-from workers.protocol.render import standing, store_unavailable
+from workers.protocol.render import Shown, holder, standing, store_unavailable
 
 CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
 _CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})
@@ -96,7 +96,7 @@ def who_may_cancel(record: LockRecord, admins: Audience) -> Audience:
 
 
 def refused_text(command: Cancel, record: LockRecord, admins: Audience) -> str:
-    reason = f"only the holder ({requester(record)}) or an admin may run {describe(command)}"
+    reason = f"only the holder ({holder(record, Shown.MENTION)}) or an admin may run {describe(command)}"
     return refusal_text(Refused(reason, who_may_cancel(record, admins)))
 
 

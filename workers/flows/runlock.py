@@ -31,7 +31,6 @@ second, :class:`RunLocks`, performs.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -49,8 +48,8 @@ from workers.flows import handoff
 from workers.protocol.config import Action, Config
 from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_time
 from workers.protocol.envelope import WorkflowRunEnvelope
-from workers.protocol.message import Message, escape
-from workers.protocol.render import duration
+from workers.protocol.message import Message
+from workers.protocol.render import Shown, duration, holder, requester
 from workers.protocol.workflow import Run
 
 RENEW_WHEN_LEFT: Final = 0.5
@@ -67,8 +66,6 @@ RUN_FAILED_METRIC: Final = "buildLockManager.run.failed"
 OUTCOME_METRICS: Final = {Status.COMPLETED: RUN_COMPLETED_METRIC, Status.FAILED: RUN_FAILED_METRIC}
 """A run's end, by the outcome :meth:`RunLocks.finish` released its lock with, once per release (a repeat emits
 nothing): the dashboard's run failure rate is FAILED / (COMPLETED + FAILED)."""
-
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -188,20 +185,13 @@ def target_of(record: LockRecord) -> str:
     return f"`{record.lock_key}`"
 
 
-def requester(record: LockRecord) -> str:
-    """``<@U0ALICE>`` — a mention, so the requester is notified; the name when there is no user id."""
-    if _USER_ID.fullmatch(record.locked_by):
-        return f"<@{record.locked_by}>"
-    return escape(record.locked_by_name or record.locked_by or record.owner or "?")
-
-
 def started(record: LockRecord, now: int) -> str:
     """``started by <@U0ALICE> at <!date…>``."""
     try:
         at = f" at {slack_time(epoch(record.locked_at), now)}"
     except ValueError:
         at = ""
-    return f"started by {requester(record)}{at}"
+    return f"started by {holder(record, Shown.MENTION)}{at}"
 
 
 def short_sha(record: LockRecord, run: RunReport | None = None) -> str:
@@ -254,8 +244,7 @@ def expired_text(record: LockRecord, cause: ExpiryCause, now: int) -> str:
 
 def handed_text(handed: m.HandOff) -> str:
     """``⏭️ Handed to bob, next in line (token 8).``"""
-    asker = handed.entry.requesters[0]
-    who = f"<@{asker.user}>" if _USER_ID.fullmatch(asker.user) else (asker.name or f"request {asker.owner}")
+    who = requester(handed.entry.requesters[0])
     more = len(handed.entry.requesters) - 1
     also = f" (and {more} identical request{'s' if more > 1 else ''})" if more else ""
     return f"⏭️ Handed to {who}{also}, next in line (token {handed.record.token})."

@@ -80,7 +80,16 @@ from workers.protocol.envelope import (
     InteractionEnvelope,
 )
 from workers.protocol.message import Message, escape
-from workers.protocol.render import frees_at, holder, since, slack_date, standing, store_unavailable
+from workers.protocol.render import (
+    Shown,
+    frees_at,
+    holder,
+    requester,
+    since,
+    slack_date,
+    standing,
+    store_unavailable,
+)
 
 NO_LOCKS = "No builds or deploys hold a lock right now."
 MAX_LOCKS_SHOWN = 40
@@ -192,7 +201,7 @@ def status_message(records: Sequence[LockRecord], now: int) -> Message:
             blocks.append(_context(queue_line(record)))
     if len(live) > MAX_LOCKS_SHOWN:
         blocks.append(_context(f"…and {len(live) - MAX_LOCKS_SHOWN} more: `chatops locks list` shows them all."))
-    summary = ", ".join(f"{record.lock_key} ({record.locked_by_name or record.owner})" for record in live[:10])
+    summary = ", ".join(f"{record.lock_key} ({holder(record, Shown.NAME)})" for record in live[:10])
     more = f" and {len(live) - 10} more" if len(live) > 10 else ""
     return Message(f"{count}: {summary}{more}", blocks)
 
@@ -201,8 +210,7 @@ def queue_line(record: LockRecord) -> str:
     """``⏳ Waiting: 1. <@U0BOB> (+1 identical), 2. <@U0CAROL>`` — the lock's queue, first in line first."""
     shown = []
     for position, entry in enumerate(record.queue, start=1):
-        asker = entry.requesters[0]
-        who = f"<@{asker.user}>" if asker.user else escape(asker.name or asker.owner)
+        who = requester(entry.requesters[0])
         more = len(entry.requesters) - 1
         shown.append(f"{position}. {who}" + (f" (+{more} identical)" if more else ""))
     return "⏳ Waiting: " + ", ".join(shown)

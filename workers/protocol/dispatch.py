@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from lockcore.machine import AcquireRequest
 from lockcore.record import LockRecord, epoch, iso
+from workers.protocol import render
 from workers.protocol.commands import Dispatch
 from workers.protocol.config import Action, CommandSpec, Config, Conflict
 from workers.protocol.envelope import LOCK_WATCH_ACTION, CommandEnvelope
@@ -268,7 +269,7 @@ def minutes_ago(record: LockRecord, now: int) -> str:
 
 def busy_text(job: Job, holder: LockRecord, now: int) -> str:
     """⚠️ Build already in progress — started by alice 3 min ago, <run>, frees at <time>."""
-    who = holder.locked_by_name or (f"<@{holder.locked_by}>" if holder.locked_by else f"request {holder.owner}")
+    who = render.holder(holder, render.Shown.NAME)
     sha = holder.notes.get("commitSha", "")
     at = f" at `{sha[:7]}`" if sha and job.action is Action.DEPLOY else ""
     link = run_link(holder.notes.get("runId"), holder.notes.get("runUrl"))
@@ -298,7 +299,7 @@ def busy_message(job: Job, holder: LockRecord, now: int) -> Message:
 
 def queued_text(job: Job, holder: LockRecord, position: int, now: int, *, coalesced: bool) -> str:
     """⏳ Queued: position 2 behind alice (frees at <time>) — you'll be told when it starts."""
-    who = holder.locked_by_name or (f"<@{holder.locked_by}>" if holder.locked_by else f"request {holder.owner}")
+    who = render.holder(holder, render.Shown.NAME)
     same = " with an identical request already waiting (one run for both)" if coalesced else ""
     return (
         f"⏳ Queued{same}: position {position} behind {who} (frees at {slack_time(holder.lease_expires_at, now)}). "

@@ -6,12 +6,13 @@ Pure functions of a record (or an outcome) and the clock: no I/O, no decisions. 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from lockcore import machine as m
-from lockcore.record import LockRecord, epoch, iso
+from lockcore.record import LockRecord, Requester, epoch, iso
+from workers.protocol.config import SLACK_USER_ID
 from workers.protocol.message import Message, escape
 
 
@@ -42,11 +43,42 @@ def moment(when: str | int, now: int) -> str:
     return time_of_day if day == today else f"{day} {time_of_day}"
 
 
-def person(record: LockRecord) -> str:
-    """Who holds (or last held) the lock: ``alice (U123)``, or the owner when no user was given."""
-    if record.locked_by_name and record.locked_by:
-        return f"{record.locked_by_name} ({record.locked_by})"
-    return record.locked_by_name or record.locked_by or f"owner {record.owner or '?'}"
+class Shown(StrEnum):
+    """How a person is shown, by where the words are read."""
+
+    NAME_AND_MENTION = "name and mention"
+    """``alice (<@U0ALICE>)``: the status, the unlock prompt, a freeze — who exactly, without guessing."""
+    MENTION = "mention"
+    """``<@U0ALICE>``: news in the channel, which notifies the person it is about."""
+    NAME = "name"
+    """``alice``: a reply to someone else (busy, queued), which has no reason to notify the holder."""
+    PLAIN = "plain"
+    """``alice (U0ALICE)``: a terminal, where nothing is mrkdwn."""
+
+
+def person(user: str, name: str, owner: str, shown: Shown) -> str:
+    """A person as the record has them — Slack user id, display name, lock owner id — with the same fallbacks
+    everywhere: the name or the mention ``shown`` asks for, else whichever the record has, else the owner."""
+    if shown is Shown.PLAIN:
+        if name and user:
+            return f"{name} ({user})"
+        return name or user or f"owner {owner or '?'}"
+    mention = f"<@{user}>" if SLACK_USER_ID.fullmatch(user) else ""
+    name = escape(name)
+    if shown is Shown.NAME_AND_MENTION and name and mention:
+        return f"{name} ({mention})"
+    first, second = (mention, name) if shown is Shown.MENTION else (name, mention)
+    return first or second or escape(user) or f"owner `{escape(owner) or '?'}`"
+
+
+def holder(record: LockRecord, shown: Shown = Shown.NAME_AND_MENTION) -> str:
+    """Who holds (or last held) the lock: :func:`person` of the record."""
+    return person(record.locked_by, record.locked_by_name, record.owner, shown)
+
+
+def requester(asker: Requester, shown: Shown = Shown.MENTION) -> str:
+    """Who waits in a lock's queue: :func:`person` of the queue entry's requester."""
+    return person(asker.user, asker.name, asker.owner, shown)
 
 
 def lease_end(record: LockRecord, now: int) -> str:
@@ -59,7 +91,7 @@ def lease_end(record: LockRecord, now: int) -> str:
 def holder_line(record: LockRecord, now: int) -> str:
     """``held by alice (U123) since 10:00:00Z, frees in 8m12s (10:10:00Z), token 3``."""
     since = moment(record.locked_at, now)
-    return f"held by {person(record)} since {since}, {lease_end(record, now)}, token {record.token}"
+    return f"held by {holder(record, Shown.PLAIN)} since {since}, {lease_end(record, now)}, token {record.token}"
 
 
 def status_line(record: LockRecord | None, now: int) -> str:
@@ -71,12 +103,12 @@ def status_line(record: LockRecord | None, now: int) -> str:
         return holder_line(record, now)
     token = f"token {record.token}"
     if state is m.LockState.LAPSED:
-        return f"free: the lease of {person(record)} ended {moment(record.lease_expires_at, now)}, {token}"
+        return f"free: the lease of {holder(record, Shown.PLAIN)} ended {moment(record.lease_expires_at, now)}, {token}"
     released = moment(record.released_at or "", now)
     if state is m.LockState.FORCE_RELEASED:
         why = f" ({record.release_reason})" if record.release_reason else ""
         return f"free: force-released by {record.released_by or '?'} at {released}{why}, {token}"
-    return f"free: last taken by {person(record)}, released {record.status.value} at {released}, {token}"
+    return f"free: last taken by {holder(record, Shown.PLAIN)}, released {record.status.value} at {released}, {token}"
 
 
 def outcome_lines(lock_key: str, outcome: m.Outcome, now: int) -> list[str]:
@@ -117,7 +149,7 @@ def table_row(record: LockRecord, now: int) -> tuple[str, ...]:
     else:
         expires = "-"
     since = moment(record.locked_at, now)
-    return (record.lock_key, state.value, person(record), since, expires, str(record.token))
+    return (record.lock_key, state.value, holder(record, Shown.PLAIN), since, expires, str(record.token))
 
 
 def table(records: Sequence[LockRecord], now: int) -> list[str]:
@@ -151,15 +183,6 @@ def frees_at(record: LockRecord, now: int) -> str:
     left = record.lease_expires_at - now
     relative = f"in {duration(left)}" if left > 0 else f"ended {duration(-left)} ago"
     return f"{slack_date(record.lease_expires_at)} ({relative})"
-
-
-def holder(record: LockRecord) -> str:
-    """``alice (<@U0ALICE>)``; the user id or the owner alone when that is all the record has."""
-    name = escape(record.locked_by_name)
-    mention = f"<@{record.locked_by}>" if re.fullmatch(r"[UW][A-Z0-9]{2,20}", record.locked_by) else ""
-    if name and mention:
-        return f"{name} ({mention})"
-    return name or mention or escape(record.locked_by) or f"owner `{escape(record.owner) or '?'}`"
 
 
 def standing(record: LockRecord | None, now: int) -> str:
