@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.protocol import commands as c
-from workers.protocol.config import Action, Audience, Config, load_config
-from workers.protocol.envelope import CommandEnvelope, EnvelopeError, read_message
+from workers.protocol.config import QUEUE_FOR_KIND, RESERVED_NAMES, Action, Audience, Config, load_config
+from workers.protocol.envelope import COMMAND_KINDS, CommandEnvelope, EnvelopeError, read_message
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 
@@ -182,3 +183,38 @@ def test_a_command_envelope_survives_the_queue(command: c.Command) -> None:
 def test_a_message_that_is_not_ours_is_one_named_error(body: str, problem: str) -> None:
     with pytest.raises(EnvelopeError, match=problem):
         read_message(body)
+
+
+# ---------------------------------------------------------------------------------------------- the verbs
+README = Path(__file__).resolve().parents[2] / "README.md"
+ARGUMENTS = {"<component> <env>": "router plt", "<env> <reason>": "prod a release", "<env>": "prod", "[days]": "3"}
+
+
+@pytest.mark.parametrize("verb", c.VERB_TABLE, ids=lambda verb: verb.word)
+def test_every_verb_of_the_table_parses_as_its_form_says_on_the_slashes_that_take_it(
+    config: Config, verb: c.Verb
+) -> None:
+    for action in Action:
+        typed = f"{verb.word} {ARGUMENTS.get(verb.arguments, verb.arguments)}"
+        parsed = c.parse(action.slash, typed, config)
+        if verb.command is None:
+            assert isinstance(parsed, c.Help)
+        elif action in verb.slashes:
+            assert isinstance(parsed, verb.command) and parsed.kind == verb.word, parsed
+        else:
+            assert isinstance(parsed, c.Usage)
+
+
+def test_the_verbs_are_the_reserved_names_and_the_envelopes_kinds_and_each_has_a_queue() -> None:
+    assert c.VERBS | {"*"} == RESERVED_NAMES
+    assert {*COMMAND_KINDS, "interaction", "workflow_run"} == set(QUEUE_FOR_KIND)
+    assert {action.value for action in Action} | {c.Echo.kind} | c.VERBS - {"help"} == COMMAND_KINDS
+
+
+def test_the_readme_quotes_the_help_and_names_every_verb(config: Config) -> None:
+    readme = README.read_text(encoding="utf-8")
+    assert f"```\n{c.help_text(config)}\n```" in readme
+    reserved = re.search(r"The words (.+?) cannot be\s+component or environment names", readme, re.S)
+    assert reserved is not None and set(re.findall(r"`([^`]+)`", reserved[1])) == RESERVED_NAMES
+    commands = readme[readme.index("### Commands") : readme.index("### Messages users see")]
+    assert all(f"`{verb.form}" in commands for verb in c.VERB_TABLE), "a verb the README's table leaves out"

@@ -12,15 +12,8 @@ Three steps, each a pure function of its inputs (the configuration included), no
 - **render** — :func:`help_text`, :func:`usage_text`, :func:`refusal_text`, :func:`who_may`, :func:`describe`:
   Slack mrkdwn, user ids as ``<@U…>`` and groups as ``<!subteam^S…>``.
 
-The forms::
-
-    /build <component> <env>            /deploy <component> <env> [ref]
-    /build status --locks               /build unlock <component> <env>   (admins; /deploy unlock too)
-    /build cancel <component> <env>     (the holder or an admin; /deploy cancel too)
-    /build history <component> <env>   /build stats [days]               (/deploy history, stats too)
-    /build dequeue <component> <env>   (leave the lock's queue; /deploy dequeue too; --queue on a dispatch joins it)
-    /deploy freeze <env> <reason>       /deploy unfreeze <env>            (admins)
-    /echo <text>                        /build help
+The forms: :data:`VERB_TABLE`, every verb once (and :func:`help_text`, which lists them), beside
+``/build <component> <env> [--queue]``, ``/deploy <component> <env> [ref] [--queue]`` and ``/echo <text>``.
 """
 
 from __future__ import annotations
@@ -189,16 +182,16 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
     if not words:
         return _usage(slash, f"{slash} needs a component and an environment", config)
     verb = words[0].lower()
-    if verb == "status":
+    if verb == LockStatus.kind:
         if [word.lower() for word in words[1:]] not in ([], ["--locks"]):
             return _usage(slash, f"{slash} status takes only --locks", config)
         return LockStatus()
     if verb in ON_A_LOCK:
         target = _target(slash, words[1:], config, f"{slash} {verb} <component> <env>")
         return target if isinstance(target, Usage) else ON_A_LOCK[verb](action, *target)
-    if verb == "stats":
+    if verb == Stats.kind:
         return _stats(slash, words[1:], config)
-    if verb in {"freeze", "unfreeze"}:
+    if verb in {Freeze.kind, Unfreeze.kind}:
         return _freeze(action, verb, words[1:], config)
     queue = QUEUE_FLAG in (word.lower() for word in words)
     words = [word for word in words if word.lower() != QUEUE_FLAG]
@@ -220,15 +213,46 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
 QUEUE_FLAG = "--queue"
 
 
+# ---------------------------------------------------------------------------------------------- the verbs
+@dataclass(frozen=True)
+class Verb:
+    """A word after ``/build`` or ``/deploy``: what it parses into, how it is typed, what the help says of it."""
+
+    word: str
+    command: type[LockStatus | Unlock | Cancel | History | Dequeue | Stats | Freeze | Unfreeze] | None
+    """``None`` for ``help``, which the router answers itself."""
+    arguments: str
+    meaning: str
+    slashes: tuple[Action, ...] = (Action.BUILD, Action.DEPLOY)
+
+    @property
+    def form(self) -> str:
+        """As the help shows it: ``/build unlock <component> <env>``."""
+        return " ".join(part for part in (self.slashes[0].slash, self.word, self.arguments) if part)
+
+
+VERB_TABLE: tuple[Verb, ...] = (
+    Verb("status", LockStatus, "--locks", "every lock held right now"),
+    Verb("unlock", Unlock, "<component> <env>", "force-release a stuck lock (admins)"),
+    Verb("cancel", Cancel, "<component> <env>", "cancel the run and free its lock (who started it, or admins)"),
+    Verb("history", History, "<component> <env>", "the last 10 acquires and releases of that lock"),
+    Verb("dequeue", Dequeue, "<component> <env>", "leave the lock's queue (your own requests)"),
+    Verb("stats", Stats, "[days]", f"acquisitions, outcomes and lock durations (default {DEFAULT_STATS_DAYS} days)"),
+    Verb("freeze", Freeze, "<env> <reason>", "stop deploys to an environment (admins)", (Action.DEPLOY,)),
+    Verb("unfreeze", Unfreeze, "<env>", "let deploys to an environment go again (admins)", (Action.DEPLOY,)),
+    Verb("help", None, "", "this message"),
+)
+"""Every verb, once, in the order the help lists them. The parser's words, the envelope's kinds, the help, the
+reserved names (:data:`workers.protocol.config.RESERVED_NAMES`), the Slack manifest's usage hints and the README
+are derived from it or tested against it."""
+VERBS = frozenset(verb.word for verb in VERB_TABLE)
+"""Every word the parser reads as a verb (none may name a component or an environment: config.RESERVED_NAMES)."""
 ON_A_LOCK: dict[str, type[Unlock | Cancel | History | Dequeue]] = {
-    Unlock.kind: Unlock,
-    Cancel.kind: Cancel,
-    History.kind: History,
-    Dequeue.kind: Dequeue,
+    verb.word: verb.command
+    for verb in VERB_TABLE
+    if verb.command is not None and issubclass(verb.command, Unlock | Cancel | History | Dequeue)
 }
 """The verbs that take a component and an environment: ``/build <verb> <component> <env>``."""
-VERBS = frozenset({"help", "status", "stats", "freeze", "unfreeze", *ON_A_LOCK})
-"""Every word the parser reads as a verb (none may name a component or an environment: config.RESERVED_NAMES)."""
 
 
 def _stats(slash: str, words: list[str], config: Config) -> Stats | Usage:
@@ -377,19 +401,14 @@ def help_text(config: Config, slash: str = "/build") -> str:
         slash = "/build"
     components = ", ".join(f"`{name}`" for name in config.components)
     environments = ", ".join(f"`{name}`" for name in config.environments)
+    verbs = [f"• `{verb.form}` — {verb.meaning}" for verb in VERB_TABLE if verb.word != "help"]
     return "\n".join(
         [
             "*ChatOps commands*",
             "• `/build <component> <env>` — build under a lock, one build per component and environment",
             "• `/deploy <component> <env> [ref]` — deploy a branch, tag or commit (default branch if omitted)",
-            "• `/build status --locks` — every lock held right now",
-            "• `/build unlock <component> <env>` — force-release a stuck lock (admins)",
-            "• `/build cancel <component> <env>` — cancel the run and free its lock (who started it, or admins)",
-            "• `/build history <component> <env>` — the last 10 acquires and releases of that lock",
-            "• `/build <component> <env> --queue` — wait in line if the lock is held; "
-            "`/build dequeue <component> <env>` leaves the line",
-            f"• `/build stats [days]` — acquisitions, outcomes and lock durations (default {DEFAULT_STATS_DAYS} days)",
-            "• `/deploy freeze <env> <reason>` / `/deploy unfreeze <env>` — stop deploys to an environment (admins)",
+            f"• `/build <component> <env> {QUEUE_FLAG}` — wait in line if the lock is held",
+            *verbs,
             "• `/echo <text>` — check that ChatOps is alive",
             f"• `{slash} help` — this message",
             f"Components: {components}. Environments: {environments}.",

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from workers.protocol.commands import (
     ON_A_LOCK,
+    VERB_TABLE,
     Command,
     Dispatch,
     Echo,
@@ -334,7 +335,7 @@ class WorkflowRunEnvelope:
 
 Envelope = CommandEnvelope | InteractionEnvelope | WorkflowRunEnvelope
 COMMAND_KINDS = frozenset(
-    {"build", "deploy", "status", "unlock", "cancel", "echo", "history", "stats", "freeze", "unfreeze", "dequeue"}
+    {*(action.value for action in Action), Echo.kind, *(verb.word for verb in VERB_TABLE if verb.command is not None)}
 )
 
 
