@@ -40,8 +40,8 @@ def handle_record(record: SQSRecord, context: LambdaContext | None = None) -> Re
     body = record.body
     envelope = CommandEnvelope.from_json(body)  # not one of ours: raise, and the DLQ keeps it
     config = current_config()
-    token, coalesced = handoff.handed_off(body)
-    job = d.Job.of(envelope, config, handed_off=token, coalesced=coalesced)
+    token = envelope.handed_off
+    job = d.Job.of(envelope, config, handed_off=token, coalesced=envelope.coalesced)
     request = json.loads(body)
     if token is not None:  # the same request again, handed the lock: once more, under an idempotency key of its own
         request = {**request, "requestId": f"{envelope.request_id}#handed-off-{token}"}

@@ -19,9 +19,10 @@ The forms: :data:`VERB_TABLE`, every verb once (and :func:`help_text`, which lis
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+from workers.protocol.codec import WHEN_SET
 from workers.protocol.config import Action, Audience, Config, SlackSettings
 
 ECHO_SLASH = "/echo"
@@ -42,8 +43,10 @@ class Dispatch:
     component: str
     environment: str
     ref: str | None = None
-    queue: bool = False
+    queue: bool = field(default=False, metadata=WHEN_SET)
     """``--queue``: wait in the lock's queue if it is held, whatever the command's conflict policy."""
+    kind_from: ClassVar[str] = "action"
+    """On the wire the kind (``build``, ``deploy``) is the action: :mod:`workers.protocol.codec`."""
 
     @property
     def kind(self) -> str:
