@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from lockcore import Acquired, AcquireRequest, LockRecord, Status
 from lockcore.dynamodb import DynamoDBLockStore
-from tests.workers import function_url as f
+from tests.workers import function_url
 from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import create_queues
 from workers.adapters import queues as sqs_queues
@@ -71,7 +71,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("CHATOPS_CONFIG", str(SHIPPED))
     monkeypatch.setenv("LOCK_TABLE_NAME", TABLE)
     monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
-    monkeypatch.setenv("SLACK_SIGNING_SECRET", f.SIGNING_SECRET)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", function_url.SIGNING_SECRET)
     monkeypatch.setenv("RESPONSE_URL_HOSTS", "hooks.slack.com,127.0.0.1")
     logs = sqs.Logs()
     with SlackStandIn(token=BOT_TOKEN) as slack, mock_aws():
@@ -496,20 +496,22 @@ def test_a_message_that_is_not_ours_fails_alone_and_its_neighbours_are_answered(
 
 # ---------------------------------------------------------------------------------------------- end to end
 def slash(world: World, text: str, user: str, name: str) -> None:
-    body = f.slash_form(text, "/build", user_id=user, user_name=name, response_url=world.slack.response_url(name))
-    response = router.handler(f.event("/slack/commands", body, f.slack_headers(body)), None)
+    body = function_url.slash_form(
+        text, "/build", user_id=user, user_name=name, response_url=world.slack.response_url(name)
+    )
+    response = router.handler(function_url.event("/slack/commands", body, function_url.slack_headers(body)), None)
     assert response["statusCode"] == 200, response
 
 
 def click(world: World, button: dict[str, Any], user: str, name: str) -> None:
-    body = f.interaction_form(
+    body = function_url.interaction_form(
         button["action_id"],
         button["value"],
         user={"id": user, "username": name, "name": name, "team_id": "T0TEAM"},
         response_url=world.slack.response_url(f"{name}-click"),
         channel={"id": CHANNEL, "name": "builds"},
     )
-    response = router.handler(f.event("/slack/interactions", body, f.slack_headers(body)), None)
+    response = router.handler(function_url.event("/slack/interactions", body, function_url.slack_headers(body)), None)
     assert response["statusCode"] == 200, response
 
 

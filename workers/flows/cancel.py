@@ -44,7 +44,7 @@ from typing import Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
@@ -271,7 +271,7 @@ class CancelWorker:
                 unnoted = find_unnoted_run(record, self.config, self.github)
                 run_id = unnoted.id if unnoted is not None else None
             if run_id is None:
-                if record.notes.get("dispatchState") == DISPATCHING and m.is_live(record.to_item(), now):
+                if record.notes.get("dispatchState") == DISPATCHING and machine.is_live(record.to_item(), now):
                     self._reply(envelope, Message(run_starting_text(command)))
                     return Cancelled.RUN_STARTING
                 return None
@@ -305,7 +305,7 @@ class CancelWorker:
             runtime.logger.error("cancel: the lock table did not answer the release", reason=str(error))
             self._reply(envelope, store_unavailable(f"release `{lock_key}`"))
             return Cancelled.STORE_FAILED
-        if isinstance(released, m.NotHolder):
+        if isinstance(released, machine.NotHolder):
             self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
             return Cancelled.LOCK_MOVED
         # The next in line is dispatched and the watchers told. A repeat — the same user's release had already

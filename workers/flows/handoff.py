@@ -32,7 +32,7 @@ from typing import Any, Final
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.dynamodb import client_config
 from lockcore.record import LockRecord
 from workers.adapters import runtime
@@ -102,7 +102,9 @@ def free_text(record: LockRecord) -> str:
     return f"🔓 `{escape(record.lock_key)}` is free now ({record.status.value}) — you asked to be told."
 
 
-def follow_up(freed: m.Freed, config: Config, slack: SlackReplies, pending: PendingRequests | None = None) -> None:
+def follow_up(
+    freed: machine.Freed, config: Config, slack: SlackReplies, pending: PendingRequests | None = None
+) -> None:
     """After a write that freed the lock (or its repeat): the request it was handed to is dispatched
     (:func:`pass_on`) and the watchers it named are told (:func:`tell_watchers`). Both are safe to repeat."""
     pass_on(freed.handed_to, config, pending)
@@ -147,7 +149,7 @@ def tell_coalesced(record: LockRecord, text: str, slack: SlackReplies, pending: 
     return told
 
 
-def pass_on(handed: m.HandOff | None, config: Config, pending: PendingRequests | None = None) -> bool:
+def pass_on(handed: machine.HandOff | None, config: Config, pending: PendingRequests | None = None) -> bool:
     """Put the request the lock was handed to back on its command queue, to be dispatched; ``False`` if it could
     not be (logged: its lease bounds the wait)."""
     if handed is None:

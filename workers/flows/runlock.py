@@ -38,7 +38,7 @@ from typing import Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
@@ -149,7 +149,7 @@ def held_for(record: LockRecord, now: int) -> int:
 def renewal_due(record: LockRecord, now: int, lease_seconds: int) -> bool:
     """The run's lock should be renewed now: held, less than :data:`RENEW_WHEN_LEFT` of a lease left, and not
     held past :data:`MAX_HOLD_SECONDS`."""
-    if not m.is_live(record.to_item(), now):
+    if not machine.is_live(record.to_item(), now):
         return False
     left = record.lease_expires_at - now
     return left < lease_seconds * RENEW_WHEN_LEFT and held_for(record, now) < MAX_HOLD_SECONDS
@@ -242,7 +242,7 @@ def expired_text(record: LockRecord, cause: ExpiryCause, now: int) -> str:
     )
 
 
-def handed_text(handed: m.HandOff) -> str:
+def handed_text(handed: machine.HandOff) -> str:
     """``⏭️ Handed to bob, next in line (token 8).``"""
     who = requester(handed.entry.requesters[0])
     more = len(handed.entry.requesters) - 1
@@ -285,7 +285,7 @@ class RunLocks:
         self.slack = slack
         self.pending = pending
 
-    def pass_on(self, handed: m.HandOff | None) -> str:
+    def pass_on(self, handed: machine.HandOff | None) -> str:
         """Dispatch for the request the lock was handed to (:mod:`workers.flows.handoff`); the channel's extra line."""
         if handed is None:
             return ""
@@ -297,7 +297,7 @@ class RunLocks:
         outcome = outcome_of(run.conclusion)
         released = self.store.release(record.lock_key, record.owner, record.token, outcome, seen=record)
         log = runtime.logger
-        if isinstance(released, m.NotHolder):
+        if isinstance(released, machine.NotHolder):
             log.info("lock not released: it moved on", reason=released.reason.value, seen_by=seen_by)
             return Effect.REFUSED
         if released.repeated:
@@ -331,7 +331,7 @@ class RunLocks:
         if lease is None or not renewal_due(record, now, lease):
             return Effect.KEPT
         extended = self.store.extend(record.lock_key, record.owner, record.token, lease)
-        if isinstance(extended, m.NotHolder):
+        if isinstance(extended, machine.NotHolder):
             runtime.logger.info("lease not extended: the lock moved on", reason=extended.reason.value)
             return Effect.REFUSED
         runtime.logger.info(
@@ -346,7 +346,7 @@ class RunLocks:
     def expire(self, record: LockRecord, cause: ExpiryCause) -> Effect:
         """Record the lapsed lease as EXPIRED (only while nobody took the lock since) and tell the channel once."""
         expired = self.store.expire(record.lock_key, record.token, seen=record)
-        if isinstance(expired, m.NotHolder):
+        if isinstance(expired, machine.NotHolder):
             runtime.logger.info("lock not expired", reason=expired.reason.value)
             return Effect.REFUSED
         if expired.repeated:

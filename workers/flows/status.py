@@ -46,7 +46,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord
 from lockcore.store import LockStore
@@ -184,7 +184,7 @@ def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
 
 def status_message(records: Sequence[LockRecord], now: int) -> Message:
     """Every live lock in ``records`` (the others are left out), ephemeral; :data:`NO_LOCKS` when none is."""
-    live = [record for record in records if m.is_live(record.to_item(), now)]
+    live = [record for record in records if machine.is_live(record.to_item(), now)]
     if not live:
         return Message(NO_LOCKS, [_section(f"🔓 {NO_LOCKS}")])
     count = f"{len(live)} lock{'s' if len(live) != 1 else ''} held right now"
@@ -265,7 +265,7 @@ def nothing_to_unlock(lock_key: str, record: LockRecord | None, now: int) -> Mes
 
 def answer_unlock(lock_key: str, record: LockRecord | None, now: int) -> Message:
     """An admin's ``/build unlock``: the prompt when the lock is held, else why there is nothing to do."""
-    if record is not None and m.is_live(record.to_item(), now):
+    if record is not None and machine.is_live(record.to_item(), now):
         return unlock_prompt(record, now)
     return nothing_to_unlock(lock_key, record, now)
 
@@ -282,13 +282,15 @@ class ConfirmAnswer:
     announcement: Message | None = None
 
 
-def answer_confirm(target: UnlockTarget, admin_id: str, outcome: m.ForceReleaseOutcome, now: int) -> ConfirmAnswer:
+def answer_confirm(
+    target: UnlockTarget, admin_id: str, outcome: machine.ForceReleaseOutcome, now: int
+) -> ConfirmAnswer:
     key = escape(target.lock_key)
     match outcome:
-        case m.ForceReleased(record, repeated=True):
+        case machine.ForceReleased(record, repeated=True):
             text = f"✅ `{key}` was already force-released by you (token {record.token}); nothing more to do."
             return ConfirmAnswer(Message(text, replace_original=True))
-        case m.ForceReleased(record):
+        case machine.ForceReleased(record):
             was = f"was held by {holder(record)} since {since(record)}, token {record.token}"
             news = f"🔓 <@{admin_id}> force-unlocked `{key}` ({was})."
             done = (
@@ -296,7 +298,7 @@ def answer_confirm(target: UnlockTarget, admin_id: str, outcome: m.ForceReleaseO
                 f"“{escape(record.release_reason or '')}”. The channel has been told."
             )
             return ConfirmAnswer(Message(done, replace_original=True), Message.in_channel(news))
-        case m.NotHolder(current=current):
+        case machine.NotHolder(current=current):
             text = f"⚠️ The lock `{key}` changed since (now {standing(current, now)}); nothing was released."
             return ConfirmAnswer(Message(text, replace_original=True))
     raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
@@ -368,7 +370,7 @@ def _status(envelope: CommandEnvelope, store: LockStore) -> None:
         return
     now = store.now()
     message = status_message(records, now)
-    runtime.logger.info("status answered", locks=sum(m.is_live(r.to_item(), now) for r in records))
+    runtime.logger.info("status answered", locks=sum(machine.is_live(r.to_item(), now) for r in records))
     _reply(envelope.response_url, message, envelope.correlation_id)
 
 
@@ -387,16 +389,16 @@ def _watch(envelope: InteractionEnvelope, config: Config, store: LockStore) -> N
         _reply(envelope.response_url, store_unavailable(f"watch `{lock_key}`"), envelope.correlation_id)
         return
     key = escape(lock_key)
-    if isinstance(outcome, m.Watching):
+    if isinstance(outcome, machine.Watching):
         text = f"👀 I'll tell you here when `{key}` is free."
     else:
         text = f"🔓 `{key}` is free already: try again now."
-    runtime.logger.info("watch answered", lock_key=lock_key, watching=isinstance(outcome, m.Watching))
+    runtime.logger.info("watch answered", lock_key=lock_key, watching=isinstance(outcome, machine.Watching))
     _reply(envelope.response_url, Message(text), envelope.correlation_id)
 
 
-def dequeued_text(lock_key: str, left: list[m.DequeueOutcome]) -> str:
-    positions = sorted(outcome.position for outcome in left if isinstance(outcome, m.Dequeued))
+def dequeued_text(lock_key: str, left: list[machine.DequeueOutcome]) -> str:
+    positions = sorted(outcome.position for outcome in left if isinstance(outcome, machine.Dequeued))
     if not positions:
         return f"🤷 You have no request waiting for `{escape(lock_key)}`; nothing changed."
     where = ", ".join(str(p) for p in positions)
@@ -445,7 +447,9 @@ def _unlock(envelope: CommandEnvelope, command: Unlock, config: Config, store: L
         _reply(envelope.response_url, store_unavailable(f"look up `{lock_key}`"), envelope.correlation_id)
         return
     now = store.now()
-    runtime.logger.info("unlock asked", lock_key=lock_key, held=record is not None and m.is_live(record.to_item(), now))
+    runtime.logger.info(
+        "unlock asked", lock_key=lock_key, held=record is not None and machine.is_live(record.to_item(), now)
+    )
     _reply(envelope.response_url, answer_unlock(lock_key, record, now), envelope.correlation_id)
 
 
@@ -469,15 +473,15 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         _reply(envelope.response_url, force_release_failed(target), cid)
         return
     answer = answer_confirm(target, envelope.user_id, outcome, store.now())
-    released = isinstance(outcome, m.ForceReleased) and not outcome.repeated
-    if isinstance(outcome, m.ForceReleased):
+    released = isinstance(outcome, machine.ForceReleased) and not outcome.repeated
+    if isinstance(outcome, machine.ForceReleased):
         handoff.follow_up(outcome, config, runtime.slack_replies())  # the next in line is dispatched
     runtime.logger.info(
         "force-release answered",
         lock_key=target.lock_key,
         token=target.token,
         outcome=type(outcome).__name__,
-        refusal=outcome.reason.value if isinstance(outcome, m.NotHolder) else None,
+        refusal=outcome.reason.value if isinstance(outcome, machine.NotHolder) else None,
     )
     runtime.metrics.add_metric(
         name="buildLockManager.forceRelease.success" if released else "buildLockManager.forceRelease.refused",

@@ -16,7 +16,7 @@ from workers.adapters import runtime
 from workers.adapters.runtime import logger
 from workers.flows import handoff
 from workers.flows.build import IDEMPOTENCY_KEY_PREFIX, REMEMBER_SECONDS, BuildWorker, Result
-from workers.protocol import dispatch as d
+from workers.protocol import dispatch
 from workers.protocol.config import current_config
 from workers.protocol.envelope import CommandEnvelope
 
@@ -41,7 +41,7 @@ def handle_record(record: SQSRecord, context: LambdaContext | None = None) -> Re
     envelope = CommandEnvelope.from_json(body)  # not one of ours: raise, and the DLQ keeps it
     config = current_config()
     token = envelope.handed_off
-    job = d.Job.of(envelope, config, handed_off=token, coalesced=envelope.coalesced)
+    job = dispatch.Job.of(envelope, config, handed_off=token, coalesced=envelope.coalesced)
     request = json.loads(body)
     if token is not None:  # the same request again, handed the lock: once more, under an idempotency key of its own
         request = {**request, "requestId": f"{envelope.request_id}#handed-off-{token}"}

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.record import LockRecord, Requester, epoch, iso
 from workers.protocol.config import SLACK_USER_ID
 from workers.protocol.message import Message, escape
@@ -96,42 +96,42 @@ def holder_line(record: LockRecord, now: int) -> str:
 
 def status_line(record: LockRecord | None, now: int) -> str:
     """One sentence on where the lock stands, whatever its state."""
-    state = m.state_of(record.to_item() if record is not None else None, now)
-    if record is None or state is m.LockState.FREE:
+    state = machine.state_of(record.to_item() if record is not None else None, now)
+    if record is None or state is machine.LockState.FREE:
         return "free: no lock has been taken under this key yet"
-    if state is m.LockState.HELD:
+    if state is machine.LockState.HELD:
         return holder_line(record, now)
     token = f"token {record.token}"
-    if state is m.LockState.LAPSED:
+    if state is machine.LockState.LAPSED:
         return f"free: the lease of {holder(record, Shown.PLAIN)} ended {moment(record.lease_expires_at, now)}, {token}"
     released = moment(record.released_at or "", now)
-    if state is m.LockState.FORCE_RELEASED:
+    if state is machine.LockState.FORCE_RELEASED:
         why = f" ({record.release_reason})" if record.release_reason else ""
         return f"free: force-released by {record.released_by or '?'} at {released}{why}, {token}"
     return f"free: last taken by {holder(record, Shown.PLAIN)}, released {record.status.value} at {released}, {token}"
 
 
-def outcome_lines(lock_key: str, outcome: m.Outcome, now: int) -> list[str]:
+def outcome_lines(lock_key: str, outcome: machine.Outcome, now: int) -> list[str]:
     """What happened, in the words an operator needs to act on."""
     match outcome:
-        case m.Acquired(record, reentered=True):
+        case machine.Acquired(record, reentered=True):
             return [f"{lock_key}: already yours (a repeated acquire changes nothing), token {record.token}, "
                     f"{lease_end(record, now)}"]  # fmt: skip
-        case m.Acquired(record):
+        case machine.Acquired(record):
             return [f"{lock_key}: acquired, token {record.token}, {lease_end(record, now)}"]
-        case m.HeldBySomeone(holder):
+        case machine.HeldBySomeone(holder):
             return [f"{lock_key}: {holder_line(holder, now)}"]
-        case m.Released(record, repeated=repeated):
+        case machine.Released(record, repeated=repeated):
             again = " (already released: nothing changed)" if repeated else ""
             return [f"{lock_key}: released as {record.status.value}, token {record.token}{again}"]
-        case m.Extended(record):
+        case machine.Extended(record):
             return [f"{lock_key}: extended, token {record.token}, {lease_end(record, now)}"]
-        case m.ForceReleased(record, repeated=repeated):
+        case machine.ForceReleased(record, repeated=repeated):
             again = " (already force-released: nothing changed)" if repeated else ""
             return [f"{lock_key}: force-released by {record.released_by}, token {record.token}{again}"]
-        case m.MarkedExpired(record):
+        case machine.MarkedExpired(record):
             return [f"{lock_key}: lease recorded as expired, token {record.token}"]
-        case m.NotHolder(reason, current):
+        case machine.NotHolder(reason, current):
             return [f"{lock_key}: refused: {reason.value}", f"  now {status_line(current, now)}"]
     raise TypeError(f"not an outcome: {outcome!r}")  # pragma: no cover
 
@@ -140,11 +140,11 @@ TABLE_HEADINGS = ("KEY", "STATE", "HOLDER", "SINCE", "EXPIRES IN", "TOKEN")
 
 
 def table_row(record: LockRecord, now: int) -> tuple[str, ...]:
-    state = m.state_of(record.to_item(), now)
+    state = machine.state_of(record.to_item(), now)
     left = record.lease_expires_at - now
-    if state is m.LockState.HELD:
+    if state is machine.LockState.HELD:
         expires = duration(left)
-    elif state is m.LockState.LAPSED:
+    elif state is machine.LockState.LAPSED:
         expires = f"ended {duration(-left)} ago"
     else:
         expires = "-"
@@ -187,15 +187,15 @@ def frees_at(record: LockRecord, now: int) -> str:
 
 def standing(record: LockRecord | None, now: int) -> str:
     """Where a lock stands now, in a few words: ``held by bob (<@U0BOB>) since <!date…>, token 4``."""
-    state = m.state_of(record.to_item() if record is not None else None, now)
-    if record is None or state is m.LockState.FREE:
+    state = machine.state_of(record.to_item() if record is not None else None, now)
+    if record is None or state is machine.LockState.FREE:
         return "free: no lock was ever taken under this key"
-    if state is m.LockState.HELD:
+    if state is machine.LockState.HELD:
         return f"held by {holder(record)} since {since(record)}, token {record.token}"
-    if state is m.LockState.LAPSED:
+    if state is machine.LockState.LAPSED:
         return f"free: the lease of {holder(record)} ended {slack_date(record.lease_expires_at)}"
     released = slack_moment(record.released_at)
-    if state is m.LockState.FORCE_RELEASED:
+    if state is machine.LockState.FORCE_RELEASED:
         by = f"<@{record.released_by}>" if record.released_by else "?"
         return f"free: force-released by {by} {released}"
     return f"free: {holder(record)} released it ({record.status.value}) {released}"
