@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockcore.record import LockRecord, Status, iso
-from workers.protocol import dispatch as d
+from workers.protocol import dispatch
 from workers.protocol.commands import Dispatch, Echo
 from workers.protocol.config import Action, Config, load_config
 from workers.protocol.envelope import CommandEnvelope, correlation_id_of
@@ -43,8 +43,8 @@ def envelope(command: Dispatch | Echo, request_id: str = "111.222.abc") -> Comma
     )
 
 
-def job(config: Config, action: Action = Action.BUILD, ref: str | None = None) -> d.Job:
-    return d.Job.of(envelope(Dispatch(action, "router", "plt", ref)), config)
+def job(config: Config, action: Action = Action.BUILD, ref: str | None = None) -> dispatch.Job:
+    return dispatch.Job.of(envelope(Dispatch(action, "router", "plt", ref)), config)
 
 
 def holder(**notes: str) -> LockRecord:
@@ -75,11 +75,11 @@ def test_a_job_takes_its_lock_as_the_request(config: Config) -> None:
 
 def test_only_build_and_deploy_are_jobs(config: Config) -> None:
     with pytest.raises(ValueError, match="not 'echo'"):
-        d.Job.of(envelope(Echo("hi")), config)
+        dispatch.Job.of(envelope(Echo("hi")), config)
 
 
 def test_the_inputs_carry_what_the_run_name_and_the_fencing_check_need(config: Config) -> None:
-    inputs = d.dispatch_inputs(job(config), d.Revision("main", SHA, "main"), "3")
+    inputs = dispatch.dispatch_inputs(job(config), dispatch.Revision("main", SHA, "main"), "3")
     assert inputs == {
         "component": "router",
         "environment": "plt",
@@ -92,40 +92,40 @@ def test_the_inputs_carry_what_the_run_name_and_the_fencing_check_need(config: C
 
 
 def test_a_commit_is_told_from_a_branch() -> None:
-    assert d.is_commit(SHA[:7], SHA) and d.is_commit(SHA, SHA)
-    assert not d.is_commit("main", SHA)
-    assert not d.is_commit("deadbeef", SHA)  # hex, but another commit's
+    assert dispatch.is_commit(SHA[:7], SHA) and dispatch.is_commit(SHA, SHA)
+    assert not dispatch.is_commit("main", SHA)
+    assert not dispatch.is_commit("deadbeef", SHA)  # hex, but another commit's
 
 
 def test_the_revision_noted_is_the_one_dispatched_again(config: Config) -> None:
-    notes = d.dispatching_notes(job(config), d.Revision("main", SHA, "main"))
+    notes = dispatch.dispatching_notes(job(config), dispatch.Revision("main", SHA, "main"))
     assert notes["dispatchState"] == "dispatching"
-    assert d.noted_revision(notes) == d.Revision("main", SHA, "main")
-    assert d.noted_revision({"dispatchState": "dispatching"}) is None
+    assert dispatch.noted_revision(notes) == dispatch.Revision("main", SHA, "main")
+    assert dispatch.noted_revision({"dispatchState": "dispatching"}) is None
 
 
 # -------------------------------------------------------------------------------------------- next step
 def test_nothing_noted_dispatches() -> None:
-    assert d.next_step({}) == d.DispatchNow()
+    assert dispatch.next_step({}) == dispatch.DispatchNow()
 
 
 def test_dispatching_noted_looks_for_the_run_first() -> None:
-    assert d.next_step({"dispatchState": "dispatching"}) == d.LookForRun()
+    assert dispatch.next_step({"dispatchState": "dispatching"}) == dispatch.LookForRun()
 
 
 def test_dispatching_noted_and_the_run_found_records_it_and_never_dispatches() -> None:
-    assert d.next_step({"dispatchState": "dispatching"}, run()) == d.RecordRun(run())
+    assert dispatch.next_step({"dispatchState": "dispatching"}, run()) == dispatch.RecordRun(run())
 
 
 def test_dispatching_noted_and_no_run_found_dispatches() -> None:
-    assert d.next_step({"dispatchState": "dispatching"}, None) == d.DispatchNow()
+    assert dispatch.next_step({"dispatchState": "dispatching"}, None) == dispatch.DispatchNow()
 
 
 def test_dispatched_noted_only_announces() -> None:
     noted = {"dispatchState": "dispatched", "runId": "7", "runUrl": "u"}
-    assert d.next_step(noted) == d.Announce(7, "u")
-    assert d.next_step(noted, None) == d.Announce(7, "u")
-    assert d.next_step(noted, run(7, "v")) == d.Announce(7, "v")
+    assert dispatch.next_step(noted) == dispatch.Announce(7, "u")
+    assert dispatch.next_step(noted, None) == dispatch.Announce(7, "u")
+    assert dispatch.next_step(noted, run(7, "v")) == dispatch.Announce(7, "v")
 
 
 @given(
@@ -134,12 +134,12 @@ def test_dispatched_noted_only_announces() -> None:
 )
 def test_a_dispatch_is_never_chosen_once_a_run_is_known(state: str | None, found: str) -> None:
     notes = {"dispatchState": state} if state else {}
-    looked: Run | str | None = {"not looked": d.NOT_LOOKED, "none": None, "run": run()}[found]
-    step = d.next_step(notes, looked)
+    looked: Run | str | None = {"not looked": dispatch.NOT_LOOKED, "none": None, "run": run()}[found]
+    step = dispatch.next_step(notes, looked)
     if found == "run" or state == "dispatched":
-        assert not isinstance(step, d.DispatchNow | d.LookForRun)
+        assert not isinstance(step, dispatch.DispatchNow | dispatch.LookForRun)
     if state == "dispatching" and found == "not looked":
-        assert step == d.LookForRun()
+        assert step == dispatch.LookForRun()
 
 
 # --------------------------------------------------------------------------------- one request, one run
@@ -192,24 +192,24 @@ def test_a_look_before_the_lock_counts_only_if_it_finds_what_the_holder_would(
     asked = dataclasses.replace(job(config), correlation_id=envelope_cid)
     holder_job = asked.holding(held_by(asked.request_id, lock_cid, NOW + taken))
 
-    def finds(looker: d.Job, run: tuple[str, int]) -> bool:  # GitHub's list, created since, and the run's name
+    def finds(looker: dispatch.Job, run: tuple[str, int]) -> bool:  # GitHub's list, created since, and the run's name
         cid, created = run
         return cid == looker.correlation_id and NOW + created >= looker.runs_since
 
-    if d.looked_alike(asked, holder_job):
+    if dispatch.looked_alike(asked, holder_job):
         assert all(finds(asked, run) for run in runs if finds(holder_job, run))
     else:
         assert envelope_cid != lock_cid or taken < 0
 
 
-@given(obstacle=st.sampled_from(d.Obstacle))
-def test_only_a_failing_store_puts_a_dispatch_off_and_everything_else_ends_it(obstacle: d.Obstacle) -> None:
-    assert d.gives_up(obstacle) is (obstacle is not d.Obstacle.STORE_DOWN)
+@given(obstacle=st.sampled_from(dispatch.Obstacle))
+def test_only_a_failing_store_puts_a_dispatch_off_and_everything_else_ends_it(obstacle: dispatch.Obstacle) -> None:
+    assert dispatch.gives_up(obstacle) is (obstacle is not dispatch.Obstacle.STORE_DOWN)
 
 
 # -------------------------------------------------------------------------------------------- messages
 def test_the_busy_message_is_the_users(config: Config) -> None:
-    text = d.busy_text(job(config), holder(runId="42", runUrl="https://gh/runs/42"), NOW)
+    text = dispatch.busy_text(job(config), holder(runId="42", runUrl="https://gh/runs/42"), NOW)
     assert text == (
         "⚠️ Build already in progress — started by bob 7 min ago, <https://gh/runs/42|run 42>, "
         f"frees at <!date^{NOW + 180}^{{time}}|{iso(NOW + 180)[11:16]} UTC>"
@@ -217,28 +217,28 @@ def test_the_busy_message_is_the_users(config: Config) -> None:
 
 
 def test_the_busy_message_before_the_run_is_known(config: Config) -> None:
-    text = d.busy_text(job(config), dataclasses.replace(holder(), locked_at=iso(NOW - 10)), NOW)
+    text = dispatch.busy_text(job(config), dataclasses.replace(holder(), locked_at=iso(NOW - 10)), NOW)
     assert "started by bob less than a minute ago, its run is starting, frees at" in text
 
 
 def test_a_busy_deploy_names_the_holders_commit(config: Config) -> None:
-    text = d.busy_text(job(config, Action.DEPLOY), holder(commitSha=SHA), NOW)
+    text = dispatch.busy_text(job(config, Action.DEPLOY), holder(commitSha=SHA), NOW)
     assert text.startswith("⚠️ Deploy already in progress — started by bob 7 min ago at `1a2b3c4`, ")
 
 
 def test_a_date_on_another_day_carries_the_day_in_its_fallback() -> None:
-    assert d.slack_date(NOW + 86_400, NOW).endswith(f"|{iso(NOW + 86_400)[:10]} {iso(NOW)[11:16]} UTC>")
+    assert dispatch.slack_time(NOW + 86_400, NOW).endswith(f"|{iso(NOW + 86_400)[:10]} {iso(NOW)[11:16]} UTC>")
 
 
 def test_the_start_messages(config: Config) -> None:
-    revision = d.Revision("release/1.2", SHA, "release/1.2")
-    assert d.started_text(job(config), revision, 7, "https://gh/7", locked=True) == (
+    revision = dispatch.Revision("release/1.2", SHA, "release/1.2")
+    assert dispatch.started_text(job(config), revision, 7, "https://gh/7", locked=True) == (
         "🔨 Building router (plt)… <https://gh/7|run 7>"
     )
-    assert d.started_text(job(config, Action.DEPLOY), revision, 7, "https://gh/7", locked=True) == (
+    assert dispatch.started_text(job(config, Action.DEPLOY), revision, 7, "https://gh/7", locked=True) == (
         "🚀 Deploying router (plt) at release/1.2 (`1a2b3c4`)… <https://gh/7|run 7>"
     )
-    unlocked = d.started_text(job(config), revision, None, None, locked=False)
+    unlocked = dispatch.started_text(job(config), revision, None, None, locked=False)
     assert unlocked == (
         "🔨 Building router (plt)… run link to follow in GitHub Actions (the distributed lock is switched off)"
     )
@@ -247,13 +247,13 @@ def test_the_start_messages(config: Config) -> None:
 def test_a_start_message_without_the_sha_in_its_template_still_shows_it(config: Config) -> None:
     spec = dataclasses.replace(config.commands[Action.DEPLOY], start_message="Deploying {component}")
     deploy = dataclasses.replace(job(config, Action.DEPLOY), spec=spec)
-    text = d.started_text(deploy, d.Revision("main", SHA, "main"), 7, "u", locked=True)
+    text = dispatch.started_text(deploy, dispatch.Revision("main", SHA, "main"), 7, "u", locked=True)
     assert text == "Deploying router <u|run 7> — commit `1a2b3c4`"
 
 
 def test_a_failure_is_one_line_that_says_why(config: Config) -> None:
-    text = d.failed_text(job(config, Action.DEPLOY), "GitHub refused the token\n(401).", d.Revision("v1", SHA, "v1"),
-                         locked=True)  # fmt: skip
+    revision = dispatch.Revision("v1", SHA, "v1")
+    text = dispatch.failed_text(job(config, Action.DEPLOY), "GitHub refused the token\n(401).", revision, locked=True)
     assert text == (
         "❌ Couldn't start the deploy router (plt) at v1 (`1a2b3c4`): GitHub refused the token (401). "
         "The lock is released; try again once that is fixed."
@@ -262,6 +262,6 @@ def test_a_failure_is_one_line_that_says_why(config: Config) -> None:
 
 
 def test_a_request_that_already_ran_says_which_run(config: Config) -> None:
-    assert d.already_ran_text(job(config, Action.DEPLOY), run()) == (
+    assert dispatch.already_ran_text(job(config, Action.DEPLOY), run()) == (
         "ℹ️ Your /deploy router plt at `1a2b3c4` already started <https://github.com/o/r/actions/runs/7|run 7>."  # noqa: RUF001
     )

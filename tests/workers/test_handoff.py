@@ -35,20 +35,19 @@ from tests.workers.worker_world import (
 )
 from workers.adapters import runtime
 from workers.adapters.pending import PendingRequests
-from workers.flows import handoff, runlock, status
+from workers.flows import runlock, status
 from workers.handlers import build as build_lambda
 from workers.handlers import reaper as reaper_lambda
 from workers.handlers import status as status_lambda
 from workers.handlers import webhook as webhook_lambda
-from workers.protocol.commands import Cancel, Dequeue, Dispatch, Freeze, parse
+from workers.protocol.codec import from_tagged, to_wire
+from workers.protocol.commands import Cancel, Command, Dequeue, Dispatch, Freeze, parse
 from workers.protocol.config import Action, ConfigError, Conflict, Queue, current_config, load_config
 from workers.protocol.dispatch import Job
 from workers.protocol.envelope import (
     LOCK_WATCH_ACTION,
     CommandEnvelope,
     InteractionEnvelope,
-    command_from_json,
-    command_json,
 )
 
 BUILD_KEY = "build-router-plt"
@@ -99,9 +98,9 @@ def channel_posts(world: World) -> list[str]:
 def test_the_parser_and_the_envelope_carry_the_queue_flag() -> None:
     parsed = parse("/build", "router plt --queue", load_config())
     assert parsed == QUEUED
-    assert command_from_json(command_json(QUEUED)) == QUEUED
+    assert from_tagged(Command, to_wire(QUEUED)) == QUEUED
     plain = Dispatch(Action.BUILD, "router", "plt")
-    assert command_from_json(command_json(plain)) == plain and "queue" not in command_json(plain)
+    assert from_tagged(Command, to_wire(plain)) == plain and "queue" not in to_wire(plain)
 
 
 def test_a_queued_request_is_dispatched_when_the_holders_run_completes(world: World, github: GitHubEvents) -> None:
@@ -130,7 +129,8 @@ def test_a_queued_request_is_dispatched_when_the_holders_run_completes(world: Wo
     assert result.startswith("✅ router (plt) built in ") and "⏭️ Handed to <@U0BOB> (and 1 identical request)" in result
 
     [body] = drain(world)
-    assert handoff.handed_off(body) == (handed.token, (world.envelope("c").request_id,))
+    handed_off = CommandEnvelope.from_json(body)
+    assert (handed_off.handed_off, handed_off.coalesced) == (handed.token, (world.envelope("c").request_id,))
     [_, second] = world.dispatches()
     after = world.lock()
     assert after is not None and after.owner == bob.request_id and after.token == handed.token
@@ -225,7 +225,8 @@ def test_a_hand_off_nobody_dispatched_is_queued_again_by_the_reaper(world: World
     assert reaper_lambda.handler(scheduled_event(), Context()) == {"locks": 1, "effects": {"handed-again": 1}}
 
     [body] = drain(world)
-    assert handoff.handed_off(body) == (held.token + 1, ())
+    handed_off = CommandEnvelope.from_json(body)
+    assert (handed_off.handed_off, handed_off.coalesced) == (held.token + 1, ())
     [_, second] = world.dispatches()
     after = world.lock()
     assert after is not None and after.owner == bob.request_id and after.notes.get("runId") == str(second.id)

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from workers.handlers.router import SLACK_COMMANDS_PATH
-from workers.protocol.commands import VERBS
+from workers.protocol.commands import VERB_TABLE
+from workers.protocol.config import Action
 
 MANIFEST = Path(__file__).parents[2] / "docs" / "slack-app-manifest.yml"
 WORKERS = Path(__file__).parents[2] / "workers"
@@ -32,11 +33,11 @@ def test_every_slash_command_goes_to_the_router_and_hints_every_verb() -> None:
     commands = {c["command"]: c for c in manifest()["features"]["slash_commands"]}
     assert set(commands) == {"/build", "/deploy", "/echo"}
     assert all(c["url"] == f"ROUTER_URL{SLACK_COMMANDS_PATH}" for c in commands.values())
-    for slash in ("/build", "/deploy"):
-        hinted = set(re.findall(r"[a-z]+", commands[slash]["usage_hint"]))
-        only_deploy = {"freeze", "unfreeze"}
-        expected = VERBS - only_deploy if slash == "/build" else VERBS - {"stats"}
-        assert expected <= hinted, (slash, expected - hinted)
+    for action in Action:
+        hinted = set(re.findall(r"[a-z]+", commands[action.slash]["usage_hint"]))
+        taken = {verb.word for verb in VERB_TABLE if action in verb.slashes}
+        assert taken <= hinted, (action.slash, taken - hinted)
+        assert not (hinted & {verb.word for verb in VERB_TABLE}) - taken, action.slash  # no verb it does not take
     assert manifest()["settings"]["interactivity"]["request_url"] == "ROUTER_URL/slack/interactions"
 
 

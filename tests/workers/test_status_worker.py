@@ -22,7 +22,7 @@ from moto import mock_aws
 
 from lockcore import Acquired, AcquireRequest, LockRecord, Status
 from lockcore.dynamodb import DynamoDBLockStore
-from tests.workers import function_url as f
+from tests.workers import function_url
 from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import create_idempotency_table, create_queues
 from workers.adapters import queues as sqs_queues
@@ -33,6 +33,7 @@ from workers.handlers import router
 from workers.handlers import status as status_lambda
 from workers.local.motoserver import LOCAL_CREDENTIALS
 from workers.local.slack import PostedMessage, SlackStandIn
+from workers.protocol import render
 from workers.protocol.commands import Command, Echo, LockStatus, Unlock
 from workers.protocol.config import Action, Queue
 from workers.protocol.envelope import UNLOCK_CANCEL_ACTION, UNLOCK_CONFIRM_ACTION, CommandEnvelope, InteractionEnvelope
@@ -70,7 +71,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("CHATOPS_CONFIG", str(SHIPPED))
     monkeypatch.setenv("LOCK_TABLE_NAME", TABLE)
     monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
-    monkeypatch.setenv("SLACK_SIGNING_SECRET", f.SIGNING_SECRET)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", function_url.SIGNING_SECRET)
     monkeypatch.setenv("RESPONSE_URL_HOSTS", "hooks.slack.com,127.0.0.1")
     logs = sqs.Logs()
     with SlackStandIn(token=BOT_TOKEN) as slack, mock_aws():
@@ -496,20 +497,22 @@ def test_a_message_that_is_not_ours_fails_alone_and_its_neighbours_are_answered(
 
 # ---------------------------------------------------------------------------------------------- end to end
 def slash(world: World, text: str, user: str, name: str) -> None:
-    body = f.slash_form(text, "/build", user_id=user, user_name=name, response_url=world.slack.response_url(name))
-    response = router.handler(f.event("/slack/commands", body, f.slack_headers(body)), None)
+    body = function_url.slash_form(
+        text, "/build", user_id=user, user_name=name, response_url=world.slack.response_url(name)
+    )
+    response = router.handler(function_url.event("/slack/commands", body, function_url.slack_headers(body)), None)
     assert response["statusCode"] == 200, response
 
 
 def click(world: World, button: dict[str, Any], user: str, name: str) -> None:
-    body = f.interaction_form(
+    body = function_url.interaction_form(
         button["action_id"],
         button["value"],
         user={"id": user, "username": name, "name": name, "team_id": "T0TEAM"},
         response_url=world.slack.response_url(f"{name}-click"),
         channel={"id": CHANNEL, "name": "builds"},
     )
-    response = router.handler(f.event("/slack/interactions", body, f.slack_headers(body)), None)
+    response = router.handler(function_url.event("/slack/interactions", body, function_url.slack_headers(body)), None)
     assert response["statusCode"] == 200, response
 
 
@@ -566,7 +569,7 @@ def lock(**changes: Any) -> LockRecord:
     ],
 )
 def test_where_a_lock_stands_in_a_few_words(record: LockRecord | None, expected: str) -> None:
-    assert status.standing(record, NOW).startswith(expected)
+    assert render.standing(record, NOW).startswith(expected)
 
 
 @pytest.mark.parametrize(
@@ -578,7 +581,26 @@ def test_where_a_lock_stands_in_a_few_words(record: LockRecord | None, expected:
     ],
 )
 def test_a_holder_without_a_slack_user_is_named_as_well_as_the_record_allows(record: LockRecord, expected: str) -> None:
-    assert status.holder(record) == expected
+    assert render.holder(record) == expected
+
+
+@pytest.mark.parametrize(
+    ("record", "shown"),
+    [
+        (lock(), {"name and mention": "alice (<@U0ALICE>)", "mention": "<@U0ALICE>", "name": "alice"}),
+        (lock(locked_by_name="<b&b>"), {"name and mention": "&lt;b&amp;b&gt; (<@U0ALICE>)", "name": "&lt;b&amp;b&gt;"}),
+        (lock(locked_by="cli-user"), {"name and mention": "alice", "mention": "alice", "plain": "alice (cli-user)"}),
+        (lock(locked_by_name=""), {"name": "<@U0ALICE>", "plain": "U0ALICE"}),
+        (
+            lock(locked_by="", locked_by_name=""),
+            {"mention": "owner `o-1`", "name": "owner `o-1`", "plain": "owner o-1"},
+        ),
+    ],
+)
+def test_a_person_is_rendered_one_way_with_the_same_fallbacks_wherever_it_is_read(
+    record: LockRecord, shown: dict[str, str]
+) -> None:
+    assert {form: render.holder(record, render.Shown(form)) for form in shown} == shown
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ from typing import Any, Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
@@ -56,15 +56,15 @@ from workers.adapters import runtime
 from workers.adapters.github import GitHubClient, GitHubError
 from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
-from workers.adapters.usergroups import GroupLookupFailed
+from workers.adapters.usergroups import GroupLookupFailed, member_groups
 from workers.flows import handoff
-from workers.flows.runlock import action_of, find_unnoted_run, link_of, noted_run_id, requester, started, target_of
-from workers.flows.status import is_admin, standing, store_unavailable
-from workers.protocol.commands import Cancel, Refused, describe, refusal_text
+from workers.flows.runlock import action_of, find_unnoted_run, link_of, noted_run_id, started, target_of
+from workers.protocol.commands import Cancel, Refused, describe, is_admin, refusal_text
 from workers.protocol.config import Action, Audience, Config
 from workers.protocol.dispatch import DISPATCHING
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.message import Message, escape
+from workers.protocol.render import Shown, holder, standing, store_unavailable
 
 CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
 _CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})
@@ -101,7 +101,7 @@ def who_may_cancel(record: LockRecord, admins: Audience) -> Audience:
 
 
 def refused_text(command: Cancel, record: LockRecord, admins: Audience) -> str:
-    reason = f"only the holder ({requester(record)}) or an admin may run {describe(command)}"
+    reason = f"only the holder ({holder(record, Shown.MENTION)}) or an admin may run {describe(command)}"
     return refusal_text(Refused(reason, who_may_cancel(record, admins)))
 
 
@@ -291,7 +291,8 @@ class CancelWorker:
         if envelope.user_id == record.locked_by:
             return None
         try:
-            if is_admin(self.config, envelope.user_id):
+            admins = self.config.authorization.admins
+            if is_admin(self.config, envelope.user_id, member_groups(self.config.slack, admins, envelope.user_id)):
                 return None
         except (GroupLookupFailed, SecretUnavailable) as error:
             runtime.logger.error("cancel: admin check failed, user groups unknown", reason=str(error))
@@ -312,7 +313,7 @@ class CancelWorker:
                 unnoted = find_unnoted_run(record, self.config, self.github)
                 run_id = unnoted.id if unnoted is not None else None
             if run_id is None:
-                if record.notes.get("dispatchState") == DISPATCHING and m.is_live(record.to_item(), now):
+                if record.notes.get("dispatchState") == DISPATCHING and machine.is_live(record.to_item(), now):
                     self._reply(envelope, Message(run_starting_text(command)))
                     return Cancelled.RUN_STARTING
                 return None
@@ -336,7 +337,7 @@ class CancelWorker:
         runtime.logger.info("run cancelled in GitHub" if accepted else "run had just finished", run_id=run_id)
         return None
 
-    def _release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> m.ForceReleased | Cancelled:
+    def _release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> machine.ForceReleased | Cancelled:
         """Free the lock, recording who and why — or recognise that this cancel did (a repeat: a lost answer, a
         redelivery); anything else is answered here."""
         lock_key = record.lock_key
@@ -347,7 +348,7 @@ class CancelWorker:
             runtime.logger.error("cancel: the lock table did not answer the release", reason=str(error))
             self._reply(envelope, store_unavailable(f"release `{lock_key}`"))
             return Cancelled.STORE_FAILED
-        if isinstance(released, m.NotHolder):
+        if isinstance(released, machine.NotHolder):
             self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
             return Cancelled.LOCK_MOVED
         if not released.repeated:

@@ -26,20 +26,19 @@ from typing import Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.secrets import SecretUnavailable
-from workers.adapters.usergroups import GroupLookupFailed
-from workers.flows.status import frees_at, holder, is_admin, since, standing, store_unavailable
-from workers.protocol.commands import Freeze, Refused, Unfreeze, describe, refusal_text
+from workers.adapters.usergroups import GroupLookupFailed, member_groups
+from workers.protocol.commands import Freeze, Refused, Unfreeze, describe, is_admin, refusal_text
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import FREEZE_PREFIX
 from workers.protocol.message import Message, escape
-from workers.protocol.render import duration
+from workers.protocol.render import duration, frees_at, holder, since, standing, store_unavailable
 
 FREEZE_SECONDS: Final = 30 * 24 * 3600
 FROZEN_METRIC: Final = "buildWorker.deploy.frozen"
@@ -64,7 +63,7 @@ def reason_of(record: LockRecord) -> str:
 def current(store: LockStore, environment: str, now: int) -> LockRecord | None:
     """The live freeze of ``environment``, if any: one strongly consistent read."""
     record = store.get(freeze_key(environment))
-    return record if record is not None and m.is_live(record.to_item(), now) else None
+    return record if record is not None and machine.is_live(record.to_item(), now) else None
 
 
 # ----------------------------------------------------------------------------------------------- rendering
@@ -87,14 +86,14 @@ def freeze_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
     ]
 
 
-def answer_freeze(command: Freeze, outcome: m.AcquireOutcome, admin_id: str) -> tuple[Message, Message | None]:
+def answer_freeze(command: Freeze, outcome: machine.AcquireOutcome, admin_id: str) -> tuple[Message, Message | None]:
     """The admin's reply, and the channel's news (None when nothing changed)."""
     env = escape(command.environment)
     match outcome:
-        case m.HeldBySomeone(holder=holder):
+        case machine.HeldBySomeone(holder=holder):
             text = f"🧊 *{env}* is already frozen ({frozen_text(command.environment, holder)})"
             return Message(text), None
-        case m.Acquired(record=record):
+        case machine.Acquired(record=record):
             news = f"🧊 <@{admin_id}> froze deploys to *{env}*: “{escape(command.reason)}”."
             done = f"✅ Froze *{env}* (token {record.token}); `/deploy unfreeze {env}` lifts it."
             return Message(done), Message.in_channel(news)
@@ -102,19 +101,19 @@ def answer_freeze(command: Freeze, outcome: m.AcquireOutcome, admin_id: str) -> 
 
 
 def answer_unfreeze(
-    command: Unfreeze, outcome: m.ForceReleaseOutcome | None, admin_id: str, now: int
+    command: Unfreeze, outcome: machine.ForceReleaseOutcome | None, admin_id: str, now: int
 ) -> tuple[Message, Message | None]:
     env = escape(command.environment)
     match outcome:
         case None:
             return Message(f"✅ *{env}* is not frozen; nothing to do."), None
-        case m.ForceReleased(repeated=True):
+        case machine.ForceReleased(repeated=True):
             return Message(f"✅ *{env}* was already unfrozen by you."), None
-        case m.ForceReleased(record=record):
+        case machine.ForceReleased(record=record):
             held = duration(now - epoch(record.locked_at)) if record.locked_at else "?"
             news = f"☀️ <@{admin_id}> lifted the freeze on *{env}* (frozen for {held}: “{escape(reason_of(record))}”)."
             return Message(f"✅ Unfroze *{env}*."), Message.in_channel(news)
-        case m.NotHolder(current=current_record):
+        case machine.NotHolder(current=current_record):
             return Message(f"⚠️ The freeze of *{env}* changed since (now {standing(current_record, now)})."), None
     raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
 
@@ -124,7 +123,9 @@ def handle(envelope: CommandEnvelope, command: Freeze | Unfreeze, *, config: Con
     """One ``/deploy freeze`` or ``unfreeze``, on the status worker. Admins only, checked again here."""
     cid = envelope.correlation_id
     try:
-        admin = is_admin(config, envelope.user_id)
+        admin = is_admin(
+            config, envelope.user_id, member_groups(config.slack, config.authorization.admins, envelope.user_id)
+        )
     except (GroupLookupFailed, SecretUnavailable) as error:
         runtime.logger.error("freeze: admin check failed, user groups unknown", reason=str(error))
         _reply(envelope, Message("⚠️ Sorry, I couldn't check your user groups with Slack just now."))
@@ -158,7 +159,7 @@ def _reply(envelope: CommandEnvelope, message: Message) -> None:
 
 def _freeze(envelope: CommandEnvelope, command: Freeze, store: LockStore) -> tuple[Message, Message | None]:
     key = freeze_key(command.environment)
-    request = m.AcquireRequest(
+    request = machine.AcquireRequest(
         key,
         envelope.request_id,
         FREEZE_SECONDS,
@@ -169,12 +170,12 @@ def _freeze(envelope: CommandEnvelope, command: Freeze, store: LockStore) -> tup
         correlation_id=envelope.correlation_id,
     )
     outcome = store.acquire(request)
-    if isinstance(outcome, m.Acquired):
+    if isinstance(outcome, machine.Acquired):
         notes = {"command": describe(command)}
         if envelope.channel_id:
             notes["channelId"] = envelope.channel_id
         noted = store.note(key, envelope.request_id, outcome.token, **notes)
-        if isinstance(noted, m.NotHolder):  # unfrozen in between: the freeze stands as it was taken
+        if isinstance(noted, machine.NotHolder):  # unfrozen in between: the freeze stands as it was taken
             runtime.logger.warning("freeze reason not noted", reason=noted.reason.value)
     return answer_freeze(command, outcome, envelope.user_id)
 
@@ -183,12 +184,12 @@ def _unfreeze(envelope: CommandEnvelope, command: Unfreeze, store: LockStore) ->
     key = freeze_key(command.environment)
     record = store.get(key)
     now = store.now()
-    if record is None or not m.is_live(record.to_item(), now):
+    if record is None or not machine.is_live(record.to_item(), now):
         # A redelivered unfreeze finds its own release done: say so, not "not frozen".
         repeated = (
             record is not None and record.status is Status.FORCE_RELEASED and record.released_by == envelope.user_id
         )
-        outcome = m.ForceReleased(record, repeated=True) if repeated and record is not None else None
+        outcome = machine.ForceReleased(record, repeated=True) if repeated and record is not None else None
         return answer_unfreeze(command, outcome, envelope.user_id, now)
     reason = f"unfrozen from Slack by {envelope.user_name or envelope.user_id}"
     released = store.force_release(key, record.token, by=envelope.user_id, reason=reason)

@@ -4,9 +4,10 @@ lockcore hands a freed lock to the head of its queue in the freeing write itself
 release, force-release, expire — or of an acquire that met a lapsed lease with a queue). The lock is then *held*
 by the queued request's owner id; what remains is to start its run and tell its requesters. The worker that made
 the freeing write (webhook, reaper, cancel, unlock, the build worker itself) calls :func:`pass_on`, which puts the
-queued request's own :class:`~workers.protocol.envelope.CommandEnvelope` back on its command queue, marked ``handedOff``
-with the new token. The build worker takes it as any request: its acquire re-enters (same owner: ``Acquired``,
-nothing written) and it dispatches under the lock it already holds, through the one dispatch path there is.
+queued request's own :class:`~workers.protocol.envelope.CommandEnvelope` back on its command queue, with
+``handed_off``, the new token. The build worker takes it as any request: its acquire re-enters (same owner:
+``Acquired``, nothing written) and it dispatches under the lock it already holds, through the one dispatch
+path there is.
 
 **Where the envelope waits.** A queue entry (:class:`lockcore.record.QueueEntry`) holds the owner, the users, the
 component, environment and lease — not the ``response_url`` or the channel a reply needs. So the build worker
@@ -22,13 +23,12 @@ dispatches, its lease ends it, and the reaper's expire hands it to the next in l
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import Any, Final
+from dataclasses import replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.record import LockRecord
 from workers.adapters import runtime
 from workers.adapters.ledger import Ledger
@@ -40,30 +40,10 @@ from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.freeing import as_let_go, news_of, told_key
 from workers.protocol.message import Message, escape
 
-HANDED_OFF: Final = "handedOff"
-"""The envelope's extra field on a hand-off: the token the request was handed."""
-COALESCED: Final = "coalesced"
-"""The owner ids of the requesters coalesced into the handed-off one (told its run)."""
-
 
 def handed_off_body(envelope: CommandEnvelope, token: int, coalesced: tuple[str, ...] = ()) -> str:
-    data: dict[str, Any] = json.loads(envelope.to_json())
-    data[HANDED_OFF] = token
-    if coalesced:
-        data[COALESCED] = list(coalesced)
-    return json.dumps(data, ensure_ascii=False)
-
-
-def handed_off(body: str) -> tuple[int | None, tuple[str, ...]]:
-    """The token a message was handed (``None``: a request as the router sent it) and its coalesced owners."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None, ()
-    if not isinstance(data, dict) or not isinstance(data.get(HANDED_OFF), int):
-        return None, ()
-    coalesced = data.get(COALESCED, [])
-    return data[HANDED_OFF], tuple(str(o) for o in coalesced) if isinstance(coalesced, list) else ()
+    """The queued request's envelope again, handed ``token`` (with the owners coalesced into it)."""
+    return replace(envelope, handed_off=token, coalesced=coalesced).to_json()
 
 
 def free_text(record: LockRecord) -> str:
@@ -71,7 +51,7 @@ def free_text(record: LockRecord) -> str:
 
 
 def follow_up(
-    freed: m.Freed,
+    freed: machine.Freed,
     config: Config,
     slack: SlackReplies,
     pending: PendingRequests | None = None,
@@ -180,7 +160,7 @@ def tell_coalesced(
     return told
 
 
-def pass_on(handed: m.HandOff | None, config: Config, pending: PendingRequests | None = None) -> bool:
+def pass_on(handed: machine.HandOff | None, config: Config, pending: PendingRequests | None = None) -> bool:
     """Put the request the lock was handed to back on its command queue, to be dispatched; ``False`` if it could
     not be (logged: its lease bounds the wait)."""
     if handed is None:

@@ -26,13 +26,12 @@ import botocore.exceptions
 
 from workers.adapters import runtime
 from workers.adapters.history_table import HistoryTable
-from workers.flows.status import slack_date
 from workers.protocol.commands import History, Stats
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import ACQUISITIONS, ENDINGS, FREEZE_PREFIX, EventKind, HistoryEvent
 from workers.protocol.message import Message, escape
-from workers.protocol.render import duration
+from workers.protocol.render import duration, slack_date
 
 HISTORY_SHOWN: Final = 10
 BUSIEST_SHOWN: Final = 5

@@ -31,7 +31,6 @@ second, :class:`RunLocks`, performs.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from typing import Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
@@ -50,10 +49,9 @@ from workers.adapters.pending import PendingRequests
 from workers.adapters.slack import SlackReplies
 from workers.flows import handoff
 from workers.protocol.config import Action, Config
-from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_date
+from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_time
 from workers.protocol.envelope import WorkflowRunEnvelope
-from workers.protocol.message import escape
-from workers.protocol.render import duration
+from workers.protocol.render import Shown, duration, holder
 from workers.protocol.workflow import Run
 
 RENEW_WHEN_LEFT: Final = 0.5
@@ -70,8 +68,6 @@ RUN_FAILED_METRIC: Final = "buildLockManager.run.failed"
 OUTCOME_METRICS: Final = {Status.COMPLETED: RUN_COMPLETED_METRIC, Status.FAILED: RUN_FAILED_METRIC}
 """A run's end, by the outcome :meth:`RunLocks.finish` released its lock with, once per release (a repeat emits
 nothing): the dashboard's run failure rate is FAILED / (COMPLETED + FAILED)."""
-
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -155,7 +151,7 @@ def held_for(record: LockRecord, now: int) -> int:
 def renewal_due(record: LockRecord, now: int, lease_seconds: int) -> bool:
     """The run's lock should be renewed now: held, less than :data:`RENEW_WHEN_LEFT` of a lease left, and not
     held past :data:`MAX_HOLD_SECONDS`."""
-    if not m.is_live(record.to_item(), now):
+    if not machine.is_live(record.to_item(), now):
         return False
     left = record.lease_expires_at - now
     return left < lease_seconds * RENEW_WHEN_LEFT and held_for(record, now) < MAX_HOLD_SECONDS
@@ -191,20 +187,13 @@ def target_of(record: LockRecord) -> str:
     return f"`{record.lock_key}`"
 
 
-def requester(record: LockRecord) -> str:
-    """``<@U0ALICE>`` — a mention, so the requester is notified; the name when there is no user id."""
-    if _USER_ID.fullmatch(record.locked_by):
-        return f"<@{record.locked_by}>"
-    return escape(record.locked_by_name or record.locked_by or record.owner or "?")
-
-
 def started(record: LockRecord, now: int) -> str:
     """``started by <@U0ALICE> at <!date…>``."""
     try:
-        at = f" at {slack_date(epoch(record.locked_at), now)}"
+        at = f" at {slack_time(epoch(record.locked_at), now)}"
     except ValueError:
         at = ""
-    return f"started by {requester(record)}{at}"
+    return f"started by {holder(record, Shown.MENTION)}{at}"
 
 
 def short_sha(record: LockRecord, run: RunReport | None = None) -> str:
@@ -250,7 +239,7 @@ def expired_text(record: LockRecord, cause: ExpiryCause, now: int) -> str:
     noun = "deploy" if action_of(record) is Action.DEPLOY else "build"
     run = f" ({link_of(record)})" if record.notes.get("runId") or record.notes.get("runUrl") else ""
     return (
-        f"⌛ The {noun} lock on {target_of(record)} expired at {slack_date(record.lease_expires_at, now)}: "
+        f"⌛ The {noun} lock on {target_of(record)} expired at {slack_time(record.lease_expires_at, now)}: "
         f"{cause.value}{run}. It was {started(record, now)}. The lock is free again."
     )
 
@@ -302,7 +291,7 @@ class RunLocks:
         outcome = outcome_of(run.conclusion)
         released = self.store.release(record.lock_key, record.owner, record.token, outcome, seen=record)
         log = runtime.logger
-        if isinstance(released, m.NotHolder):
+        if isinstance(released, machine.NotHolder):
             log.info("lock not released: it moved on", reason=released.reason.value, seen_by=seen_by)
             return Effect.REFUSED
         now = self.store.now()
@@ -324,7 +313,7 @@ class RunLocks:
         self.follow_up(released, record, lambda let_go: result_text(let_go, run, now))
         return Effect.ALREADY_RELEASED if released.repeated else Effect.RELEASED
 
-    def follow_up(self, freed: m.Freed, seen: LockRecord, news: Callable[[LockRecord], str]) -> bool:
+    def follow_up(self, freed: machine.Freed, seen: LockRecord, news: Callable[[LockRecord], str]) -> bool:
         return handoff.follow_up(freed, self.config, self.slack, self.pending, seen=seen, news=news, ledger=self.ledger)
 
     def renew(self, record: LockRecord) -> Effect:
@@ -334,7 +323,7 @@ class RunLocks:
         if lease is None or not renewal_due(record, now, lease):
             return Effect.KEPT
         extended = self.store.extend(record.lock_key, record.owner, record.token, lease)
-        if isinstance(extended, m.NotHolder):
+        if isinstance(extended, machine.NotHolder):
             runtime.logger.info("lease not extended: the lock moved on", reason=extended.reason.value)
             return Effect.REFUSED
         runtime.logger.info(
@@ -350,7 +339,7 @@ class RunLocks:
         """Record the lapsed lease as EXPIRED (only while nobody took the lock since) and tell the channel — a
         repeat the same, unless it was told already."""
         expired = self.store.expire(record.lock_key, record.token, seen=record)
-        if isinstance(expired, m.NotHolder):
+        if isinstance(expired, machine.NotHolder):
             runtime.logger.info("lock not expired", reason=expired.reason.value)
             return Effect.REFUSED
         if expired.repeated:

@@ -43,19 +43,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.errors import LockStoreError
-from lockcore.record import LockRecord, epoch
+from lockcore.record import LockRecord
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
-from workers.flows import handoff
+from workers.flows import cancel, freeze, handoff, insights
 from workers.protocol.commands import (
     Cancel,
     Dequeue,
@@ -66,8 +65,8 @@ from workers.protocol.commands import (
     Stats,
     Unfreeze,
     Unlock,
-    admits,
     describe,
+    is_admin,
     refusal_text,
 )
 from workers.protocol.config import Audience, Config
@@ -82,7 +81,16 @@ from workers.protocol.envelope import (
 )
 from workers.protocol.history import FREEZE_PREFIX
 from workers.protocol.message import Message, escape
-from workers.protocol.render import duration
+from workers.protocol.render import (
+    Shown,
+    frees_at,
+    holder,
+    requester,
+    since,
+    slack_date,
+    standing,
+    store_unavailable,
+)
 
 NO_LOCKS = "No builds or deploys hold a lock right now."
 MAX_LOCKS_SHOWN = 40
@@ -128,40 +136,6 @@ def lock_key_of(command: Unlock | Dequeue, config: Config) -> str:
 
 
 # ---------------------------------------------------------------------------------------- mrkdwn pieces
-def slack_date(at: int) -> str:
-    """``<!date^EPOCH^{date_short_pretty} {time}|2026-01-01 10:00 UTC>``: each reader sees their own timezone."""
-    fallback = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{at}^{{date_short_pretty}} {{time}}|{fallback}>"
-
-
-def moment(iso_time: str | None) -> str:
-    """An ISO time from the record as a Slack date; as it is (escaped) if it is not one of ours."""
-    try:
-        return slack_date(epoch(iso_time or ""))
-    except ValueError:
-        return escape(iso_time or "") or "?"
-
-
-def since(record: LockRecord) -> str:
-    return moment(record.locked_at)
-
-
-def frees_at(record: LockRecord, now: int) -> str:
-    """``<!date…> (in 8m12s)`` while the lease runs, ``<!date…> (ended 3m00s ago)`` after."""
-    left = record.lease_expires_at - now
-    relative = f"in {duration(left)}" if left > 0 else f"ended {duration(-left)} ago"
-    return f"{slack_date(record.lease_expires_at)} ({relative})"
-
-
-def holder(record: LockRecord) -> str:
-    """``alice (<@U0ALICE>)``; the user id or the owner alone when that is all the record has."""
-    name = escape(record.locked_by_name)
-    mention = f"<@{record.locked_by}>" if re.fullmatch(r"[UW][A-Z0-9]{2,20}", record.locked_by) else ""
-    if name and mention:
-        return f"{name} ({mention})"
-    return name or mention or escape(record.locked_by) or f"owner `{escape(record.owner) or '?'}`"
-
-
 def run_link(record: LockRecord) -> str:
     """The run the holder started: a link when it noted one, its id, or why there is none yet."""
     url = record.notes.get("runUrl", "")
@@ -174,22 +148,6 @@ def run_link(record: LockRecord) -> str:
     if record.notes.get("dispatchState"):
         return f"not known yet ({escape(record.notes['dispatchState'])})"
     return "none yet"
-
-
-def standing(record: LockRecord | None, now: int) -> str:
-    """Where a lock stands now, in a few words: ``held by bob (<@U0BOB>) since <!date…>, token 4``."""
-    state = m.state_of(record.to_item() if record is not None else None, now)
-    if record is None or state is m.LockState.FREE:
-        return "free: no lock was ever taken under this key"
-    if state is m.LockState.HELD:
-        return f"held by {holder(record)} since {since(record)}, token {record.token}"
-    if state is m.LockState.LAPSED:
-        return f"free: the lease of {holder(record)} ended {slack_date(record.lease_expires_at)}"
-    released = moment(record.released_at)
-    if state is m.LockState.FORCE_RELEASED:
-        by = f"<@{record.released_by}>" if record.released_by else "?"
-        return f"free: force-released by {by} {released}"
-    return f"free: {holder(record)} released it ({record.status.value}) {released}"
 
 
 def _section(text: str, block_id: str | None = None) -> dict[str, Any]:
@@ -211,8 +169,6 @@ def _field(title: str, value: str) -> dict[str, str]:
 def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
     """The facts of one lock, as section fields (Slack allows ten); a freeze's own (:mod:`workers.flows.freeze`)."""
     if record.lock_key.startswith(FREEZE_PREFIX):
-        from workers.flows import freeze  # noqa: PLC0415 — freeze builds on this module: imported when needed
-
         return freeze.freeze_fields(record, now)
     fields = [
         _field("Holder", holder(record)),
@@ -229,7 +185,7 @@ def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
 
 def status_message(records: Sequence[LockRecord], now: int) -> Message:
     """Every live lock in ``records`` (the others are left out), ephemeral; :data:`NO_LOCKS` when none is."""
-    live = [record for record in records if m.is_live(record.to_item(), now)]
+    live = [record for record in records if machine.is_live(record.to_item(), now)]
     if not live:
         return Message(NO_LOCKS, [_section(f"🔓 {NO_LOCKS}")])
     count = f"{len(live)} lock{'s' if len(live) != 1 else ''} held right now"
@@ -246,7 +202,7 @@ def status_message(records: Sequence[LockRecord], now: int) -> Message:
             blocks.append(_context(queue_line(record)))
     if len(live) > MAX_LOCKS_SHOWN:
         blocks.append(_context(f"…and {len(live) - MAX_LOCKS_SHOWN} more: `chatops locks list` shows them all."))
-    summary = ", ".join(f"{record.lock_key} ({record.locked_by_name or record.owner})" for record in live[:10])
+    summary = ", ".join(f"{record.lock_key} ({holder(record, Shown.NAME)})" for record in live[:10])
     more = f" and {len(live) - 10} more" if len(live) > 10 else ""
     return Message(f"{count}: {summary}{more}", blocks)
 
@@ -255,16 +211,10 @@ def queue_line(record: LockRecord) -> str:
     """``⏳ Waiting: 1. <@U0BOB> (+1 identical), 2. <@U0CAROL>`` — the lock's queue, first in line first."""
     shown = []
     for position, entry in enumerate(record.queue, start=1):
-        asker = entry.requesters[0]
-        who = f"<@{asker.user}>" if asker.user else escape(asker.name or asker.owner)
+        who = requester(entry.requesters[0])
         more = len(entry.requesters) - 1
         shown.append(f"{position}. {who}" + (f" (+{more} identical)" if more else ""))
     return "⏳ Waiting: " + ", ".join(shown)
-
-
-def store_unavailable(what: str) -> Message:
-    """The one line a user gets when the lock table did not answer."""
-    return Message(f"⚠️ Sorry, I couldn't {what}: the lock table did not answer. Please try again in a moment.")
 
 
 # ------------------------------------------------------------------------------------------------- unlock
@@ -316,7 +266,7 @@ def nothing_to_unlock(lock_key: str, record: LockRecord | None, now: int) -> Mes
 
 def answer_unlock(lock_key: str, record: LockRecord | None, now: int) -> Message:
     """An admin's ``/build unlock``: the prompt when the lock is held, else why there is nothing to do."""
-    if record is not None and m.is_live(record.to_item(), now):
+    if record is not None and machine.is_live(record.to_item(), now):
         return unlock_prompt(record, now)
     return nothing_to_unlock(lock_key, record, now)
 
@@ -332,22 +282,22 @@ def force_unlocked_text(record: LockRecord, admin_id: str) -> str:
 
 
 def answer_confirm(
-    target: UnlockTarget, outcome: m.ForceReleaseOutcome, reason: str, now: int, *, told: bool
+    target: UnlockTarget, outcome: machine.ForceReleaseOutcome, reason: str, now: int, *, told: bool
 ) -> Message:
     """The prompt's replacement. ``told``: the channel heard of this force-release now — the first answer, or a
     repeat of it whose first answer was lost before anyone was told; a repeat that finds it told says so."""
     key = escape(target.lock_key)
     match outcome:
-        case m.ForceReleased(record) if told:
+        case machine.ForceReleased(record) if told:
             done = (
                 f"✅ Force-released `{key}` (token {record.token}), recorded as FORCE_RELEASED by you: "
                 f"“{escape(reason)}”. The channel has been told."
             )
             return Message(done, replace_original=True)
-        case m.ForceReleased(record):
+        case machine.ForceReleased(record):
             text = f"✅ `{key}` was already force-released by you (token {record.token}); nothing more to do."
             return Message(text, replace_original=True)
-        case m.NotHolder(current=current):
+        case machine.NotHolder(current=current):
             text = f"⚠️ The lock `{key}` changed since (now {standing(current, now)}); nothing was released."
             return Message(text, replace_original=True)
     raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
@@ -384,18 +334,12 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
             case CommandEnvelope(command=Unlock() as command):
                 _unlock(envelope, command, config, store)
             case CommandEnvelope(command=Cancel() as command):
-                from workers.flows import cancel  # noqa: PLC0415 — cancel builds on this module: imported when needed
-
                 cancel.handle(envelope, command, config=config, store=store)
             case CommandEnvelope(command=Dequeue() as command):
                 _dequeue(envelope, command, config, store)
             case CommandEnvelope(command=History() | Stats() as command):
-                from workers.flows import insights  # noqa: PLC0415 — builds on this module too
-
                 insights.handle(envelope, command, config=config, now=store.now())
             case CommandEnvelope(command=Freeze() | Unfreeze() as command):
-                from workers.flows import freeze  # noqa: PLC0415 — builds on this module too
-
                 freeze.handle(envelope, command, config=config, store=store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CONFIRM_ACTION:
                 _confirm(envelope, config, store)
@@ -425,7 +369,7 @@ def _status(envelope: CommandEnvelope, store: LockStore) -> None:
         return
     now = store.now()
     message = status_message(records, now)
-    runtime.logger.info("status answered", locks=sum(m.is_live(r.to_item(), now) for r in records))
+    runtime.logger.info("status answered", locks=sum(machine.is_live(r.to_item(), now) for r in records))
     _reply(envelope.response_url, message, envelope.correlation_id)
 
 
@@ -444,16 +388,16 @@ def _watch(envelope: InteractionEnvelope, config: Config, store: LockStore) -> N
         _reply(envelope.response_url, store_unavailable(f"watch `{lock_key}`"), envelope.correlation_id)
         return
     key = escape(lock_key)
-    if isinstance(outcome, m.Watching):
+    if isinstance(outcome, machine.Watching):
         text = f"👀 I'll tell you here when `{key}` is free."
     else:
         text = f"🔓 `{key}` is free already: try again now."
-    runtime.logger.info("watch answered", lock_key=lock_key, watching=isinstance(outcome, m.Watching))
+    runtime.logger.info("watch answered", lock_key=lock_key, watching=isinstance(outcome, machine.Watching))
     _reply(envelope.response_url, Message(text), envelope.correlation_id)
 
 
-def dequeued_text(lock_key: str, left: list[m.DequeueOutcome]) -> str:
-    positions = sorted(outcome.position for outcome in left if isinstance(outcome, m.Dequeued))
+def dequeued_text(lock_key: str, left: list[machine.DequeueOutcome]) -> str:
+    positions = sorted(outcome.position for outcome in left if isinstance(outcome, machine.Dequeued))
     if not positions:
         return f"🤷 You have no request waiting for `{escape(lock_key)}`; nothing changed."
     where = ", ".join(str(p) for p in positions)
@@ -476,19 +420,10 @@ def _dequeue(envelope: CommandEnvelope, command: Dequeue, config: Config, store:
     _reply(envelope.response_url, Message(dequeued_text(lock_key, left)), envelope.correlation_id)
 
 
-def is_admin(config: Config, user_id: str) -> bool:
-    """Whether ``user_id`` may force-unlock, by the configuration as it is now. Raises
-    :class:`~workers.adapters.usergroups.GroupLookupFailed` or :class:`~workers.adapters.secrets.SecretUnavailable`
-    when a group
-    of admins must be asked of Slack and cannot be."""
-    admins = config.authorization.admins
-    return admits(admins, user_id, member_groups(config.slack, admins, user_id))
-
-
 def _admin_or_answer(config: Config, user_id: str, response_url: str, refusal: Message, correlation_id: str) -> bool:
     """True for an admin; anyone else (or a user whose groups cannot be looked up) is answered here."""
     try:
-        if is_admin(config, user_id):
+        if is_admin(config, user_id, member_groups(config.slack, config.authorization.admins, user_id)):
             return True
     except (GroupLookupFailed, SecretUnavailable) as error:
         runtime.logger.error("admin check failed: user groups unknown", reason=str(error))
@@ -511,7 +446,9 @@ def _unlock(envelope: CommandEnvelope, command: Unlock, config: Config, store: L
         _reply(envelope.response_url, store_unavailable(f"look up `{lock_key}`"), envelope.correlation_id)
         return
     now = store.now()
-    runtime.logger.info("unlock asked", lock_key=lock_key, held=record is not None and m.is_live(record.to_item(), now))
+    runtime.logger.info(
+        "unlock asked", lock_key=lock_key, held=record is not None and machine.is_live(record.to_item(), now)
+    )
     _reply(envelope.response_url, answer_unlock(lock_key, record, now), envelope.correlation_id)
 
 
@@ -538,7 +475,7 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         )
         _reply(envelope.response_url, force_release_failed(target), cid)
         return
-    told = isinstance(outcome, m.ForceReleased) and handoff.follow_up(
+    told = isinstance(outcome, machine.ForceReleased) and handoff.follow_up(
         outcome,
         config,
         runtime.slack_replies(),
@@ -546,15 +483,15 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         news=lambda let_go: force_unlocked_text(let_go, envelope.user_id),
         announce=lambda news: _announce(envelope, news),
     )
-    released = isinstance(outcome, m.ForceReleased) and not outcome.repeated
+    released = isinstance(outcome, machine.ForceReleased) and not outcome.repeated
     runtime.logger.info(
         "force-release answered",
         lock_key=target.lock_key,
         token=target.token,
         outcome=type(outcome).__name__,
-        repeated=isinstance(outcome, m.ForceReleased) and outcome.repeated,
+        repeated=isinstance(outcome, machine.ForceReleased) and outcome.repeated,
         told=told,
-        refusal=outcome.reason.value if isinstance(outcome, m.NotHolder) else None,
+        refusal=outcome.reason.value if isinstance(outcome, machine.NotHolder) else None,
     )
     runtime.metrics.add_metric(
         name="buildLockManager.forceRelease.success" if released else "buildLockManager.forceRelease.refused",

@@ -14,9 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workers.adapters import runtime
 from workers.adapters.runtime import logger
-from workers.flows import handoff
 from workers.flows.build import IDEMPOTENCY_KEY_PREFIX, REMEMBER_SECONDS, BuildWorker, Result
-from workers.protocol import dispatch as d
+from workers.protocol import dispatch
 from workers.protocol.config import current_config
 from workers.protocol.envelope import CommandEnvelope
 
@@ -40,8 +39,8 @@ def handle_record(record: SQSRecord, context: LambdaContext | None = None) -> Re
     body = record.body
     envelope = CommandEnvelope.from_json(body)  # not one of ours: raise, and the DLQ keeps it
     config = current_config()
-    token, _ = handoff.handed_off(body)  # its coalesced requesters are on the lock it was handed
-    job = d.Job.of(envelope, config, handed_off=token)
+    token = envelope.handed_off  # its coalesced requesters are on the lock it was handed
+    job = dispatch.Job.of(envelope, config, handed_off=token)
     request = json.loads(body)
     if token is not None:  # the same request again, handed the lock: once more, under an idempotency key of its own
         request = {**request, "requestId": f"{envelope.request_id}#handed-off-{token}"}

@@ -53,7 +53,7 @@ from slack_sdk.signature import SignatureVerifier
 from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.secrets import SecretUnavailable, get_secret
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
-from workers.protocol import commands as c
+from workers.protocol import commands
 from workers.protocol.config import Config, ConfigError, current_config
 from workers.protocol.envelope import (
     ADMIN_ACTIONS,
@@ -200,22 +200,22 @@ def slack_command(request: Request, correlation_id: str) -> Response:
     user_id, request_id = form["user_id"], form["trigger_id"]
     correlation_id = _identified(request_id)
     logger.append_keys(user_id=user_id, request_id=request_id, slash=form["command"])
-    refused = c.check_origin(config.slack, form["team_id"], form.get("api_app_id", ""))
+    refused = commands.check_origin(config.slack, form["team_id"], form.get("api_app_id", ""))
     if refused is not None:
         logger.warning("slash command refused: workspace or app", team_id=form["team_id"])
-        return ephemeral(c.refusal_text(refused))
+        return ephemeral(commands.refusal_text(refused))
 
-    parsed = c.parse(form["command"], form.get("text", ""), config)
-    if isinstance(parsed, c.Help | c.Usage):
+    parsed = commands.parse(form["command"], form.get("text", ""), config)
+    if isinstance(parsed, commands.Help | commands.Usage):
         logger.info("slash command answered with usage", problem=getattr(parsed, "problem", "help"))
         return ephemeral(parsed.message)
 
     decision = authorize(config, parsed, user_id)
     if isinstance(decision, str):
         return ephemeral(decision)
-    if isinstance(decision, c.Refused):
-        logger.info("slash command refused: not authorized", command=c.describe(parsed))
-        return ephemeral(c.refusal_text(decision))
+    if isinstance(decision, commands.Refused):
+        logger.info("slash command refused: not authorized", command=commands.describe(parsed))
+        return ephemeral(commands.refusal_text(decision))
     if not config.response_url_allowed(form["response_url"]):
         logger.warning("slash command refused: response_url host not allowed")
         return ephemeral("🚫 Sorry, I can't reply to this request (its response_url is not on an allowed host).")
@@ -247,7 +247,7 @@ def slack_command(request: Request, correlation_id: str) -> Response:
         logger.error("slash command not queued", reason=str(error))
         return ephemeral(COULD_NOT_QUEUE)
     logger.info("slash command queued", kind=envelope.kind, message_id=message_id)
-    return ephemeral(c.acknowledgement(parsed, config.lock_enabled))
+    return ephemeral(commands.acknowledgement(parsed, config.lock_enabled))
 
 
 def _identified(request_id: str) -> str:
@@ -258,31 +258,31 @@ def _identified(request_id: str) -> str:
     return correlation_id
 
 
-def _group_of(command: c.Command) -> str:
+def _group_of(command: commands.Command) -> str:
     """The FIFO message group: one per lock, so one lock's requests are handled in order."""
     match command:
         case (
-            c.Dispatch(action=action, component=component, environment=environment)
-            | c.Unlock(action=action, component=component, environment=environment)
-            | c.Cancel(action=action, component=component, environment=environment)
+            commands.Dispatch(action=action, component=component, environment=environment)
+            | commands.Unlock(action=action, component=component, environment=environment)
+            | commands.Cancel(action=action, component=component, environment=environment)
         ):
             return f"{action.value}-{component}-{environment}"
         case _:
             return command.kind
 
 
-def authorize(config: Config, command: c.Command, user_id: str) -> c.Decision | str:
+def authorize(config: Config, command: commands.Command, user_id: str) -> commands.Decision | str:
     """:func:`workers.protocol.commands.decide`, after finding the user's groups when a rule needs them.
 
     A string is the reply when the groups could not be looked up: fail closed, and say so.
     """
-    audience = c.audience_for(config, command)
+    audience = commands.audience_for(config, command)
     try:
         groups = member_groups(config.slack, audience, user_id)
     except (GroupLookupFailed, SecretUnavailable) as error:
         logger.error("user-group lookup failed", reason=str(error))
         return GROUPS_UNKNOWN
-    return c.decide(command, audience, user_id, groups)
+    return commands.decide(command, audience, user_id, groups)
 
 
 # ---------------------------------------------------------------------------------------------- interaction
@@ -307,10 +307,10 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
     if request_id:
         correlation_id = _identified(request_id)
     logger.append_keys(user_id=user_id, request_id=request_id)
-    refused = c.check_origin(config.slack, team_id, _string(payload, "api_app_id"))
+    refused = commands.check_origin(config.slack, team_id, _string(payload, "api_app_id"))
     if refused is not None:
         logger.warning("interaction refused: workspace or app", team_id=team_id)
-        return ephemeral(c.refusal_text(refused))
+        return ephemeral(commands.refusal_text(refused))
     actions = payload.get("actions")
     action = next(
         (
@@ -334,7 +334,7 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
         except (GroupLookupFailed, SecretUnavailable) as error:
             logger.error("user-group lookup failed", reason=str(error))
             return ephemeral(GROUPS_UNKNOWN)
-        if not c.admits(admins, user_id, groups):
+        if not commands.is_admin(config, user_id, groups):
             # Slack ignores a block_actions reply body; the confirm button only ever goes to an admin, so this
             # is a race with a configuration change or a forgery, and is logged, not answered.
             logger.warning("interaction refused: not an admin", action_id=action_id)

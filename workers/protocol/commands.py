@@ -12,23 +12,17 @@ Three steps, each a pure function of its inputs (the configuration included), no
 - **render** — :func:`help_text`, :func:`usage_text`, :func:`refusal_text`, :func:`who_may`, :func:`describe`:
   Slack mrkdwn, user ids as ``<@U…>`` and groups as ``<!subteam^S…>``.
 
-The forms::
-
-    /build <component> <env>            /deploy <component> <env> [ref]
-    /build status --locks               /build unlock <component> <env>   (admins; /deploy unlock too)
-    /build cancel <component> <env>     (the holder or an admin; /deploy cancel too)
-    /build history <component> <env>   /build stats [days]               (/deploy history, stats too)
-    /build dequeue <component> <env>   (leave the lock's queue; /deploy dequeue too; --queue on a dispatch joins it)
-    /deploy freeze <env> <reason>       /deploy unfreeze <env>            (admins)
-    /echo <text>                        /build help
+The forms: :data:`VERB_TABLE`, every verb once (and :func:`help_text`, which lists them), beside
+``/build <component> <env> [--queue]``, ``/deploy <component> <env> [ref] [--queue]`` and ``/echo <text>``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+from workers.protocol.codec import WHEN_SET
 from workers.protocol.config import Action, Audience, Config, SlackSettings
 
 ECHO_SLASH = "/echo"
@@ -49,8 +43,10 @@ class Dispatch:
     component: str
     environment: str
     ref: str | None = None
-    queue: bool = False
+    queue: bool = field(default=False, metadata=WHEN_SET)
     """``--queue``: wait in the lock's queue if it is held, whatever the command's conflict policy."""
+    kind_from: ClassVar[str] = "action"
+    """On the wire the kind (``build``, ``deploy``) is the action: :mod:`workers.protocol.codec`."""
 
     @property
     def kind(self) -> str:
@@ -189,16 +185,16 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
     if not words:
         return _usage(slash, f"{slash} needs a component and an environment", config)
     verb = words[0].lower()
-    if verb == "status":
+    if verb == LockStatus.kind:
         if [word.lower() for word in words[1:]] not in ([], ["--locks"]):
             return _usage(slash, f"{slash} status takes only --locks", config)
         return LockStatus()
     if verb in ON_A_LOCK:
         target = _target(slash, words[1:], config, f"{slash} {verb} <component> <env>")
         return target if isinstance(target, Usage) else ON_A_LOCK[verb](action, *target)
-    if verb == "stats":
+    if verb == Stats.kind:
         return _stats(slash, words[1:], config)
-    if verb in {"freeze", "unfreeze"}:
+    if verb in {Freeze.kind, Unfreeze.kind}:
         return _freeze(action, verb, words[1:], config)
     queue = QUEUE_FLAG in (word.lower() for word in words)
     words = [word for word in words if word.lower() != QUEUE_FLAG]
@@ -220,15 +216,46 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
 QUEUE_FLAG = "--queue"
 
 
+# ---------------------------------------------------------------------------------------------- the verbs
+@dataclass(frozen=True)
+class Verb:
+    """A word after ``/build`` or ``/deploy``: what it parses into, how it is typed, what the help says of it."""
+
+    word: str
+    command: type[LockStatus | Unlock | Cancel | History | Dequeue | Stats | Freeze | Unfreeze] | None
+    """``None`` for ``help``, which the router answers itself."""
+    arguments: str
+    meaning: str
+    slashes: tuple[Action, ...] = (Action.BUILD, Action.DEPLOY)
+
+    @property
+    def form(self) -> str:
+        """As the help shows it: ``/build unlock <component> <env>``."""
+        return " ".join(part for part in (self.slashes[0].slash, self.word, self.arguments) if part)
+
+
+VERB_TABLE: tuple[Verb, ...] = (
+    Verb("status", LockStatus, "--locks", "every lock held right now"),
+    Verb("unlock", Unlock, "<component> <env>", "force-release a stuck lock (admins)"),
+    Verb("cancel", Cancel, "<component> <env>", "cancel the run and free its lock (who started it, or admins)"),
+    Verb("history", History, "<component> <env>", "the last 10 acquires and releases of that lock"),
+    Verb("dequeue", Dequeue, "<component> <env>", "leave the lock's queue (your own requests)"),
+    Verb("stats", Stats, "[days]", f"acquisitions, outcomes and lock durations (default {DEFAULT_STATS_DAYS} days)"),
+    Verb("freeze", Freeze, "<env> <reason>", "stop deploys to an environment (admins)", (Action.DEPLOY,)),
+    Verb("unfreeze", Unfreeze, "<env>", "let deploys to an environment go again (admins)", (Action.DEPLOY,)),
+    Verb("help", None, "", "this message"),
+)
+"""Every verb, once, in the order the help lists them. The parser's words, the envelope's kinds, the help, the
+reserved names (:data:`workers.protocol.config.RESERVED_NAMES`), the Slack manifest's usage hints and the README
+are derived from it or tested against it."""
+VERBS = frozenset(verb.word for verb in VERB_TABLE)
+"""Every word the parser reads as a verb (none may name a component or an environment: config.RESERVED_NAMES)."""
 ON_A_LOCK: dict[str, type[Unlock | Cancel | History | Dequeue]] = {
-    Unlock.kind: Unlock,
-    Cancel.kind: Cancel,
-    History.kind: History,
-    Dequeue.kind: Dequeue,
+    verb.word: verb.command
+    for verb in VERB_TABLE
+    if verb.command is not None and issubclass(verb.command, Unlock | Cancel | History | Dequeue)
 }
 """The verbs that take a component and an environment: ``/build <verb> <component> <env>``."""
-VERBS = frozenset({"help", "status", "stats", "freeze", "unfreeze", *ON_A_LOCK})
-"""Every word the parser reads as a verb (none may name a component or an environment: config.RESERVED_NAMES)."""
 
 
 def _stats(slash: str, words: list[str], config: Config) -> Stats | Usage:
@@ -319,6 +346,12 @@ def admits(audience: Audience, user_id: str, user_groups: frozenset[str] = froze
     return audience.anyone or user_id in audience.users or bool(audience.groups & user_groups)
 
 
+def is_admin(config: Config, user_id: str, user_groups: frozenset[str] = frozenset()) -> bool:
+    """Whether ``user_id`` may do what only admins may (force-unlock, freeze), by the configuration as it is now.
+    ``user_groups``: the groups of the admins the user is known to be in (looking them up is the caller's I/O)."""
+    return admits(config.authorization.admins, user_id, user_groups)
+
+
 def decide(command: Command, audience: Audience, user_id: str, user_groups: frozenset[str] = frozenset()) -> Decision:
     """``user_groups``: the groups of ``audience`` the user is known to be in (only those matter)."""
     if admits(audience, user_id, user_groups):
@@ -371,19 +404,14 @@ def help_text(config: Config, slash: str = "/build") -> str:
         slash = "/build"
     components = ", ".join(f"`{name}`" for name in config.components)
     environments = ", ".join(f"`{name}`" for name in config.environments)
+    verbs = [f"• `{verb.form}` — {verb.meaning}" for verb in VERB_TABLE if verb.word != "help"]
     return "\n".join(
         [
             "*ChatOps commands*",
             "• `/build <component> <env>` — build under a lock, one build per component and environment",
             "• `/deploy <component> <env> [ref]` — deploy a branch, tag or commit (default branch if omitted)",
-            "• `/build status --locks` — every lock held right now",
-            "• `/build unlock <component> <env>` — force-release a stuck lock (admins)",
-            "• `/build cancel <component> <env>` — cancel the run and free its lock (who started it, or admins)",
-            "• `/build history <component> <env>` — the last 10 acquires and releases of that lock",
-            "• `/build <component> <env> --queue` — wait in line if the lock is held; "
-            "`/build dequeue <component> <env>` leaves the line",
-            f"• `/build stats [days]` — acquisitions, outcomes and lock durations (default {DEFAULT_STATS_DAYS} days)",
-            "• `/deploy freeze <env> <reason>` / `/deploy unfreeze <env>` — stop deploys to an environment (admins)",
+            f"• `/build <component> <env> {QUEUE_FLAG}` — wait in line if the lock is held",
+            *verbs,
             "• `/echo <text>` — check that ChatOps is alive",
             f"• `{slash} help` — this message",
             f"Components: {components}. Environments: {environments}.",

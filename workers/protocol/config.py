@@ -73,7 +73,8 @@ RESERVED_NAMES = frozenset(
 )
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,38}")
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+"""A Slack user id (``U…``, ``W…`` on Enterprise Grid): what ``<@…>`` may mention."""
 _GROUP_ID = re.compile(r"S[A-Z0-9]{2,20}")
 _TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,20}")
 _APP_ID = re.compile(r"A[A-Z0-9]{2,20}")
@@ -461,7 +462,7 @@ class _Reader:
             if not _GROUP_ID.fullmatch(group):
                 raise self.fail("slack.user_groups", f"{group!r} is not a Slack user-group id (S…)")
             where = f"slack.user_groups.{group}"
-            user_groups[group] = frozenset(self.strings(members, where, _USER_ID, "a Slack user id (U…)"))
+            user_groups[group] = frozenset(self.strings(members, where, SLACK_USER_ID, "a Slack user id (U…)"))
         api_url = env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
         return SlackSettings(
             team_ids=frozenset(team_ids),
@@ -496,7 +497,7 @@ class _Reader:
         anyone = value.get("anyone", False)
         if not isinstance(anyone, bool):
             raise self.fail(f"{where}.anyone", "expected true or false")
-        users = self.strings(value.get("users", []), f"{where}.users", _USER_ID, "a Slack user id (U…)")
+        users = self.strings(value.get("users", []), f"{where}.users", SLACK_USER_ID, "a Slack user id (U…)")
         groups = self.strings(value.get("groups", []), f"{where}.groups", _GROUP_ID, "a Slack user-group id (S…)")
         return Audience(anyone=anyone, users=frozenset(users), groups=frozenset(groups))
 

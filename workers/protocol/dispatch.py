@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from lockcore.machine import AcquireRequest
 from lockcore.record import LockRecord, epoch, iso
+from workers.protocol import render
 from workers.protocol.commands import Dispatch
 from workers.protocol.config import Action, CommandSpec, Config, Conflict
 from workers.protocol.envelope import LOCK_WATCH_ACTION, CommandEnvelope
@@ -306,7 +307,7 @@ def run_link(run_id: int | str | None, run_url: str | None) -> str:
     return "run link to follow in GitHub Actions"
 
 
-def slack_date(epoch_seconds: int, fallback_now: int) -> str:
+def slack_time(epoch_seconds: int, fallback_now: int) -> str:
     """A time each reader sees in their own timezone, with a UTC fallback for clients that cannot render it."""
     stamp = iso(epoch_seconds)
     today = iso(fallback_now)[:10]
@@ -325,7 +326,7 @@ def minutes_ago(record: LockRecord, now: int) -> str:
 
 def busy_text(job: Job, holder: LockRecord, now: int) -> str:
     """⚠️ Build already in progress — started by alice 3 min ago, <run>, frees at <time>."""
-    who = holder.locked_by_name or (f"<@{holder.locked_by}>" if holder.locked_by else f"request {holder.owner}")
+    who = render.holder(holder, render.Shown.NAME)
     sha = holder.notes.get("commitSha", "")
     at = f" at `{sha[:7]}`" if sha and job.action is Action.DEPLOY else ""
     link = run_link(holder.notes.get("runId"), holder.notes.get("runUrl"))
@@ -333,7 +334,7 @@ def busy_text(job: Job, holder: LockRecord, now: int) -> str:
         link = "its run is starting"
     return (
         f"⚠️ {_noun(job.action)} already in progress — started by {who} {minutes_ago(holder, now)}{at}, "
-        f"{link}, frees at {slack_date(holder.lease_expires_at, now)}"
+        f"{link}, frees at {slack_time(holder.lease_expires_at, now)}"
     )
 
 
@@ -355,10 +356,10 @@ def busy_message(job: Job, holder: LockRecord, now: int) -> Message:
 
 def queued_text(job: Job, holder: LockRecord, position: int, now: int, *, coalesced: bool) -> str:
     """⏳ Queued: position 2 behind alice (frees at <time>) — you'll be told when it starts."""
-    who = holder.locked_by_name or (f"<@{holder.locked_by}>" if holder.locked_by else f"request {holder.owner}")
+    who = render.holder(holder, render.Shown.NAME)
     same = " with an identical request already waiting (one run for both)" if coalesced else ""
     return (
-        f"⏳ Queued{same}: position {position} behind {who} (frees at {slack_date(holder.lease_expires_at, now)}). "
+        f"⏳ Queued{same}: position {position} behind {who} (frees at {slack_time(holder.lease_expires_at, now)}). "
         f"The {job.action.value} of {job.target} starts when the lock is handed to it; "
         f"`{job.spec.slash} dequeue {job.component} {job.environment}` leaves the queue."
     )

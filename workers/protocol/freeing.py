@@ -9,19 +9,18 @@ the news is the same as the first answer's would have been: it is derived from t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Final
 
-from lockcore import machine as m
+from lockcore import machine
 from lockcore.record import LockRecord, Status
+from workers.protocol.render import requester
 
 FREE_AGAIN: Final = (" The lock is free again.", " The lock is free.")
 """How a piece of news says nobody holds the lock now — untrue once it was handed to the next in line."""
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
-def as_let_go(freed: m.Freed, seen: LockRecord | None) -> LockRecord:
+def as_let_go(freed: machine.Freed, seen: LockRecord | None) -> LockRecord:
     """The lock as its holder let go. A repeat whose write had handed the lock on finds the item the next holder's,
     and the store answers only who let go and how (key, token, owner, status); the holding's own facts — who
     started it, when, its run, its channel — are then the caller's read of it (``seen``, same token), and it was
@@ -45,10 +44,9 @@ def told_key(record: LockRecord) -> str:
     return f"{record.lock_key}#{record.token}"
 
 
-def handed_text(handed: m.HandOff) -> str:
+def handed_text(handed: machine.HandOff) -> str:
     """``⏭️ Handed to <@U0BOB>, next in line (token 8).``"""
-    asker = handed.entry.requesters[0]
-    who = f"<@{asker.user}>" if _USER_ID.fullmatch(asker.user) else (asker.name or f"request {asker.owner}")
+    who = requester(handed.entry.requesters[0])
     more = len(handed.entry.requesters) - 1
     also = f" (and {more} identical request{'s' if more > 1 else ''})" if more else ""
     return f"⏭️ Handed to {who}{also}, next in line (token {handed.record.token})."
@@ -64,7 +62,7 @@ class FreeingNews:
     """The news alone: they waited for the run, not for the lock."""
 
 
-def news_of(news: str, handed: m.HandOff | None) -> FreeingNews:
+def news_of(news: str, handed: machine.HandOff | None) -> FreeingNews:
     """The channel hears the news and whom the lock went to; "free again" is left out when it went to someone."""
     if handed is None:
         return FreeingNews(news, news)
@@ -81,5 +79,5 @@ def released_by_this_run(record: LockRecord, correlation_id: str, run_id: int, o
         and noted.isdigit()
         and int(noted) == run_id
         and record.status is outcome
-        and outcome in m.RELEASE_OUTCOMES
+        and outcome in machine.RELEASE_OUTCOMES
     )

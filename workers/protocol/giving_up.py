@@ -22,7 +22,7 @@ from typing import Final, assert_never
 from lockcore.machine import LockState
 from lockcore.record import LockRecord, epoch
 from workers.protocol.commands import Dispatch
-from workers.protocol.dispatch import DISPATCHED, DISPATCHING, slack_date
+from workers.protocol.dispatch import DISPATCHED, DISPATCHING, slack_time
 from workers.protocol.envelope import (
     LOCK_WATCH_ACTION,
     UNLOCK_CANCEL_ACTION,
@@ -189,7 +189,7 @@ def message(envelope: CommandEnvelope | InteractionEnvelope, lock_key: str, verd
     match verdict:
         case NothingStarted(holds_until=until):
             frees = (
-                f"the lock it took, {key}, frees by {slack_date(until, now)} at the latest"
+                f"the lock it took, {key}, frees by {slack_time(until, now)} at the latest"
                 if until is not None
                 else "try again"
             )
@@ -202,7 +202,7 @@ def message(envelope: CommandEnvelope | InteractionEnvelope, lock_key: str, verd
         case HandedOffNotStarted(holds_until=until):
             text = (
                 f"⚠️ Your {what} was handed the lock {key} from the queue but failed to start. The reaper queues "
-                f"it again for a few minutes; if it still cannot start, the lock frees by {slack_date(until, now)}."
+                f"it again for a few minutes; if it still cannot start, the lock frees by {slack_time(until, now)}."
             )
         case Dispatched():
             text = _dispatched(what, lock_key, verdict)
