@@ -380,6 +380,8 @@ def workflow_run(repository: str = "example-org/platform") -> bytes:
                 "html_url": "https://github.com/example-org/platform/actions/runs/30433642",
                 "head_sha": "acb5820ced9479c074f688cc328bf03f341a511d",
                 "path": ".github/workflows/build.yml",
+                "event": "workflow_dispatch",
+                "workflow_id": 161335,
                 "run_attempt": 1,
             },
             "repository": {"full_name": repository},
@@ -394,6 +396,12 @@ def test_a_signed_workflow_run_is_queued(aws: Queues) -> None:
     envelope = WorkflowRunEnvelope.from_json(only_message(aws, Queue.GITHUB))
     assert (envelope.run_id, envelope.action, envelope.conclusion) == (30433642, "completed", "success")
     assert (envelope.delivery_id, envelope.display_title) == ("d-42", "build router plt [cid-123]")
+    assert (envelope.event, envelope.workflow_path, envelope.workflow_id, envelope.repository) == (
+        "workflow_dispatch",
+        ".github/workflows/build.yml",
+        161335,
+        "example-org/platform",
+    )
 
 
 def test_github_webhooks_without_a_valid_signature_or_not_for_us(aws: Queues) -> None:

@@ -53,13 +53,14 @@ from workers.adapters.github import GitHubClient, GitHubError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GroupLookupFailed
 from workers.flows import handoff
-from workers.flows.runlock import action_of, find_unnoted_run, link_of, noted_run_id, requester, started, target_of
+from workers.flows.runlock import find_unnoted_run, link_of, requester, started, target_of
 from workers.flows.status import is_admin, standing, store_unavailable
 from workers.protocol.commands import Cancel, Refused, describe, refusal_text
 from workers.protocol.config import Action, Audience, Config
 from workers.protocol.dispatch import DISPATCHING
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.message import Message, escape
+from workers.protocol.runs import action_of, noted_run_id
 
 CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
 _CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})

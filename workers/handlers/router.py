@@ -415,6 +415,8 @@ def github_webhook(request: Request, correlation_id: str) -> Response:
         workflow_path=_string(run, "path"),
         repository=repository,
         received_at=int(time.time()),
+        event=_string(run, "event"),
+        workflow_id=_int(run, "workflow_id"),
     )
     try:
         message_id = enqueue(

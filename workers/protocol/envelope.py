@@ -277,6 +277,10 @@ class WorkflowRunEnvelope:
     repository: str
     """owner/name."""
     received_at: int
+    event: str | None
+    """``workflow_run.event`` (``workflow_dispatch``, ``pull_request``…). ``None`` in a message written before the
+    router noted it: such a message changes no lock (:mod:`workers.protocol.runs`)."""
+    workflow_id: int | None
     kind: ClassVar[str] = "workflow_run"
 
     def to_json(self) -> str:
@@ -298,6 +302,8 @@ class WorkflowRunEnvelope:
                 "workflowPath": self.workflow_path,
                 "repository": self.repository,
                 "receivedAt": self.received_at,
+                "event": self.event,
+                "workflowId": self.workflow_id,
             },
             ensure_ascii=False,
         )
@@ -314,6 +320,12 @@ class WorkflowRunEnvelope:
         conclusion = data.get("conclusion")
         if conclusion is not None and not isinstance(conclusion, str):
             raise EnvelopeError("conclusion: expected a string or null")
+        event = data.get("event")  # absent from messages queued before the router noted it
+        if event is not None and not isinstance(event, str):
+            raise EnvelopeError("event: expected a string or null")
+        workflow_id = data.get("workflowId")
+        if workflow_id is not None:
+            workflow_id = _number(data, "workflowId")
         return cls(
             delivery_id=_text(data, "deliveryId"),
             correlation_id=_text(data, "correlationId"),
@@ -329,6 +341,8 @@ class WorkflowRunEnvelope:
             workflow_path=_text(data, "workflowPath"),
             repository=_text(data, "repository"),
             received_at=_number(data, "receivedAt"),
+            event=event,
+            workflow_id=workflow_id,
         )
 
 
