@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import boto3
 import pytest
@@ -517,3 +517,27 @@ def test_an_unexpected_failure_is_one_error_line_and_a_clear_answer_without_inte
     for answered in (text, answer):
         assert "RuntimeError" not in answered and "0x7f3a" not in answered and "Traceback" not in answered
     assert aws.all_empty()
+
+
+# ---------------------------------------------------------------------------------------- malformed, signed
+def nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [65, 1_000, 100_000])
+def test_a_signed_body_nested_too_deep_is_a_400_in_one_line_and_nothing_is_queued(
+    aws: Queues, logs: sqs.Logs, depth: int
+) -> None:
+    """A valid signature does not make a body readable: JSON nested past any Slack or GitHub payload is a
+    malformed request (400), not a failure of ours (500, a traceback in the log)."""
+    interaction = urlencode({"payload": nested(depth)})
+    webhook = nested(depth).encode()
+    answers = [
+        call(f.event("/slack/interactions", interaction, f.slack_headers(interaction))),
+        call(f.event("/github/webhook", webhook, f.github_headers(webhook))),
+    ]
+    for status, body in answers:
+        assert status == 400 and "\n" not in body and body.startswith("expected "), body
+    assert aws.all_empty()
+    assert logs.at("ERROR") == []
+    assert all("exception" not in line for line in logs.lines), "no traceback"

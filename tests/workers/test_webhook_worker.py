@@ -467,3 +467,16 @@ def test_a_message_queued_before_the_upgrade_changes_no_lock_and_the_reaper_rele
     assert lock is not None and lock.status is Status.COMPLETED
     [text] = channel_posts(world)
     assert text.startswith("✅ router (plt) built in ")
+
+
+def test_a_message_nested_too_deep_fails_alone(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, "success")
+    github.post_all(action="completed")
+    good = github.queued()["Records"]
+    deep = '{"version": 1, "kind": "workflow_run", "runId": ' + "[" * 5_000 + "]" * 5_000 + "}"
+    bad = sqs_record(deep, queue="chatops-github", message_id="deep-1")
+    response = webhook_lambda.handler(sqs_batch(bad, *good), Context())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "deep-1"}]}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED

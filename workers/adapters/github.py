@@ -31,6 +31,7 @@ from urllib3.exceptions import HTTPError as TransportError
 from urllib3.exceptions import MaxRetryError, NewConnectionError, TimeoutError
 from urllib3.util import Retry, Timeout
 
+from workers.protocol.inbound import read_json
 from workers.protocol.runs import RunFacts, not_a_dispatch_of
 from workers.protocol.workflow import CREATED_AFTER_SLACK, DispatchResult, Run
 
@@ -298,7 +299,7 @@ class GitHubClient:
             raise GitHubUnreachable(self._unreachable(error)) from None
         data = response.data
         try:
-            parsed: Any = json.loads(data) if data else None
+            parsed: Any = read_json(data) if data else None
         except ValueError:
             parsed = None
         if response.status < 300:

@@ -39,6 +39,7 @@ from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.slack import SlackReplies
 from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope, EnvelopeError
+from workers.protocol.inbound import read_json
 from workers.protocol.message import Message, escape
 
 PENDING_PREFIX: Final = "chatops.pending#"
@@ -107,7 +108,7 @@ def handed_off_body(envelope: CommandEnvelope, token: int, coalesced: tuple[str,
 def handed_off(body: str) -> tuple[int | None, tuple[str, ...]]:
     """The token a message was handed (``None``: a request as the router sent it) and its coalesced owners."""
     try:
-        data = json.loads(body)
+        data = read_json(body)
     except ValueError:
         return None, ()
     if not isinstance(data, dict) or not isinstance(data.get(HANDED_OFF), int):

@@ -33,6 +33,7 @@ from workers.protocol.commands import (
     Unfreeze,
 )
 from workers.protocol.config import Action
+from workers.protocol.inbound import read_json
 
 VERSION = 1
 
@@ -355,9 +356,9 @@ COMMAND_KINDS = frozenset(
 def read_message(body: str) -> Envelope:
     """Any queue message body back into its envelope."""
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise EnvelopeError("message body: not JSON") from None
+        data = read_json(body)
+    except ValueError as error:
+        raise EnvelopeError(f"message body: not JSON we read ({error})") from None
     if not isinstance(data, dict):
         raise EnvelopeError("message body: expected a JSON object")
     if data.get("version") != VERSION:
