@@ -198,12 +198,17 @@ def test_every_envelope_reads_back_as_it_was_written(envelope: Envelope) -> None
 def test_an_optional_field_added_later_is_one_line_and_older_bodies_still_read() -> None:
     @dataclass(frozen=True)
     class Later(WorkflowRunEnvelope):
-        event: str | None = None
+        run_started_at: str | None = None
 
     older = json.loads(written("workflow-run-completed"))
     later = from_wire(Later, older)
-    assert (
-        later.event is None
-        and json.loads(Later(**{**vars(later), "event": "workflow_run"}).to_json())["event"] == "workflow_run"
-    )
-    assert read_message(json.dumps({**older, "event": "workflow_run"})) == WRITTEN["workflow-run-completed"]  # ignored
+    stamped = Later(**{**vars(later), "run_started_at": "2026-01-01T00:00:00Z"})
+    assert later.run_started_at is None and json.loads(stamped.to_json())["runStartedAt"] == "2026-01-01T00:00:00Z"
+    assert read_message(json.dumps({**older, "runStartedAt": "x"})) == WRITTEN["workflow-run-completed"]  # ignored
+
+
+def test_a_workflow_run_queued_before_the_router_noted_its_event_reads_as_none() -> None:
+    """Upgrade safety for the run's authority: today's bodies carry no ``event``; they read as ``None`` (and such an
+    event changes no lock — the reaper settles it through GitHub's API)."""
+    envelope = WRITTEN["workflow-run-completed"]
+    assert isinstance(envelope, WorkflowRunEnvelope) and (envelope.event, envelope.workflow_id) == (None, None)

@@ -7,7 +7,7 @@ import hmac
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,6 +26,7 @@ from workers.adapters.github import (
 )
 from workers.local.github import GitHubStandIn, Repository, RunDetails, fake_sha, render_run_name, webhook_sender
 from workers.local.slack import SlackStandIn
+from workers.local.standin import Reply
 from workers.protocol.workflow import RUN_NAME_EXPRESSION, Run, parse_run_name, run_name
 
 TOKEN = "ghp_TopSecretToken0123456789"
@@ -373,3 +374,26 @@ def test_the_stand_in_completes_runs_and_sends_signed_workflow_run_webhooks() ->
         completed = Run.from_json(deliveries[-1].body["workflow_run"])
         assert (completed.id, completed.conclusion, completed.lock_key) == (run_id, "success", "build-router-plt")
         assert client.get_run(REPO, completed.id).completed
+
+
+class UnfilteredGitHub(GitHubStandIn):
+    """A server that lists every run of the workflow whatever ``event`` is asked for: what a run found by its
+    name is, the client checks for itself."""
+
+    def _list_runs(self, repo: Repository, workflow: str, query: Mapping[str, str]) -> Reply:
+        return super()._list_runs(repo, workflow, {k: v for k, v in query.items() if k != "event"})
+
+
+@pytest.mark.parametrize("event", ["pull_request", "push", "pull_request_target", "schedule"])
+def test_find_run_takes_only_a_dispatched_run_whatever_its_title(event: str) -> None:
+    with UnfilteredGitHub([Repository(REPO)], token=TOKEN) as github:
+        client = GitHubClient(TOKEN, api_url=github.api_url, timeout=0.5, backoff=0)
+        before = since()
+        title = run_name("build-router-plt", "mine")
+        github.trigger_run(REPO, "build.yml", event, title)
+        assert client.find_run(REPO, "build.yml", "mine", before) is None  # named for the lock, not dispatched
+
+        client.dispatch_workflow(REPO, "build.yml", "main", inputs(cid="mine"))
+        github.trigger_run(REPO, "build.yml", event, title)  # listed first: the newest
+        run = client.find_run(REPO, "build.yml", "mine", before)
+        assert run is not None and run.id == github.runs[1].id and run.event == "workflow_dispatch"

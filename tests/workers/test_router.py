@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import boto3
 import pytest
@@ -399,6 +399,8 @@ def workflow_run(repository: str = "example-org/platform") -> bytes:
                 "html_url": "https://github.com/example-org/platform/actions/runs/30433642",
                 "head_sha": "acb5820ced9479c074f688cc328bf03f341a511d",
                 "path": ".github/workflows/build.yml",
+                "event": "workflow_dispatch",
+                "workflow_id": 161335,
                 "run_attempt": 1,
             },
             "repository": {"full_name": repository},
@@ -413,6 +415,12 @@ def test_a_signed_workflow_run_is_queued(aws: Queues) -> None:
     envelope = WorkflowRunEnvelope.from_json(only_message(aws, Queue.GITHUB))
     assert (envelope.run_id, envelope.action, envelope.conclusion) == (30433642, "completed", "success")
     assert (envelope.delivery_id, envelope.display_title) == ("d-42", "build router plt [cid-123]")
+    assert (envelope.event, envelope.workflow_path, envelope.workflow_id, envelope.repository) == (
+        "workflow_dispatch",
+        ".github/workflows/build.yml",
+        161335,
+        "example-org/platform",
+    )
 
 
 def test_github_webhooks_without_a_valid_signature_or_not_for_us(aws: Queues) -> None:
@@ -528,3 +536,27 @@ def test_an_unexpected_failure_is_one_error_line_and_a_clear_answer_without_inte
     for answered in (text, answer):
         assert "RuntimeError" not in answered and "0x7f3a" not in answered and "Traceback" not in answered
     assert aws.all_empty()
+
+
+# ---------------------------------------------------------------------------------------- malformed, signed
+def nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [65, 1_000, 100_000])
+def test_a_signed_body_nested_too_deep_is_a_400_in_one_line_and_nothing_is_queued(
+    aws: Queues, logs: sqs.Logs, depth: int
+) -> None:
+    """A valid signature does not make a body readable: JSON nested past any Slack or GitHub payload is a
+    malformed request (400), not a failure of ours (500, a traceback in the log)."""
+    interaction = urlencode({"payload": nested(depth)})
+    webhook = nested(depth).encode()
+    answers = [
+        call(f.event("/slack/interactions", interaction, f.slack_headers(interaction))),
+        call(f.event("/github/webhook", webhook, f.github_headers(webhook))),
+    ]
+    for status, body in answers:
+        assert status == 400 and "\n" not in body and body.startswith("expected "), body
+    assert aws.all_empty()
+    assert logs.at("ERROR") == []
+    assert all("exception" not in line for line in logs.lines), "no traceback"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import pytest
@@ -150,3 +152,72 @@ def test_signed_commands_are_answered_200_and_queue_only_what_is_allowed(
             assert user == "U0ADMIN"
         if isinstance(envelope.command, Dispatch) and envelope.command.environment == "prod" and command == "/deploy":
             assert user == "U0PLAT"
+
+
+# ------------------------------------------------------------------------------------- signed, and still wrong
+MAX_READ_DEPTH = 64
+"""Deeper than any Slack or GitHub payload: the router refuses it before reading it (workers.protocol.inbound)."""
+clean_texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=60)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | clean_texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(clean_texts, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def nested(depth: int, shape: str) -> str:
+    """JSON ``depth`` levels deep: ``[[[…]]]`` or ``{"a":{"a":…}}``."""
+    return "[" * depth + "]" * depth if shape == "[" else '{"a":' * depth + "1" + "}" * depth
+
+
+deep = st.builds(nested, st.integers(min_value=MAX_READ_DEPTH + 1, max_value=5_000), st.sampled_from(["[", "{"]))
+
+
+def payload_form(payload: str) -> str:
+    return urlencode({"payload": payload})
+
+
+def delivery(run: object) -> str:
+    return json.dumps({"action": "completed", "workflow_run": run, "repository": {"full_name": "example-org/platform"}})
+
+
+signed_bodies = st.one_of(
+    clean_texts,
+    deep,
+    deep.map(payload_form),
+    deep.map(delivery),
+    json_values.map(json.dumps),
+    json_values.map(json.dumps).map(payload_form),
+    json_values.map(delivery),
+    st.builds(f.slash_form, clean_texts, st.sampled_from(["/build", "/deploy", "/echo", "/x"])),
+    st.builds(f.interaction_form, st.sampled_from(["unlock.confirm", "unlock.cancel", "lock.watch", "x"]), clean_texts),
+)
+
+
+def signed(path: str, body: str, github_event: str) -> dict[str, Any]:
+    """Signed for Slack and for GitHub at once: whichever route it reaches, the signature holds."""
+    headers = {**f.slack_headers(body), **f.github_headers(body.encode(), event=github_event, delivery="d-fuzz")}
+    return f.event(path, body, headers)
+
+
+@given(
+    body=signed_bodies,
+    path=st.sampled_from(PATHS),
+    github_event=st.sampled_from(["workflow_run", "ping", "push"]),
+)
+def test_a_signed_body_at_any_path_is_answered_below_500(
+    queues: dict[Queue, str], body: str, path: str, github_event: str
+) -> None:
+    response = router.handler(signed(path, body, github_event), None)
+    assert response["statusCode"] < 500, response
+    drain(queues)
+
+
+@given(body=st.one_of(deep.map(payload_form), deep, deep.map(delivery)), path=st.sampled_from(PATHS))
+def test_a_signed_body_nested_too_deep_is_refused_and_queues_nothing(
+    queues: dict[Queue, str], body: str, path: str
+) -> None:
+    response = router.handler(signed(path, body, "workflow_run"), None)
+    assert 400 <= response["statusCode"] < 500, response
+    assert "\n" not in response["body"]
+    assert drain(queues) == []

@@ -14,14 +14,15 @@ from typing import Any
 
 import pytest
 
-from lockcore.machine import Acquired, AcquireRequest, HeldBySomeone
-from lockcore.record import Status
+from lockcore.machine import Acquired, AcquireRequest, HeldBySomeone, NotHolder
+from lockcore.record import LockRecord, Status
 from tests.workers.github_events import GitHubEvents, SimulatedClock, github_events, store_at
 from tests.workers.sqs_events import event as sqs_batch
 from tests.workers.sqs_events import record as sqs_record
 from tests.workers.worker_world import Context, World, running_world, sqs_event
 from workers.adapters import runtime
-from workers.flows import webhook
+from workers.flows import reaper, webhook
+from workers.flows.freeze import FREEZE_SECONDS
 from workers.flows.runlock import (
     RELEASED_METRIC,
     RUN_COMPLETED_METRIC,
@@ -229,6 +230,8 @@ def test_in_progress_renews_a_lease_that_nears_its_end(world: World, github: Git
         workflow_path=in_progress["path"],
         repository="example-org/platform",
         received_at=int(time.time()),
+        event=in_progress["event"],
+        workflow_id=in_progress["workflow_id"],
     )
     clock = SimulatedClock()
     worker = webhook.WebhookWorker(current_config(), store_at(clock), runtime.slack_replies())
@@ -372,3 +375,144 @@ def test_a_lock_freed_by_another_write_is_not_told_as_this_runs_result(world: Wo
     github.post_all(action="completed", run_id=run.id)
     assert deliver(github) == NO_FAILURES
     assert channel_posts(world) == []
+
+
+# ------------------------------------------------------------------------------ a run's name is not authority
+ZOE_CID = "cid-zoe"
+FREEZE_KEY = "freeze-prod"
+FREEZE_CID = "cid-freeze"
+
+
+def unnoted_lock(key: str = BUILD_KEY, cid: str = ZOE_CID) -> None:
+    """A build lock whose run id was never noted: GitHub answered the dispatch 204 and did not list the run in
+    time (``dispatched``, no ``runId``) — the window in which only the correlation id names its run."""
+    store = runtime.lock_store()
+    taken = store.acquire(AcquireRequest(key, "req-z", 600, "U0ZOE", "zoe", "router", "plt", cid))
+    assert isinstance(taken, Acquired)
+    store.note(key, "req-z", taken.token, command="build", channelId="C0BUILDS", dispatchState="dispatched")
+
+
+def frozen_prod() -> LockRecord:
+    """``/deploy freeze prod`` as the status worker takes it."""
+    store = runtime.lock_store()
+    freeze = AcquireRequest(FREEZE_KEY, "req-f", FREEZE_SECONDS, "U0ADMIN", "admin", "freeze", "prod", FREEZE_CID)
+    taken = store.acquire(freeze)
+    assert isinstance(taken, Acquired)
+    noted = store.note(FREEZE_KEY, "req-f", taken.token, command="/deploy freeze prod release week")
+    assert not isinstance(noted, NotHolder)
+    return noted.record
+
+
+def dispatched_run(world: World, github: GitHubEvents, lock_key: str, cid: str) -> dict[str, Any]:
+    """A real ``workflow_dispatch`` run of build.yml named for ``lock_key``/``cid``, completed: its event's run."""
+    inputs = {"lock_key": lock_key, "correlation_id": cid, "component": "router", "environment": "plt"}
+    runtime.github_client().dispatch_workflow(current_config().github.repository, "build.yml", "main", inputs)
+    run = world.dispatches()[-1]
+    world.github.complete_run(run.id, "success")
+    [(_, completed)] = github.events("completed", run.id)
+    return completed
+
+
+def titled(run: dict[str, Any], title: str, **facts: Any) -> dict[str, Any]:
+    """Another run whose title reads ``title``: a pull request's title is chosen by whoever opens it."""
+    return {**run, "id": run["id"] + 1000, "name": "CI", "display_title": title, **facts}
+
+
+def test_a_pull_request_titled_like_a_lock_never_releases_it(world: World, github: GitHubEvents) -> None:
+    unnoted_lock()
+    genuine = dispatched_run(world, github, BUILD_KEY, ZOE_CID)
+    name = f"{BUILD_KEY} · cid={ZOE_CID}"
+    hostile = [
+        titled(genuine, name, event="pull_request", path=".github/workflows/ci.yml"),
+        titled(genuine, name, event="pull_request"),  # build.yml itself, run for a pull request
+        titled(genuine, name, event="push"),
+        titled(genuine, name, path=".github/workflows/release.yml"),  # another workflow, dispatched
+        titled(genuine, name, path=".github/workflows/deploy.yml"),  # the deploy workflow, not the build's
+    ]
+    for run in hostile:
+        assert github.post("completed", run) == 202
+    assert deliver(github) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS and lock.correlation_id == ZOE_CID
+    assert channel_posts(world) == []
+
+    assert github.post("completed", genuine) == 202  # the run that was dispatched still releases
+    assert deliver(github) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED
+
+
+def test_no_run_lifts_a_freeze_whatever_its_title(world: World, github: GitHubEvents) -> None:
+    frozen = frozen_prod()
+    genuine = dispatched_run(world, github, FREEZE_KEY, FREEZE_CID)  # dispatched with crafted inputs
+    title = f"{FREEZE_KEY} · cid={FREEZE_CID}"
+    for run in (genuine, titled(genuine, title, event="pull_request"), titled(genuine, title)):
+        for action in ("in_progress", "completed"):
+            assert github.post(action, run) == 202
+    assert deliver(github) == NO_FAILURES
+    assert world.lock(FREEZE_KEY) == frozen  # neither released nor renewed
+    assert channel_posts(world) == []
+
+
+def todays_envelope(run: dict[str, Any]) -> str:
+    """A ``workflow_run`` message as the router wrote it before it noted the run's event: already on the github
+    queue when the new workers are deployed."""
+    return json.dumps(
+        {
+            "version": 1,
+            "kind": "workflow_run",
+            "deliveryId": "5f1b2c3d-0000-11ef-8000-000000000001",
+            "correlationId": "0b6c7f4e-2d7e-4a55-9a7e-3f1d2c4b5a69",
+            "action": "completed",
+            "runId": run["id"],
+            "runAttempt": 1,
+            "name": run["name"],
+            "displayTitle": run["display_title"],
+            "status": "completed",
+            "conclusion": "success",
+            "htmlUrl": run["html_url"],
+            "headSha": run["head_sha"],
+            "workflowPath": run["path"],
+            "repository": "example-org/platform",
+            "receivedAt": int(time.time()),
+        },
+        ensure_ascii=False,
+    )
+
+
+def test_a_message_queued_before_the_upgrade_changes_no_lock_and_the_reaper_releases_it(
+    world: World, github: GitHubEvents
+) -> None:
+    """Fail closed: without the run's event the message cannot tell a dispatch from a pull request, so it is
+    read, logged and changes nothing; the reaper asks GitHub's API, which can, and releases the lock."""
+    unnoted_lock()
+    genuine = dispatched_run(world, github, BUILD_KEY, ZOE_CID)
+    body = todays_envelope(genuine)
+    assert webhook_lambda.handler(sqs_batch(sqs_record(body, queue="chatops-github")), Context()) == NO_FAILURES
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS
+    assert channel_posts(world) == []
+
+    assert {
+        s.lock_key: s.effect
+        for s in reaper.Reaper(
+            current_config(), runtime.lock_store(), runtime.github_client(), runtime.slack_replies()
+        ).sweep()
+    } == {BUILD_KEY: Effect.RELEASED}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED
+    [text] = channel_posts(world)
+    assert text.startswith("✅ router (plt) built in ")
+
+
+def test_a_message_nested_too_deep_fails_alone(world: World, github: GitHubEvents) -> None:
+    run = start_build(world)
+    world.github.complete_run(run.id, "success")
+    github.post_all(action="completed")
+    good = github.queued()["Records"]
+    deep = '{"version": 1, "kind": "workflow_run", "runId": ' + "[" * 5_000 + "]" * 5_000 + "}"
+    bad = sqs_record(deep, queue="chatops-github", message_id="deep-1")
+    response = webhook_lambda.handler(sqs_batch(bad, *good), Context())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "deep-1"}]}
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.COMPLETED

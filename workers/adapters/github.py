@@ -31,7 +31,9 @@ from urllib3.exceptions import HTTPError as TransportError
 from urllib3.exceptions import MaxRetryError, NewConnectionError, TimeoutError
 from urllib3.util import Retry, Timeout
 
-from workers.protocol.workflow import CREATED_AFTER_SLACK, DispatchResult, Run, parse_run_name
+from workers.protocol.inbound import read_json
+from workers.protocol.runs import RunFacts, not_a_dispatch_of
+from workers.protocol.workflow import CREATED_AFTER_SLACK, DispatchResult, Run
 
 API_URL_ENV: Final = "GITHUB_API_URL"
 DEFAULT_API_URL: Final = "https://api.github.com"
@@ -190,6 +192,9 @@ class GitHubClient:
     def find_run(self, owner_repo: str, workflow: str, correlation_id: str, created_after: datetime) -> Run | None:
         """The ``workflow_dispatch`` run of ``workflow`` whose name carries ``correlation_id``, if GitHub lists one.
 
+        The listing asks GitHub for dispatched runs of the workflow, and each run found is checked again all the
+        same (:func:`workers.protocol.runs.not_a_dispatch_of`): a name alone is no proof.
+
         ``created_after`` is a time shortly before the dispatch (aware, or naive UTC). A run can take a few
         seconds to be listed after its dispatch: ``None`` right after dispatching is not proof; see
         :meth:`await_run`.
@@ -208,11 +213,13 @@ class GitHubClient:
             runs = _field(answer.body, "workflow_runs", "the run list")
             if not isinstance(runs, list):
                 raise GitHubServerError(f"GitHub at {self.api_url} answered a run list we cannot read")
-            for run in runs:
-                for title in (run.get("name"), run.get("display_title")):
-                    parsed = parse_run_name(title)
-                    if parsed and parsed[1] == correlation_id:
-                        return Run.from_json(run)
+            for listed in runs:
+                if not isinstance(listed, Mapping) or not isinstance(listed.get("id"), int):
+                    continue
+                run = Run.from_json(listed)
+                facts = RunFacts.of_run(run)
+                if facts.correlation_id == correlation_id and not_a_dispatch_of(facts, workflow, owner_repo) is None:
+                    return run
             if len(runs) < 100:
                 return None
         return None
@@ -292,7 +299,7 @@ class GitHubClient:
             raise GitHubUnreachable(self._unreachable(error)) from None
         data = response.data
         try:
-            parsed: Any = json.loads(data) if data else None
+            parsed: Any = read_json(data) if data else None
         except ValueError:
             parsed = None
         if response.status < 300:

@@ -58,13 +58,14 @@ from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GroupLookupFailed, member_groups
 from workers.flows import handoff
-from workers.flows.runlock import action_of, find_unnoted_run, link_of, noted_run_id, started, target_of
+from workers.flows.runlock import find_unnoted_run, link_of, started, target_of
 from workers.protocol.commands import Cancel, Refused, describe, is_admin, refusal_text
 from workers.protocol.config import Action, Audience, Config
 from workers.protocol.dispatch import DISPATCHING
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.message import Message, escape
 from workers.protocol.render import Shown, holder, standing, store_unavailable
+from workers.protocol.runs import action_of, noted_run_id
 
 CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
 _CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})

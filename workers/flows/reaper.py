@@ -53,9 +53,9 @@ from workers.flows.runlock import (
     find_unnoted_run,
     held_for,
     lease_lapsed,
-    noted_run_id,
 )
 from workers.protocol.config import Config
+from workers.protocol.runs import noted_run_id
 
 HANDOFF_GRACE_SECONDS = 60
 """How long a lock handed from the queue may wait for its request to note a dispatch before the reaper queues the

@@ -52,6 +52,7 @@ from workers.protocol.config import Action, Config
 from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_time
 from workers.protocol.envelope import WorkflowRunEnvelope
 from workers.protocol.render import Shown, duration, holder
+from workers.protocol.runs import action_of
 from workers.protocol.workflow import Run
 
 RENEW_WHEN_LEFT: Final = 0.5
@@ -101,38 +102,6 @@ class RunReport:
 def outcome_of(conclusion: str | None) -> Status:
     """``COMPLETED`` on ``success``; ``FAILED`` on anything else, ``cancelled`` and ``timed_out`` included."""
     return Status.COMPLETED if conclusion == "success" else Status.FAILED
-
-
-def noted_run_id(record: LockRecord) -> int | None:
-    run_id = record.notes.get("runId", "")
-    return int(run_id) if run_id.isdigit() else None
-
-
-def not_this_runs_lock(record: LockRecord | None, correlation_id: str, run_id: int) -> str | None:
-    """Why the lock is not the one this run holds; ``None`` when it is.
-
-    The correlation id is the request's, put in the run's name at dispatch: any other request — an older one
-    whose event arrives late, or a newer holder — has another. A lock that noted a different run id belongs to
-    another run of this request (which the build worker never starts; refuse rather than guess).
-    """
-    if record is None:
-        return "no lock is recorded under this key"
-    if record.correlation_id != correlation_id:
-        return f"the lock belongs to another request now (correlation id {record.correlation_id or 'none'})"
-    noted = noted_run_id(record)
-    if noted is not None and noted != run_id:
-        return f"the lock noted run {noted}, not run {run_id}"
-    return None
-
-
-def action_of(record: LockRecord) -> Action | None:
-    """``build`` or ``deploy``: from the ``command`` note, else from the key (``deploy-api-prod``)."""
-    for candidate in (record.notes.get("command", ""), record.lock_key.split("-", 1)[0]):
-        try:
-            return Action(candidate)
-        except ValueError:
-            continue
-    return None
 
 
 def lease_seconds_of(record: LockRecord, config: Config) -> int | None:

@@ -4,10 +4,13 @@
 ``/github/webhook``, which has already checked ``X-Hub-Signature-256`` and the repository and queued each event
 as a :class:`~workers.protocol.envelope.WorkflowRunEnvelope`. Per event:
 
-1. **Whose run?** The payload carries no inputs, so the lock key and the correlation id come from the run's name
-   (:func:`workers.adapters.github.parse_run_name`, the workflow's ``run-name``). A run not named so is not ours: done.
-2. **One GetItem** of that lock. Its correlation id must be the run's: a late event from an older run (or any
-   event for a lock that has moved on to a newer request) is logged and ignored.
+1. **Which lock does it claim?** The payload carries no inputs, so the lock key and the correlation id come from
+   the run's name (:func:`workers.protocol.workflow.parse_run_name`, the workflow's ``run-name``). A run not named
+   so is not ours: done.
+2. **One GetItem** of that lock, and :func:`workers.protocol.runs.not_this_runs_lock`: a name is a claim, not
+   authority — the run must be a ``workflow_dispatch`` run of the lock's command's workflow in the configured
+   repository, carry the lock's correlation id, and be the run the lock noted, if it noted one. Anything else (a
+   pull request titled like a lock, another workflow, a late event of an older run, a freeze) is logged and ignored.
 3. ``completed`` — release, conditional on the lock's owner and token as just read: ``COMPLETED`` on ``success``,
    ``FAILED`` otherwise, and the result to the channel (:meth:`workers.flows.runlock.RunLocks.finish`). If a newer
    holder took the lock between the read and the write, the token differs and nothing is released.
@@ -31,11 +34,11 @@ from lockcore.record import Status
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.slack import SlackReplies
-from workers.flows.runlock import Effect, RunLocks, RunReport, not_this_runs_lock, outcome_of
+from workers.flows.runlock import Effect, RunLocks, RunReport, outcome_of
 from workers.protocol.config import Config
 from workers.protocol.envelope import WorkflowRunEnvelope
 from workers.protocol.freeing import released_by_this_run
-from workers.protocol.workflow import parse_run_name
+from workers.protocol.runs import RunFacts, not_this_runs_lock
 
 RENEWING_ACTIONS: Final = frozenset({"requested", "in_progress"})
 _UNRELEASED = frozenset({Status.IN_PROGRESS, Status.EXPIRED})
@@ -45,34 +48,38 @@ class WebhookWorker:
     """One ``workflow_run`` event at a time. The store's clock is the worker's clock."""
 
     def __init__(self, config: Config, store: LockStore, slack: SlackReplies) -> None:
+        self.config = config
         self.store = store
         self.locks = RunLocks(config, store, slack)
 
     def on_event(self, event: WorkflowRunEnvelope) -> Effect:
-        named = parse_run_name(event.name) or parse_run_name(event.display_title)
-        if named is None:
-            runtime.logger.info("run not named by us: ignored", run_name=event.name[:120])
+        run = RunFacts.of_event(event)
+        if run.lock_key is None:
+            runtime.logger.info("run not named by us: ignored", run_name=(event.display_title or event.name)[:120])
             return Effect.IGNORED
-        lock_key, correlation_id = named
         with runtime.logger.append_context_keys(
-            lock_key=lock_key, run_correlation_id=correlation_id, run_id=event.run_id, run_action=event.action
+            lock_key=run.lock_key,
+            run_correlation_id=run.correlation_id,
+            run_id=event.run_id,
+            run_action=event.action,
+            run_event=event.event,
+            workflow_path=event.workflow_path,
         ):
             if event.action != "completed" and event.action not in RENEWING_ACTIONS:
                 runtime.logger.info("workflow_run action not acted on")
                 return Effect.IGNORED
-            record = self.store.get(lock_key)
-            why_not = not_this_runs_lock(record, correlation_id, event.run_id)
+            record = self.store.get(run.lock_key)
+            why_not = not_this_runs_lock(run, record, self.config)
             if record is None or why_not is not None:
                 runtime.logger.info("event ignored: not this run's lock", reason=why_not)
                 return Effect.IGNORED
-            run = RunReport.of_event(event)
             if event.action == "completed":
                 if record.status not in _UNRELEASED and not released_by_this_run(
-                    record, correlation_id, event.run_id, outcome_of(run.conclusion)
+                    record, run.correlation_id or "", event.run_id, outcome_of(event.conclusion)
                 ):  # freed otherwise (a cancel, a force-unlock): that write told its own news
                     runtime.logger.info("lock already released", status=record.status.value)
                     return Effect.ALREADY_RELEASED
                 # Still held; or released by this run already, whose answer may have been lost before anybody
                 # told the result: the release again is answered as a repeat, told unless it was told.
-                return self.locks.finish(record, run, seen_by="webhook")
+                return self.locks.finish(record, RunReport.of_event(event), seen_by="webhook")
             return self.locks.renew(record)

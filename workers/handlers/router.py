@@ -63,6 +63,7 @@ from workers.protocol.envelope import (
     WorkflowRunEnvelope,
     correlation_id_of,
 )
+from workers.protocol.inbound import read_json
 
 if TYPE_CHECKING:
     pass
@@ -74,6 +75,8 @@ SLACK_INTERACTIONS_PATH = "/slack/interactions"
 GITHUB_WEBHOOK_PATH = "/github/webhook"
 
 COULD_NOT_QUEUE = "⚠️ Sorry, I couldn't queue your command — please try again in a moment."
+INTERACTION_USAGE = "expected a form with payload=<a Slack block_actions interaction as a JSON object>"
+WEBHOOK_USAGE = "expected a GitHub workflow_run delivery: a JSON object"
 MAX_FORM_FIELDS = 64
 SLACK_MAX_AGE_SECONDS = 300
 """A Slack signature older (or newer) than this is stale: Slack's rule, which ``SignatureVerifier`` applies too."""
@@ -292,11 +295,11 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
         return Response(401, "invalid signature")
     config = current_config()
     try:
-        payload = json.loads(read_form(request.body).get("payload", ""))
-    except ValueError:
-        raise BadRequest("no payload") from None
+        payload = read_json(read_form(request.body).get("payload", ""))
+    except (BadRequest, ValueError) as error:
+        raise BadRequest(f"{INTERACTION_USAGE} ({error})") from None
     if not isinstance(payload, dict):
-        raise BadRequest("the payload is not an object")
+        raise BadRequest(f"{INTERACTION_USAGE} (the payload is not an object)")
     if payload.get("type") != "block_actions":
         logger.info("interaction ignored", type=str(payload.get("type")))
         return Response(200)
@@ -398,11 +401,11 @@ def github_webhook(request: Request, correlation_id: str) -> Response:
         return Response(200, f"ignored: {event or 'no'} event")
     config = current_config()
     try:
-        payload = json.loads(request.body)
-    except ValueError:
-        raise BadRequest("the body is not JSON") from None
+        payload = read_json(request.body)
+    except ValueError as error:
+        raise BadRequest(f"{WEBHOOK_USAGE} ({error})") from None
     if not isinstance(payload, dict) or not delivery_id:
-        raise BadRequest("not a workflow_run delivery")
+        raise BadRequest(f"{WEBHOOK_USAGE} (not an object, or no X-GitHub-Delivery)")
     run = _object(payload, "workflow_run")
     repository = _string(_object(payload, "repository"), "full_name")
     if repository.lower() != config.github.repository.lower():
@@ -427,6 +430,8 @@ def github_webhook(request: Request, correlation_id: str) -> Response:
         workflow_path=_string(run, "path"),
         repository=repository,
         received_at=int(time.time()),
+        event=_string(run, "event"),
+        workflow_id=_int(run, "workflow_id"),
     )
     try:
         message_id = enqueue(

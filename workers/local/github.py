@@ -111,6 +111,7 @@ class WorkflowRun:
             "name": self.name,
             "display_title": self.name,
             "path": f".github/workflows/{self.workflow}",
+            "workflow_id": workflow_id(self.repository, self.workflow),
             "head_branch": self.head_branch,
             "head_sha": self.head_sha,
             "event": self.event,
@@ -122,7 +123,13 @@ class WorkflowRun:
             "updated_at": self.updated_at,
             "run_started_at": self.created_at,
             "repository": {"full_name": self.repository},
+            "head_repository": {"full_name": self.repository},
         }
+
+
+def workflow_id(repository: str, workflow: str) -> int:
+    """A stable numeric id for a repository's workflow file, as GitHub gives each workflow one."""
+    return int(hashlib.sha1(f"{repository}:{workflow}".encode(), usedforsecurity=False).hexdigest()[:8], 16)
 
 
 def fake_sha(*parts: str) -> str:
@@ -227,6 +234,32 @@ class GitHubStandIn(StandInServer):
         """Call ``listener(action, run_json)`` on every run event, in order, from the stand-in's delivery thread."""
         with self._lock:
             self._listeners.append(listener)
+
+    def trigger_run(self, full_name: str, workflow: str, event: str, title: str, branch: str | None = None) -> int:
+        """A run GitHub starts on its own for ``event`` (``push``, ``pull_request``…), not dispatched: it has no
+        inputs, and ``title`` (a commit message, a pull request's title — chosen by whoever wrote it) is its name."""
+        with self._lock:
+            repo = self.repositories[full_name]
+            head = branch or repo.default_branch
+            run_id, self._next_id = self._next_id, self._next_id + 1
+            now = _now()
+            run = WorkflowRun(
+                id=run_id,
+                repository=full_name,
+                workflow=workflow,
+                name=title,
+                head_branch=head,
+                head_sha=repo.branches.get(head, fake_sha(full_name, head)),
+                inputs={},
+                created_at=now,
+                updated_at=now,
+                html_url=f"{self.url}/{full_name}/actions/runs/{run_id}",
+                url=f"{self.api_url}/repos/{full_name}/actions/runs/{run_id}",
+                event=event,
+            )
+            self._runs[run_id] = run
+            self._events.put(("requested", run.to_json()))
+        return run_id
 
     def start_run(self, run_id: int) -> None:
         """The run leaves the queue: ``in_progress``."""

@@ -25,6 +25,7 @@ from typing import ClassVar, Self
 
 from workers.protocol.codec import WHEN_SET, WireError, from_tagged, kinds_of, to_wire
 from workers.protocol.commands import Command
+from workers.protocol.inbound import read_json
 
 VERSION = 1
 
@@ -144,6 +145,10 @@ class WorkflowRunEnvelope(OnTheQueue):
     repository: str
     """owner/name."""
     received_at: int
+    event: str | None = field(default=None, metadata=WHEN_SET)
+    """``workflow_run.event`` (``workflow_dispatch``, ``pull_request``…). ``None`` in a message written before the
+    router noted it: such a message changes no lock (:mod:`workers.protocol.runs`)."""
+    workflow_id: int | None = field(default=None, metadata=WHEN_SET)
     kind: ClassVar[str] = "workflow_run"
 
 
@@ -155,9 +160,9 @@ COMMAND_KINDS = frozenset(kinds_of(Command))
 def read_message(body: str) -> Envelope:
     """Any queue message body back into its envelope."""
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise EnvelopeError("message body: not JSON") from None
+        data = read_json(body)
+    except ValueError as error:
+        raise EnvelopeError(f"message body: not JSON we read ({error})") from None
     if not isinstance(data, dict):
         raise EnvelopeError("message body: expected a JSON object")
     if data.get("version") != VERSION:

@@ -80,6 +80,13 @@ class Run:
     head_sha: str = ""
     head_branch: str = ""
     event: str = ""
+    """What started it: ``workflow_dispatch`` for ours; ``push``, ``pull_request``… for runs GitHub started."""
+    display_title: str = ""
+    path: str = ""
+    """The workflow file: ``.github/workflows/build.yml``."""
+    workflow_id: int | None = None
+    repository: str = ""
+    """owner/name."""
 
     @property
     def completed(self) -> bool:
@@ -109,7 +116,19 @@ class Run:
             head_sha=str(run.get("head_sha") or ""),
             head_branch=str(run.get("head_branch") or ""),
             event=str(run.get("event") or ""),
+            display_title=str(run.get("display_title") or ""),
+            path=str(run.get("path") or ""),
+            workflow_id=_whole_number(run.get("workflow_id")),
+            repository=str(_object(run.get("repository")).get("full_name") or ""),
         )
+
+
+def _whole_number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 @dataclass(frozen=True)
