@@ -142,6 +142,30 @@ def test_a_dispatch_is_never_chosen_once_a_run_is_known(state: str | None, found
         assert step == dispatch.LookForRun()
 
 
+@given(attempts=st.integers(0, 9), found=st.sampled_from(["not looked", "none", "run"]))
+def test_unconfirmed_dispatches_end_only_after_a_look_and_the_last_attempt(attempts: int, found: str) -> None:
+    """After a dispatch GitHub did not confirm, the next step always looks first; with no run found it dispatches
+    again until :data:`MAX_DISPATCH_ATTEMPTS`, then ends the request — never before, never without looking."""
+    notes = {"dispatchState": "dispatching", "dispatchAttempts": str(attempts)}
+    looked: Run | str | None = {"not looked": dispatch.NOT_LOOKED, "none": None, "run": run()}[found]
+    step = dispatch.next_step(notes, looked)
+    if found == "not looked":
+        assert step == dispatch.LookForRun()
+    elif found == "run":
+        assert step == dispatch.RecordRun(run())
+    elif attempts >= dispatch.MAX_DISPATCH_ATTEMPTS:
+        assert step == dispatch.NoRunStarted(attempts)
+    else:
+        assert step == dispatch.DispatchNow()
+
+
+def test_each_dispatch_is_counted_on_the_lock_and_an_older_note_counts_one(config: Config) -> None:
+    notes = dispatch.dispatching_notes(job(config), dispatch.Revision("main", SHA, "main"), 3)
+    assert dispatch.dispatch_attempts(notes) == 3
+    assert dispatch.dispatch_attempts({"dispatchState": "dispatching"}) == 1  # noted before attempts were counted
+    assert dispatch.dispatch_attempts({}) == 0
+
+
 # --------------------------------------------------------------------------------- one request, one run
 REQUEST_IDS = st.text("0123456789.abcdef", min_size=1, max_size=40)
 CORRELATION_IDS = st.sampled_from(["cid-1", "cid-2", "0b5e1c7a-2f4d-5a6b-8c9d-0e1f2a3b4c5d"])

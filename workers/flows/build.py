@@ -201,11 +201,15 @@ class BuildWorker:
         if isinstance(step, d.Announce):  # never dispatched again, even if the notes lost the revision
             revision = revision or d.Revision(ref="?", sha="", shown="?")
             return self._started(job, held, revision, step.run_id, step.run_url)
+        if isinstance(step, d.NoRunStarted):  # looked for after each: none of them started a run
+            reason = f"GitHub confirmed none of {step.attempts} dispatches and lists no run of them"
+            return self._give_up(job, held, reason, revision)
         try:
             if revision is None:
                 revision = self._resolve(job)
             if held is not None:
-                self._note(job, held, d.dispatching_notes(job, revision), required=True)
+                attempt = d.dispatch_attempts(held.notes) + 1
+                self._note(job, held, d.dispatching_notes(job, revision, attempt), required=True)
             return self._dispatch(job, held, revision, token)
         except (GitHubError, SecretUnavailable, LockStoreError, _LostLock) as error:
             obstacle = _obstacle(error)
@@ -228,6 +232,8 @@ class BuildWorker:
             # Sent once, no answer we can trust: GitHub may have started the run. Look before calling it failed.
             logger.warning("dispatch outcome unknown; looking for the run", reason=str(error))
             run = self._await_run(job)
+            if run is None and held is not None:  # not listed yet is not "not started": look again later
+                raise DispatchInDoubt(f"GitHub did not confirm the dispatch ({error}) and lists no run yet") from None
             if run is None:
                 raise
             return self._started(job, held, revision, run.id, run.html_url)

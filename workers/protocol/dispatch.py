@@ -189,15 +189,24 @@ def dispatch_inputs(job: Job, revision: Revision, token: str) -> dict[str, str]:
     }
 
 
-def dispatching_notes(job: Job, revision: Revision) -> dict[str, str]:
-    """Noted on the lock *before* the dispatch, so a redelivery knows one may be under way."""
+def dispatching_notes(job: Job, revision: Revision, attempt: int = 1) -> dict[str, str]:
+    """Noted on the lock *before* the dispatch, so a redelivery knows one may be under way (and how many were)."""
     return {
         "command": job.action.value,
         "ref": revision.shown,
         "commitSha": revision.sha,
         "channelId": job.channel_id,
         "dispatchState": DISPATCHING,
+        "dispatchAttempts": str(attempt),
     }
+
+
+def dispatch_attempts(notes: Mapping[str, str]) -> int:
+    """How many dispatches the lock's holder has sent (a lock noted before attempts were counted: one)."""
+    counted = notes.get("dispatchAttempts", "")
+    if counted.isdigit():
+        return int(counted)
+    return 1 if notes.get("dispatchState") == DISPATCHING else 0
 
 
 def dispatched_notes(run_id: int | None, run_url: str | None) -> dict[str, str]:
@@ -239,7 +248,21 @@ class Announce:
     run_url: str | None
 
 
-Step = DispatchNow | LookForRun | RecordRun | Announce
+@dataclass(frozen=True)
+class NoRunStarted:
+    """Every dispatch so far went unconfirmed (GitHub answered 5xx or nothing) and GitHub lists no run of any of
+    them, minutes later: nothing runs, and after :data:`MAX_DISPATCH_ATTEMPTS` the request ends."""
+
+    attempts: int
+
+
+Step = DispatchNow | LookForRun | RecordRun | Announce | NoRunStarted
+
+MAX_DISPATCH_ATTEMPTS: Final = 3
+"""Unconfirmed dispatches before a request ends. A dispatch GitHub does not confirm is never called failed on the
+spot — GitHub may have created the run and lost the answer, and lists a run only within a couple of minutes — so
+the request is retried (the message comes back after its visibility timeout, minutes later), looks for the run
+first, and only then dispatches again; after this many, the look that finds nothing proves that nothing ran."""
 
 NOT_LOOKED: Final = "not looked"
 
@@ -263,6 +286,8 @@ def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED) ->
         return Announce(int(run_id) if run_id and run_id.isdigit() else None, notes.get("runUrl"))
     if state == DISPATCHING and found == NOT_LOOKED:
         return LookForRun()
+    if state == DISPATCHING and dispatch_attempts(notes) >= MAX_DISPATCH_ATTEMPTS:
+        return NoRunStarted(dispatch_attempts(notes))
     return DispatchNow()
 
 
