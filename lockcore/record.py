@@ -86,7 +86,8 @@ HOLDER_ATTRIBUTES = (
 """Attributes that describe the current (or last) holder; an acquire writes or removes every one of them."""
 RELEASE_ATTRIBUTES = (RELEASED_AT, RELEASED_BY, RELEASE_REASON)
 NOTE_ATTRIBUTES = (
-    "command", "ref", "commitSha", "channelId", "dispatchState", "dispatchAttempts", "runId", "runUrl",
+    "command", "ref", "commitSha", "channelId", "dispatchState", "dispatchAttempts", "dispatchSentAt", "runId",
+    "runUrl",
 )  # fmt: skip
 """What the holder may note on its lock while it holds it (the run it started, where to report); an acquire
 clears them, so they always describe the current holder's work."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -99,6 +100,7 @@ def test_a_single_user_builds_successfully(world: World, capsys: pytest.CaptureF
         "channelId": "C0BUILDS",
         "dispatchState": "dispatched",
         "dispatchAttempts": "1",
+        "dispatchSentAt": ANY,
         "runId": str(run.id),
         "runUrl": run.html_url,
     }
@@ -418,6 +420,11 @@ def test_a_duplicate_delivered_while_the_first_is_in_progress_comes_back_later(w
 
 
 # ------------------------------------------------------------------------------------------------- faults
+def minutes_later(minutes: int) -> None:
+    """The worker's lock store reads a clock ``minutes`` ahead (the redelivery's time)."""
+    runtime.reset(lock_clock=lambda: time.time() + minutes * 60)
+
+
 def test_github_500_on_dispatch_is_looked_into_again_and_the_retry_builds(world: World) -> None:
     """A 5xx may come after GitHub created the run: not listed within seconds is not "not started". The request is
     put off with its lock (noted ``dispatching``, attempt 1), nobody is told anything; the retry, minutes later,
@@ -431,6 +438,7 @@ def test_github_500_on_dispatch_is_looked_into_again_and_the_retry_builds(world:
     assert held is not None and held.status is Status.IN_PROGRESS
     assert (held.notes["dispatchState"], held.notes["dispatchAttempts"]) == ("dispatching", "1")
 
+    minutes_later(6)  # the visibility timeout: GitHub lists any run it created well before
     retry = deliver(sqs_event(envelope, receive_count=2))
     assert retry == {"batchItemFailures": []}
     [run] = world.dispatches()
@@ -440,17 +448,20 @@ def test_github_500_on_dispatch_is_looked_into_again_and_the_retry_builds(world:
 
 
 def test_dispatches_github_never_confirms_end_the_request_once_no_run_of_them_is_listed(world: World) -> None:
-    """Three dispatches unconfirmed (500, then a hang, then 500), each looked for on the next delivery and never
-    listed: only then is the request over — the lock released FAILED and the user told why, in one line."""
+    """Three dispatches unconfirmed (500, 502, 500), each looked for on the next delivery and never listed: only
+    then is the request over — the lock released FAILED and the user told why, in one line."""
     world.github.fail_next(status=500, method="POST", path_contains="/dispatches")
     envelope = world.envelope("a")
     assert failed_ids(deliver(sqs_event(envelope)))
-    world.github.hang_next(seconds=3, method="POST", path_contains="/dispatches")
-    assert failed_ids(deliver(sqs_event(envelope, receive_count=2)))
     world.github.fail_next(status=502, method="POST", path_contains="/dispatches")
+    minutes_later(6)
+    assert failed_ids(deliver(sqs_event(envelope, receive_count=2)))
+    world.github.fail_next(status=500, method="POST", path_contains="/dispatches")
+    minutes_later(12)
     assert failed_ids(deliver(sqs_event(envelope, receive_count=3)))
     assert not world.replies_to("a")
 
+    minutes_later(18)
     last = deliver(sqs_event(envelope, receive_count=4))
     assert last == {"batchItemFailures": []}
     assert not world.dispatches()

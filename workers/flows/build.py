@@ -185,9 +185,9 @@ class BuildWorker:
         holder = self._holding(job, record)
         # The look before the lock counts only if it asked for the run the lock's holder would have started.
         looked = None if redelivered and d.looked_alike(job, holder) else d.NOT_LOOKED
-        step = d.next_step(record.notes, looked)
+        step = d.next_step(record.notes, looked, self.store.now())
         if isinstance(step, d.LookForRun):
-            step = d.next_step(record.notes, self._find_run(holder))
+            step = d.next_step(record.notes, self._find_run(holder), self.store.now())
         return self._start(holder, record, step)
 
     # ------------------------------------------------------------------------------------------ the steps
@@ -201,6 +201,9 @@ class BuildWorker:
         if isinstance(step, d.Announce):  # never dispatched again, even if the notes lost the revision
             revision = revision or d.Revision(ref="?", sha="", shown="?")
             return self._started(job, held, revision, step.run_id, step.run_url)
+        if isinstance(step, d.WaitForRun):
+            self._keep(job, held)
+            raise DispatchInDoubt("a dispatch of this request went out moments ago and GitHub lists no run yet")
         if isinstance(step, d.NoRunStarted):  # looked for after each: none of them started a run
             reason = f"GitHub confirmed none of {step.attempts} dispatches and lists no run of them"
             return self._give_up(job, held, reason, revision)
@@ -209,7 +212,8 @@ class BuildWorker:
                 revision = self._resolve(job)
             if held is not None:
                 attempt = d.dispatch_attempts(held.notes) + 1
-                self._note(job, held, d.dispatching_notes(job, revision, attempt), required=True)
+                notes = d.dispatching_notes(job, revision, attempt, self.store.now())
+                self._note(job, held, notes, required=True)
             return self._dispatch(job, held, revision, token)
         except (GitHubError, SecretUnavailable, LockStoreError, _LostLock) as error:
             obstacle = _obstacle(error)
@@ -233,6 +237,7 @@ class BuildWorker:
             logger.warning("dispatch outcome unknown; looking for the run", reason=str(error))
             run = self._await_run(job)
             if run is None and held is not None:  # not listed yet is not "not started": look again later
+                self._keep(job, held)
                 raise DispatchInDoubt(f"GitHub did not confirm the dispatch ({error}) and lists no run yet") from None
             if run is None:
                 raise
@@ -330,6 +335,16 @@ class BuildWorker:
             logger.warning("lock not noted: not ours any more", reason=noted.reason.value, notes=sorted(notes))
             if required:
                 raise _LostLock(f"the lock {job.lock_key} is no longer ours ({noted.reason.value})")
+
+    def _keep(self, job: d.Job, held: LockRecord | None) -> None:
+        """A request put off keeps its lock alive until its retry: one lease more (a store that fails leaves it to
+        the lease it has, which the retry re-enters while it runs)."""
+        if held is None:
+            return
+        try:
+            self.store.extend(job.lock_key, job.request_id, held.token, job.spec.lease_seconds)
+        except LockStoreError as error:
+            logger.warning("could not extend the lock of a request put off", reason=str(error))
 
     def _find_run(self, job: d.Job) -> Run | None:
         """GitHub's answer, or :class:`DispatchInDoubt` when GitHub cannot give one (the message is retried)."""

@@ -189,9 +189,11 @@ def dispatch_inputs(job: Job, revision: Revision, token: str) -> dict[str, str]:
     }
 
 
-def dispatching_notes(job: Job, revision: Revision, attempt: int = 1) -> dict[str, str]:
-    """Noted on the lock *before* the dispatch, so a redelivery knows one may be under way (and how many were)."""
+def dispatching_notes(job: Job, revision: Revision, attempt: int = 1, now: int = 0) -> dict[str, str]:
+    """Noted on the lock *before* the dispatch, so a redelivery knows one may be under way, how many were, and
+    since when (GitHub lists a run only after a while: :data:`RUN_LISTED_WITHIN`)."""
     return {
+        "dispatchSentAt": str(now),
         "command": job.action.value,
         "ref": revision.shown,
         "commitSha": revision.sha,
@@ -256,7 +258,17 @@ class NoRunStarted:
     attempts: int
 
 
-Step = DispatchNow | LookForRun | RecordRun | Announce | NoRunStarted
+@dataclass(frozen=True)
+class WaitForRun:
+    """A dispatch went out moments ago (another delivery of the same request sent it) and GitHub lists no run yet:
+    too soon to tell; look again later rather than dispatch a second run."""
+
+
+Step = DispatchNow | LookForRun | RecordRun | Announce | NoRunStarted | WaitForRun
+
+RUN_LISTED_WITHIN: Final = 120
+"""What the simulation assumes of GitHub, and the workers rely on: a run it created is listed within two minutes.
+A redelivery comes after the queue's visibility timeout (six times the worker's), so later than that."""
 
 MAX_DISPATCH_ATTEMPTS: Final = 3
 """Unconfirmed dispatches before a request ends. A dispatch GitHub does not confirm is never called failed on the
@@ -273,10 +285,11 @@ def looked_alike(asked: Job, holder: Job) -> bool:
     return asked.correlation_id == holder.correlation_id and asked.runs_since <= holder.runs_since
 
 
-def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED) -> Step:
+def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED, now: int | None = None) -> Step:
     """What the holder does next, from the lock's notes and, when looked up, the run found by correlation id.
 
-    ``found`` is :data:`NOT_LOOKED` until the worker has asked GitHub, then the run or ``None``.
+    ``found`` is :data:`NOT_LOOKED` until the worker has asked GitHub, then the run or ``None``. ``now``: when the
+    worker asks (``None``: long after any dispatch noted).
     """
     state = notes.get("dispatchState")
     if isinstance(found, Run):
@@ -286,6 +299,9 @@ def next_step(notes: Mapping[str, str], found: Run | str | None = NOT_LOOKED) ->
         return Announce(int(run_id) if run_id and run_id.isdigit() else None, notes.get("runUrl"))
     if state == DISPATCHING and found == NOT_LOOKED:
         return LookForRun()
+    sent = notes.get("dispatchSentAt", "")
+    if state == DISPATCHING and now is not None and sent.isdigit() and now - int(sent) < RUN_LISTED_WITHIN:
+        return WaitForRun()
     if state == DISPATCHING and dispatch_attempts(notes) >= MAX_DISPATCH_ATTEMPTS:
         return NoRunStarted(dispatch_attempts(notes))
     return DispatchNow()
