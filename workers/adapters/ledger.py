@@ -22,10 +22,12 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore.dynamodb import client_config
+from lockcore.record import LockRecord
 from workers.adapters.pending import DEFAULT_IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE_ENV
 
 TOLD_PREFIX: Final = "chatops.told#"
 STARTED_PREFIX: Final = "chatops.cancel#"
+ORPHAN_PREFIX: Final = "chatops.orphan#"
 KEPT_SECONDS: Final = 2 * 24 * 3600
 """Longer than any redelivery (the queues keep a message 4 days at most, but a DLQ is not redelivered by itself)."""
 
@@ -76,6 +78,24 @@ class Ledger:
             return None
         kept = json.loads(body)
         return kept if isinstance(kept, dict) else None
+
+    # ----------------------------------------------------------------------------------------------- orphans
+    def keep_orphan(self, record: LockRecord) -> None:
+        """A run goes on after its lock was let go (force-unlocked, expired): keep the lock as it was, by the run's
+        correlation id, so that the run's end can still be reported. Raises ``BotoCoreError``/``ClientError``: the
+        freeing write is then repeated (SQS, the next sweep), and so is this."""
+        body = json.dumps(record.to_item(), ensure_ascii=False, default=str)
+        self._put(ORPHAN_PREFIX + (record.correlation_id or ""), {"record": {"S": body}})
+
+    def orphan(self, correlation_id: str) -> LockRecord | None:
+        """The lock a run with ``correlation_id`` held when it was let go, if one was kept."""
+        try:
+            item = self._get(ORPHAN_PREFIX + correlation_id)
+        except LedgerError as error:
+            _log.error("the ledger could not say whether the run had lost its lock", reason=str(error))
+            return None
+        body = (item or {}).get("record", {}).get("S")
+        return LockRecord.from_item(json.loads(body)) if isinstance(body, str) else None
 
     # ------------------------------------------------------------------------------------------------- wire
     def _get(self, item_id: str) -> dict[str, Any] | None:

@@ -63,6 +63,7 @@ from workers.protocol.commands import Cancel, Refused, describe, is_admin, refus
 from workers.protocol.config import Action, Audience, Config
 from workers.protocol.dispatch import DISPATCHING
 from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.freeing import told_key
 from workers.protocol.message import Message, escape
 from workers.protocol.render import Shown, holder, standing, store_unavailable
 from workers.protocol.runs import action_of, noted_run_id
@@ -216,7 +217,7 @@ class CancelWorker:
         if started is not None:
             # A delivery of this very cancel started: finish what it began, from the lock as it read it.
             runtime.logger.warning("cancel: redelivered after it started; finishing it")
-            return self._finish(envelope, *started_of(started))
+            return self._finish(envelope, *started_of(started), resumed=True)
         now = self.store.now()
         if record is not None and freed_by(record, envelope):
             return self._after_own_release(envelope, record, now)
@@ -260,11 +261,17 @@ class CancelWorker:
         runtime.logger.warning("cancel: the lock was freed by this cancel, its run still goes: cancelling it")
         return self._finish(envelope, record, run_id)
 
-    def _finish(self, envelope: CommandEnvelope, record: LockRecord, run: int | None) -> Cancelled:
+    def _finish(
+        self, envelope: CommandEnvelope, record: LockRecord, run: int | None, *, resumed: bool = False
+    ) -> Cancelled:
         """Release the lock read as ``record``, cancel the run, tell: each step safe to repeat, so a redelivery
         that died after any of them runs them all again — a release answered as a repeat, a cancel of a finished
-        run answered 409, the news told unless the ledger shows it was."""
-        released = self._release(envelope, record, self.store.now())
+        run answered 409, the news told unless the ledger shows it was. ``resumed``: a delivery of this cancel
+        started it; when the lock has moved on since (its release took effect and someone took the lock), the run
+        it set out to cancel is still cancelled and the news told."""
+        released = self._release(envelope, record, self.store.now(), answer_moved=not resumed)
+        if released is Cancelled.LOCK_MOVED and resumed:
+            return self._finish_moved_on(envelope, record, run)
         if isinstance(released, Cancelled):
             return released
         not_cancelled = self._cancel_run(run) if run is not None else None
@@ -338,7 +345,21 @@ class CancelWorker:
         runtime.logger.info("run cancelled in GitHub" if accepted else "run had just finished", run_id=run_id)
         return None
 
-    def _release(self, envelope: CommandEnvelope, record: LockRecord, now: int) -> machine.ForceReleased | Cancelled:
+    def _finish_moved_on(self, envelope: CommandEnvelope, record: LockRecord, run: int | None) -> Cancelled:
+        """The cancel a first delivery started, whose lock has moved on: its run cancelled, its news told once."""
+        runtime.logger.warning("cancel: resumed after the lock moved on; cancelling the run it set out to")
+        not_cancelled = self._cancel_run(run) if run is not None else None
+        text = cancelled_text(record, envelope.user_id, self.store.now())
+        if not_cancelled is not None:
+            text += f" ⚠️ But GitHub did not cancel the run ({not_cancelled}): cancel it there."
+        key = told_key(record)
+        if not self.ledger.told(key) and self._announce(envelope, record, Message.in_channel(text)):
+            self.ledger.mark_told(key)
+        return Cancelled.DONE if not_cancelled is None else Cancelled.RUN_NOT_CANCELLED
+
+    def _release(
+        self, envelope: CommandEnvelope, record: LockRecord, now: int, *, answer_moved: bool = True
+    ) -> machine.ForceReleased | Cancelled:
         """Free the lock, recording who and why — or recognise that this cancel did (a repeat: a lost answer, a
         redelivery); anything else is answered here."""
         lock_key = record.lock_key
@@ -350,7 +371,8 @@ class CancelWorker:
             self._reply(envelope, store_unavailable(f"release `{lock_key}`"))
             return Cancelled.STORE_FAILED
         if isinstance(released, machine.NotHolder):
-            self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
+            if answer_moved:
+                self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
             return Cancelled.LOCK_MOVED
         if not released.repeated:
             runtime.metrics.add_metric(name=CANCELLED_METRIC, unit=MetricUnit.Count, value=1)

@@ -58,7 +58,7 @@ def follow_up(
     *,
     seen: LockRecord | None = None,
     news: Callable[[LockRecord], str] | None = None,
-    announce: Callable[[Message], object] | None = None,
+    announce: Callable[[Message], bool] | None = None,
     ledger: Ledger | None = None,
 ) -> bool:
     """The one step after a write that freed the lock — or its repeat, which does the same:
@@ -76,23 +76,24 @@ def follow_up(
     """
     pass_on(freed.handed_to, config, pending)
     let_go = as_let_go(freed, seen)
+    ledger = ledger or runtime.ledger()
     said = news_of(news(let_go), freed.handed_to) if news is not None else None
     if said is None and not freed.notify:
         return False
-    ledger = ledger or runtime.ledger()
     key = told_key(let_go)
     if freed.repeated and ledger.told(key):
         runtime.logger.info("the freeing write was told already", told_key=key)
         return False
+    heard = True
     if said is not None:
         message = Message.in_channel(said.channel)
-        if announce is not None:
-            announce(message)
-        else:
-            tell_channel(let_go, message, slack)
+        heard = bool(announce(message) if announce is not None else tell_channel(let_go, message, slack))
         tell_coalesced(let_go, said.coalesced, slack, pending)
     tell_watchers(let_go, freed.notify, slack)
-    ledger.mark_told(key)
+    if heard:  # else the ledger shows it untold, and the write's repeat (a redelivery, the reaper) tells it again
+        ledger.mark_told(key)
+    else:
+        runtime.logger.warning("the channel did not hear the news; a repeat will tell it", told_key=key)
     return True
 
 

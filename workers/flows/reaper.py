@@ -35,13 +35,15 @@ minute tries again).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from lockcore import machine as m
 from lockcore.errors import LockStoreError
-from lockcore.record import LockRecord, Status
+from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient, GitHubError, GitHubNotFound
+from workers.adapters.ledger import LedgerError
 from workers.adapters.slack import SlackReplies
 from workers.flows import handoff
 from workers.flows.runlock import (
@@ -55,6 +57,7 @@ from workers.flows.runlock import (
     lease_lapsed,
 )
 from workers.protocol.config import Config
+from workers.protocol.freeing import told_key
 from workers.protocol.runs import noted_run_id
 
 HANDOFF_GRACE_SECONDS = 60
@@ -84,6 +87,11 @@ class Swept:
     effect: Effect
 
 
+UNTOLD_WINDOW_SECONDS: Final = 15 * 60
+"""How long after freeing a lock the reaper still checks that its news was told (a lost answer is retried at once
+by nobody else): every sweep in that window reads the ledger once for each such lock."""
+
+
 class Reaper:
     """One sweep over the lock table. The store's clock is the reaper's clock."""
 
@@ -96,15 +104,15 @@ class Reaper:
     def sweep(self) -> list[Swept]:
         swept: list[Swept] = []
         for record in self.store.list(include_free=True):
-            if record.status is not Status.IN_PROGRESS:
+            if record.status is not Status.IN_PROGRESS and not self._untold(record):
                 continue
             with runtime.logger.append_context_keys(
                 lock_key=record.lock_key, correlation_id=record.correlation_id, token=record.token
             ):
                 try:
-                    effect = self.look_at(record)
-                except LockStoreError as error:  # this lock's write failed; the others may still go
-                    runtime.logger.error("lock store failed on this lock; next sweep tries again", reason=str(error))
+                    effect = self.look_at(record) if record.status is Status.IN_PROGRESS else self.tell_again(record)
+                except (LockStoreError, *LedgerError) as error:  # this lock's write failed; the others may still go
+                    runtime.logger.error("a store failed on this lock; next sweep tries again", reason=str(error))
                     continue
             swept.append(Swept(record.lock_key, record.token, effect))
         return swept
@@ -124,6 +132,28 @@ class Reaper:
         if lookup.run is not None:
             return self.locks.renew(record)
         return Effect.KEPT  # no run to speak for it: the lease runs out on its own
+
+    def _untold(self, record: LockRecord) -> bool:
+        """A lock this reaper freed a moment ago (expired it, or released it at its run's end) whose news the ledger
+        does not show told: the write took effect and its answer was lost, and nothing else will look again."""
+        if record.status not in (Status.EXPIRED, Status.COMPLETED, Status.FAILED) or not record.released_at:
+            return False
+        if record.status is not Status.EXPIRED and record.notes.get("dispatchState") != "dispatched":
+            return False  # released with no run (a dispatch that failed): its requester was told by the build worker
+        try:
+            recent = self.store.now() - epoch(record.released_at) <= UNTOLD_WINDOW_SECONDS
+        except ValueError:
+            return False
+        return recent and not self.locks.ledger_or_default().told(told_key(record))
+
+    def tell_again(self, record: LockRecord) -> Effect:
+        """The freeing write again — a repeat, which tells what the first would have (:func:`handoff.follow_up`)."""
+        lookup = self._find(record)
+        if record.status is Status.EXPIRED:
+            return self.locks.expire(record, self._cause(record, lookup, self.store.now()))
+        if lookup.run is not None and lookup.run.completed:
+            return self.locks.finish(record, lookup.run, seen_by="reaper")
+        return Effect.KEPT
 
     def _undispatched_hand_off(self, record: LockRecord) -> m.HandOff | None:
         """The hand-off that gave ``record`` its holder, if that holder has not noted a dispatch in time."""

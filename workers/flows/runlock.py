@@ -51,6 +51,7 @@ from workers.flows import handoff
 from workers.protocol.config import Action, Config
 from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_time
 from workers.protocol.envelope import WorkflowRunEnvelope
+from workers.protocol.freeing import runs_under
 from workers.protocol.render import Shown, duration, holder
 from workers.protocol.runs import action_of
 from workers.protocol.workflow import Run
@@ -224,6 +225,8 @@ class Effect(StrEnum):
     ALREADY_EXPIRED = "already-expired"
     HANDED_AGAIN = "handed-again"
     """A lock handed from the queue whose request was never dispatched: the request was queued again."""
+    ORPHAN_REPORTED = "orphan-reported"
+    """The end of a run whose lock had been let go before it ended, told in its channel (no lock changed)."""
     KEPT = "kept"
     """Nothing to do: the run goes on and its lease is long enough, or the lease still runs."""
     REFUSED = "refused"
@@ -304,9 +307,15 @@ class RunLocks:
         runtime.metrics.add_metric(name=EXTENDED_METRIC, unit=MetricUnit.Count, value=1)
         return Effect.EXTENDED
 
+    def ledger_or_default(self) -> Ledger:
+        return self.ledger or runtime.ledger()
+
     def expire(self, record: LockRecord, cause: ExpiryCause) -> Effect:
         """Record the lapsed lease as EXPIRED (only while nobody took the lock since) and tell the channel — a
-        repeat the same, unless it was told already."""
+        repeat the same, unless it was told already. A run still under it is remembered first (its end is reported
+        when it comes: :meth:`workers.flows.webhook.WebhookWorker.report_orphan`)."""
+        if runs_under(record):
+            self.ledger_or_default().keep_orphan(record)
         expired = self.store.expire(record.lock_key, record.token, seen=record)
         if isinstance(expired, machine.NotHolder):
             runtime.logger.info("lock not expired", reason=expired.reason.value)

@@ -79,6 +79,7 @@ from workers.protocol.envelope import (
     EnvelopeError,
     InteractionEnvelope,
 )
+from workers.protocol.freeing import runs_under
 from workers.protocol.history import FREEZE_PREFIX
 from workers.protocol.message import Message, escape
 from workers.protocol.render import (
@@ -315,14 +316,6 @@ def unlock_cancelled(target: UnlockTarget | None) -> Message:
     return Message(f"Unlock cancelled: {what}.", replace_original=True)
 
 
-def force_release_failed(target: UnlockTarget) -> Message:
-    """The store did not answer the release: it may or may not have happened, so look before pressing again."""
-    return Message(
-        f"⚠️ Sorry, I couldn't force-release `{escape(target.lock_key)}`: the lock table did not answer. "
-        "Check `/build status --locks`, then press *Force unlock* again if it is still held."
-    )
-
-
 def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
     """One message of the status queue. Raises only for a message that is not this worker's, or a bug."""
     with runtime.logger.append_context_keys(
@@ -452,6 +445,10 @@ def _unlock(envelope: CommandEnvelope, command: Unlock, config: Config, store: L
     _reply(envelope.response_url, answer_unlock(lock_key, record, now), envelope.correlation_id)
 
 
+class ForceReleaseInDoubt(runtime.RetryLater):
+    """The lock table did not answer a force-release, which may have taken effect: the press is handled again."""
+
+
 def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) -> None:
     cid = envelope.correlation_id
     target = UnlockTarget.read(envelope.value, config)
@@ -468,13 +465,15 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         # its answer is lost (the repeat then finds the next holder's item).
         read = store.get(target.lock_key)
         seen = read if read is not None and read.token == target.token else None
+        if seen is not None and runs_under(seen):  # before the write: its run's end is reported all the same
+            runtime.ledger().keep_orphan(seen)
         outcome = store.force_release(target.lock_key, target.token, by=envelope.user_id, reason=reason, seen=seen)
     except LockStoreError as error:
-        runtime.logger.error(
-            "force-release: the lock table did not answer", lock_key=target.lock_key, reason=str(error)
-        )
-        _reply(envelope.response_url, force_release_failed(target), cid)
-        return
+        # The write may have taken effect with its answer lost: the press comes back (SQS) and its repeat is
+        # recognised and announced; a store that stays down ends in the DLQ, whose worker tells the admin.
+        raise ForceReleaseInDoubt(
+            f"the lock table did not answer the force-release of {target.lock_key}: {error}"
+        ) from None
     told = isinstance(outcome, machine.ForceReleased) and handoff.follow_up(
         outcome,
         config,

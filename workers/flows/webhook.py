@@ -33,11 +33,14 @@ from typing import Final
 from lockcore.record import Status
 from lockcore.store import LockStore
 from workers.adapters import runtime
+from workers.adapters.ledger import Ledger
 from workers.adapters.slack import SlackReplies
-from workers.flows.runlock import Effect, RunLocks, RunReport, outcome_of
+from workers.flows.handoff import tell_channel
+from workers.flows.runlock import Effect, RunLocks, RunReport, outcome_of, result_text
 from workers.protocol.config import Config
 from workers.protocol.envelope import WorkflowRunEnvelope
 from workers.protocol.freeing import released_by_this_run
+from workers.protocol.message import Message
 from workers.protocol.runs import RunFacts, not_this_runs_lock
 
 RENEWING_ACTIONS: Final = frozenset({"requested", "in_progress"})
@@ -51,6 +54,11 @@ class WebhookWorker:
         self.config = config
         self.store = store
         self.locks = RunLocks(config, store, slack)
+        self.slack = slack
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.locks.ledger or runtime.ledger()
 
     def on_event(self, event: WorkflowRunEnvelope) -> Effect:
         run = RunFacts.of_event(event)
@@ -71,15 +79,35 @@ class WebhookWorker:
             record = self.store.get(run.lock_key)
             why_not = not_this_runs_lock(run, record, self.config)
             if record is None or why_not is not None:
+                if event.action == "completed" and self.report_orphan(run, event):
+                    return Effect.ORPHAN_REPORTED
                 runtime.logger.info("event ignored: not this run's lock", reason=why_not)
                 return Effect.IGNORED
             if event.action == "completed":
                 if record.status not in _UNRELEASED and not released_by_this_run(
                     record, run.correlation_id or "", event.run_id, outcome_of(event.conclusion)
-                ):  # freed otherwise (a cancel, a force-unlock): that write told its own news
+                ):  # freed otherwise: a cancel reported the run; a force-unlock or an expiry left it going
+                    if self.report_orphan(run, event):
+                        return Effect.ORPHAN_REPORTED
                     runtime.logger.info("lock already released", status=record.status.value)
                     return Effect.ALREADY_RELEASED
                 # Still held; or released by this run already, whose answer may have been lost before anybody
                 # told the result: the release again is answered as a repeat, told unless it was told.
                 return self.locks.finish(record, RunReport.of_event(event), seen_by="webhook")
             return self.locks.renew(record)
+
+    def report_orphan(self, run: RunFacts, event: WorkflowRunEnvelope) -> bool:
+        """A run whose lock was let go before it ended (force-unlocked, expired) still has its end reported in its
+        channel — from the lock as it was let go, kept by correlation id — once. The same authority rule applies:
+        only the dispatched run of the command's workflow that the kept lock names."""
+        orphaned = self.ledger.orphan(run.correlation_id) if run.correlation_id else None
+        if orphaned is None or not_this_runs_lock(run, orphaned, self.config) is not None:
+            return False
+        key = f"run-end#{orphaned.lock_key}#{orphaned.token}"
+        if self.ledger.told(key):
+            return True
+        report = RunReport.of_event(event)
+        text = f"{result_text(orphaned, report, self.store.now())} (Its lock had been let go before it ended.)"
+        if tell_channel(orphaned, Message.in_channel(text), self.slack):
+            self.ledger.mark_told(key)
+        return True

@@ -64,6 +64,7 @@ from workers.protocol.envelope import (
     correlation_id_of,
 )
 from workers.protocol.inbound import read_json
+from workers.protocol.message import Message
 
 if TYPE_CHECKING:
     pass
@@ -365,8 +366,13 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
             correlation_id=correlation_id,
         )
     except NotQueued as error:
+        # Slack ignores a block_actions reply body: the presser hears it through the response_url, or, when that
+        # fails too, from Slack itself (a 5xx marks the button's message with an error).
         logger.error("interaction not queued", reason=str(error))
-        return ephemeral(COULD_NOT_QUEUE)
+        from workers.adapters import runtime  # noqa: PLC0415 — the workers' clients, off the router's cold start
+
+        told = runtime.slack_replies().reply(response_url, Message(COULD_NOT_QUEUE), correlation_id=correlation_id)
+        return Response(200) if told else Response(503, "could not queue the press; press again", "text/plain")
     logger.info("interaction queued", action_id=action_id, message_id=message_id)
     return Response(200)
 

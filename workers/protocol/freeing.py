@@ -81,3 +81,9 @@ def released_by_this_run(record: LockRecord, correlation_id: str, run_id: int, o
         and record.status is outcome
         and outcome in machine.RELEASE_OUTCOMES
     )
+
+
+def runs_under(record: LockRecord) -> bool:
+    """A run may be going under this lock (a dispatch noted, a correlation id to find it by): freeing it other
+    than by the run's own end (a force-unlock, an expiry) leaves the run going, to be reported when it ends."""
+    return record.notes.get("dispatchState") in ("dispatching", "dispatched") and bool(record.correlation_id)
