@@ -45,3 +45,59 @@ def test_a_release_whose_answer_is_lost_still_reports_the_run_in_the_channel() -
         lambda m: m.the_next_call_goes_wrong(call="store.write", fault=Fault.LOST),
         lambda m: m.sqs_delivers_messages(picks=[0]),
     )
+
+
+def test_a_second_delivery_moments_after_an_unconfirmed_dispatch_does_not_dispatch_again() -> None:
+    """Defect 1's cousin: the same request twice; the first's dispatch answered 502 after creating a run GitHub lists
+    30 s later; the second delivery, seconds after, may not start a second run."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.github_lists_new_runs_after(seconds=30),
+        lambda m: m.the_same_request_reaches_the_router_again(request=next(iter(m.world.requests.values()))),
+        lambda m: m.the_next_call_goes_wrong(call="github.dispatch", fault=Fault.LOST),
+        lambda m: m.time_passes(seconds=60),
+    )
+
+
+def test_a_run_whose_lock_was_force_unlocked_still_has_its_end_reported() -> None:
+    """Every finished run's result reaches the channel — also one whose lock an admin let go while it ran."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.an_admin_force_unlocks_a_lock(pick=0),
+        lambda m: m.the_next_call_goes_wrong(call="ledger.write", fault=Fault.FAIL),
+        lambda m: m.time_passes(seconds=60),
+    )
+
+
+def test_a_release_told_to_a_failing_slack_is_told_again_by_the_reaper() -> None:
+    """The webhook's release took effect; Slack answered 500 to the result: the ledger shows it untold, and the
+    reaper's next sweep tells it."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="success"),
+        lambda m: m.the_next_call_goes_wrong(call="slack.post", fault=Fault.FAIL),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="success"),
+        lambda m: m.time_passes(seconds=60),
+    )
+
+
+def test_a_press_that_cannot_be_queued_is_answered_through_its_response_url() -> None:
+    """Slack ignores a block_actions reply body: an admin's Force unlock that SQS refused is answered all the same."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.the_next_call_goes_wrong(call="sqs.send", fault=Fault.FAIL),
+        lambda m: m.an_admin_force_unlocks_a_lock(pick=0),
+    )
+
+
+def test_an_expiry_whose_answer_is_lost_is_still_announced() -> None:
+    """The reaper's expire took effect and its answer was lost: nothing else looks again, so the reaper does."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.time_passes(seconds=700),
+        lambda m: m.the_next_call_goes_wrong(call="store.write", fault=Fault.LOST),
+        lambda m: m.time_passes(seconds=30),
+    )

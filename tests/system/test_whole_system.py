@@ -28,9 +28,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from lockcore.record import LockRecord, Status
 from tests.system.twins import Fault, RunTruth
-from tests.system.world import HANDLERS, REAPER_PERIOD, REPOSITORY, USERS, SlackRequest, World, write_config
+from tests.system.world import ADMIN, HANDLERS, REAPER_PERIOD, REPOSITORY, USERS, SlackRequest, World, write_config
 from workers.protocol.config import Queue
+from workers.protocol.envelope import UNLOCK_CONFIRM_ACTION
 from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
 
 COMMANDS = (
@@ -82,6 +84,7 @@ class WholeSystem(RuleBasedStateMachine):
             self.world.settle()
             self.every_request_was_answered()
             self.every_finished_run_was_reported_in_the_channel()
+            self.every_force_unlock_was_announced()
             self.no_lock_is_left_held()
         finally:
             self._running.__exit__(None, None, None)
@@ -168,6 +171,22 @@ class WholeSystem(RuleBasedStateMachine):
         self.world.hostile_runs.add(run.id)
         self.world.github.finish(run, conclusion)
 
+    @rule(pick=st.integers(0, 7))
+    def an_admin_force_unlocks_a_lock(self, pick: int) -> None:
+        """``/build unlock``'s prompt answered with *Force unlock*: the button carries the key and the token."""
+        held = sorted(self.world.live_locks())
+        if held:
+            key = held[pick % len(held)]
+            holder = self.world.holder(key)
+            assert holder is not None
+            self.world.press(ADMIN, UNLOCK_CONFIRM_ACTION, f"{key}:{holder.token}")
+
+    @rule(request=requests)
+    def the_requester_cancels(self, request: SlackRequest) -> None:
+        """``/build cancel router plt`` from whoever typed ``request``: theirs if they hold it, refused if not."""
+        component, environment = request.text.split()[:2]
+        self.world.type(request.user, f"cancel {component} {environment}", request.command)
+
     @rule(seconds=st.sampled_from((5, 30, 60, 240, 700, 2000)))
     def time_passes(self, seconds: int) -> None:
         self.world.tick(seconds)
@@ -223,11 +242,36 @@ class WholeSystem(RuleBasedStateMachine):
             assert self.world.told(request), f"{request.trigger_id} ({request.text}) was never told anything"
 
     def every_finished_run_was_reported_in_the_channel(self) -> None:
-        channel = [u.text for u in self.world.slack.said if u.how == "channel"]
+        channel = [u.text for u in self.world.slack.said if u.public]
         for run in self._ours():
-            assert any(f"runs/{run.id}" in text and text.startswith(("✅", "❌")) for text in channel), (
+            if run.id in self.world.lost_completions and self._let_go_while_it_ran(run):
+                continue  # the known gap (docs/proof.md): no lock of its own left for the reaper, no webhook either
+            assert any(f"runs/{run.id}" in text and text.startswith(("✅", "❌", "🛑")) for text in channel), (
                 f"the end of run {run.id} ({run.conclusion}) never reached the channel"
             )
+
+    def _let_go_while_it_ran(self, run: RunTruth) -> bool:
+        """Its lock was force-unlocked or expired under it before it ended (freed, or handed on by that write)."""
+        key, token = run.inputs.get(LOCK_KEY_INPUT), run.inputs.get("lock_token")
+        let_go = {Status.FORCE_RELEASED.value, Status.EXPIRED.value}
+        for item in self.world.store.written:
+            if item.get("lockKey") != key:
+                continue
+            if str(item.get("token")) == token and str(item.get("status")) in let_go:
+                return True
+            if str(item.get("previousToken")) == token and str(item.get("previousStatus")) in let_go:
+                return True
+        return False
+
+    def every_force_unlock_was_announced(self) -> None:
+        channel = [u.text for u in self.world.slack.said if u.public]
+        for item in self.world.store.written:
+            record = LockRecord.from_item(item)
+            if record.status is Status.FORCE_RELEASED and (record.release_reason or "").startswith("force unlock"):
+                news = f"force-unlocked `{record.lock_key}`"
+                assert any(news in text and f"token {record.token}" in text for text in channel), (
+                    f"the force-unlock of {record.lock_key} (token {record.token}) was never announced"
+                )
 
     def no_lock_is_left_held(self) -> None:
         assert self.world.live_locks() == {}, "locks still held after everything settled"

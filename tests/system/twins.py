@@ -43,7 +43,7 @@ from workers.adapters.slack import SlackReplies
 from workers.protocol.config import QUEUE_FOR_KIND, Config, Queue
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import HistoryEvent
-from workers.protocol.message import Message
+from workers.protocol.message import Message, ResponseType
 from workers.protocol.workflow import (
     CORRELATION_ID_INPUT,
     LOCK_KEY_INPUT,
@@ -112,13 +112,17 @@ class LockTableTwin(MemoryLockStore):
     def __init__(self, clock: Callable[[], float], faults: Faults) -> None:
         super().__init__(clock)
         self.faults = faults
+        self.written: list[Item] = []
+        """Every item as a write that took effect left it, in order: the table's history."""
 
     def _write(self, transition: machine.Transition) -> machine.WriteResult:
-        return self.faults.around(
-            "store.write",
-            lambda: super(LockTableTwin, self)._write(transition),
-            lambda: StoreUnreachable("DynamoDB answered 500 (simulated)"),
-        )
+        def write() -> machine.WriteResult:
+            result = super(LockTableTwin, self)._write(transition)
+            if isinstance(result, machine.Written):
+                self.written.append(dict(result.item))
+            return result
+
+        return self.faults.around("store.write", write, lambda: StoreUnreachable("DynamoDB answered 500 (simulated)"))
 
     def _read(self, lock_key: str) -> Item | None:
         return self.faults.around(
@@ -286,6 +290,8 @@ class Said(StrEnum):
     RESPONSE_URL = "response_url"
     CHANNEL = "channel"
     EPHEMERAL = "ephemeral"
+    ROUTER = "router"
+    """The router's own answer to a slash command (its HTTP body, which Slack shows the user)."""
     SLACK_ERROR = "slack-error"
     """Slack's own answer when the router did not answer in time: the user sees the command failed."""
 
@@ -300,6 +306,8 @@ class Utterance:
     user: str
     text: str
     at: int
+    public: bool = False
+    """Seen by the channel: a post there, or a ``response_url`` reply sent ``in_channel``."""
 
 
 class SlackTwin(SlackReplies):
@@ -329,13 +337,16 @@ class SlackTwin(SlackReplies):
 
         def post() -> bool:
             self.posts[response_url] += 1
-            self.said.append(Utterance(Said.RESPONSE_URL, response_url, issued[0], message.text, self.clock()))
+            public = message.response_type is ResponseType.IN_CHANNEL
+            self.said.append(Utterance(Said.RESPONSE_URL, response_url, issued[0], message.text, self.clock(), public))
             return True
 
         return self._answered(post)
 
     def post_message(self, channel: str, message: Message, *, correlation_id: str) -> bool:
-        return self._answered(lambda: self._say(Utterance(Said.CHANNEL, channel, "", message.text, self.clock())))
+        return self._answered(
+            lambda: self._say(Utterance(Said.CHANNEL, channel, "", message.text, self.clock(), public=True))
+        )
 
     def post_ephemeral(self, channel: str, user: str, message: Message, *, correlation_id: str) -> bool:
         return self._answered(lambda: self._say(Utterance(Said.EPHEMERAL, channel, user, message.text, self.clock())))

@@ -53,6 +53,7 @@ from tests.workers import function_url
 from tests.workers.worker_world import Context
 from workers.adapters import runtime
 from workers.handlers import build as build_lambda
+from workers.handlers import deadletter as deadletter_lambda
 from workers.handlers import reaper as reaper_lambda
 from workers.handlers import router
 from workers.handlers import status as status_lambda
@@ -119,6 +120,10 @@ class SlackRequest:
     request_ids: set[str] = field(default_factory=set)
 
     @property
+    def is_press(self) -> bool:
+        return not self.command.startswith("/")
+
+    @property
     def form(self) -> str:
         return function_url.slash_form(
             self.text,
@@ -149,6 +154,8 @@ class World:
         self.webhooks_sent = 0
         """How many of :attr:`GitHubTwin.webhooks` GitHub has tried to deliver (the rest are still to come)."""
         self.hostile_runs: set[int] = set()
+        self.lost_completions: set[int] = set()
+        """Runs whose ``completed`` webhook GitHub never delivered."""
         self.dispatched_under: dict[int, tuple[str, int] | None] = {}
         """Each run: the (owner, token) that held its lock when GitHub created it (``None``: nobody)."""
         self._triggers = itertools.count(1)
@@ -224,9 +231,12 @@ class World:
         try:
             answer = router.handler(function_url.event("/slack/commands", body, function_url.slack_headers(body)), None)
         except Died:  # the router died: Slack shows the user its own error ("operation_timeout")
-            self.slack.said.append(Utterance(Said.SLACK_ERROR, request.response_url, request.user, "timeout", self.now))
             answer = {"statusCode": 504}
-        assert answer["statusCode"] < 500 or answer["statusCode"] == 504, answer
+        assert answer["statusCode"] in (200, 504), answer
+        if answer["statusCode"] != 200:
+            self.slack.said.append(Utterance(Said.SLACK_ERROR, request.response_url, request.user, "timeout", self.now))
+        elif not (text := _answer_text(answer)).startswith("⏳"):  # the router's own answer (usage, could not queue)
+            self.slack.said.append(Utterance(Said.ROUTER, request.response_url, request.user, text, self.now))
         for queue in self.sqs.queues.values():
             for message in queue.messages.values():
                 if message.id not in sent_before:
@@ -236,6 +246,21 @@ class World:
         return answer
 
     # -------------------------------------------------------------------------------------------------- SQS
+    def deliver_dead_letters(self) -> None:
+        """The dead-letter worker takes every message its command DLQs hold (the github DLQ has no consumer)."""
+        for queue, twin in self.sqs.queues.items():
+            while twin.dead and queue is not Queue.GITHUB:
+                message = twin.dead.pop(0)
+                record = self.sqs.record(queue, message)
+                record["eventSourceARN"] += "-dlq"
+                try:
+                    deadletter_lambda.handler({"Records": [record]}, Context())
+                except Died:
+                    twin.dead.append(message)  # still in the DLQ: taken again
+                    return
+                finally:
+                    runtime.metrics.clear_metrics()
+
     def deliver(self, queue: Queue, message: QueuedMessage) -> None:
         """One receive of ``message`` by its worker: deleted when handled, back after its visibility otherwise."""
         twin = self.sqs.queues[queue]
@@ -264,6 +289,31 @@ class World:
             self.webhooks_sent += 1
         self.post_webhook(action, run)
 
+    def press(self, user: str, action_id: str, value: str) -> None:
+        """``user`` presses a button (the unlock confirm carries ``lock key:token``)."""
+        n = next(self._triggers)
+        response_url = f"https://hooks.slack.com/actions/T0TEAM/{n}/a{n:04d}"
+        self.slack.issue(response_url, user)
+        press = SlackRequest(f"{2000 + n}.{n}.p{n:04d}", user, value, action_id, response_url, self.now)
+        self.requests[press.trigger_id] = press
+        body = function_url.interaction_form(
+            action_id,
+            value,
+            user={"id": user, "username": user.lower(), "name": user, "team_id": "T0TEAM"},
+            trigger_id=press.trigger_id,
+            response_url=response_url,
+            channel={"id": CHANNEL, "name": "builds"},
+        )
+        try:
+            answer = router.handler(
+                function_url.event("/slack/interactions", body, function_url.slack_headers(body)), None
+            )
+        except Died:
+            answer = {"statusCode": 504}
+        assert answer["statusCode"] in (200, 503, 504), answer
+        if answer["statusCode"] != 200:  # Slack marks the button's message with its own error for the user
+            self.slack.said.append(Utterance(Said.SLACK_ERROR, response_url, user, "error", self.now))
+
     def post_webhook(self, action: str, run: RunTruth) -> None:
         body = json.dumps(run.payload(action)).encode()
         headers = function_url.github_headers(body, delivery=f"d-{next(self._deliveries)}")
@@ -276,16 +326,31 @@ class World:
 
     def lose_webhook(self) -> None:
         if self.webhooks_sent < len(self.github.webhooks):
+            action, run = self.github.webhooks[self.webhooks_sent]
+            if action == "completed":
+                self.lost_completions.add(run.id)
             self.webhooks_sent += 1
 
     # -------------------------------------------------------------------------------------------------- time
     def tick(self, seconds: int) -> None:
-        """Time passes; the reaper sweeps once for every minute the clock crosses."""
+        """Time passes, and the system does not stand still meanwhile: every minute the clock crosses, the workers
+        take what their queues show, GitHub delivers what it has to deliver, and the reaper sweeps once. (Lateness
+        within a minute, and any order, are the rules' to choose; SQS's redelivery after a failure is minutes.)"""
         end = self.now + seconds
         while self.now < end:
             self.now = min(end, self._last_sweep + REAPER_PERIOD)
             if self.now >= self._last_sweep + REAPER_PERIOD:
+                self.work()
                 self.sweep()
+
+    def work(self) -> None:
+        """One round of everything that runs without being asked: queued messages, dead letters, webhooks."""
+        for queue in HANDLERS:
+            for message in self.sqs.queues[queue].visible(self.now):
+                self.deliver(queue, message)
+        self.deliver_dead_letters()
+        while self.webhooks_sent < len(self.github.webhooks):
+            self.send_webhook(0)
 
     def sweep(self) -> None:
         self._last_sweep = self.now
@@ -304,14 +369,9 @@ class World:
         every run finished and reported, the reaper sweeping — until nothing is left to do."""
         self.faults.clear()
         for _ in range(rounds):
-            busy = False
-            for queue in HANDLERS:
-                for message in self.sqs.queues[queue].visible(self.now):
-                    self.deliver(queue, message)
-                    busy = True
-            while self.webhooks_sent < len(self.github.webhooks):
-                self.send_webhook(0)
-                busy = True
+            busy = any(q.visible(self.now) or q.dead for q in self.sqs.queues.values())
+            busy = busy or self.webhooks_sent < len(self.github.webhooks)
+            self.work()
             for run in self.github.runs.values():
                 if run.status != "completed":
                     self.github.progress(run) if run.status == "queued" else self.github.finish(run, "success")
@@ -364,3 +424,12 @@ def write_config(folder: Path) -> Path:
     path = folder / "chatops.toml"
     path.write_text(CONFIG, encoding="utf-8")
     return path
+
+
+def _answer_text(answer: dict[str, Any]) -> str:
+    """The text of a slash command's HTTP answer (Slack shows it to the user), or ``""``."""
+    try:
+        body = json.loads(str(answer.get("body") or "{}"))
+    except ValueError:
+        return ""
+    return str(body.get("text", "")) if isinstance(body, dict) else ""

@@ -478,12 +478,14 @@ def test_a_lock_table_that_does_not_answer_is_told_to_the_user(world: World, mon
         press(world, UNLOCK_CONFIRM_ACTION, "build-router-plt:1", url="confirm"),
     )
 
-    assert result == NO_FAILURES
+    # The force-release may have taken effect with its answer lost: the press is handled again (its repeat is then
+    # recognised and announced); a table that stays away ends in the DLQ, whose worker answers the admin.
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
     assert only(world.replies("status"))["text"].startswith("⚠️ Sorry, I couldn't read the locks: the lock table")
     assert only(world.replies("unlock"))["text"].startswith("⚠️ Sorry, I couldn't look up `build-router-plt`")
-    confirm = only(world.replies("confirm"))
-    assert "press *Force unlock* again" in confirm["text"] and "replace_original" not in confirm
+    assert world.replies("confirm") == []
     assert any("no-such-table" in line.get("reason", "") for line in world.logs.at("ERROR"))
+    assert any("no-such-table" in line.get("reason", "") for line in world.logs.at("WARNING"))
 
 
 def test_a_message_that_is_not_ours_fails_alone_and_its_neighbours_are_answered(world: World) -> None:
