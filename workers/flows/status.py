@@ -46,12 +46,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore import machine
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord
 from lockcore.store import LockStore
 from workers.adapters import runtime
+from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.flows import cancel, freeze, handoff, insights
@@ -79,8 +81,8 @@ from workers.protocol.envelope import (
     EnvelopeError,
     InteractionEnvelope,
 )
-from workers.protocol.freeing import runs_under
-from workers.protocol.history import FREEZE_PREFIX
+from workers.protocol.freeing import runs_under, told_key
+from workers.protocol.history import FREEZE_PREFIX, EventKind
 from workers.protocol.message import Message, escape
 from workers.protocol.render import (
     Shown,
@@ -445,6 +447,32 @@ def _unlock(envelope: CommandEnvelope, command: Unlock, config: Config, store: L
     _reply(envelope.response_url, answer_unlock(lock_key, record, now), envelope.correlation_id)
 
 
+def _finish_moved_on(envelope: InteractionEnvelope, target: UnlockTarget, was: LockRecord, ledger: Ledger) -> None:
+    """This press's first delivery force-released ``was`` and died before telling; the lock has moved on since:
+    the channel hears it (once) and the admin is answered."""
+    if not _force_released_in_history(was, envelope.user_id):
+        # No trace that the write took effect (the lock moved on by other means): nothing to announce as done.
+        runtime.logger.warning("force-release resumed after the lock moved on; no trace it took effect")
+        text = f"⚠️ `{escape(target.lock_key)}` changed in the meantime; it was not force-released by this press."
+        _reply(envelope.response_url, Message(text, replace_original=True), envelope.correlation_id)
+        return
+    runtime.logger.warning("force-release resumed after the lock moved on; announcing it", lock_key=target.lock_key)
+    key = told_key(was)
+    if not ledger.told(key) and _announce(envelope, Message.in_channel(force_unlocked_text(was, envelope.user_id))):
+        ledger.mark_told(key)
+    text = f"✅ `{escape(target.lock_key)}` (token {target.token}) was force-released; the channel has been told."
+    _reply(envelope.response_url, Message(text, replace_original=True), envelope.correlation_id)
+
+
+def _force_released_in_history(was: LockRecord, admin_id: str) -> bool:
+    """The lock's own history (its stream, one Query) shows ``was`` force-released by ``admin_id``."""
+    try:
+        events = runtime.history().recent(was.lock_key, limit=20)
+    except (BotoCoreError, ClientError) as error:
+        raise ForceReleaseInDoubt(f"the history did not answer: {error}") from None
+    return any(e.kind is EventKind.FORCE_RELEASE and e.token == was.token and e.who == admin_id for e in events)
+
+
 class ForceReleaseInDoubt(runtime.RetryLater):
     """The lock table did not answer a force-release, which may have taken effect: the press is handled again."""
 
@@ -460,20 +488,29 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
     if not _admin_or_answer(config, envelope.user_id, envelope.response_url, refusal, cid):
         return
     reason = force_release_reason(envelope.user_name, envelope.user_id)
+    ledger = runtime.ledger()
     try:
+        # A delivery of this press that started (kept the lock as it read it, then wrote) is finished from there:
+        # the lock may have moved on since its write took effect.
+        started = ledger.started(envelope.request_id)
         # Read first: the channel's news names the holder as it let go, even when the write hands the lock on and
         # its answer is lost (the repeat then finds the next holder's item).
         read = store.get(target.lock_key)
         seen = read if read is not None and read.token == target.token else None
+        if started is None and seen is not None:
+            ledger.start(envelope.request_id, {"lock": dict(seen.to_item())})
         if seen is not None and runs_under(seen):  # before the write: its run's end is reported all the same
-            runtime.ledger().keep_orphan(seen)
+            ledger.keep_orphan(seen)
         outcome = store.force_release(target.lock_key, target.token, by=envelope.user_id, reason=reason, seen=seen)
-    except LockStoreError as error:
+    except (LockStoreError, *LedgerError) as error:
         # The write may have taken effect with its answer lost: the press comes back (SQS) and its repeat is
         # recognised and announced; a store that stays down ends in the DLQ, whose worker tells the admin.
         raise ForceReleaseInDoubt(
             f"the lock table did not answer the force-release of {target.lock_key}: {error}"
         ) from None
+    if isinstance(outcome, machine.NotHolder) and started is not None:
+        _finish_moved_on(envelope, target, LockRecord.from_item(started["lock"]), ledger)
+        return
     told = isinstance(outcome, machine.ForceReleased) and handoff.follow_up(
         outcome,
         config,
