@@ -28,14 +28,17 @@ def types(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite with the fast Hypothesis profile (the CI profile)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs, env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")})
+    # Both cores (pytest-xdist): the simulations and the local-stack tests keep one core busy each.
+    workers = ("-n", "auto") if not session.posargs else ()
+    env = {"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")}
+    session.run("pytest", *workers, *session.posargs, env=env)
 
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """The lock simulations for a time budget: `nox -s soak -- --minutes 20` (default 20)."""
+    """Both simulations for a time budget: `nox -s soak -- --minutes 20` (default 20; the split in tests/soak.py)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "tests.lockcore.soak", *session.posargs)
+    session.run("python", "-m", "tests.soak", *session.posargs)
 
 
 @nox.session

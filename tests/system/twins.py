@@ -42,7 +42,7 @@ from workers.adapters.pending import PendingRequests
 from workers.adapters.slack import SlackReplies
 from workers.protocol.config import QUEUE_FOR_KIND, Config, Queue
 from workers.protocol.envelope import CommandEnvelope
-from workers.protocol.history import HistoryEvent
+from workers.protocol.history import HistoryEvent, events_of
 from workers.protocol.message import Message, ResponseType
 from workers.protocol.workflow import (
     CORRELATION_ID_INPUT,
@@ -109,17 +109,23 @@ class Faults:
 class LockTableTwin(MemoryLockStore):
     """lockcore's in-memory store, whose one conditional write and one read fail as DynamoDB's do."""
 
-    def __init__(self, clock: Callable[[], float], faults: Faults) -> None:
+    def __init__(self, clock: Callable[[], float], faults: Faults, history: HistoryTwin | None = None) -> None:
         super().__init__(clock)
         self.faults = faults
+        self.history = history
+        """Fed from every write, as the table's stream feeds the history writer (in order, none lost)."""
         self.written: list[Item] = []
         """Every item as a write that took effect left it, in order: the table's history."""
 
     def _write(self, transition: machine.Transition) -> machine.WriteResult:
         def write() -> machine.WriteResult:
+            old = self._items.get(transition.lock_key)
             result = super(LockTableTwin, self)._write(transition)
             if isinstance(result, machine.Written):
                 self.written.append(dict(result.item))
+                for event in events_of(dict(old) if old else None, dict(result.item), self.now()):
+                    if self.history is not None:
+                        self.history.put(event)
             return result
 
         return self.faults.around("store.write", write, lambda: StoreUnreachable("DynamoDB answered 500 (simulated)"))
@@ -248,7 +254,9 @@ class GitHubTwin(GitHubClient):
         def look() -> Run | None:
             for run in sorted(self.runs.values(), key=lambda r: -r.id):
                 parsed = parse_run_name(run.name)
-                listed = (run.repository, run.workflow) == (owner_repo, workflow) and run.listed_at <= by
+                # GitHub's list of a workflow's runs, asked for event=workflow_dispatch (as the client asks)
+                listed = (run.repository, run.workflow, run.event) == (owner_repo, workflow, "workflow_dispatch")
+                listed = listed and run.listed_at <= by
                 if listed and parsed and parsed[1] == correlation_id:
                     return run.as_run()
             return None
