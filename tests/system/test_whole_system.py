@@ -302,12 +302,13 @@ def _config_path() -> Path:
     return write_config(Path(tempfile.mkdtemp(prefix="chatops-system-")))
 
 
+_CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
 WholeSystem.TestCase.settings = settings(
     stateful_step_count=40,
-    max_examples=400 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else settings.default.max_examples,
+    max_examples=400 if _CI else settings().max_examples,
     report_multiple_bugs=False,
     # CI runs one fixed set of schedules (reproducible, never red by chance); `nox -s soak` explores at random.
-    derandomize=os.environ.get("HYPOTHESIS_PROFILE") == "ci",
+    derandomize=_CI,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
