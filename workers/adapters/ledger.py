@@ -13,17 +13,13 @@ that it could not start.
 from __future__ import annotations
 
 import json
-import os
-import time
 from typing import Any, Final
 
-import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lockcore.dynamodb import client_config
 from lockcore.record import LockRecord
-from workers.adapters.pending import DEFAULT_IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE_ENV
+from workers.adapters.pending import IdempotencyTableItems
 
 TOLD_PREFIX: Final = "chatops.told#"
 STARTED_PREFIX: Final = "chatops.cancel#"
@@ -36,19 +32,8 @@ _log = Logger(service="chatops")  # the workers' one logger: Powertools shares i
 LedgerError = (BotoCoreError, ClientError)
 
 
-class Ledger:
+class Ledger(IdempotencyTableItems):
     """The idempotency table's records of what was done (its TTL, ``expiration``, removes them)."""
-
-    def __init__(self, table: str | None = None, *, clock: Any = time.time) -> None:
-        self.table = table or os.environ.get(IDEMPOTENCY_TABLE_ENV) or DEFAULT_IDEMPOTENCY_TABLE
-        self.clock = clock
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = boto3.client("dynamodb", config=client_config())
-        return self._client
 
     # ------------------------------------------------------------------------------------------------- told
     def told(self, key: str) -> bool:

@@ -25,8 +25,9 @@ PENDING_SECONDS: Final = 2 * 24 * 3600
 """How long a queued request's envelope is kept: a queue longer than that has its leases to end it."""
 
 
-class PendingRequests:
-    """The envelopes of requests waiting in a lock's queue, by request id."""
+class IdempotencyTableItems:
+    """Items of our own in the idempotency table (``$IDEMPOTENCY_TABLE_NAME``) beside Powertools' records: one
+    client, made on first use, and the clock their TTL (``expiration``) is counted from."""
 
     def __init__(self, table: str | None = None, *, clock: Any = time.time) -> None:
         self.table = table or os.environ.get(IDEMPOTENCY_TABLE_ENV) or DEFAULT_IDEMPOTENCY_TABLE
@@ -38,6 +39,10 @@ class PendingRequests:
         if self._client is None:
             self._client = boto3.client("dynamodb", config=client_config())
         return self._client
+
+
+class PendingRequests(IdempotencyTableItems):
+    """The envelopes of requests waiting in a lock's queue, by request id."""
 
     def keep(self, envelope: CommandEnvelope) -> None:
         self.client.put_item(
