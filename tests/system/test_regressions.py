@@ -101,3 +101,27 @@ def test_an_expiry_whose_answer_is_lost_is_still_announced() -> None:
         lambda m: m.the_next_call_goes_wrong(call="store.write", fault=Fault.LOST),
         lambda m: m.time_passes(seconds=30),
     )
+
+
+def test_a_request_force_unlocked_while_put_off_never_starts_a_second_run() -> None:
+    """Found by the soak: a dispatch unconfirmed (502, the run listed 30 s later), the request put off with its
+    lock; an admin force-unlocks it; a second delivery of the same request takes a fresh lock with no notes. It
+    must look for its run first (the ledger keeps that it sent one), adopt it, and report its end."""
+
+    def second_request(machine: WholeSystem) -> object:
+        return machine.someone_types_a_command(command=("/build", "router plt"), user="U0ALICE")
+
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.github_lists_new_runs_after(seconds=30),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.an_admin_force_unlocks_a_lock(pick=0),
+        lambda m: m.the_next_call_goes_wrong(call="github.dispatch", fault=Fault.LOST),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        second_request,
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.an_admin_force_unlocks_a_lock(pick=0),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.the_same_request_reaches_the_router_again(request=list(m.world.requests.values())[2]),
+        lambda m: m.time_passes(seconds=60),
+    )

@@ -24,6 +24,7 @@ from workers.adapters.pending import IdempotencyTableItems
 TOLD_PREFIX: Final = "chatops.told#"
 STARTED_PREFIX: Final = "chatops.cancel#"
 ORPHAN_PREFIX: Final = "chatops.orphan#"
+DISPATCH_PREFIX: Final = "chatops.dispatch-sent#"
 KEPT_SECONDS: Final = 2 * 24 * 3600
 """Longer than any redelivery (the queues keep a message 4 days at most, but a DLQ is not redelivered by itself)."""
 
@@ -63,6 +64,19 @@ class Ledger(IdempotencyTableItems):
             return None
         kept = json.loads(body)
         return kept if isinstance(kept, dict) else None
+
+    # -------------------------------------------------------------------------------------------- dispatches
+    def dispatch_sent(self, request_id: str, at: int, attempt: int) -> None:
+        """A request's dispatch is about to go out: kept apart from the lock, which a force-unlock may take away
+        while the request is put off. Raises ``BotoCoreError``/``ClientError``: what cannot be kept is not sent."""
+        self._put(DISPATCH_PREFIX + request_id, {"at": {"N": str(at)}, "attempt": {"N": str(attempt)}})
+
+    def last_dispatch(self, request_id: str) -> tuple[int, int] | None:
+        """When this request last sent a dispatch, and how many it has sent; raises like :meth:`dispatch_sent`."""
+        item = self._get(DISPATCH_PREFIX + request_id)
+        if item is None:
+            return None
+        return int(item["at"]["N"]), int(item["attempt"]["N"])
 
     # ----------------------------------------------------------------------------------------------- orphans
     def keep_orphan(self, record: LockRecord) -> None:

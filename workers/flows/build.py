@@ -54,7 +54,7 @@ Metrics (EMF, namespace ``ChatOps``): ``buildLockManager.acquireLock.success`` /
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -69,6 +69,7 @@ from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient, GitHubError, GitHubServerError, GitHubUnreachable
 from workers.adapters.history_table import HistoryTable
+from workers.adapters.ledger import LedgerError
 from workers.adapters.pending import PendingRequests
 from workers.adapters.runtime import logger, metrics
 from workers.adapters.secrets import SecretUnavailable
@@ -185,9 +186,10 @@ class BuildWorker:
         holder = self._holding(job, record)
         # The look before the lock counts only if it asked for the run the lock's holder would have started.
         looked = None if redelivered and d.looked_alike(job, holder) else d.NOT_LOOKED
-        step = d.next_step(record.notes, looked, self.store.now())
+        notes = record.notes if "dispatchState" in record.notes else self._sent_before(job, record)
+        step = d.next_step(notes, looked, self.store.now())
         if isinstance(step, d.LookForRun):
-            step = d.next_step(record.notes, self._find_run(holder), self.store.now())
+            step = d.next_step(notes, self._find_run(holder), self.store.now())
         return self._start(holder, record, step)
 
     # ------------------------------------------------------------------------------------------ the steps
@@ -214,8 +216,9 @@ class BuildWorker:
                 attempt = d.dispatch_attempts(held.notes) + 1
                 notes = d.dispatching_notes(job, revision, attempt, self.store.now())
                 self._note(job, held, notes, required=True)
+                runtime.ledger().dispatch_sent(job.request_id, self.store.now(), attempt)
             return self._dispatch(job, held, revision, token)
-        except (GitHubError, SecretUnavailable, LockStoreError, _LostLock) as error:
+        except (GitHubError, SecretUnavailable, LockStoreError, _LostLock, *LedgerError) as error:
             obstacle = _obstacle(error)
             if not d.gives_up(obstacle):  # nothing dispatched and nothing over: nobody is told anything yet
                 raise DispatchPutOff(f"{obstacle.value} before the dispatch, lock kept: {error}") from None
@@ -254,7 +257,9 @@ class BuildWorker:
         logger.info("run dispatched", run_id=run_id, run_url=run_url, sha=revision.sha)
         if held is not None:
             try:
-                self._note(job, held, d.dispatched_notes(run_id, run_url), required=False)
+                # A run found under a fresh lock (its first was force-unlocked meanwhile) notes where to report too.
+                where = {} if "channelId" in held.notes else {"command": job.action.value, "channelId": job.channel_id}
+                self._note(job, held, {**d.dispatched_notes(run_id, run_url), **where}, required=False)
             except LockStoreError as error:  # the run goes on; the completion finds its lock by the run's name
                 logger.error("could not note the run on the lock", reason=str(error))
         text = d.started_text(job, revision, run_id, run_url, locked=held is not None)
@@ -336,6 +341,18 @@ class BuildWorker:
             if required:
                 raise _LostLock(f"the lock {job.lock_key} is no longer ours ({noted.reason.value})")
 
+    def _sent_before(self, job: d.Job, record: LockRecord) -> Mapping[str, str]:
+        """The lock's notes — or, when a fresh lock has none, what this request's earlier delivery sent under a lock
+        it lost since (force-unlocked while it was put off): then its run is looked for before any dispatch."""
+        try:
+            sent = runtime.ledger().last_dispatch(job.request_id)
+        except LedgerError as error:
+            raise DispatchPutOff(f"cannot tell whether this request dispatched before: {error}") from None
+        if sent is None:
+            return record.notes
+        at, attempts = sent
+        return {**record.notes, **d.dispatching_notes(job, d.Revision("", "", ""), attempts, at)}
+
     def _keep(self, job: d.Job, held: LockRecord | None) -> None:
         """A request put off keeps its lock alive until its retry: one lease more (a store that fails leaves it to
         the lease it has, which the retry re-enters while it runs)."""
@@ -408,7 +425,7 @@ class _LostLock(Exception):
 def _obstacle(error: Exception) -> d.Obstacle:
     """What stopped the dispatch, by what was raised."""
     match error:
-        case LockStoreError():
+        case LockStoreError() | BotoCoreError() | ClientError():  # the lock table, or the ledger beside it
             return d.Obstacle.STORE_DOWN
         case _LostLock():
             return d.Obstacle.LOCK_LOST
