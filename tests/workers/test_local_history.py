@@ -46,6 +46,8 @@ def test_a_build_and_its_failure_appear_in_history_and_stats(local: Local) -> No
     assert busy.text.startswith("⚠️ Build already in progress")
     refused = lambda: any(e.kind is EventKind.REFUSE for e in history_table().since(0))  # noqa: E731
     local.stack.wait_until(refused, "the refusal in history (put once bob was told)")
+    acquired = lambda: len(history_table().recent("build-router-plt")) == 3  # noqa: E731 — the stream is its own pace
+    local.stack.wait_until(acquired, "alice's second acquisition in history")
     stats = local.reply(local.send(BOB, "stats 1"))
     assert "Locks over the last 1 day: 2 acquisitions, 1 refused" in stats.text
 
