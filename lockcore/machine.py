@@ -70,35 +70,29 @@ from lockcore.expressions import (
     Value,
     apply,
 )
-
-# The outcomes live in lockcore.outcomes. Each is imported as itself so that it stays reachable as
-# `lockcore.machine.<Name>`: a transitional face for the workers, which still name them so. Once they import
-# lockcore.outcomes, drop the aliases (and the PLC0414 exemption in pyproject.toml) and the names unused here.
-from lockcore.outcomes import Acquired as Acquired
-from lockcore.outcomes import AcquireOutcome as AcquireOutcome
-from lockcore.outcomes import Dequeued as Dequeued
-from lockcore.outcomes import DequeueOutcome as DequeueOutcome
-from lockcore.outcomes import ExpireOutcome as ExpireOutcome
-from lockcore.outcomes import Extended as Extended
-from lockcore.outcomes import ExtendOutcome as ExtendOutcome
-from lockcore.outcomes import ForceReleased as ForceReleased
-from lockcore.outcomes import ForceReleaseOutcome as ForceReleaseOutcome
-from lockcore.outcomes import Freed as Freed
-from lockcore.outcomes import FreeNow as FreeNow
-from lockcore.outcomes import HandOff as HandOff
-from lockcore.outcomes import HeldBySomeone as HeldBySomeone
-from lockcore.outcomes import MarkedExpired as MarkedExpired
-from lockcore.outcomes import Noted as Noted
-from lockcore.outcomes import NoteOutcome as NoteOutcome
-from lockcore.outcomes import NotHolder as NotHolder
-from lockcore.outcomes import NotQueued as NotQueued
-from lockcore.outcomes import Outcome as Outcome
-from lockcore.outcomes import Queued as Queued
-from lockcore.outcomes import Refusal as Refusal
-from lockcore.outcomes import Released as Released
-from lockcore.outcomes import ReleaseOutcome as ReleaseOutcome
-from lockcore.outcomes import Watching as Watching
-from lockcore.outcomes import WatchOutcome as WatchOutcome
+from lockcore.outcomes import (
+    Acquired,
+    AcquireOutcome,
+    Dequeued,
+    DequeueOutcome,
+    Extended,
+    ExtendOutcome,
+    ForceReleased,
+    Freed,
+    FreeNow,
+    HandOff,
+    HeldBySomeone,
+    MarkedExpired,
+    Noted,
+    NoteOutcome,
+    NotHolder,
+    NotQueued,
+    Queued,
+    Refusal,
+    Released,
+    Watching,
+    WatchOutcome,
+)
 from lockcore.record import LockRecord, QueueEntry, Status
 
 

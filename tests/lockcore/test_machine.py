@@ -3,7 +3,6 @@ exactly as the in-memory store does, on items Hypothesis draws (including ones o
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 
 import pytest
@@ -11,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lockcore import machine as m
-from lockcore import outcomes, redecide
 from lockcore import record as r
+from lockcore import redecide
 from lockcore.expressions import Item, apply, holds
 from lockcore.outcomes import (
     Acquired,
@@ -833,19 +832,6 @@ def test_a_refusal_without_the_item_costs_a_read_only_from_a_store_that_may_leav
     assert reads == []
     assert redecide.refused(None, read, returns_old_item=False) == m.Refused({"lockKey": KEY, "token": 2})
     assert reads == [KEY]
-
-
-def test_every_outcome_is_still_reachable_where_the_workers_look_for_it() -> None:
-    """The transitional face: the workers name outcomes as ``lockcore.machine.<Name>`` until they import
-    ``lockcore.outcomes`` — then this test goes with the re-exports."""
-    defined = {
-        name: value
-        for name, value in vars(outcomes).items()
-        if not name.startswith("_")
-        and (isinstance(value, types.UnionType) or getattr(value, "__module__", None) == outcomes.__name__)
-    }
-    assert {"Released", "Freed", "HandOff", "NotHolder", "Refusal", "Outcome", "WatchOutcome"} <= set(defined)
-    assert {name: getattr(m, name, None) for name in defined} == defined
 
 
 # ------------------------------------------------------------------------------------- the queue's own data

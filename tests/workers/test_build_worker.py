@@ -20,7 +20,8 @@ from unittest.mock import ANY
 import boto3
 import pytest
 
-from lockcore.machine import Acquired, AcquireRequest
+from lockcore.machine import AcquireRequest
+from lockcore.outcomes import Acquired
 from lockcore.record import Status
 from tests.workers.test_webhook_worker import emf_values
 from tests.workers.worker_world import (

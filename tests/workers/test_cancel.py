@@ -15,7 +15,8 @@ import boto3
 import pytest
 
 from lockcore.dynamodb import DynamoDBLockStore
-from lockcore.machine import Acquired, AcquireRequest, ForceReleased
+from lockcore.machine import AcquireRequest
+from lockcore.outcomes import Acquired, ForceReleased
 from lockcore.record import Status
 from tests.workers.github_events import github_events
 from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, create_queues, running_world, sqs_event

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lockcore.machine import Refusal
+from lockcore.outcomes import Refusal
 from lockcore.record import LockRecord, Status, epoch, iso
 from workers.cli.main import main
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from lockcore import machine as m
+from lockcore import outcomes
 from lockcore.record import Status
 from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import World, failed_ids, running_world
@@ -35,7 +36,7 @@ def hold(world: World, envelope: CommandEnvelope, **notes: str) -> None:
             "build-router-plt", envelope.request_id, 600, envelope.user_id, envelope.user_name, "router", "plt"
         )
     )
-    assert isinstance(outcome, m.Acquired)
+    assert isinstance(outcome, outcomes.Acquired)
     if notes:
         world.store.note("build-router-plt", envelope.request_id, outcome.record.token, **notes)
 

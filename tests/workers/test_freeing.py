@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockcore import machine as m
+from lockcore import outcomes
 from lockcore.memory import MemoryLockStore
 from lockcore.record import LockRecord, Status
 from workers.flows.runlock import ExpiryCause, RunReport, expired_text, result_text
@@ -32,11 +33,11 @@ def taken(store: MemoryLockStore, waiting: int, watchers: int) -> LockRecord:
     """alice's build holds the lock, with its run noted; ``waiting`` queued behind it, ``watchers`` watching."""
     asked = m.AcquireRequest(KEY, "req-alice", 600, "U0ALICE", "alice", "router", "plt", correlation_id="cid-a")
     held = store.acquire(asked)
-    assert isinstance(held, m.Acquired)
+    assert isinstance(held, outcomes.Acquired)
     store.note(KEY, "req-alice", held.record.token, channelId="C0BUILDS", runId="7", runUrl="https://x/runs/7")
     for n in range(waiting):
         queued = m.AcquireRequest(KEY, f"req-{n}", 600, f"U0Q{n}", f"q{n}", "router", "plt", queue=True)
-        assert isinstance(store.acquire(queued), m.Queued)
+        assert isinstance(store.acquire(queued), outcomes.Queued)
     for n in range(watchers):
         store.watch(KEY, f"U0W{n}")
     record = store.get(KEY)
@@ -44,7 +45,7 @@ def taken(store: MemoryLockStore, waiting: int, watchers: int) -> LockRecord:
     return record
 
 
-def free(store: MemoryLockStore, kind: str, read: LockRecord) -> m.Freed:
+def free(store: MemoryLockStore, kind: str, read: LockRecord) -> outcomes.Freed:
     match kind:
         case "release":
             outcome: object = store.release(KEY, read.owner, read.token, Status.FAILED, seen=read)
@@ -52,7 +53,7 @@ def free(store: MemoryLockStore, kind: str, read: LockRecord) -> m.Freed:
             outcome = store.force_release(KEY, read.token, by="U0ADMIN", reason="force unlock", seen=read)
         case _:
             outcome = store.expire(KEY, read.token, seen=read)
-    assert isinstance(outcome, m.Freed), outcome
+    assert isinstance(outcome, outcomes.Freed), outcome
     return outcome
 
 

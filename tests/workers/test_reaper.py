@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from lockcore.machine import Acquired, AcquireRequest, HeldBySomeone
+from lockcore.machine import AcquireRequest
+from lockcore.outcomes import Acquired, HeldBySomeone
 from lockcore.record import Status
 from tests.workers.github_events import SimulatedClock, build_at, github_events, scheduled_event, store_at
 from tests.workers.worker_world import Context, World, running_world, sqs_event

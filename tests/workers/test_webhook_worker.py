@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from lockcore.machine import Acquired, AcquireRequest, HeldBySomeone, NotHolder
+from lockcore.machine import AcquireRequest
+from lockcore.outcomes import Acquired, HeldBySomeone, NotHolder
 from lockcore.record import LockRecord, Status
 from tests.workers.github_events import GitHubEvents, SimulatedClock, github_events, store_at
 from tests.workers.sqs_events import event as sqs_batch

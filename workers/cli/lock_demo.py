@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from lockcore import machine as m
+from lockcore import outcomes
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, make_client
 from lockcore.record import Status
 from workers.local.motoserver import LocalAWS, use_local_credentials
@@ -72,16 +73,16 @@ def heading(text: str) -> None:
     print(f"\n── {text} " + "─" * max(0, 74 - len(text)))
 
 
-def race(users: list[User], stores: list[DynamoDBLockStore]) -> list[m.AcquireOutcome]:
+def race(users: list[User], stores: list[DynamoDBLockStore]) -> list[outcomes.AcquireOutcome]:
     """Every user acquires from its own thread and client, all released at the same instant by a barrier."""
-    outcomes: list[m.AcquireOutcome | None] = [None] * len(users)
+    answers: list[outcomes.AcquireOutcome | None] = [None] * len(users)
     errors: list[BaseException] = []
     start = threading.Barrier(len(users))
 
     def contend(index: int) -> None:
         try:
             start.wait()
-            outcomes[index] = stores[index].acquire(users[index].request())
+            answers[index] = stores[index].acquire(users[index].request())
         except BaseException as error:  # re-raised below, in the main thread
             errors.append(error)
 
@@ -92,10 +93,10 @@ def race(users: list[User], stores: list[DynamoDBLockStore]) -> list[m.AcquireOu
         thread.join()
     if errors:
         raise errors[0]
-    return [outcome for outcome in outcomes if outcome is not None]
+    return [outcome for outcome in answers if outcome is not None]
 
 
-def tell(store: DynamoDBLockStore, who: str, what: str, outcome: m.Outcome) -> None:
+def tell(store: DynamoDBLockStore, who: str, what: str, outcome: outcomes.Outcome) -> None:
     """``  bob      release (token 2)  → refused: …``, continuation lines aligned under the answer."""
     prefix = f"  {who:<8} {what:<24} → "
     for line in render.outcome_lines(LOCK_KEY, outcome, store.now()):
@@ -103,8 +104,8 @@ def tell(store: DynamoDBLockStore, who: str, what: str, outcome: m.Outcome) -> N
         prefix = " " * len(prefix)
 
 
-def acquired(outcome: m.Outcome, what: str) -> m.Acquired:
-    if not isinstance(outcome, m.Acquired):
+def acquired(outcome: outcomes.Outcome, what: str) -> outcomes.Acquired:
+    if not isinstance(outcome, outcomes.Acquired):
         raise StoryBroken(f"{what}: expected the lock, got {outcome}")
     return outcome
 
@@ -115,7 +116,7 @@ class Build:
 
     user: User
     store: DynamoDBLockStore
-    lock: m.Acquired
+    lock: outcomes.Acquired
 
     @property
     def token(self) -> int:
@@ -162,9 +163,9 @@ class Story:
     def race(self) -> tuple[Build, list[User]]:
         heading(f"1. {len(self.users)} people type `/build router plt` at the same instant")
         before = self.aws.app.dynamodb_requests
-        outcomes = race(self.users, self.stores)
+        answers = race(self.users, self.stores)
         requests = self.aws.app.dynamodb_requests - before
-        winners = [(u, o) for u, o in zip(self.users, outcomes, strict=True) if isinstance(o, m.Acquired)]
+        winners = [(u, o) for u, o in zip(self.users, answers, strict=True) if isinstance(o, outcomes.Acquired)]
         expect(len(winners) == 1, f"exactly one winner, got {len(winners)}")
         user, lock = winners[0]
         first = Build(user, self.store_of(user), acquired(lock, "the winner"))
@@ -172,20 +173,20 @@ class Story:
         print(f"  🔒 {user.name} ({user.user_id}) got the lock: token {first.token}, lease {minutes} min")
         print(f"  The other {len(self.users) - 1} were told, each in the answer to their own single request:")
         losers = []
-        for loser, outcome in zip(self.users, outcomes, strict=True):
+        for loser, outcome in zip(self.users, answers, strict=True):
             if loser is user:
                 continue
-            if not isinstance(outcome, m.HeldBySomeone) or outcome.holder.owner != first.owner:
+            if not isinstance(outcome, outcomes.HeldBySomeone) or outcome.holder.owner != first.owner:
                 raise StoryBroken(f"{loser.name} was not told that {user.name} holds the lock: {outcome}")
             print(f"    {loser.name:<8} {render.holder_line(outcome.holder, self.store.now())}")
             losers.append(loser)
-        print(f"  {len(outcomes)} acquires, {requests} DynamoDB requests: no loser needed a second read.")
+        print(f"  {len(answers)} acquires, {requests} DynamoDB requests: no loser needed a second read.")
         return first, losers
 
     def complete(self, build: Build) -> None:
         heading("2. The build finishes: the holder releases it as COMPLETED")
         done = build.store.release(LOCK_KEY, build.owner, build.token, Status.COMPLETED)
-        expect(isinstance(done, m.Released), f"the holder released its own lock, got {done}")
+        expect(isinstance(done, outcomes.Released), f"the holder released its own lock, got {done}")
         tell(self.store, build.user.name, f"release (token {build.token})", done)
 
     def next_build(self, user: User, previous: Build) -> Build:
@@ -212,7 +213,7 @@ class Story:
         heading(f"5. {stale.user.name}'s build wakes up and tries to release with its old token")
         answer = stale.store.release(LOCK_KEY, stale.owner, stale.token, Status.FAILED)
         expect(
-            isinstance(answer, m.NotHolder) and answer.reason is m.Refusal.STALE_TOKEN,
+            isinstance(answer, outcomes.NotHolder) and answer.reason is outcomes.Refusal.STALE_TOKEN,
             f"the stale release was refused as STALE_TOKEN, got {answer}",
         )
         tell(self.store, stale.user.name, f"release (token {stale.token})", answer)

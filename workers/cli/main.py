@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import botocore.exceptions
 
 from lockcore import machine as m
+from lockcore import outcomes
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, make_client
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status
@@ -146,55 +147,55 @@ class Answer:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-def exit_code(outcome: m.Outcome) -> int:
-    if isinstance(outcome, m.HeldBySomeone):
+def exit_code(outcome: outcomes.Outcome) -> int:
+    if isinstance(outcome, outcomes.HeldBySomeone):
         return HELD_BY_SOMEONE
-    if isinstance(outcome, m.NotHolder):
+    if isinstance(outcome, outcomes.NotHolder):
         return NOT_HOLDER
     return DONE
 
 
-OUTCOME_NAMES: dict[type[m.Outcome], str] = {
-    m.Acquired: "acquired",
-    m.HeldBySomeone: "held",
-    m.Released: "released",
-    m.Extended: "extended",
-    m.ForceReleased: "force-released",
-    m.MarkedExpired: "expired",
-    m.NotHolder: "not-holder",
+OUTCOME_NAMES: dict[type[outcomes.Outcome], str] = {
+    outcomes.Acquired: "acquired",
+    outcomes.HeldBySomeone: "held",
+    outcomes.Released: "released",
+    outcomes.Extended: "extended",
+    outcomes.ForceReleased: "force-released",
+    outcomes.MarkedExpired: "expired",
+    outcomes.NotHolder: "not-holder",
 }
 
 
-def outcome_name(outcome: m.Outcome) -> str:
-    if isinstance(outcome, m.Acquired) and outcome.reentered:
+def outcome_name(outcome: outcomes.Outcome) -> str:
+    if isinstance(outcome, outcomes.Acquired) and outcome.reentered:
         return "reentered"
     return OUTCOME_NAMES[type(outcome)]
 
 
-def outcome_json(lock_key: str, outcome: m.Outcome, presented: int | None, now: int) -> dict[str, Any]:
+def outcome_json(lock_key: str, outcome: outcomes.Outcome, presented: int | None, now: int) -> dict[str, Any]:
     body: dict[str, Any] = {"lockKey": lock_key, "outcome": outcome_name(outcome)}
     match outcome:
-        case m.HeldBySomeone(holder):
+        case outcomes.HeldBySomeone(holder):
             body |= {
                 "token": holder.token,
                 "reason": render.holder_line(holder, now),
                 "holder": holder.as_json(),
             }
-        case m.NotHolder(reason, current):
+        case outcomes.NotHolder(reason, current):
             body |= {
                 "token": presented,
                 "reason": reason.value,
                 "refusal": reason.name,
                 "holder": current.as_json() if current is not None else None,
             }
-        case m.Acquired(record) | m.Extended(record) | m.MarkedExpired(record):
+        case outcomes.Acquired(record) | outcomes.Extended(record) | outcomes.MarkedExpired(record):
             body |= {"token": record.token, "lock": record.as_json()}
-        case m.Released(record, repeated=repeated) | m.ForceReleased(record, repeated=repeated):
+        case outcomes.Released(record, repeated=repeated) | outcomes.ForceReleased(record, repeated=repeated):
             body |= {"token": record.token, "repeated": repeated, "lock": record.as_json()}
     return body
 
 
-def outcome_answer(lock_key: str, outcome: m.Outcome, now: int, presented: int | None = None) -> Answer:
+def outcome_answer(lock_key: str, outcome: outcomes.Outcome, now: int, presented: int | None = None) -> Answer:
     return Answer(
         exit_code(outcome),
         render.outcome_lines(lock_key, outcome, now),

@@ -63,6 +63,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore import machine as m
+from lockcore import outcomes
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch, iso
 from lockcore.store import LockStore
@@ -168,13 +169,13 @@ class BuildWorker:
         handed = outcome.handed_to
         if handed is not None and handed.entry.owner != job.request_id:
             handoff.pass_on(handed, self.config, self.pending)  # a lapsed lease went to the head of its queue
-        if isinstance(outcome, m.Queued):
+        if isinstance(outcome, outcomes.Queued):
             metrics.add_metric(name=QUEUED_METRIC, unit=MetricUnit.Count, value=1)
             logger.info("lock held: queued", holder=outcome.holder.owner, position=outcome.position)
             text = d.queued_text(job, outcome.holder, outcome.position, self.now(), coalesced=outcome.coalesced)
             self._tell(job, Message(text))
             return Result("queued", job.lock_key)
-        if isinstance(outcome, m.HeldBySomeone):
+        if isinstance(outcome, outcomes.HeldBySomeone):
             metrics.add_metric(name=BUSY_METRIC, unit=MetricUnit.Count, value=1)
             logger.info("lock held by someone else", holder=outcome.holder.owner, token=outcome.holder.token)
             self._tell(job, d.busy_message(job, outcome.holder, self.now()))
@@ -302,7 +303,7 @@ class BuildWorker:
         except LockStoreError as error:
             logger.error("could not release the lock; its lease will end it", reason=str(error))
             return False
-        if isinstance(released, m.NotHolder):
+        if isinstance(released, outcomes.NotHolder):
             logger.warning("lock not released: not ours any more", reason=released.reason.value)
             return False
         handoff.follow_up(released, self.config, self.slack, self.pending)  # the next in line is dispatched
@@ -336,7 +337,7 @@ class BuildWorker:
     # ------------------------------------------------------------------------------------------------ I/O
     def _note(self, job: d.Job, held: LockRecord, notes: dict[str, str], *, required: bool) -> None:
         noted = self.store.note(job.lock_key, job.request_id, held.token, **notes)
-        if isinstance(noted, m.NotHolder):
+        if isinstance(noted, outcomes.NotHolder):
             logger.warning("lock not noted: not ours any more", reason=noted.reason.value, notes=sorted(notes))
             if required:
                 raise _LostLock(f"the lock {job.lock_key} is no longer ours ({noted.reason.value})")

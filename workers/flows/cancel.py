@@ -48,7 +48,7 @@ from typing import Any, Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine
+from lockcore import machine, outcomes
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
@@ -359,7 +359,7 @@ class CancelWorker:
 
     def _release(
         self, envelope: CommandEnvelope, record: LockRecord, now: int, *, answer_moved: bool = True
-    ) -> machine.ForceReleased | Cancelled:
+    ) -> outcomes.ForceReleased | Cancelled:
         """Free the lock, recording who and why — or recognise that this cancel did (a repeat: a lost answer, a
         redelivery); anything else is answered here."""
         lock_key = record.lock_key
@@ -370,7 +370,7 @@ class CancelWorker:
             runtime.logger.error("cancel: the lock table did not answer the release", reason=str(error))
             self._reply(envelope, store_unavailable(f"release `{lock_key}`"))
             return Cancelled.STORE_FAILED
-        if isinstance(released, machine.NotHolder):
+        if isinstance(released, outcomes.NotHolder):
             if answer_moved:
                 self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
             return Cancelled.LOCK_MOVED

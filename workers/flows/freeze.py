@@ -26,7 +26,7 @@ from typing import Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine
+from lockcore import machine, outcomes
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
@@ -86,14 +86,14 @@ def freeze_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
     ]
 
 
-def answer_freeze(command: Freeze, outcome: machine.AcquireOutcome, admin_id: str) -> tuple[Message, Message | None]:
+def answer_freeze(command: Freeze, outcome: outcomes.AcquireOutcome, admin_id: str) -> tuple[Message, Message | None]:
     """The admin's reply, and the channel's news (None when nothing changed)."""
     env = escape(command.environment)
     match outcome:
-        case machine.HeldBySomeone(holder=holder):
+        case outcomes.HeldBySomeone(holder=holder):
             text = f"🧊 *{env}* is already frozen ({frozen_text(command.environment, holder)})"
             return Message(text), None
-        case machine.Acquired(record=record):
+        case outcomes.Acquired(record=record):
             news = f"🧊 <@{admin_id}> froze deploys to *{env}*: “{escape(command.reason)}”."
             done = f"✅ Froze *{env}* (token {record.token}); `/deploy unfreeze {env}` lifts it."
             return Message(done), Message.in_channel(news)
@@ -101,19 +101,19 @@ def answer_freeze(command: Freeze, outcome: machine.AcquireOutcome, admin_id: st
 
 
 def answer_unfreeze(
-    command: Unfreeze, outcome: machine.ForceReleaseOutcome | None, admin_id: str, now: int
+    command: Unfreeze, outcome: outcomes.ForceReleaseOutcome | None, admin_id: str, now: int
 ) -> tuple[Message, Message | None]:
     env = escape(command.environment)
     match outcome:
         case None:
             return Message(f"✅ *{env}* is not frozen; nothing to do."), None
-        case machine.ForceReleased(repeated=True):
+        case outcomes.ForceReleased(repeated=True):
             return Message(f"✅ *{env}* was already unfrozen by you."), None
-        case machine.ForceReleased(record=record):
+        case outcomes.ForceReleased(record=record):
             held = duration(now - epoch(record.locked_at)) if record.locked_at else "?"
             news = f"☀️ <@{admin_id}> lifted the freeze on *{env}* (frozen for {held}: “{escape(reason_of(record))}”)."
             return Message(f"✅ Unfroze *{env}*."), Message.in_channel(news)
-        case machine.NotHolder(current=current_record):
+        case outcomes.NotHolder(current=current_record):
             return Message(f"⚠️ The freeze of *{env}* changed since (now {standing(current_record, now)})."), None
     raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
 
@@ -170,12 +170,12 @@ def _freeze(envelope: CommandEnvelope, command: Freeze, store: LockStore) -> tup
         correlation_id=envelope.correlation_id,
     )
     outcome = store.acquire(request)
-    if isinstance(outcome, machine.Acquired):
+    if isinstance(outcome, outcomes.Acquired):
         notes = {"command": describe(command)}
         if envelope.channel_id:
             notes["channelId"] = envelope.channel_id
         noted = store.note(key, envelope.request_id, outcome.token, **notes)
-        if isinstance(noted, machine.NotHolder):  # unfrozen in between: the freeze stands as it was taken
+        if isinstance(noted, outcomes.NotHolder):  # unfrozen in between: the freeze stands as it was taken
             runtime.logger.warning("freeze reason not noted", reason=noted.reason.value)
     return answer_freeze(command, outcome, envelope.user_id)
 
@@ -189,7 +189,7 @@ def _unfreeze(envelope: CommandEnvelope, command: Unfreeze, store: LockStore) ->
         repeated = (
             record is not None and record.status is Status.FORCE_RELEASED and record.released_by == envelope.user_id
         )
-        outcome = machine.ForceReleased(record, repeated=True) if repeated and record is not None else None
+        outcome = outcomes.ForceReleased(record, repeated=True) if repeated and record is not None else None
         return answer_unfreeze(command, outcome, envelope.user_id, now)
     reason = f"unfrozen from Slack by {envelope.user_name or envelope.user_id}"
     released = store.force_release(key, record.token, by=envelope.user_id, reason=reason)

@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lockcore import machine
+from lockcore import outcomes
 from lockcore.record import LockRecord
 from workers.adapters import runtime
 from workers.adapters.ledger import Ledger
@@ -51,7 +51,7 @@ def free_text(record: LockRecord) -> str:
 
 
 def follow_up(
-    freed: machine.Freed,
+    freed: outcomes.Freed,
     config: Config,
     slack: SlackReplies,
     pending: PendingRequests | None = None,
@@ -161,7 +161,7 @@ def tell_coalesced(
     return told
 
 
-def pass_on(handed: machine.HandOff | None, config: Config, pending: PendingRequests | None = None) -> bool:
+def pass_on(handed: outcomes.HandOff | None, config: Config, pending: PendingRequests | None = None) -> bool:
     """Put the request the lock was handed to back on its command queue, to be dispatched; ``False`` if it could
     not be (logged: its lease bounds the wait)."""
     if handed is None:

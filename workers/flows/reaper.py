@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from lockcore import machine as m
+from lockcore import outcomes
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
@@ -155,7 +155,7 @@ class Reaper:
             return self.locks.finish(record, lookup.run, seen_by="reaper")
         return Effect.KEPT
 
-    def _undispatched_hand_off(self, record: LockRecord) -> m.HandOff | None:
+    def _undispatched_hand_off(self, record: LockRecord) -> outcomes.HandOff | None:
         """The hand-off that gave ``record`` its holder, if that holder has not noted a dispatch in time."""
         entry, now = record.handed_from_queue, self.store.now()
         if entry is None or entry.owner != record.owner or "dispatchState" in record.notes:
@@ -165,7 +165,7 @@ class Reaper:
             record, now
         ):
             return None
-        return m.HandOff(entry, record)
+        return outcomes.HandOff(entry, record)
 
     def _cause(self, record: LockRecord, lookup: RunLookup, now: int) -> ExpiryCause:
         if lookup.gone:

@@ -39,7 +39,7 @@ from typing import Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lockcore import machine
+from lockcore import machine, outcomes
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
@@ -263,7 +263,7 @@ class RunLocks:
         outcome = outcome_of(run.conclusion)
         released = self.store.release(record.lock_key, record.owner, record.token, outcome, seen=record)
         log = runtime.logger
-        if isinstance(released, machine.NotHolder):
+        if isinstance(released, outcomes.NotHolder):
             log.info("lock not released: it moved on", reason=released.reason.value, seen_by=seen_by)
             return Effect.REFUSED
         now = self.store.now()
@@ -285,7 +285,7 @@ class RunLocks:
         self.follow_up(released, record, lambda let_go: result_text(let_go, run, now))
         return Effect.ALREADY_RELEASED if released.repeated else Effect.RELEASED
 
-    def follow_up(self, freed: machine.Freed, seen: LockRecord, news: Callable[[LockRecord], str]) -> bool:
+    def follow_up(self, freed: outcomes.Freed, seen: LockRecord, news: Callable[[LockRecord], str]) -> bool:
         return handoff.follow_up(freed, self.config, self.slack, self.pending, seen=seen, news=news, ledger=self.ledger)
 
     def renew(self, record: LockRecord) -> Effect:
@@ -295,7 +295,7 @@ class RunLocks:
         if lease is None or not renewal_due(record, now, lease):
             return Effect.KEPT
         extended = self.store.extend(record.lock_key, record.owner, record.token, lease)
-        if isinstance(extended, machine.NotHolder):
+        if isinstance(extended, outcomes.NotHolder):
             runtime.logger.info("lease not extended: the lock moved on", reason=extended.reason.value)
             return Effect.REFUSED
         runtime.logger.info(
@@ -317,7 +317,7 @@ class RunLocks:
         if runs_under(record):
             self.ledger_or_default().keep_orphan(record)
         expired = self.store.expire(record.lock_key, record.token, seen=record)
-        if isinstance(expired, machine.NotHolder):
+        if isinstance(expired, outcomes.NotHolder):
             runtime.logger.info("lock not expired", reason=expired.reason.value)
             return Effect.REFUSED
         if expired.repeated:

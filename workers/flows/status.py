@@ -48,7 +48,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lockcore import machine
+from lockcore import machine, outcomes
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord
 from lockcore.store import LockStore
@@ -285,22 +285,22 @@ def force_unlocked_text(record: LockRecord, admin_id: str) -> str:
 
 
 def answer_confirm(
-    target: UnlockTarget, outcome: machine.ForceReleaseOutcome, reason: str, now: int, *, told: bool
+    target: UnlockTarget, outcome: outcomes.ForceReleaseOutcome, reason: str, now: int, *, told: bool
 ) -> Message:
     """The prompt's replacement. ``told``: the channel heard of this force-release now — the first answer, or a
     repeat of it whose first answer was lost before anyone was told; a repeat that finds it told says so."""
     key = escape(target.lock_key)
     match outcome:
-        case machine.ForceReleased(record) if told:
+        case outcomes.ForceReleased(record) if told:
             done = (
                 f"✅ Force-released `{key}` (token {record.token}), recorded as FORCE_RELEASED by you: "
                 f"“{escape(reason)}”. The channel has been told."
             )
             return Message(done, replace_original=True)
-        case machine.ForceReleased(record):
+        case outcomes.ForceReleased(record):
             text = f"✅ `{key}` was already force-released by you (token {record.token}); nothing more to do."
             return Message(text, replace_original=True)
-        case machine.NotHolder(current=current):
+        case outcomes.NotHolder(current=current):
             text = f"⚠️ The lock `{key}` changed since (now {standing(current, now)}); nothing was released."
             return Message(text, replace_original=True)
     raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
@@ -383,16 +383,16 @@ def _watch(envelope: InteractionEnvelope, config: Config, store: LockStore) -> N
         _reply(envelope.response_url, store_unavailable(f"watch `{lock_key}`"), envelope.correlation_id)
         return
     key = escape(lock_key)
-    if isinstance(outcome, machine.Watching):
+    if isinstance(outcome, outcomes.Watching):
         text = f"👀 I'll tell you here when `{key}` is free."
     else:
         text = f"🔓 `{key}` is free already: try again now."
-    runtime.logger.info("watch answered", lock_key=lock_key, watching=isinstance(outcome, machine.Watching))
+    runtime.logger.info("watch answered", lock_key=lock_key, watching=isinstance(outcome, outcomes.Watching))
     _reply(envelope.response_url, Message(text), envelope.correlation_id)
 
 
-def dequeued_text(lock_key: str, left: list[machine.DequeueOutcome]) -> str:
-    positions = sorted(outcome.position for outcome in left if isinstance(outcome, machine.Dequeued))
+def dequeued_text(lock_key: str, left: list[outcomes.DequeueOutcome]) -> str:
+    positions = sorted(outcome.position for outcome in left if isinstance(outcome, outcomes.Dequeued))
     if not positions:
         return f"🤷 You have no request waiting for `{escape(lock_key)}`; nothing changed."
     where = ", ".join(str(p) for p in positions)
@@ -508,10 +508,10 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         raise ForceReleaseInDoubt(
             f"the lock table did not answer the force-release of {target.lock_key}: {error}"
         ) from None
-    if isinstance(outcome, machine.NotHolder) and started is not None:
+    if isinstance(outcome, outcomes.NotHolder) and started is not None:
         _finish_moved_on(envelope, target, LockRecord.from_item(started["lock"]), ledger)
         return
-    told = isinstance(outcome, machine.ForceReleased) and handoff.follow_up(
+    told = isinstance(outcome, outcomes.ForceReleased) and handoff.follow_up(
         outcome,
         config,
         runtime.slack_replies(),
@@ -519,15 +519,15 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         news=lambda let_go: force_unlocked_text(let_go, envelope.user_id),
         announce=lambda news: _announce(envelope, news),
     )
-    released = isinstance(outcome, machine.ForceReleased) and not outcome.repeated
+    released = isinstance(outcome, outcomes.ForceReleased) and not outcome.repeated
     runtime.logger.info(
         "force-release answered",
         lock_key=target.lock_key,
         token=target.token,
         outcome=type(outcome).__name__,
-        repeated=isinstance(outcome, machine.ForceReleased) and outcome.repeated,
+        repeated=isinstance(outcome, outcomes.ForceReleased) and outcome.repeated,
         told=told,
-        refusal=outcome.reason.value if isinstance(outcome, machine.NotHolder) else None,
+        refusal=outcome.reason.value if isinstance(outcome, outcomes.NotHolder) else None,
     )
     runtime.metrics.add_metric(
         name="buildLockManager.forceRelease.success" if released else "buildLockManager.forceRelease.refused",

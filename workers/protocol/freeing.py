@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final
 
-from lockcore import machine
+from lockcore import machine, outcomes
 from lockcore.record import LockRecord, Status
 from workers.protocol.render import requester
 
@@ -20,7 +20,7 @@ FREE_AGAIN: Final = (" The lock is free again.", " The lock is free.")
 """How a piece of news says nobody holds the lock now — untrue once it was handed to the next in line."""
 
 
-def as_let_go(freed: machine.Freed, seen: LockRecord | None) -> LockRecord:
+def as_let_go(freed: outcomes.Freed, seen: LockRecord | None) -> LockRecord:
     """The lock as its holder let go. A repeat whose write had handed the lock on finds the item the next holder's,
     and the store answers only who let go and how (key, token, owner, status); the holding's own facts — who
     started it, when, its run, its channel — are then the caller's read of it (``seen``, same token), and it was
@@ -44,7 +44,7 @@ def told_key(record: LockRecord) -> str:
     return f"{record.lock_key}#{record.token}"
 
 
-def handed_text(handed: machine.HandOff) -> str:
+def handed_text(handed: outcomes.HandOff) -> str:
     """``⏭️ Handed to <@U0BOB>, next in line (token 8).``"""
     who = requester(handed.entry.requesters[0])
     more = len(handed.entry.requesters) - 1
@@ -62,7 +62,7 @@ class FreeingNews:
     """The news alone: they waited for the run, not for the lock."""
 
 
-def news_of(news: str, handed: machine.HandOff | None) -> FreeingNews:
+def news_of(news: str, handed: outcomes.HandOff | None) -> FreeingNews:
     """The channel hears the news and whom the lock went to; "free again" is left out when it went to someone."""
     if handed is None:
         return FreeingNews(news, news)

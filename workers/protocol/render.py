@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from lockcore import machine
+from lockcore import machine, outcomes
 from lockcore.record import LockRecord, Requester, epoch, iso
 from workers.protocol.config import SLACK_USER_ID
 from workers.protocol.message import Message, escape
@@ -111,27 +111,27 @@ def status_line(record: LockRecord | None, now: int) -> str:
     return f"free: last taken by {holder(record, Shown.PLAIN)}, released {record.status.value} at {released}, {token}"
 
 
-def outcome_lines(lock_key: str, outcome: machine.Outcome, now: int) -> list[str]:
+def outcome_lines(lock_key: str, outcome: outcomes.Outcome, now: int) -> list[str]:
     """What happened, in the words an operator needs to act on."""
     match outcome:
-        case machine.Acquired(record, reentered=True):
+        case outcomes.Acquired(record, reentered=True):
             return [f"{lock_key}: already yours (a repeated acquire changes nothing), token {record.token}, "
                     f"{lease_end(record, now)}"]  # fmt: skip
-        case machine.Acquired(record):
+        case outcomes.Acquired(record):
             return [f"{lock_key}: acquired, token {record.token}, {lease_end(record, now)}"]
-        case machine.HeldBySomeone(holder):
+        case outcomes.HeldBySomeone(holder):
             return [f"{lock_key}: {holder_line(holder, now)}"]
-        case machine.Released(record, repeated=repeated):
+        case outcomes.Released(record, repeated=repeated):
             again = " (already released: nothing changed)" if repeated else ""
             return [f"{lock_key}: released as {record.status.value}, token {record.token}{again}"]
-        case machine.Extended(record):
+        case outcomes.Extended(record):
             return [f"{lock_key}: extended, token {record.token}, {lease_end(record, now)}"]
-        case machine.ForceReleased(record, repeated=repeated):
+        case outcomes.ForceReleased(record, repeated=repeated):
             again = " (already force-released: nothing changed)" if repeated else ""
             return [f"{lock_key}: force-released by {record.released_by}, token {record.token}{again}"]
-        case machine.MarkedExpired(record):
+        case outcomes.MarkedExpired(record):
             return [f"{lock_key}: lease recorded as expired, token {record.token}"]
-        case machine.NotHolder(reason, current):
+        case outcomes.NotHolder(reason, current):
             return [f"{lock_key}: refused: {reason.value}", f"  now {status_line(current, now)}"]
     raise TypeError(f"not an outcome: {outcome!r}")  # pragma: no cover
 
