@@ -289,3 +289,22 @@ def test_a_request_that_already_ran_says_which_run(config: Config) -> None:
     assert dispatch.already_ran_text(job(config, Action.DEPLOY), run()) == (
         "ℹ️ Your /deploy router plt at `1a2b3c4` already started <https://github.com/o/r/actions/runs/7|run 7>."  # noqa: RUF001
     )
+
+
+def test_a_dispatch_count_noted_under_an_earlier_holding_is_not_this_holders() -> None:
+    """Upgrade and rollback safety: an acquire by a worker that does not know the counting leaves the previous
+    holder's count and time on the item; they were sent before this holding began, and are not read as its own."""
+    fresh = LockRecord(
+        lock_key="build-router-plt",
+        token=2,
+        owner="req-2",
+        status=Status.IN_PROGRESS,
+        locked_by="U0BOB",
+        locked_by_name="bob",
+        locked_at=iso(1_000),
+        lease_expires_at=2_000,
+        notes={"dispatchState": "dispatching", "dispatchAttempts": "3", "dispatchSentAt": "900"},
+    )
+    assert dispatch.own_notes(fresh) == {"dispatchState": "dispatching"}
+    own = dataclasses.replace(fresh, notes={**fresh.notes, "dispatchSentAt": "1000"})
+    assert dispatch.own_notes(own) == own.notes

@@ -45,6 +45,15 @@ class Ledger(IdempotencyTableItems):
             _log.error("the ledger could not say whether the news was told", key=key, reason=str(error))
             return False
 
+    def untold(self, key: str) -> bool:
+        """The table answers that the news under ``key`` was not told (``False`` when it cannot say: a sweep that
+        cannot read the ledger repeats nothing, rather than everything)."""
+        try:
+            return self._get(TOLD_PREFIX + key) is None
+        except LedgerError as error:
+            _log.error("the ledger could not say whether the news was told", key=key, reason=str(error))
+            return False
+
     def mark_told(self, key: str) -> None:
         try:
             self._put(TOLD_PREFIX + key, {})

@@ -187,7 +187,7 @@ class BuildWorker:
         holder = self._holding(job, record)
         # The look before the lock counts only if it asked for the run the lock's holder would have started.
         looked = None if redelivered and d.looked_alike(job, holder) else d.NOT_LOOKED
-        notes = record.notes if "dispatchState" in record.notes else self._sent_before(job, record)
+        notes = d.own_notes(record) if "dispatchState" in record.notes else self._sent_before(job, record)
         step = d.next_step(notes, looked, self.store.now())
         if isinstance(step, d.LookForRun):
             step = d.next_step(notes, self._find_run(holder), self.store.now())
@@ -214,7 +214,7 @@ class BuildWorker:
             if revision is None:
                 revision = self._resolve(job)
             if held is not None:
-                attempt = d.dispatch_attempts(held.notes) + 1
+                attempt = d.dispatch_attempts(d.own_notes(held)) + 1
                 notes = d.dispatching_notes(job, revision, attempt, self.store.now())
                 self._note(job, held, notes, required=True)
                 runtime.ledger().dispatch_sent(job.request_id, self.store.now(), attempt)
@@ -350,7 +350,7 @@ class BuildWorker:
         except LedgerError as error:
             raise DispatchPutOff(f"cannot tell whether this request dispatched before: {error}") from None
         if sent is None:
-            return record.notes
+            return d.own_notes(record)
         at, attempts = sent
         return {**record.notes, **d.dispatching_notes(job, d.Revision("", "", ""), attempts, at)}
 

@@ -30,8 +30,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lockcore.dynamodb import from_wire
+from lockcore.record import LockRecord
+from workers.adapters import runtime
 from workers.adapters.history_table import HistoryTable
-from workers.protocol.history import HistoryEvent, events_of
+from workers.protocol.history import EventKind, HistoryEvent, events_of
 
 
 def events_of_stream_record(record: Mapping[str, Any]) -> list[HistoryEvent]:
@@ -53,3 +55,15 @@ def write_changes(records: Sequence[Mapping[str, Any]], table: HistoryTable) -> 
             table.put(event)
             written += 1
     return written
+
+
+def freed_in_history(was: LockRecord, by: str, kinds: frozenset[EventKind], *, pages: int = 5) -> bool:
+    """The lock's own history shows the holding ``was`` ended by ``by`` as one of ``kinds`` — the evidence a
+    write resumed after its lock moved on has that it took effect. One Query of the newest events (``20 * pages``),
+    read back to when that holding began; raises ``BotoCoreError``/``ClientError`` when the table does not answer."""
+    for event in runtime.history().recent(was.lock_key, limit=20 * pages):
+        if event.kind in kinds and event.token == was.token and event.who == by:
+            return True
+        if event.token < was.token:
+            return False
+    return False

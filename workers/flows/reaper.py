@@ -144,7 +144,9 @@ class Reaper:
             recent = self.store.now() - epoch(record.released_at) <= UNTOLD_WINDOW_SECONDS
         except ValueError:
             return False
-        return recent and not self.locks.ledger_or_default().told(told_key(record))
+        if not recent or not record.notes.get("channelId"):  # no channel to tell: a repeat would tell nobody more
+            return False
+        return self.locks.ledger_or_default().untold(told_key(record))
 
     def tell_again(self, record: LockRecord) -> Effect:
         """The freeing write again — a repeat, which tells what the first would have (:func:`handoff.follow_up`)."""

@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
@@ -57,6 +57,7 @@ from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.flows import cancel, freeze, handoff, insights
+from workers.flows.history import freed_in_history
 from workers.protocol.commands import (
     Cancel,
     Dequeue,
@@ -450,7 +451,13 @@ def _unlock(envelope: CommandEnvelope, command: Unlock, config: Config, store: L
 def _finish_moved_on(envelope: InteractionEnvelope, target: UnlockTarget, was: LockRecord, ledger: Ledger) -> None:
     """This press's first delivery force-released ``was`` and died before telling; the lock has moved on since:
     the channel hears it (once) and the admin is answered."""
-    if not _force_released_in_history(was, envelope.user_id):
+    try:
+        traced = freed_in_history(was, envelope.user_id, frozenset({EventKind.FORCE_RELEASE}))
+    except (BotoCoreError, ClientError) as error:
+        raise ForceReleaseInDoubt(f"the history did not answer: {error}") from None
+    if not traced and runtime.lock_store().now() - envelope.received_at < HISTORY_LAG_SECONDS:
+        raise ForceReleaseInDoubt("no trace of the force-release in the history yet; it may lag behind")
+    if not traced:
         # No trace that the write took effect (the lock moved on by other means): nothing to announce as done.
         runtime.logger.warning("force-release resumed after the lock moved on; no trace it took effect")
         text = f"⚠️ `{escape(target.lock_key)}` changed in the meantime; it was not force-released by this press."
@@ -464,13 +471,9 @@ def _finish_moved_on(envelope: InteractionEnvelope, target: UnlockTarget, was: L
     _reply(envelope.response_url, Message(text, replace_original=True), envelope.correlation_id)
 
 
-def _force_released_in_history(was: LockRecord, admin_id: str) -> bool:
-    """The lock's own history (its stream, one Query) shows ``was`` force-released by ``admin_id``."""
-    try:
-        events = runtime.history().recent(was.lock_key, limit=20)
-    except (BotoCoreError, ClientError) as error:
-        raise ForceReleaseInDoubt(f"the history did not answer: {error}") from None
-    return any(e.kind is EventKind.FORCE_RELEASE and e.token == was.token and e.who == admin_id for e in events)
+HISTORY_LAG_SECONDS: Final = 300
+"""How long the history (the stream's writer) may lag behind a write before no trace of it means it did not
+happen."""
 
 
 class ForceReleaseInDoubt(runtime.RetryLater):
@@ -497,6 +500,8 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
         # its answer is lost (the repeat then finds the next holder's item).
         read = store.get(target.lock_key)
         seen = read if read is not None and read.token == target.token else None
+        if seen is None and started is not None:  # a repeat whose first write handed the lock on: as it was read
+            seen = LockRecord.from_item(started["lock"])
         if started is None and seen is not None:
             ledger.start(envelope.request_id, {"lock": dict(seen.to_item())})
         if seen is not None and runs_under(seen):  # before the write: its run's end is reported all the same

@@ -366,15 +366,23 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
             correlation_id=correlation_id,
         )
     except NotQueued as error:
-        # Slack ignores a block_actions reply body: the presser hears it through the response_url, or, when that
-        # fails too, from Slack itself (a 5xx marks the button's message with an error).
         logger.error("interaction not queued", reason=str(error))
-        from workers.adapters import runtime  # noqa: PLC0415 — the workers' clients, off the router's cold start
-
-        told = runtime.slack_replies().reply(response_url, Message(COULD_NOT_QUEUE), correlation_id=correlation_id)
-        return Response(200) if told else Response(503, "could not queue the press; press again", "text/plain")
+        return _press_not_queued(response_url, correlation_id)
     logger.info("interaction queued", action_id=action_id, message_id=message_id)
     return Response(200)
+
+
+def _press_not_queued(response_url: str, correlation_id: str) -> Response:
+    """Slack ignores a block_actions reply body: the presser hears it through the response_url, or, when that
+    fails too, from Slack itself (a 5xx marks the button's message with an error)."""
+    from workers.adapters import runtime  # noqa: PLC0415 — the workers' clients, off the router's cold start
+
+    try:
+        told = runtime.slack_replies().reply(response_url, Message(COULD_NOT_QUEUE), correlation_id=correlation_id)
+    except Exception as error:
+        logger.error("press not answered either", reason=str(error))
+        told = False
+    return Response(200) if told else Response(503, "could not queue the press; press again", "text/plain")
 
 
 def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -203,6 +203,19 @@ def dispatching_notes(job: Job, revision: Revision, attempt: int = 1, now: int =
     }
 
 
+def own_notes(record: LockRecord) -> Mapping[str, str]:
+    """The holder's notes, less a dispatch count and time noted under an earlier holding (an acquire by a worker
+    of the release before counting did not clear them: trusted only when sent since this holding began)."""
+    sent = record.notes.get("dispatchSentAt", "")
+    try:
+        stale = sent.isdigit() and int(sent) < epoch(record.locked_at)
+    except ValueError:
+        stale = False
+    if not stale:
+        return record.notes
+    return {k: v for k, v in record.notes.items() if k not in ("dispatchAttempts", "dispatchSentAt")}
+
+
 def dispatch_attempts(notes: Mapping[str, str]) -> int:
     """How many dispatches the lock's holder has sent (a lock noted before attempts were counted: one)."""
     counted = notes.get("dispatchAttempts", "")
