@@ -191,11 +191,12 @@ class BuildWorker:
         step = d.next_step(notes, looked, self.store.now())
         if isinstance(step, d.LookForRun):
             step = d.next_step(notes, self._find_run(holder), self.store.now())
-        return self._start(holder, record, step)
+        return self._start(holder, record, step, sent=d.dispatch_attempts(notes))
 
     # ------------------------------------------------------------------------------------------ the steps
-    def _start(self, job: d.Job, held: LockRecord | None, step: d.Step) -> Result:
-        """From the lock held (``None``: no lock) to a run announced, or the lock released FAILED."""
+    def _start(self, job: d.Job, held: LockRecord | None, step: d.Step, *, sent: int = 0) -> Result:
+        """From the lock held (``None``: no lock) to a run announced, or the lock released FAILED. ``sent``: the
+        dispatches this request sent before, under this lock or (the ledger says) under one it lost."""
         token = str(held.token) if held is not None else d.NO_LOCK_TOKEN
         revision = d.noted_revision(held.notes) if held is not None else None
         if isinstance(step, d.RecordRun):
@@ -214,7 +215,7 @@ class BuildWorker:
             if revision is None:
                 revision = self._resolve(job)
             if held is not None:
-                attempt = d.dispatch_attempts(d.own_notes(held)) + 1
+                attempt = max(sent, d.dispatch_attempts(d.own_notes(held))) + 1
                 notes = d.dispatching_notes(job, revision, attempt, self.store.now())
                 self._note(job, held, notes, required=True)
                 runtime.ledger().dispatch_sent(job.request_id, self.store.now(), attempt)
