@@ -125,3 +125,18 @@ def test_a_request_force_unlocked_while_put_off_never_starts_a_second_run() -> N
         lambda m: m.the_same_request_reaches_the_router_again(request=list(m.world.requests.values())[2]),
         lambda m: m.time_passes(seconds=60),
     )
+
+
+def test_the_end_of_a_force_unlocked_run_that_slack_did_not_take_is_told_again() -> None:
+    """Found by the soak: the run's lock had been force-unlocked; its end, reported from the kept lock, met a Slack
+    500 — with no lock of its own for the reaper to look at, the webhook's event comes back until it is heard."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.an_admin_force_unlocks_a_lock(pick=0),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="success"),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="success"),
+        lambda m: m.the_next_call_goes_wrong(call="slack.post", fault=Fault.FAIL),
+        lambda m: m.time_passes(seconds=240),
+    )

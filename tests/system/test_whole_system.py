@@ -255,7 +255,7 @@ class WholeSystem(RuleBasedStateMachine):
         channel = [u.text for u in self.world.slack.said if u.public]
         for run in self._ours():
             if run.id in self.world.lost_completions and self._let_go_while_it_ran(run):
-                continue  # the known gap (docs/proof.md): no lock of its own left for the reaper, no webhook either
+                continue  # the known gap (README, The proof): no lock of its own left for the reaper, no webhook either
             assert any(f"runs/{run.id}" in text and text.startswith(("✅", "❌", "🛑")) for text in channel), (
                 f"the end of run {run.id} ({run.conclusion}) never reached the channel"
             )

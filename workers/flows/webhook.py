@@ -108,6 +108,8 @@ class WebhookWorker:
             return True
         report = RunReport.of_event(event)
         text = f"{result_text(orphaned, report, self.store.now())} (Its lock had been let go before it ended.)"
-        if tell_channel(orphaned, Message.in_channel(text), self.slack):
-            self.ledger.mark_told(key)
+        if not tell_channel(orphaned, Message.in_channel(text), self.slack):
+            # no lock of its own for the reaper to look at again: the event comes back (SQS) until it is heard
+            raise runtime.RetryLater(f"the end of run {event.run_id} was not heard in its channel")
+        self.ledger.mark_told(key)
         return True
