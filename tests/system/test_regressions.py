@@ -140,3 +140,15 @@ def test_the_end_of_a_force_unlocked_run_that_slack_did_not_take_is_told_again()
         lambda m: m.the_next_call_goes_wrong(call="slack.post", fault=Fault.FAIL),
         lambda m: m.time_passes(seconds=240),
     )
+
+
+def test_a_cancel_whose_release_answer_is_lost_finishes_on_its_redelivery() -> None:
+    """Found by the soak: the cancel's release took effect and its answer was lost; the cancel answered "the
+    table did not answer" and stopped, leaving the run going, uncancelled and unreported. It now comes back."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.the_requester_cancels(request=next(iter(m.world.requests.values()))),
+        lambda m: m.the_next_call_goes_wrong(call="store.write", fault=Fault.LOST),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+    )

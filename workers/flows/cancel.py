@@ -379,9 +379,11 @@ class CancelWorker:
         try:
             released = self.store.force_release(lock_key, record.token, by=envelope.user_id, reason=reason, seen=record)
         except LockStoreError as error:
-            runtime.logger.error("cancel: the lock table did not answer the release", reason=str(error))
-            self._reply(envelope, store_unavailable(f"release `{lock_key}`"))
-            return Cancelled.STORE_FAILED
+            # The release may have taken effect with its answer lost: this cancel kept that it started, so the
+            # message comes back (SQS) and its redelivery finishes every step from there.
+            raise runtime.RetryLater(
+                f"cancel: the lock table did not answer the release of {lock_key}: {error}"
+            ) from None
         if isinstance(released, outcomes.NotHolder):
             if answer_moved:
                 self._reply(envelope, Message(lock_moved_text(lock_key, released.current, now)))
