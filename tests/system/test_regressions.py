@@ -152,3 +152,15 @@ def test_a_cancel_whose_release_answer_is_lost_finishes_on_its_redelivery() -> N
         lambda m: m.the_next_call_goes_wrong(call="store.write", fault=Fault.LOST),
         lambda m: m.sqs_delivers_messages(picks=[0]),
     )
+
+
+def test_a_request_that_gave_up_and_died_after_telling_never_starts_afterwards() -> None:
+    """Found by the soak: GitHub failed before the dispatch, the user was told "couldn't start" and the worker
+    died right after; the redelivery found the lock free and started the run. A request that gives up keeps that
+    it did (the ledger, before any effect), and every later delivery gives up again."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.the_next_call_goes_wrong(call="github.read", fault=Fault.FAIL),
+        lambda m: m.the_next_call_goes_wrong(call="slack.post", fault=Fault.CRASH_AFTER),
+        lambda m: m.time_passes(seconds=700),
+    )

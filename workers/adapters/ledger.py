@@ -25,6 +25,7 @@ TOLD_PREFIX: Final = "chatops.told#"
 STARTED_PREFIX: Final = "chatops.cancel#"
 ORPHAN_PREFIX: Final = "chatops.orphan#"
 DISPATCH_PREFIX: Final = "chatops.dispatch-sent#"
+ENDED_PREFIX: Final = "chatops.ended#"
 KEPT_SECONDS: Final = 2 * 24 * 3600
 """Longer than any redelivery (the queues keep a message 4 days at most, but a DLQ is not redelivered by itself)."""
 
@@ -86,6 +87,17 @@ class Ledger(IdempotencyTableItems):
         if item is None:
             return None
         return int(item["at"]["N"]), int(item["attempt"]["N"])
+
+    def end(self, request_id: str, reason: str) -> None:
+        """A request gives up (its lock released FAILED, its user told why): kept first, so that a redelivery of it
+        finishes giving up rather than start afresh. Raises ``BotoCoreError``/``ClientError``."""
+        self._put(ENDED_PREFIX + request_id, {"reason": {"S": reason}})
+
+    def ended(self, request_id: str) -> str | None:
+        """Why the request gave up, if it did; raises like :meth:`end`."""
+        item = self._get(ENDED_PREFIX + request_id)
+        reason = (item or {}).get("reason", {}).get("S")
+        return reason if isinstance(reason, str) else None
 
     # ----------------------------------------------------------------------------------------------- orphans
     def keep_orphan(self, record: LockRecord) -> None:

@@ -150,6 +150,9 @@ class BuildWorker:
     def run(self, job: d.Job, *, redelivered: bool) -> Result:
         # A redelivery first asks GitHub whether this request's run exists: then it ran, whatever the lock says.
         found = self._find_run(job) if redelivered else None
+        gave_up = self._gave_up(job)  # any delivery of it, SQS's or a resubmission: one GetItem, off the lock
+        if gave_up is not None:
+            return gave_up
         if not self.config.lock_enabled:
             logger.warning("ENABLE_DISTRIBUTED_LOCK=false: dispatching without the lock", lock_key=job.lock_key)
             if found is not None:
@@ -275,6 +278,10 @@ class BuildWorker:
         """The dispatch did not happen: free the lock (FAILED) and say why, in one line."""
         metrics.add_metric(name=DISPATCH_FAILED_METRIC, unit=MetricUnit.Count, value=1)
         logger.warning("dispatch failed", reason=reason)
+        try:  # before any effect: a redelivery (this worker dying after telling) finishes this, never starts afresh
+            runtime.ledger().end(job.request_id, reason)
+        except LedgerError as error:
+            raise DispatchPutOff(f"cannot keep that the request gave up: {error}") from None
         released = held is not None and self._release_failed(job, held)
         # Say the lock is free only when this release freed it (not when the store failed or it had moved on).
         failed = d.failed_text(job, reason, revision, locked=released)
@@ -283,6 +290,19 @@ class BuildWorker:
             coalesced = f"{failed} (Your identical request waited with {job.user_name}'s.)"
             handoff.tell_coalesced(held, coalesced, self.slack, self.pending, announced=False)
         return Result("failed", job.lock_key, sha=revision.sha if revision else None)
+
+    def _gave_up(self, job: d.Job) -> Result | None:
+        """A redelivery of a request that had given up: give up again (release its lock if it still holds it, tell
+        why), never dispatch. ``None`` when it had not."""
+        try:
+            reason = runtime.ledger().ended(job.request_id)
+            held = self.store.get(job.lock_key) if reason is not None else None
+        except (LockStoreError, *LedgerError) as error:
+            raise DispatchPutOff(f"cannot tell whether this request gave up: {error}") from None
+        if reason is None:
+            return None
+        ours = held is not None and held.owner == job.request_id and held.status is Status.IN_PROGRESS
+        return self._give_up(job, held if ours else None, reason, None)
 
     def _let_go_of_hand_off(self, job: d.Job) -> None:
         """A request handed the lock from the queue that will not run (its environment froze while it waited)
