@@ -308,3 +308,33 @@ def test_a_dispatch_count_noted_under_an_earlier_holding_is_not_this_holders() -
     assert dispatch.own_notes(fresh) == {"dispatchState": "dispatching"}
     own = dataclasses.replace(fresh, notes={**fresh.notes, "dispatchSentAt": "1000"})
     assert dispatch.own_notes(own) == own.notes
+
+
+@given(
+    locked_at=st.integers(10_000, 2_000_000_000),  # epoch seconds: a time noted is never negative
+    sent_offset=st.integers(-10_000, 10_000),
+    attempts=st.integers(0, 9),
+    state=st.sampled_from(["dispatching", "dispatched"]),
+)
+def test_a_holder_reads_as_its_own_only_the_dispatches_sent_since_it_took_the_lock(
+    locked_at: int, sent_offset: int, attempts: int, state: str
+) -> None:
+    notes = {"dispatchState": state, "dispatchAttempts": str(attempts), "dispatchSentAt": str(locked_at + sent_offset)}
+    record = LockRecord(
+        lock_key="build-router-plt",
+        token=2,
+        owner="req-2",
+        status=Status.IN_PROGRESS,
+        locked_by="U0BOB",
+        locked_by_name="bob",
+        locked_at=iso(locked_at),
+        lease_expires_at=locked_at + 600,
+        notes=notes,
+    )
+    own = dispatch.own_notes(record)
+    assert own["dispatchState"] == state  # the state itself is always the holder's
+    if sent_offset >= 0:
+        assert own == notes
+    else:
+        assert "dispatchAttempts" not in own and "dispatchSentAt" not in own
+        assert dispatch.dispatch_attempts(own) == (1 if state == "dispatching" else 0)
