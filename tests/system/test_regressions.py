@@ -164,3 +164,23 @@ def test_a_request_that_gave_up_and_died_after_telling_never_starts_afterwards()
         lambda m: m.the_next_call_goes_wrong(call="slack.post", fault=Fault.CRASH_AFTER),
         lambda m: m.time_passes(seconds=700),
     )
+
+
+def test_a_release_whose_answer_is_lost_is_told_after_a_new_request_took_the_lock() -> None:
+    """Found by the soak: the webhook's release took effect and its answer was lost; before the event came back,
+    another request took the free lock, and the redelivery read a lock that was no longer the run's — its end was
+    never told. The lock is kept in the ledger before the release, and the redelivery tells the end from it."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="success"),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="success"),
+        lambda m: m.a_webhook_is_lost(),
+        lambda m: m.a_webhook_is_lost(),
+        lambda m: m.github_delivers_a_webhook(pick=0, duplicate=False),
+        lambda m: m.the_next_call_goes_wrong(call="store.write", fault=Fault.LOST),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.someone_types_a_command(user="U0BOB", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.time_passes(seconds=60),
+    )

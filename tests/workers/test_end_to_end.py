@@ -487,6 +487,39 @@ def test_a_runs_end_whose_release_answer_was_lost_is_still_told_in_the_channel(
         assert throttled.lock().status is Status.COMPLETED
 
 
+def test_a_runs_end_whose_release_answer_was_lost_is_told_after_bob_took_the_lock(
+    throttled: ThrottledPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's run completes; the release takes effect, its answer is lost and not retried (the item fails, SQS
+    brings it back). Before it comes back, bob takes the free lock. The redelivery reads bob's lock — and still
+    tells alice's result in the channel, from the lock the worker kept before releasing; once, however often the
+    event comes again. bob's lock is untouched."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # read when the worker makes its clients, below
+    throttled.slash("alice")
+    assert deliver(throttled.build_batch()) == NO_FAILURES
+    [run] = throttled.world.dispatches()
+    with github_events(throttled.world, monkeypatch) as github:
+        throttled.world.github.complete_run(run.id, "success")
+        github.post_all(action="completed", run_id=run.id)
+        completed = github.queued()
+        lose_the_answer_of_the_next_write(throttled)
+        assert failed_ids(webhook_lambda.handler(completed, Context())) == [completed["Records"][0]["messageId"]]
+        assert throttled.world.slack.messages("chat.postMessage") == []
+
+        throttled.slash("bob")
+        assert deliver(throttled.build_batch()) == NO_FAILURES
+        for _ in range(2):  # SQS brings the event back; then a duplicate of it
+            assert webhook_lambda.handler(completed, Context()) == NO_FAILURES
+
+    assert throttled.throttling.lost == ["UpdateItem"]
+    [posted] = throttled.world.slack.messages("chat.postMessage")
+    assert posted.body["channel"] == CHANNEL
+    assert posted.text.startswith("✅ router (plt) built in "), posted.text
+    assert "started by <@U0ALICE> at <!date^" in posted.text and f"|run {run.id}>" in posted.text
+    lock = throttled.lock()
+    assert (lock.owner, lock.status) == (trigger_id("bob"), Status.IN_PROGRESS)
+
+
 @pytest.mark.parametrize("queued", [False, True], ids=["alone", "bob-waiting"])
 def test_a_force_unlock_whose_answer_was_lost_is_still_announced(throttled: ThrottledPath, queued: bool) -> None:
     """An admin presses *Force unlock*; the force-release takes effect, its answer is lost and the retry is a

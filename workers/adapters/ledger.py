@@ -5,6 +5,9 @@
   read before telling a repeat, so one that finds it tells nothing twice.
 - **started** — ``chatops.cancel#<request id>``: a cancel's first delivery, before its first effect, keeps the
   lock as it read it and the run it means to cancel; a redelivery finishes from there.
+- **orphan** / **ending** — ``chatops.orphan#<correlation id>``, ``chatops.ending#<correlation id>``: the lock a
+  run held, kept before a write frees it — one that lets the run go on without it (force-unlock, expiry), or the
+  run's own release at its end — so that the run's end is still told after the lock has moved on to a new holder.
 
 A table that does not answer is logged: a telling is then done again rather than lost, and a cancel is answered
 that it could not start.
@@ -24,6 +27,7 @@ from workers.adapters.pending import IdempotencyTableItems
 TOLD_PREFIX: Final = "chatops.told#"
 STARTED_PREFIX: Final = "chatops.cancel#"
 ORPHAN_PREFIX: Final = "chatops.orphan#"
+ENDING_PREFIX: Final = "chatops.ending#"
 DISPATCH_PREFIX: Final = "chatops.dispatch-sent#"
 ENDED_PREFIX: Final = "chatops.ended#"
 KEPT_SECONDS: Final = 2 * 24 * 3600
@@ -99,21 +103,35 @@ class Ledger(IdempotencyTableItems):
         reason = (item or {}).get("reason", {}).get("S")
         return reason if isinstance(reason, str) else None
 
-    # ----------------------------------------------------------------------------------------------- orphans
+    # ------------------------------------------------------------------------------------- a run's holding
     def keep_orphan(self, record: LockRecord) -> None:
         """A run goes on after its lock was let go (force-unlocked, expired): keep the lock as it was, by the run's
         correlation id, so that the run's end can still be reported. Raises ``BotoCoreError``/``ClientError``: the
         freeing write is then repeated (SQS, the next sweep), and so is this."""
-        body = json.dumps(record.to_item(), ensure_ascii=False, default=str)
-        self._put(ORPHAN_PREFIX + (record.correlation_id or ""), {"record": {"S": body}})
+        self._keep_record(ORPHAN_PREFIX, record)
 
     def orphan(self, correlation_id: str) -> LockRecord | None:
-        """The lock a run with ``correlation_id`` held when it was let go, if one was kept."""
-        try:
-            item = self._get(ORPHAN_PREFIX + correlation_id)
-        except LedgerError as error:
-            _log.error("the ledger could not say whether the run had lost its lock", reason=str(error))
-            return None
+        """The lock a run with ``correlation_id`` held when it was let go, if one was kept. Raises
+        ``BotoCoreError``/``ClientError``: the run's end is then looked at again (SQS), not dropped."""
+        return self._kept_record(ORPHAN_PREFIX, correlation_id)
+
+    def keep_ending(self, record: LockRecord) -> None:
+        """A run ended and its lock is about to be released: keep the lock as it was, so that a repeat of the
+        release whose answer was lost can still tell the run's end when a new holder has taken the lock since.
+        Raises like :meth:`keep_orphan`."""
+        self._keep_record(ENDING_PREFIX, record)
+
+    def ending(self, correlation_id: str) -> LockRecord | None:
+        """The lock a run with ``correlation_id`` held when its end released it, if one was kept; raises like
+        :meth:`orphan`."""
+        return self._kept_record(ENDING_PREFIX, correlation_id)
+
+    def _keep_record(self, prefix: str, record: LockRecord) -> None:
+        body = json.dumps(record.to_item(), ensure_ascii=False, default=str)
+        self._put(prefix + (record.correlation_id or ""), {"record": {"S": body}})
+
+    def _kept_record(self, prefix: str, correlation_id: str) -> LockRecord | None:
+        item = self._get(prefix + correlation_id)
         body = (item or {}).get("record", {}).get("S")
         return LockRecord.from_item(json.loads(body)) if isinstance(body, str) else None
 

@@ -51,7 +51,8 @@ from workers.flows import handoff
 from workers.protocol.config import Action, Config
 from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_time
 from workers.protocol.envelope import WorkflowRunEnvelope
-from workers.protocol.freeing import runs_under
+from workers.protocol.freeing import runs_under, told_key
+from workers.protocol.message import Message
 from workers.protocol.render import Shown, duration, holder
 from workers.protocol.runs import action_of
 from workers.protocol.workflow import Run
@@ -225,6 +226,8 @@ class Effect(StrEnum):
     ALREADY_EXPIRED = "already-expired"
     HANDED_AGAIN = "handed-again"
     """A lock handed from the queue whose request was never dispatched: the request was queued again."""
+    END_TOLD = "end-told"
+    """The end of a run whose release's answer was lost, told from its lock as kept: a new holder has it now."""
     ORPHAN_REPORTED = "orphan-reported"
     """The end of a run whose lock had been let go before it ended, told in its channel (no lock changed)."""
     KEPT = "kept"
@@ -257,13 +260,22 @@ class RunLocks:
         self.pending = pending
         self.ledger = ledger
 
-    def finish(self, record: LockRecord, run: RunReport, *, seen_by: str) -> Effect:
+    def finish(self, record: LockRecord, run: RunReport, *, seen_by: str, kept: bool = False) -> Effect:
         """The run completed: release its lock with the run's outcome, and tell the channel the result — a repeat
-        (the first answer lost, a duplicate event) the same result, unless it was told already."""
+        (the first answer lost, a duplicate event) the same result, unless it was told already.
+
+        The lock is kept in the ledger first (:meth:`~workers.adapters.ledger.Ledger.keep_ending`): a release whose
+        answer is lost, and whose lock a new request takes before the event comes back, is then repeated from the
+        lock as kept (``kept``) — a repeat if the item still shows it (a hand-off records who let go), else the
+        run's end is told from the kept lock, once."""
         outcome = outcome_of(run.conclusion)
+        if record.status is Status.IN_PROGRESS and record.correlation_id and not kept:
+            self.ledger_or_default().keep_ending(record)
         released = self.store.release(record.lock_key, record.owner, record.token, outcome, seen=record)
         log = runtime.logger
         if isinstance(released, outcomes.NotHolder):
+            if kept:
+                return self.tell_end_of_kept(record, run)
             log.info("lock not released: it moved on", reason=released.reason.value, seen_by=seen_by)
             return Effect.REFUSED
         now = self.store.now()
@@ -284,6 +296,21 @@ class RunLocks:
             runtime.metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=held)
         self.follow_up(released, record, lambda let_go: result_text(let_go, run, now))
         return Effect.ALREADY_RELEASED if released.repeated else Effect.RELEASED
+
+    def tell_end_of_kept(self, kept: LockRecord, run: RunReport) -> Effect:
+        """The lock kept at the run's end has moved on to a new holder, and nothing on it says how this run let go:
+        the run's end is told from the kept lock — unless its news was told already (by the release's first
+        answer, or by whatever freed it first, such as a cancel)."""
+        ledger, key = self.ledger_or_default(), told_key(kept)
+        if ledger.told(key):
+            runtime.logger.info("the run's end was told already; its lock has moved on", told_key=key)
+            return Effect.ALREADY_RELEASED
+        text = result_text(kept, run, self.store.now())
+        if not handoff.tell_channel(kept, Message.in_channel(text), self.slack):
+            raise runtime.RetryLater(f"the end of run {run.run_id} was not heard in its channel")
+        ledger.mark_told(key)
+        runtime.logger.warning("the run's end told after its lock moved on", told_key=key)
+        return Effect.END_TOLD
 
     def follow_up(self, freed: outcomes.Freed, seen: LockRecord, news: Callable[[LockRecord], str]) -> bool:
         return handoff.follow_up(freed, self.config, self.slack, self.pending, seen=seen, news=news, ledger=self.ledger)

@@ -79,8 +79,9 @@ class WebhookWorker:
             record = self.store.get(run.lock_key)
             why_not = not_this_runs_lock(run, record, self.config)
             if record is None or why_not is not None:
-                if event.action == "completed" and self.report_orphan(run, event):
-                    return Effect.ORPHAN_REPORTED
+                told = self.report_end(run, event) if event.action == "completed" else None
+                if told is not None:
+                    return told
                 runtime.logger.info("event ignored: not this run's lock", reason=why_not)
                 return Effect.IGNORED
             if event.action == "completed":
@@ -93,8 +94,23 @@ class WebhookWorker:
                     return Effect.ALREADY_RELEASED
                 # Still held; or released by this run already, whose answer may have been lost before anybody
                 # told the result: the release again is answered as a repeat, told unless it was told.
-                return self.locks.finish(record, RunReport.of_event(event), seen_by="webhook")
+                finished = self.locks.finish(record, RunReport.of_event(event), seen_by="webhook")
+                if finished is Effect.REFUSED:  # freed or taken between the read and the write: told from the ledger
+                    return self.report_end(run, event) or finished
+                return finished
             return self.locks.renew(record)
+
+    def report_end(self, run: RunFacts, event: WorkflowRunEnvelope) -> Effect | None:
+        """The end of a run whose lock is no longer its own, from the lock the ledger kept for it: let go before
+        the run ended (:meth:`report_orphan`), or released by the run's end with the answer lost and taken since
+        (the release again, from the kept lock: :meth:`workers.flows.runlock.RunLocks.finish`). ``None``: no lock
+        of this run was kept — not one of our runs, or nothing left to tell."""
+        if self.report_orphan(run, event):
+            return Effect.ORPHAN_REPORTED
+        ending = self.ledger.ending(run.correlation_id) if run.correlation_id else None
+        if ending is None or not_this_runs_lock(run, ending, self.config) is not None:
+            return None
+        return self.locks.finish(ending, RunReport.of_event(event), seen_by="webhook", kept=True)
 
     def report_orphan(self, run: RunFacts, event: WorkflowRunEnvelope) -> bool:
         """A run whose lock was let go before it ended (force-unlocked, expired) still has its end reported in its
