@@ -184,3 +184,24 @@ def test_a_release_whose_answer_is_lost_is_told_after_a_new_request_took_the_loc
         lambda m: m.sqs_delivers_messages(picks=[0]),
         lambda m: m.time_passes(seconds=60),
     )
+
+
+def test_a_runs_end_slack_did_not_take_is_told_after_the_lock_was_handed_on() -> None:
+    """Found by the soak: the webhook released alice's lock to bob, next in line, and Slack answered the run's
+    result 500. The reaper looks again only at a lock that still shows the release; this one was bob's. The event
+    now comes back (SQS) until the channel hears it, told from the lock kept at the run's end."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.someone_types_a_command(user="U0BOB", command=("/build", "router plt --queue")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="success"),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="success"),
+        lambda m: m.a_webhook_is_lost(),
+        lambda m: m.a_webhook_is_lost(),
+        lambda m: m.the_next_call_goes_wrong(call="slack.post", fault=Fault.FAIL),
+        lambda m: m.github_delivers_a_webhook(pick=0, duplicate=False),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.time_passes(seconds=60),
+    )
+

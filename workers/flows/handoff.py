@@ -60,6 +60,7 @@ def follow_up(
     news: Callable[[LockRecord], str] | None = None,
     announce: Callable[[Message], bool] | None = None,
     ledger: Ledger | None = None,
+    retry_unheard: bool = False,
 ) -> bool:
     """The one step after a write that freed the lock — or its repeat, which does the same:
 
@@ -73,6 +74,11 @@ def follow_up(
     ``seen``: the lock as the caller read it before the write. ``news``: ``None`` when the caller tells its own
     requester (the build worker's failed dispatch). ``announce``: where the channel hears it (default: the lock's
     channel, ``chat.postMessage``). Whether anything was told now (``False``: told before, or nothing to tell).
+
+    ``retry_unheard``: a channel that did not hear the news raises :class:`~workers.adapters.runtime.RetryLater`
+    once everything else is done, for a caller whose message comes back (SQS) and repeats the write — the lock
+    may have moved on by then, so nothing else would look again. Otherwise the ledger shows the news untold for
+    the reaper's next sweep.
     """
     pass_on(freed.handed_to, config, pending)
     let_go = as_let_go(freed, seen)
@@ -92,8 +98,10 @@ def follow_up(
     tell_watchers(let_go, freed.notify, slack)
     if heard:  # else the ledger shows it untold, and the write's repeat (a redelivery, the reaper) tells it again
         ledger.mark_told(key)
-    else:
-        runtime.logger.warning("the channel did not hear the news; a repeat will tell it", told_key=key)
+        return True
+    if retry_unheard:
+        raise runtime.RetryLater(f"the channel did not hear the news of {key}; the write is repeated to tell it")
+    runtime.logger.warning("the channel did not hear the news; a repeat will tell it", told_key=key)
     return True
 
 

@@ -253,12 +253,17 @@ class RunLocks:
         slack: SlackReplies,
         pending: PendingRequests | None = None,
         ledger: Ledger | None = None,
+        *,
+        retry_unheard: bool = False,
     ) -> None:
         self.config = config
         self.store = store
         self.slack = slack
         self.pending = pending
         self.ledger = ledger
+        # A channel that did not hear a run's end raises RetryLater: the webhook worker's event comes back (SQS)
+        # and is told from the lock kept at the end, wherever the lock has gone since.
+        self.retry_unheard = retry_unheard
 
     def finish(self, record: LockRecord, run: RunReport, *, seen_by: str, kept: bool = False) -> Effect:
         """The run completed: release its lock with the run's outcome, and tell the channel the result — a repeat
@@ -313,7 +318,16 @@ class RunLocks:
         return Effect.END_TOLD
 
     def follow_up(self, freed: outcomes.Freed, seen: LockRecord, news: Callable[[LockRecord], str]) -> bool:
-        return handoff.follow_up(freed, self.config, self.slack, self.pending, seen=seen, news=news, ledger=self.ledger)
+        return handoff.follow_up(
+            freed,
+            self.config,
+            self.slack,
+            self.pending,
+            seen=seen,
+            news=news,
+            ledger=self.ledger,
+            retry_unheard=self.retry_unheard,
+        )
 
     def renew(self, record: LockRecord) -> Effect:
         """Extend the lease by the command's lease, if it is due (:func:`renewal_due`)."""

@@ -53,7 +53,7 @@ class WebhookWorker:
     def __init__(self, config: Config, store: LockStore, slack: SlackReplies) -> None:
         self.config = config
         self.store = store
-        self.locks = RunLocks(config, store, slack)
+        self.locks = RunLocks(config, store, slack, retry_unheard=True)
         self.slack = slack
 
     @property
