@@ -205,3 +205,15 @@ def test_a_runs_end_slack_did_not_take_is_told_after_the_lock_was_handed_on() ->
         lambda m: m.time_passes(seconds=60),
     )
 
+
+def test_a_cancel_that_finds_an_unnoted_run_names_it_in_the_channel() -> None:
+    """Found by the soak: the build worker died right after GitHub created the run, before noting its id; the
+    requester's cancel found the run by its correlation id and cancelled it — and told the channel "no run had
+    started". The news now names the run it cancelled (the run's end, in the channel)."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.the_next_call_goes_wrong(call="github.dispatch", fault=Fault.CRASH_AFTER),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.the_requester_cancels(request=next(iter(m.world.requests.values()))),
+        lambda m: m.time_passes(seconds=60),
+    )

@@ -43,6 +43,7 @@ nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
@@ -62,7 +63,7 @@ from workers.flows.history import freed_in_history
 from workers.flows.runlock import find_unnoted_run, link_of, started, target_of
 from workers.protocol.commands import Cancel, Refused, describe, is_admin, refusal_text
 from workers.protocol.config import Action, Audience, Config
-from workers.protocol.dispatch import DISPATCHING
+from workers.protocol.dispatch import DISPATCHING, run_link
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.freeing import told_key
 from workers.protocol.history import EventKind
@@ -131,14 +132,26 @@ def github_failed_text(record: LockRecord, reason: str) -> str:
     )
 
 
-def cancelled_text(record: LockRecord, canceller_id: str, now: int) -> str:
+@dataclass(frozen=True)
+class RunToCancel:
+    """The run a cancel stops: the one the lock noted, or the one GitHub listed under the lock's correlation id
+    (a dispatch whose run id was never noted) — named in the news either way."""
+
+    id: int
+    url: str = ""
+
+
+def cancelled_text(record: LockRecord, canceller_id: str, now: int, run: RunToCancel | None = None) -> str:
     """``🛑 router (plt) build cancelled by <@U0BOB> — started by <@U0ALICE> at <!date…>, <run>. The lock is free.``"""
     noun = "deploy" if action_of(record) is Action.DEPLOY else "build"
     sha = record.notes.get("commitSha", "")[:7]
     at = f" of `{sha}`" if noun == "deploy" and sha else ""
-    run = link_of(record) if record.notes.get("runId") or record.notes.get("runUrl") else "no run had started"
+    if record.notes.get("runId") or record.notes.get("runUrl"):
+        link = link_of(record)
+    else:
+        link = run_link(run.id, run.url) if run is not None else "no run had started"
     return (
-        f"🛑 {target_of(record)} {noun}{at} cancelled by <@{canceller_id}> — {started(record, now)}, {run}. "
+        f"🛑 {target_of(record)} {noun}{at} cancelled by <@{canceller_id}> — {started(record, now)}, {link}. "
         "The lock is free."
     )
 
@@ -179,14 +192,15 @@ def freed_by(record: LockRecord, envelope: CommandEnvelope) -> bool:
     )
 
 
-def started_body(record: LockRecord, run: int | None) -> dict[str, Any]:
+def started_body(record: LockRecord, run: RunToCancel | None) -> dict[str, Any]:
     """What a cancel keeps before its first effect: the lock as it read it, and the run it cancels."""
-    return {"lock": dict(record.to_item()), "runId": run}
+    return {"lock": dict(record.to_item()), "runId": run.id if run else None, "runUrl": run.url if run else ""}
 
 
-def started_of(body: dict[str, Any]) -> tuple[LockRecord, int | None]:
-    run = body.get("runId")
-    return LockRecord.from_item(body["lock"]), run if isinstance(run, int) else None
+def started_of(body: dict[str, Any]) -> tuple[LockRecord, RunToCancel | None]:
+    run, url = body.get("runId"), body.get("runUrl")  # (no runUrl in a record kept before it was named)
+    kept = RunToCancel(run, url if isinstance(url, str) else "") if isinstance(run, int) else None
+    return LockRecord.from_item(body["lock"]), kept
 
 
 def force_release_reason(user_name: str, user_id: str) -> str:
@@ -257,14 +271,14 @@ class CancelWorker:
             runtime.logger.error("cancel: GitHub could not say where the run stands", run_id=run_id, reason=str(error))
             self._reply(envelope, Message(github_failed_text(record, str(error))))
             return Cancelled.GITHUB_FAILED
-        if not going:
+        if not going or run_id is None:
             self._reply(envelope, Message(nothing_to_cancel(record.lock_key, record, now)))
             return Cancelled.NOTHING_HELD
         runtime.logger.warning("cancel: the lock was freed by this cancel, its run still goes: cancelling it")
-        return self._finish(envelope, record, run_id)
+        return self._finish(envelope, record, RunToCancel(run_id, record.notes.get("runUrl", "")))
 
     def _finish(
-        self, envelope: CommandEnvelope, record: LockRecord, run: int | None, *, resumed: bool = False
+        self, envelope: CommandEnvelope, record: LockRecord, run: RunToCancel | None, *, resumed: bool = False
     ) -> Cancelled:
         """Release the lock read as ``record``, cancel the run, tell: each step safe to repeat, so a redelivery
         that died after any of them runs them all again — a release answered as a repeat, a cancel of a finished
@@ -276,11 +290,11 @@ class CancelWorker:
             return self._finish_moved_on(envelope, record, run)
         if isinstance(released, Cancelled):
             return released
-        not_cancelled = self._cancel_run(run) if run is not None else None
+        not_cancelled = self._cancel_run(run.id) if run is not None else None
         now = self.store.now()
 
         def news(let_go: LockRecord) -> str:
-            text = cancelled_text(let_go, envelope.user_id, now)
+            text = cancelled_text(let_go, envelope.user_id, now, run)
             if not_cancelled is not None:
                 text += f" ⚠️ But GitHub did not cancel the run ({not_cancelled}): cancel it there."
             return text
@@ -314,9 +328,9 @@ class CancelWorker:
 
     def _run_to_cancel(
         self, envelope: CommandEnvelope, command: Cancel, record: LockRecord, now: int
-    ) -> int | Cancelled | None:
-        """The id of the lock's run, still going; ``None`` when no run was ever started under the lock; or how the
-        request ended here (the run is starting, has finished, or GitHub cannot say)."""
+    ) -> RunToCancel | Cancelled | None:
+        """The lock's run, still going; ``None`` when no run was ever started under the lock; or how the request
+        ended here (the run is starting, has finished, or GitHub cannot say)."""
         run_id = noted_run_id(record)
         try:
             if run_id is None:
@@ -335,7 +349,7 @@ class CancelWorker:
         if run.completed:
             self._reply(envelope, Message(run_finished_text(record)))
             return Cancelled.RUN_FINISHED
-        return run_id
+        return RunToCancel(run.id, run.html_url)
 
     def _cancel_run(self, run_id: int) -> str | None:
         """Ask GitHub to cancel the run; ``None`` when it did (or the run had just finished), else why not."""
@@ -347,7 +361,7 @@ class CancelWorker:
         runtime.logger.info("run cancelled in GitHub" if accepted else "run had just finished", run_id=run_id)
         return None
 
-    def _finish_moved_on(self, envelope: CommandEnvelope, record: LockRecord, run: int | None) -> Cancelled:
+    def _finish_moved_on(self, envelope: CommandEnvelope, record: LockRecord, run: RunToCancel | None) -> Cancelled:
         """The cancel a first delivery started, whose lock has moved on: its run cancelled, its news told once."""
         try:
             traced = freed_in_history(record, envelope.user_id, frozenset({EventKind.CANCEL, EventKind.FORCE_RELEASE}))
@@ -358,8 +372,8 @@ class CancelWorker:
             self._reply(envelope, Message(lock_moved_text(record.lock_key, self.store.get(record.lock_key), now)))
             return Cancelled.LOCK_MOVED
         runtime.logger.warning("cancel: resumed after the lock moved on; cancelling the run it set out to")
-        not_cancelled = self._cancel_run(run) if run is not None else None
-        text = cancelled_text(record, envelope.user_id, self.store.now())
+        not_cancelled = self._cancel_run(run.id) if run is not None else None
+        text = cancelled_text(record, envelope.user_id, self.store.now(), run)
         if not_cancelled is not None:
             text += f" ⚠️ But GitHub did not cancel the run ({not_cancelled}): cancel it there."
         key = told_key(record)
