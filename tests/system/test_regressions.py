@@ -217,3 +217,22 @@ def test_a_cancel_that_finds_an_unnoted_run_names_it_in_the_channel() -> None:
         lambda m: m.the_requester_cancels(request=next(iter(m.world.requests.values()))),
         lambda m: m.time_passes(seconds=60),
     )
+
+
+def test_a_runs_end_the_reaper_could_not_tell_after_a_hand_off_is_told_by_the_webhook_worker() -> None:
+    """The reaper's twin of the webhook's case: the completed event was lost, the reaper released alice's lock to
+    bob and Slack answered the result 500 — no lock left showing the release for the next sweep. The reaper hands
+    the end to the webhook worker as the event GitHub did not deliver, and it is told from there."""
+    run_schedule(
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.someone_types_a_command(user="U0BOB", command=("/build", "router plt --queue")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="failure"),
+        lambda m: m.github_moves_a_run_along(pick=0, conclusion="failure"),
+        lambda m: m.a_webhook_is_lost(),
+        lambda m: m.a_webhook_is_lost(),
+        lambda m: m.a_webhook_is_lost(),
+        lambda m: m.the_next_call_goes_wrong(call="slack.post", fault=Fault.FAIL),
+        lambda m: m.time_passes(seconds=60),
+    )

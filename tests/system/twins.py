@@ -173,6 +173,9 @@ class RunTruth:
             head_sha=f"{self.id:040x}",
             head_branch=self.ref,
             event=self.event,
+            display_title=self.name,
+            path=f".github/workflows/{self.workflow}",
+            repository=self.repository,
         )
 
     def payload(self, action: str) -> dict[str, Any]:

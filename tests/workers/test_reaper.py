@@ -97,6 +97,33 @@ def test_the_reaper_and_a_late_webhook_tell_the_channel_once(world: World, monke
     assert len(channel_posts(world)) == 1
 
 
+def test_a_runs_end_the_channel_did_not_hear_after_a_hand_off_is_handed_to_the_webhook_worker(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook never came; the reaper releases alice's lock to bob, next in line, and Slack answers the result
+    500. No lock shows the release for the next sweep to look at again: the reaper queues the run's end for the
+    webhook worker as the event GitHub did not deliver, and the webhook worker tells it — once."""
+    with github_events(world, monkeypatch) as github:
+        run = start_build(world, "a")
+        queued = Dispatch(Action.BUILD, "router", "plt", queue=True)
+        assert build_lambda.handler(sqs_event(world.envelope("b", queued, user="bob")), Context()) == NO_FAILURES
+        world.github.complete_run(run.id, "failure")
+        world.slack.fail_next(status=500, path_contains="chat.postMessage")
+
+        assert effects(reaper_at(SimulatedClock()).sweep()) == {BUILD_KEY: Effect.END_HANDED_OVER}
+        [refused] = channel_posts(world)  # (the stand-in records the post it answered 500)
+        handed = github.queued()
+        assert webhook_lambda.handler(handed, Context()) == NO_FAILURES
+        assert webhook_lambda.handler(handed, Context()) == NO_FAILURES  # and again: told once
+
+    [_, text] = channel_posts(world)
+    assert refused.split(" after ")[0] == text.split(" after ")[0]  # told as the reaper would have told it
+    assert text.startswith("❌ router (plt) build failed (failure) after "), text
+    assert f"<{run.html_url}|run {run.id}>" in text and "Handed to <@U0BOB>" in text
+    lock = world.lock()
+    assert lock is not None and lock.status is Status.IN_PROGRESS and lock.locked_by == "U0BOB"
+
+
 # ------------------------------------------------------------------------------------------- lapsed leases
 def test_a_lapsed_lease_whose_run_vanished_is_expired_with_a_message_and_a_metric(
     world: World, capsys: pytest.CaptureFixture[str]

@@ -9,7 +9,9 @@ the run (``runId`` noted; else found by its      what the reaper does
 correlation id, once it was being dispatched)
 ==============================================  =====================================================
 completed                                       release with its outcome — a missed webhook — and tell
-                                                the channel (:meth:`~workers.flows.runlock.RunLocks.finish`)
+                                                the channel (:meth:`~workers.flows.runlock.RunLocks.finish`);
+                                                a channel that did not hear it gets it from the webhook
+                                                worker, the run's ``completed`` event queued for it
 lease lapsed, run gone / none / still going     expire (recorded EXPIRED), tell the channel, metric
                                                 ``buildLockManager.lock.expired``
 going, lease nearly over                        extend (:meth:`~workers.flows.runlock.RunLocks.renew`)
@@ -44,6 +46,7 @@ from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient, GitHubError, GitHubNotFound
 from workers.adapters.ledger import LedgerError
+from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.slack import SlackReplies
 from workers.flows import handoff
 from workers.flows.runlock import (
@@ -58,7 +61,8 @@ from workers.flows.runlock import (
 )
 from workers.protocol.config import Config
 from workers.protocol.freeing import told_key
-from workers.protocol.runs import noted_run_id
+from workers.protocol.runs import completed_event_of, noted_run_id
+from workers.protocol.workflow import Run
 
 HANDOFF_GRACE_SECONDS = 60
 """How long a lock handed from the queue may wait for its request to note a dispatch before the reaper queues the
@@ -74,6 +78,8 @@ class RunLookup:
     """Where a lock's run stands, as far as GitHub said."""
 
     run: RunReport | None = None
+    found: Run | None = None
+    """The run as GitHub's API described it (for a hand-over to the webhook worker)."""
     gone: bool = False
     """GitHub answered 404 for the noted run."""
     unknown: bool = False
@@ -99,7 +105,7 @@ class Reaper:
         self.config = config
         self.store = store
         self.github = github
-        self.locks = RunLocks(config, store, slack)
+        self.locks = RunLocks(config, store, slack, retry_unheard=True)
 
     def sweep(self) -> list[Swept]:
         swept: list[Swept] = []
@@ -125,7 +131,7 @@ class Reaper:
         lookup = self._find(record)
         if lookup.run is not None and lookup.run.completed:
             runtime.logger.warning("run completed without its webhook: releasing", run_id=lookup.run.run_id)
-            return self.locks.finish(record, lookup.run, seen_by="reaper")
+            return self._finish(record, lookup.run, lookup.found)
         now = self.store.now()
         if lease_lapsed(record, now):
             return self.locks.expire(record, self._cause(record, lookup, now))
@@ -154,8 +160,39 @@ class Reaper:
         if record.status is Status.EXPIRED:
             return self.locks.expire(record, self._cause(record, lookup, self.store.now()))
         if lookup.run is not None and lookup.run.completed:
-            return self.locks.finish(record, lookup.run, seen_by="reaper")
+            return self._finish(record, lookup.run, lookup.found)
         return Effect.KEPT
+
+    def _finish(self, record: LockRecord, run: RunReport, found: Run | None) -> Effect:
+        """Release the completed run's lock and tell its end. A channel that did not hear it — with the lock
+        perhaps handed on, or taken, before the next sweep could look again — hands the end to the webhook worker,
+        as the ``completed`` event GitHub did not deliver: its queue brings it back until it is heard, told from
+        the lock kept at the run's end."""
+        try:
+            return self.locks.finish(record, run, seen_by="reaper")
+        except runtime.RetryLater:
+            if found is None or not record.correlation_id:
+                return Effect.RELEASED  # (no run to hand over: the ledger shows it untold for the next sweep)
+        event = completed_event_of(
+            found,
+            correlation_id=record.correlation_id,
+            delivery_id=f"reaper-{found.id}-{record.token}",
+            received_at=self.store.now(),
+        )
+        try:
+            enqueue(
+                self.config,
+                event.kind,
+                event.to_json(),
+                dedup_id=event.delivery_id,
+                group_id=str(event.run_id),
+                correlation_id=event.correlation_id,
+            )
+        except NotQueued as error:  # the ledger shows it untold; the next sweep looks again while the lock shows it
+            runtime.logger.error("the run's end was not heard, nor handed to the webhook worker", reason=str(error))
+            return Effect.RELEASED
+        runtime.logger.warning("the run's end was not heard: handed to the webhook worker", run_id=event.run_id)
+        return Effect.END_HANDED_OVER
 
     def _undispatched_hand_off(self, record: LockRecord) -> outcomes.HandOff | None:
         """The hand-off that gave ``record`` its holder, if that holder has not noted a dispatch in time."""
@@ -183,7 +220,8 @@ class Reaper:
         run_id = noted_run_id(record)
         try:
             if run_id is not None:
-                return RunLookup(RunReport.of_run(self.github.get_run(repository, run_id)))
+                run = self.github.get_run(repository, run_id)
+                return RunLookup(RunReport.of_run(run), run)
             found = find_unnoted_run(record, self.config, self.github)
         except GitHubNotFound:
             runtime.logger.warning("the lock's run is gone from GitHub", run_id=run_id)
@@ -191,4 +229,4 @@ class Reaper:
         except GitHubError as error:
             runtime.logger.error("GitHub could not say where the run stands", run_id=run_id, reason=str(error))
             return RunLookup(unknown=True)
-        return RunLookup(RunReport.of_run(found) if found is not None else None)
+        return RunLookup(RunReport.of_run(found), found) if found is not None else RunLookup()

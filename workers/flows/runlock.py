@@ -226,6 +226,9 @@ class Effect(StrEnum):
     ALREADY_EXPIRED = "already-expired"
     HANDED_AGAIN = "handed-again"
     """A lock handed from the queue whose request was never dispatched: the request was queued again."""
+    END_HANDED_OVER = "end-handed-over"
+    """The reaper released a completed run's lock, and the channel did not hear its end: handed to the webhook
+    worker as the ``completed`` event, to be told from there."""
     END_TOLD = "end-told"
     """The end of a run whose release's answer was lost, told from its lock as kept: a new holder has it now."""
     ORPHAN_REPORTED = "orphan-reported"
@@ -261,8 +264,9 @@ class RunLocks:
         self.slack = slack
         self.pending = pending
         self.ledger = ledger
-        # A channel that did not hear a run's end raises RetryLater: the webhook worker's event comes back (SQS)
-        # and is told from the lock kept at the end, wherever the lock has gone since.
+        # A channel that did not hear a run's end raises RetryLater (once the rest is done): the webhook worker's
+        # event comes back (SQS), the reaper hands the end to the webhook worker, and it is told from the lock kept
+        # at the end, wherever the lock has gone since.
         self.retry_unheard = retry_unheard
 
     def finish(self, record: LockRecord, run: RunReport, *, seen_by: str, kept: bool = False) -> Effect:
@@ -299,7 +303,7 @@ class RunLocks:
             runtime.metrics.add_metric(name=OUTCOME_METRICS[outcome], unit=MetricUnit.Count, value=1)
             held = held_for(released.record, now)
             runtime.metrics.add_metric(name=LOCK_DURATION_METRIC, unit=MetricUnit.Seconds, value=held)
-        self.follow_up(released, record, lambda let_go: result_text(let_go, run, now))
+        self.follow_up(released, record, lambda let_go: result_text(let_go, run, now), retry_unheard=self.retry_unheard)
         return Effect.ALREADY_RELEASED if released.repeated else Effect.RELEASED
 
     def tell_end_of_kept(self, kept: LockRecord, run: RunReport) -> Effect:
@@ -317,7 +321,14 @@ class RunLocks:
         runtime.logger.warning("the run's end told after its lock moved on", told_key=key)
         return Effect.END_TOLD
 
-    def follow_up(self, freed: outcomes.Freed, seen: LockRecord, news: Callable[[LockRecord], str]) -> bool:
+    def follow_up(
+        self,
+        freed: outcomes.Freed,
+        seen: LockRecord,
+        news: Callable[[LockRecord], str],
+        *,
+        retry_unheard: bool = False,
+    ) -> bool:
         return handoff.follow_up(
             freed,
             self.config,
@@ -326,7 +337,7 @@ class RunLocks:
             seen=seen,
             news=news,
             ledger=self.ledger,
-            retry_unheard=self.retry_unheard,
+            retry_unheard=retry_unheard,
         )
 
     def renew(self, record: LockRecord) -> Effect:

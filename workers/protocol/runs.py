@@ -129,3 +129,26 @@ def action_of(record: LockRecord) -> Action | None:
 def noted_run_id(record: LockRecord) -> int | None:
     run_id = record.notes.get("runId", "")
     return int(run_id) if run_id.isdigit() else None
+
+
+def completed_event_of(run: Run, *, correlation_id: str, delivery_id: str, received_at: int) -> WorkflowRunEnvelope:
+    """A ``completed`` event for ``run`` as GitHub's REST API describes it — for the webhook worker, as if GitHub
+    had delivered it (the reaper's hand-over of a run's end it could not tell itself)."""
+    return WorkflowRunEnvelope(
+        delivery_id=delivery_id,
+        correlation_id=correlation_id,
+        action="completed",
+        run_id=run.id,
+        run_attempt=1,
+        name=run.name,
+        display_title=run.display_title,
+        status=run.status,
+        conclusion=run.conclusion,
+        html_url=run.html_url,
+        head_sha=run.head_sha,
+        workflow_path=run.path,
+        repository=run.repository,
+        received_at=received_at,
+        event=run.event or None,
+        workflow_id=run.workflow_id,
+    )
