@@ -73,11 +73,13 @@ class Faults:
     number of attempts — the assumption the simulation states about the real world."""
 
     def __init__(self) -> None:
-        self._planned: dict[str, list[Fault]] = {}
+        self._planned: dict[str, list[Fault | None]] = {}
         self.taken: Counter[tuple[str, Fault]] = Counter()
 
-    def plan(self, call: str, fault: Fault) -> None:
-        self._planned.setdefault(call, []).append(fault)
+    def plan(self, call: str, fault: Fault, *, after: int = 0) -> None:
+        """``fault`` on the next ``call`` — or, ``after`` calls that go through, on the one after them (a schedule
+        written by hand that means the second write of a delivery, not the first)."""
+        self._planned.setdefault(call, []).extend([None] * after + [fault])
 
     def clear(self) -> None:
         self._planned.clear()
@@ -87,7 +89,8 @@ class Faults:
         if not planned:
             return None
         fault = planned.pop(0)
-        self.taken[call, fault] += 1
+        if fault is not None:
+            self.taken[call, fault] += 1
         return fault
 
     def around(self, call: str, effect: Callable[[], T], error: Callable[[], Exception]) -> T:
@@ -472,8 +475,14 @@ class IdempotencyTwin(BasePersistenceLayer):
         )
 
     def _update_record(self, data_record: DataRecord) -> None:
+        """The result, written after the handler returned — a write that can fail too, leaving the record
+        INPROGRESS until its Lambda's deadline passes (and the message, failed, comes back)."""
         started = self.records.get(data_record.idempotency_key, (data_record, self.clock()))[1]
-        self.records[data_record.idempotency_key] = (data_record, started)
+        self.faults.around(
+            "idempotency.write",
+            lambda: self.records.__setitem__(data_record.idempotency_key, (data_record, started)),
+            lambda: StoreThrottled("throttled (simulated)"),
+        )
 
     def _delete_record(self, data_record: DataRecord) -> None:
         self.records.pop(data_record.idempotency_key, None)
