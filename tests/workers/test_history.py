@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import hypothesis
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 from moto import mock_aws
@@ -18,8 +19,11 @@ from moto import mock_aws
 from lockcore import AcquireRequest, MemoryLockStore, Status
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.expressions import Item
-from lockcore.record import epoch
+from lockcore.record import LockRecord, epoch, iso
+from tests.system.twins import HistoryTwin
+from workers.adapters import runtime
 from workers.adapters.history_table import HISTORY_TABLE_ENV, forget, history_table
+from workers.flows.history import HISTORY_LAG_SECONDS, resumed_write_took_effect
 from workers.handlers import history as history_lambda
 from workers.local.motoserver import LOCAL_CREDENTIALS
 from workers.protocol.history import BEGINNINGS, ENDINGS, EventKind, HistoryEvent, events_of
@@ -216,3 +220,49 @@ def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothi
     assert len(table.recent(KEY, limit=2)) == 2
     assert {e.kind for e in table.since(int(clock.now) - 4)} == {EventKind.CANCEL}
     assert table.create_table() is False
+
+
+# ------------------------------------------------------------------------------- a resumed write, judged
+class _HistoryDown(HistoryTwin):
+    def recent(self, lock_key: str, limit: int = 10) -> list[HistoryEvent]:
+        raise ClientError({"Error": {"Code": "InternalServerError"}}, "Query")
+
+
+class _InDoubt(Exception):
+    pass
+
+
+@given(
+    traced=st.booleans(),
+    by_someone_else=st.booleans(),
+    age=st.integers(0, 2 * HISTORY_LAG_SECONDS),
+    down=st.booleans(),
+)
+def test_a_resumed_write_counts_as_done_only_on_the_historys_word(
+    traced: bool, by_someone_else: bool, age: int, down: bool
+) -> None:
+    """A cancel or force-release resumed after its lock moved on: done only if the history shows this very user
+    ending this very holding; no trace is "not done" only once the history can no longer be lagging behind;
+    a history that does not answer is no answer (the message comes back)."""
+    was = LockRecord(KEY, 7, "alice-req", Status.IN_PROGRESS, "U0ALICE", "alice", iso(1_800_000_000), 1_800_000_600)
+    history = _HistoryDown() if down else HistoryTwin()
+    if traced:
+        who = "U0SOMEONE" if by_someone_else else "U0ALICE"
+        history.put(HistoryEvent(KEY, EventKind.CANCEL, 7, iso(1_800_000_100), who=who, outcome="FORCE_RELEASED"))
+    history.put(HistoryEvent(KEY, EventKind.ACQUIRE, 8, iso(1_800_000_200), who="U0BOB"))  # moved on
+    asked_at = 1_800_000_050
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtime, "history", lambda: history)
+
+        def judged() -> bool:
+            kinds = frozenset({EventKind.CANCEL})
+            return resumed_write_took_effect(
+                was, "U0ALICE", kinds, asked_at=asked_at, now=asked_at + age, in_doubt=_InDoubt
+            )
+
+        done = traced and not by_someone_else
+        if down or (not done and age < HISTORY_LAG_SECONDS):
+            with pytest.raises(_InDoubt):
+                judged()
+        else:
+            assert judged() is done

@@ -59,13 +59,12 @@ from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GroupLookupFailed, member_groups
 from workers.flows import handoff
-from workers.flows.history import freed_in_history
+from workers.flows.history import resumed_write_took_effect
 from workers.flows.runlock import find_unnoted_run, link_of, started, target_of
 from workers.protocol.commands import Cancel, Refused, describe, is_admin, refusal_text
 from workers.protocol.config import Action, Audience, Config
 from workers.protocol.dispatch import DISPATCHING, run_link
 from workers.protocol.envelope import CommandEnvelope
-from workers.protocol.freeing import told_key
 from workers.protocol.history import EventKind
 from workers.protocol.message import Message, escape
 from workers.protocol.render import Shown, holder, standing, store_unavailable
@@ -363,23 +362,20 @@ class CancelWorker:
 
     def _finish_moved_on(self, envelope: CommandEnvelope, record: LockRecord, run: RunToCancel | None) -> Cancelled:
         """The cancel a first delivery started, whose lock has moved on: its run cancelled, its news told once."""
-        try:
-            traced = freed_in_history(record, envelope.user_id, frozenset({EventKind.CANCEL, EventKind.FORCE_RELEASE}))
-        except LedgerError as error:  # (botocore's errors) the history did not answer: the message comes back
-            raise runtime.RetryLater(f"cancel: the history did not answer: {error}") from None
-        if not traced:  # its release never took effect: the lock moved on by other means, as for any cancel late
-            now = self.store.now()
+        kinds = frozenset({EventKind.CANCEL, EventKind.FORCE_RELEASE})
+        now = self.store.now()
+        if not resumed_write_took_effect(
+            record, envelope.user_id, kinds, asked_at=envelope.received_at, now=now, in_doubt=runtime.RetryLater
+        ):  # its release never took effect: the lock moved on by other means, as for any cancel late
             self._reply(envelope, Message(lock_moved_text(record.lock_key, self.store.get(record.lock_key), now)))
             return Cancelled.LOCK_MOVED
         runtime.logger.warning("cancel: resumed after the lock moved on; cancelling the run it set out to")
         not_cancelled = self._cancel_run(run.id) if run is not None else None
-        text = cancelled_text(record, envelope.user_id, self.store.now(), run)
+        text = cancelled_text(record, envelope.user_id, now, run)
         if not_cancelled is not None:
             text += f" ⚠️ But GitHub did not cancel the run ({not_cancelled}): cancel it there."
-        key = told_key(record)
-        if not self.ledger.told(key) and self._announce(envelope, record, Message.in_channel(text)):
-            self.ledger.mark_told(key)
-        else:
+        news = Message.in_channel(text)
+        if not handoff.announce_once(record, lambda: self._announce(envelope, record, news), self.ledger):
             self._reply(envelope, Message(text))
         return Cancelled.DONE if not_cancelled is None else Cancelled.RUN_NOT_CANCELLED
 

@@ -105,6 +105,16 @@ def follow_up(
     return True
 
 
+def announce_once(was: LockRecord, announce: Callable[[], bool], ledger: Ledger) -> bool:
+    """The news of the holding ``was``, announced unless the ledger shows it told (:func:`told_key`), and kept as
+    told once heard. Whether it was heard now."""
+    key = told_key(was)
+    if ledger.told(key) or not announce():
+        return False
+    ledger.mark_told(key)
+    return True
+
+
 def tell_channel(record: LockRecord, message: Message, slack: SlackReplies) -> bool:
     """``chat.postMessage`` to the channel the command came from (the ``channelId`` note)."""
     channel = record.notes.get("channelId", "")

@@ -27,7 +27,9 @@ Environment: ``HISTORY_TABLE_NAME`` (default ``chatops-lock-history``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore.dynamodb import from_wire
 from lockcore.record import LockRecord
@@ -67,3 +69,24 @@ def freed_in_history(was: LockRecord, by: str, kinds: frozenset[EventKind], *, p
         if event.token < was.token:
             return False
     return False
+
+
+HISTORY_LAG_SECONDS: Final = 300
+"""How long the history (the stream's writer) may lag behind a write before no trace of it means it did not
+happen."""
+
+
+def resumed_write_took_effect(
+    was: LockRecord, by: str, kinds: frozenset[EventKind], *, asked_at: int, now: int, in_doubt: type[Exception]
+) -> bool:
+    """A freeing write by ``by`` (a cancel, a force-release) resumed by a redelivery, whose lock has moved on
+    since: did it take effect before? The history says — and while it may still lag behind the write (within
+    :data:`HISTORY_LAG_SECONDS` of when it was asked), no trace is no answer yet. Raises ``in_doubt`` (a
+    :class:`~workers.adapters.runtime.RetryLater`: the message comes back) when the history cannot say."""
+    try:
+        traced = freed_in_history(was, by, kinds)
+    except (BotoCoreError, ClientError) as error:
+        raise in_doubt(f"the history did not answer: {error}") from None
+    if not traced and now - asked_at < HISTORY_LAG_SECONDS:
+        raise in_doubt("no trace of the write in the history yet; it may lag behind")
+    return traced

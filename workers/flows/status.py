@@ -43,10 +43,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore import machine, outcomes
 from lockcore.errors import LockStoreError
@@ -57,7 +56,7 @@ from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.flows import cancel, freeze, handoff, insights
-from workers.flows.history import freed_in_history
+from workers.flows.history import resumed_write_took_effect
 from workers.protocol.commands import (
     Cancel,
     Dequeue,
@@ -82,7 +81,7 @@ from workers.protocol.envelope import (
     EnvelopeError,
     InteractionEnvelope,
 )
-from workers.protocol.freeing import runs_under, told_key
+from workers.protocol.freeing import runs_under
 from workers.protocol.history import FREEZE_PREFIX, EventKind
 from workers.protocol.message import Message, escape
 from workers.protocol.render import (
@@ -451,29 +450,21 @@ def _unlock(envelope: CommandEnvelope, command: Unlock, config: Config, store: L
 def _finish_moved_on(envelope: InteractionEnvelope, target: UnlockTarget, was: LockRecord, ledger: Ledger) -> None:
     """This press's first delivery force-released ``was`` and died before telling; the lock has moved on since:
     the channel hears it (once) and the admin is answered."""
-    try:
-        traced = freed_in_history(was, envelope.user_id, frozenset({EventKind.FORCE_RELEASE}))
-    except (BotoCoreError, ClientError) as error:
-        raise ForceReleaseInDoubt(f"the history did not answer: {error}") from None
-    if not traced and runtime.lock_store().now() - envelope.received_at < HISTORY_LAG_SECONDS:
-        raise ForceReleaseInDoubt("no trace of the force-release in the history yet; it may lag behind")
-    if not traced:
+    now = runtime.lock_store().now()
+    kinds = frozenset({EventKind.FORCE_RELEASE})
+    if not resumed_write_took_effect(
+        was, envelope.user_id, kinds, asked_at=envelope.received_at, now=now, in_doubt=ForceReleaseInDoubt
+    ):
         # No trace that the write took effect (the lock moved on by other means): nothing to announce as done.
         runtime.logger.warning("force-release resumed after the lock moved on; no trace it took effect")
         text = f"⚠️ `{escape(target.lock_key)}` changed in the meantime; it was not force-released by this press."
         _reply(envelope.response_url, Message(text, replace_original=True), envelope.correlation_id)
         return
     runtime.logger.warning("force-release resumed after the lock moved on; announcing it", lock_key=target.lock_key)
-    key = told_key(was)
-    if not ledger.told(key) and _announce(envelope, Message.in_channel(force_unlocked_text(was, envelope.user_id))):
-        ledger.mark_told(key)
+    news = Message.in_channel(force_unlocked_text(was, envelope.user_id))
+    handoff.announce_once(was, lambda: _announce(envelope, news), ledger)
     text = f"✅ `{escape(target.lock_key)}` (token {target.token}) was force-released; the channel has been told."
     _reply(envelope.response_url, Message(text, replace_original=True), envelope.correlation_id)
-
-
-HISTORY_LAG_SECONDS: Final = 300
-"""How long the history (the stream's writer) may lag behind a write before no trace of it means it did not
-happen."""
 
 
 class ForceReleaseInDoubt(runtime.RetryLater):
