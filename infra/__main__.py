@@ -142,6 +142,7 @@ monitoring = Monitoring(
         dead_letter_queues={queue: queues[queue].dead_letters_name for queue in QUEUES},
         told_dead_letters=frozenset(queue for queue in QUEUES if dead_letter_consumer_of(queue) is not None),
         functions={name: function.name for name, function in functions.items()},
+        tables={"locks": locks.name, "idempotency": idempotency.name, "history": lock_history.name},
     ),
 )
 
