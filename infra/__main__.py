@@ -12,10 +12,11 @@
                                 ▼                                                  ▼
            DynamoDB: lock table (lockKey) · idempotency records        the lock table (expired leases)
                      └─ stream ─▶ history writer ─▶ history table (30 days; /build history, /build stats)
-           SSM SecureStrings (read at run time) · GitHub workflow dispatch · Slack replies
+           SSM SecureStrings (read at run time; written from the stack's secrets) · GitHub dispatch · Slack replies
            CloudWatch: alarms ─▶ SNS e-mail · dashboard
+           IAM for the deploy workflows: the fencing-check policy (and a role for GitHub's OIDC token, if asked)
 
-Deploy the tables first (``pulumi up --target`` them, see README.md, "Deploying"), then everything.
+Deploy the tables first (``pulumi up --target`` them, see docs/deploying.md), then everything.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ if _ROOT not in sys.path:
 import pulumi  # noqa: E402
 import pulumi_aws as aws  # noqa: E402
 
-from infra import policies, settings  # noqa: E402
+from infra import github_variables, policies, settings  # noqa: E402
 from infra.artifact import lambda_code  # noqa: E402
+from infra.components.deploy_access import DeployAccess, DeployAccessArgs  # noqa: E402
 from infra.components.endpoint import HttpsEndpoint, HttpsEndpointArgs  # noqa: E402
 from infra.components.functions import WorkerFunction, WorkerFunctionArgs  # noqa: E402
 from infra.components.monitoring import Monitoring, MonitoringArgs  # noqa: E402
 from infra.components.queues import CommandQueue, CommandQueueArgs  # noqa: E402
 from infra.components.schedule import Schedule, ScheduleArgs  # noqa: E402
+from infra.components.secrets import StackSecrets, StackSecretsArgs  # noqa: E402
 from infra.components.tables import HistoryTable, IdempotencyTable, LockTable, TableArgs  # noqa: E402
 from infra.environment import worker_environment  # noqa: E402
 from infra.roster import QUEUES, WORKERS, consumer_of, dead_letter_consumer_of  # noqa: E402
@@ -53,6 +56,11 @@ code = lambda_code(config, region)
 locks = LockTable("locks", TableArgs(config.lock_table_name))
 idempotency = IdempotencyTable("idempotency", TableArgs(config.idempotency_table_name))
 lock_history = HistoryTable("history", TableArgs(config.history_table_name))
+
+# ----------------------------------------------------------------------------------------------- secrets
+held = {secret: settings.stack_secret(secret) for secret in sorted(config.stack_secrets)}
+if held:  # the others are parameters made by hand, at the same names
+    StackSecrets("secrets", StackSecretsArgs(parameters=config.ssm_parameters, values=held))
 
 # ------------------------------------------------------------------------------------------------ queues
 queues = {
@@ -134,8 +142,23 @@ monitoring = Monitoring(
         dead_letter_queues={queue: queues[queue].dead_letters_name for queue in QUEUES},
         told_dead_letters=frozenset(queue for queue in QUEUES if dead_letter_consumer_of(queue) is not None),
         functions={name: function.name for name, function in functions.items()},
+        tables={"locks": locks.name, "idempotency": idempotency.name, "history": lock_history.name},
     ),
 )
+
+# ------------------------------------------------------------------------------- the deploy workflows' side
+deploy_access = DeployAccess(
+    "deploy-access",
+    DeployAccessArgs(
+        prefix=config.prefix,
+        lock_table_arn=locks.arn,
+        repositories=config.repositories,
+        role=config.deploy_role,
+    ),
+)
+workflow_variables = github_variables.variables(config, region, locks.name, deploy_access.role_arn)
+if missing := github_variables.missing(workflow_variables):
+    pulumi.log.warn(f"githubVariables lacks {', '.join(missing)}: the example deploy workflow needs them")
 
 # ----------------------------------------------------------------------------------------------- outputs
 pulumi.export("slackRequestUrl", endpoint.slack_commands_url)
@@ -146,3 +169,9 @@ pulumi.export("idempotencyTableName", idempotency.name)
 pulumi.export("historyTableName", lock_history.name)
 pulumi.export("alarmTopicArn", monitoring.topic_arn)
 pulumi.export("distributedLockEnabled", config.lock_enabled)
+pulumi.export("ssmParameterNames", dict(config.ssm_parameters))
+pulumi.export("fencingCheckPolicyArn", deploy_access.policy_arn)
+if deploy_access.role_arn is not None:
+    pulumi.export("deployRoleArn", deploy_access.role_arn)
+pulumi.export("githubVariables", workflow_variables)
+pulumi.export("githubVariableCommands", github_variables.commands(workflow_variables, config.repositories))

@@ -19,10 +19,16 @@ from typing import Any, Final
 import pulumi
 
 from infra.roster import IDEMPOTENCY_ACTIONS, STREAM_ACTIONS, HistoryAction, LockAction
+from infra.settings import GITHUB_OIDC_HOST
 
 Statement = dict[str, Any]
 
 LAMBDA_PRINCIPAL: Final = "lambda.amazonaws.com"
+FENCING_CHECK_ACTIONS: Final = ("dynamodb:GetItem",)
+"""What ``chatops locks check`` calls: one strongly consistent read of the lock
+(:meth:`lockcore.store.LockStore.check`)."""
+GITHUB_OIDC_AUDIENCE: Final = "sts.amazonaws.com"
+"""The audience ``aws-actions/configure-aws-credentials`` asks GitHub's token for."""
 CONSUME_ACTIONS: Final = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 SEND_ACTIONS: Final = ("sqs:SendMessage",)
 LOG_ACTIONS: Final = ("logs:CreateLogStream", "logs:PutLogEvents")
@@ -78,6 +84,33 @@ def read_lock_stream(stream_arn: pulumi.Input[str]) -> list[Statement]:
         _allow("ReadLockStream", STREAM_ACTIONS, [stream_arn]),
         _allow("ListStreams", ("dynamodb:ListStreams",), ["*"]),
     ]
+
+
+def fencing_check(table_arn: pulumi.Input[str]) -> Statement:
+    """The deploy workflow's fencing check, on the lock table only: the managed policy adopters attach."""
+    return _allow("FencingCheck", FENCING_CHECK_ACTIONS, [table_arn])
+
+
+def github_oidc_trust(provider_arn: pulumi.Input[str], subjects: Sequence[str]) -> pulumi.Output[str]:
+    """A role only GitHub Actions can assume, with a token for STS whose ``sub`` is one of ``subjects``
+    (``repo:<owner>/<name>:environment:prod``, …): other repositories' workflows are refused."""
+    host = GITHUB_OIDC_HOST
+    return pulumi.Output.json_dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {f"{host}:aud": GITHUB_OIDC_AUDIENCE},
+                        "StringLike": {f"{host}:sub": list(subjects)},
+                    },
+                }
+            ],
+        }
+    )
 
 
 def parameter_arn(region: str, account_id: str, name: str) -> str:

@@ -6,4 +6,7 @@
 - :class:`~infra.components.endpoint.HttpsEndpoint` — the router's Function URL
 - :class:`~infra.components.schedule.Schedule` — an EventBridge rule that invokes a function
 - :class:`~infra.components.monitoring.Monitoring` — alarms to an SNS topic, and the dashboard
+  (its widgets: :mod:`infra.components.dashboard`)
+- :class:`~infra.components.secrets.StackSecrets` — the stack's secrets written to their SSM parameters
+- :class:`~infra.components.deploy_access.DeployAccess` — the fencing-check policy and the deploy workflows' role
 """

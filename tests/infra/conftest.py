@@ -27,10 +27,19 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, Path]:
 
 @pytest.fixture(scope="session")
 def deploy_stack(artifacts: Mapping[str, Path]) -> Deploy:
-    """Deploy ``stack`` (its file's config, with ``overrides``; ``None`` removes a key) on the matching artifact."""
+    """Deploy ``stack`` (its file's config, with ``overrides``; ``None`` removes a key) on the matching artifact;
+    ``secrets``: keys (without ``chatops:``) set as stack secrets, ``plain``: the same keys set without
+    ``--secret``."""
 
-    def run(stack: str, **overrides: Any) -> Deployment:
+    def run(
+        stack: str,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        plain: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Deployment:
         config: dict[str, Any] = stack_config(stack)
+        config.update({f"chatops:{key}": value for key, value in {**(secrets or {}), **(plain or {})}.items()})
         for key, value in overrides.items():
             if value is None:
                 config.pop(f"chatops:{key}", None)
@@ -38,7 +47,7 @@ def deploy_stack(artifacts: Mapping[str, Path]) -> Deploy:
                 config[f"chatops:{key}"] = value
         kind = "layer" if "chatops:powertoolsLayerVersion" in config else "bundled"
         config.setdefault("chatops:artifact", str(artifacts[kind]))
-        return deploy(stack, config)
+        return deploy(stack, config, secret_keys=[f"chatops:{key}" for key in secrets or {}])
 
     return run
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "aws:lambda/function:Function": f"arn:aws:lambda:{region}:{account}:function:{physical}",
             "aws:sns/topic:Topic": f"arn:aws:sns:{region}:{account}:{physical}",
             "aws:cloudwatch/eventRule:EventRule": f"arn:aws:events:{region}:{account}:rule/{physical}",
+            "aws:iam/policy:Policy": f"arn:aws:iam::{account}:policy/{physical}",
+            "aws:iam/openIdConnectProvider:OpenIdConnectProvider": (
+                f"arn:aws:iam::{account}:oidc-provider/{str(state.get('url', '')).removeprefix('https://')}"
+            ),
+            "aws:ssm/parameter:Parameter": f"arn:aws:ssm:{region}:{account}:parameter/{physical.lstrip('/')}",
         }.get(args.typ)
         identifier = f"{physical}-id"
         if arn:
@@ -122,13 +127,17 @@ def stack_config(stack: str) -> dict[str, Any]:
     return dict(document["config"])
 
 
-def deploy(stack: str, config: Mapping[str, Any]) -> Deployment:
-    """Run the program for ``stack`` with ``config`` (a stack file's ``config`` mapping) under the mocks."""
+def deploy(stack: str, config: Mapping[str, Any], secret_keys: Collection[str] = ()) -> Deployment:
+    """Run the program for ``stack`` with ``config`` (a stack file's ``config`` mapping) under the mocks;
+    ``secret_keys``: the keys the CLI would pass as secrets (set with ``pulumi config set --secret``)."""
     deployment = Deployment(stack)
     region = str(config.get("aws:region", REGION))
+    # A fresh root stack each run (set_mocks keeps the last one): outputs of an earlier deployment never linger.
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(RecordingMocks(deployment, region=region), project=PROJECT, stack=stack, preview=False)
     pulumi.runtime.set_all_config(
-        {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+        {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()},
+        list(secret_keys),
     )
     original_warn = pulumi.log.warn
 

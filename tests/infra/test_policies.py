@@ -1,4 +1,5 @@
-"""IAM, as CrossGuard would check it if it ran without the CLI: every policy document of the stack is walked.
+"""IAM, as CrossGuard would check it if it ran without the CLI: every policy document of the stack is walked (the
+functions' role policies and the managed fencing-check policy).
 
 Fails on a wildcard account, a wildcard action, or a resource that is not the project's own (one of the
 stack's resources — the lock table's stream among them —, one of its configured SSM parameters, or — for
@@ -16,9 +17,10 @@ from typing import Any
 import pytest
 
 from infra.roster import IDEMPOTENCY_ACTIONS, STREAM_ACTIONS, WORKERS, Worker
-from tests.infra.stack import ACCOUNT_ID, Deployment, stack_config
+from tests.infra.stack import ACCOUNT_ID, Deployment, Resource, stack_config
 
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+MANAGED_POLICY = "aws:iam/policy:Policy"
 ROLE = "aws:iam/role:Role"
 
 
@@ -27,11 +29,17 @@ def _listed(value: Any) -> list[Any]:
 
 
 def _statements(deployment: Deployment) -> Iterator[tuple[str, dict[str, Any]]]:
-    for policy in deployment.of_type(ROLE_POLICY):
+    """(the role, or the managed policy's name; a statement) for every statement of the stack."""
+    for policy in [*deployment.of_type(ROLE_POLICY), *deployment.of_type(MANAGED_POLICY)]:
         document = json.loads(policy.inputs["policy"])
         assert document["Version"] == "2012-10-17"
         for statement in document["Statement"]:
-            yield policy.inputs["role"], statement
+            yield policy.inputs.get("role", policy.inputs["name"]), statement
+
+
+def _function_roles(deployment: Deployment) -> list[Resource]:
+    functions = {f.inputs["role"] for f in deployment.of_type("aws:lambda/function:Function")}
+    return [role for role in deployment.of_type(ROLE) if role["arn"] in functions]
 
 
 def _parameter_arns(deployment: Deployment) -> set[str]:
@@ -94,9 +102,11 @@ def test_every_resource_is_the_projects_own_in_this_account_and_region(deploymen
                 assert "*" not in resource, (role, resource)
 
 
-def test_every_role_is_assumed_by_lambda_only(deployment: Deployment) -> None:
-    roles = deployment.of_type(ROLE)
+def test_every_functions_role_is_assumed_by_lambda_only(deployment: Deployment) -> None:
+    roles = _function_roles(deployment)
     assert len(roles) == len(WORKERS)
+    others = [role.inputs["name"] for role in deployment.of_type(ROLE) if role not in roles]
+    assert others in ([], [f"chatops-{deployment.stack}-deploy"])  # GitHub's: tests/infra/test_deploy_access.py
     for role in roles:
         document = json.loads(role.inputs["assumeRolePolicy"])
         assert document["Statement"] == [
@@ -107,7 +117,7 @@ def test_every_role_is_assumed_by_lambda_only(deployment: Deployment) -> None:
 
 def test_one_role_and_one_role_policy_per_function(deployment: Deployment) -> None:
     functions = {f.inputs["name"]: f.inputs["role"] for f in deployment.of_type("aws:lambda/function:Function")}
-    roles = {r.inputs["name"]: r["arn"] for r in deployment.of_type(ROLE)}
+    roles = {r.inputs["name"]: r["arn"] for r in _function_roles(deployment)}
     assert {functions[name] for name in functions} == {roles[name] for name in functions}
     assert sorted(p.inputs["role"] for p in deployment.of_type(ROLE_POLICY)) == sorted(roles)
 

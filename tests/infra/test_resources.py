@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import ast
 import json
-import operator
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from infra.components.queues import VISIBILITY_FACTOR
 from infra.roster import QUEUES, REQUESTED_QUEUES, WORKERS, consumer_of, dead_letter_consumer_of
 from tests.infra.conftest import Deploy
 from tests.infra.stack import ACCOUNT_ID, Deployment, Resource, stack_config
-from workers.flows import build, freeze, insights, runlock
 
 TABLE = "aws:dynamodb/table:Table"
 QUEUE = "aws:sqs/queue:Queue"
 FUNCTION = "aws:lambda/function:Function"
 MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 
 def _functions(deployment: Deployment) -> dict[str, Resource]:
@@ -263,177 +257,6 @@ def test_the_reaper_runs_every_minute_from_eventbridge_only(deployment: Deployme
     ]
     assert permission.inputs["principal"] == "events.amazonaws.com"
     assert permission.inputs["sourceArn"] == rule["arn"]
-
-
-# ---------------------------------------------------------------------------------------------- monitoring
-def test_alarms_cover_every_dlq_every_function_lock_expiry_and_dispatch_failures(deployment: Deployment) -> None:
-    config = stack_config(deployment.stack)
-    (topic,) = deployment.of_type("aws:sns/topic:Topic")
-    (subscription,) = deployment.of_type("aws:sns/topicSubscription:TopicSubscription")
-    assert subscription.inputs == {"topic": topic["arn"], "protocol": "email", "endpoint": config["chatops:alarmEmail"]}
-    alarms = [a.inputs for a in deployment.of_type(ALARM)]
-    for alarm in alarms:
-        assert alarm["alarmActions"] == [topic["arn"]]
-        assert alarm["comparisonOperator"] == "GreaterThanThreshold"
-        assert alarm["threshold"] == 0
-    # A DLQ the dead-letter worker empties is watched by what it receives; the others by what waits in them.
-    watched_dlqs = {
-        a["dimensions"]["QueueName"]: a["metricName"]
-        for a in alarms
-        if a["metricName"] in {"ApproximateNumberOfMessagesVisible", "NumberOfMessagesReceived"}
-    }
-    assert watched_dlqs == {
-        f"chatops-{deployment.stack}-{queue}-dlq": "NumberOfMessagesReceived"
-        if queue in REQUESTED_QUEUES
-        else "ApproximateNumberOfMessagesVisible"
-        for queue in QUEUES
-    }
-    watched_functions = {a["dimensions"]["FunctionName"] for a in alarms if a["metricName"] == "Errors"}
-    assert watched_functions == {f.inputs["name"] for f in deployment.of_type(FUNCTION)}
-    ours = {a["metricName"]: a for a in alarms if a["namespace"] == "ChatOps"}
-    assert set(ours) == {"buildLockManager.lock.expired", "buildWorker.dispatch.failed"}
-    for alarm in ours.values():
-        assert alarm["dimensions"] == {"service": "chatops"}  # Powertools' EMF dimension, or the alarm sees nothing
-        assert alarm["statistic"] == "Sum"
-
-
-def _widgets(deployment: Deployment) -> dict[str, dict[str, Any]]:
-    """The dashboard's widgets by title."""
-    (dashboard,) = deployment.of_type("aws:cloudwatch/dashboard:Dashboard")
-    widgets = json.loads(dashboard.inputs["dashboardBody"])["widgets"]
-    by_title = {w["properties"]["title"]: w for w in widgets}
-    assert len(by_title) == len(widgets)  # a title says which graph it is: no two alike
-    return by_title
-
-
-def _series(properties: Mapping[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """A metric widget's metrics (not its expressions): namespace, name, the statistic it is drawn with (its own
-    override, else the widget's), its options."""
-    drawn = []
-    for metric in properties["metrics"]:
-        if isinstance(metric[0], dict):
-            continue
-        options = metric[-1] if isinstance(metric[-1], dict) else {}
-        drawn.append((metric[0], metric[1], options.get("stat", properties["stat"]), options))
-    return drawn
-
-
-def _expressions(properties: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {m[0]["id"]: m[0] for m in properties.get("metrics", []) if isinstance(m[0], dict)}
-
-
-def _evaluate(expression: str, values: Mapping[str, float]) -> float:
-    """A metric-math expression of ids, numbers, + - * / and ``FILL(id, 0)`` on one data point (missing: 0)."""
-
-    def value(node: ast.expr) -> float:
-        match node:
-            case ast.Constant(value=int() | float() as number):
-                return float(number)
-            case ast.Name(id=name):
-                return values[name]
-            case ast.Call(func=ast.Name(id="FILL"), args=[ast.Name(id=name), ast.Constant(value=0)]):
-                return values.get(name, 0.0)
-            case ast.BinOp(left=left, op=op, right=right):
-                operate: dict[type[ast.operator], Callable[[float, float], float]] = {
-                    ast.Add: operator.add,
-                    ast.Sub: operator.sub,
-                    ast.Mult: operator.mul,
-                    ast.Div: operator.truediv,
-                }
-                return operate[type(op)](value(left), value(right))
-        raise AssertionError(f"not metric math this test reads: {ast.dump(node)}")
-
-    return value(ast.parse(expression, mode="eval").body)
-
-
-def test_the_dashboard_graphs_what_build_stats_tells_and_the_services_health(deployment: Deployment) -> None:
-    widgets = _widgets(deployment)
-    metrics = [w["properties"] for w in widgets.values() if w["type"] == "metric"]
-    drawn = {(namespace, name, stat) for p in metrics for namespace, name, stat, _ in _series(p)}
-    for metric in (
-        build.ACQUIRED_METRIC,
-        build.QUEUED_METRIC,
-        build.BUSY_METRIC,
-        freeze.FROZEN_METRIC,
-        runlock.RUN_COMPLETED_METRIC,
-        runlock.RUN_FAILED_METRIC,
-        runlock.EXPIRED_METRIC,
-        build.DISPATCH_FAILED_METRIC,
-    ):
-        assert ("ChatOps", metric, "Sum") in drawn, metric
-    assert ("ChatOps", runlock.LOCK_DURATION_METRIC, "Average") in drawn
-    assert ("ChatOps", runlock.LOCK_DURATION_METRIC, "p95") in drawn
-    assert build.LOCK_DURATION_METRIC == runlock.LOCK_DURATION_METRIC
-    assert ("AWS/Lambda", "ConcurrentExecutions", "Maximum") in drawn
-    for properties in metrics:
-        for metric in properties["metrics"]:
-            if metric[0] == "ChatOps":  # Powertools' EMF dimension, or the graph sees nothing
-                assert metric[2:4] == ["service", "chatops"], metric
-    assert all(w["properties"]["region"] == stack_config(deployment.stack)["aws:region"] for w in widgets.values())
-
-
-def test_the_dashboard_grid_has_no_overlaps(deployment: Deployment) -> None:
-    cells: set[tuple[int, int]] = set()
-    for widget in _widgets(deployment).values():
-        assert widget["x"] + widget["width"] <= 24
-        area = {
-            (x, y)
-            for x in range(widget["x"], widget["x"] + widget["width"])
-            for y in range(widget["y"], widget["y"] + widget["height"])
-        }
-        assert not cells & area, widget["properties"]["title"]
-        cells |= area
-
-
-def test_the_failure_rate_is_failed_runs_over_completed_and_failed_in_percent(deployment: Deployment) -> None:
-    [properties] = [w["properties"] for w in _widgets(deployment).values() if "rate" in _expressions(w["properties"])]
-    hidden = {options["id"]: name for _, name, _, options in _series(properties) if options.get("visible") is False}
-    assert hidden == {"completed": runlock.RUN_COMPLETED_METRIC, "failed": runlock.RUN_FAILED_METRIC}
-    assert properties["stat"] == "Sum"
-    rate = _expressions(properties)["rate"]
-    assert rate.get("visible", True)
-    assert _evaluate(rate["expression"], {"completed": 3, "failed": 1}) == 25
-    assert _evaluate(rate["expression"], {"failed": 2}) == 100  # a period with no completed run
-    assert _evaluate(rate["expression"], {"completed": 4}) == 0
-    assert properties["yAxis"]["left"] == {"min": 0, "max": 100}
-
-
-def test_refusals_are_busy_and_frozen_and_their_sum(deployment: Deployment) -> None:
-    [properties] = [
-        w["properties"] for w in _widgets(deployment).values() if "refused" in _expressions(w["properties"])
-    ]
-    ids = {options["id"]: name for _, name, _, options in _series(properties) if "id" in options}
-    assert ids == {"busy": build.BUSY_METRIC, "frozen": freeze.FROZEN_METRIC}
-    assert _evaluate(_expressions(properties)["refused"]["expression"], {"busy": 2, "frozen": 1}) == 3
-    assert _evaluate(_expressions(properties)["refused"]["expression"], {"frozen": 1}) == 1
-
-
-def test_the_busiest_keys_and_hours_are_counted_from_the_build_workers_lock_acquired_lines(
-    deployment: Deployment,
-) -> None:
-    build_function = _functions(deployment)["build"].inputs["name"]
-    log_group = f"/aws/lambda/{build_function}"
-    assert log_group in {g.inputs["name"] for g in deployment.of_type(LOG_GROUP)}
-    logs = {w["properties"]["title"]: w["properties"] for w in _widgets(deployment).values() if w["type"] == "log"}
-    assert len(logs) == 2
-    for properties in logs.values():
-        assert properties["view"] == "table"
-        assert properties["region"] == stack_config(deployment.stack)["aws:region"]
-        commands = [command.strip() for command in properties["query"].split("|")]
-        assert commands[0] == f"SOURCE '{log_group}'"
-        assert commands[1] == 'filter message = "lock acquired"'  # workers/flows/build.py, under lock_key
-    [keys] = [p["query"] for title, p in logs.items() if "keys" in title]
-    assert [c.strip() for c in keys.split("|")][2:] == [
-        "stats count(*) as acquisitions by lock_key",
-        "sort acquisitions desc",
-        f"limit {insights.BUSIEST_SHOWN}",
-    ]
-    [hours] = [p["query"] for title, p in logs.items() if "hours" in title and "UTC" in title]
-    assert [c.strip() for c in hours.split("|")][2:] == [
-        "fields floor((toMillis(@timestamp) % 86400000) / 3600000) as hour_utc",
-        "stats count(*) as acquisitions by hour_utc",
-        "sort acquisitions desc",
-    ]
 
 
 # ------------------------------------------------------------------------------------------------- outputs

@@ -41,12 +41,33 @@ def test_the_rendered_chatops_toml_is_what_the_workers_read(stack: str, tmp_path
 
 
 @pytest.mark.parametrize("stack", sorted(stack_files()))
-def test_no_stack_file_holds_a_secret_value(stack: str) -> None:
+def test_no_stack_file_holds_a_secret_value_in_plain_text(stack: str) -> None:
     text = stack_files()[stack].read_text(encoding="utf-8")
-    assert "secure:" not in text
     for marker in ("xoxb-", "xoxp-", "ghp_", "github_pat_"):
         assert marker not in text
-    assert set(_values(stack)["ssmParameters"]) == set(SECRETS)
+    for key, value in stack_config(stack).items():  # `pulumi config set --secret` writes {secure: <ciphertext>}
+        encrypted = isinstance(value, dict) and set(value) == {"secure"}
+        assert encrypted == (key.removeprefix("chatops:") in settings.SECRET_KEYS.values()), key
+    assert set(_values(stack).get("ssmParameters", {})) <= set(SECRETS)
+
+
+def test_the_secret_keys_are_one_per_secret_and_apart_from_the_plain_keys() -> None:
+    assert set(settings.SECRET_KEYS) == set(SECRETS) == set(SECRET_NAMES)
+    assert not set(settings.SECRET_KEYS.values()) & settings.KEYS  # load() reads KEYS in plain text
+    assert settings.DEPLOY_KEYS <= settings.KEYS
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "refused"),
+    [
+        ("cli", {"repository": "chatops-locks"}, r"chatops:cli\.repository: expected owner/name"),
+        ("cli", {"repository": "a/b", "ref": "main"}, r"chatops:cli\.ref: not a key"),
+        ("ssmParameters", {"GITHUB_TOKENS": "/x"}, r"chatops:ssmParameters\.GITHUB_TOKENS: not a secret"),
+    ],
+)
+def test_a_misspelt_deploy_key_is_refused_by_name(key: str, value: Any, refused: str) -> None:
+    with pytest.raises(settings.SettingsError, match=refused):
+        settings.from_values("plt", {**_values("plt"), key: value})
 
 
 def test_a_misspelt_key_or_a_wildcard_parameter_is_refused_by_name() -> None:

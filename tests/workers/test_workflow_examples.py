@@ -1,17 +1,23 @@
 """The example workflows in ``docs/examples`` keep the contract with the workers: the inputs the build worker
 dispatches, the run name the github worker and the reaper read back, and — for the deploy — the fencing check
-right before the deploy step, with AWS credentials from GitHub's OIDC."""
+right before the deploy step, with AWS credentials from GitHub's OIDC, after a first step that stops the run when
+a repository variable it reads is not set (its script is run here with bash). And what a tag dispatches on."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
+from tests.workers.worker_world import REPOSITORY, Context, running_world, sqs_event
 from workers.cli.main import build_parser
-from workers.local.github import render_run_name
+from workers.handlers import build as build_lambda
+from workers.local.github import fake_sha, render_run_name
 from workers.protocol.commands import Dispatch
 from workers.protocol.config import Action, load_config
 from workers.protocol.dispatch import Job, Revision, dispatch_inputs
@@ -97,3 +103,89 @@ def test_the_workflows_page_documents_every_input_and_the_window() -> None:
         assert f"`{key}`" in page, key
     assert RUN_NAME_EXPRESSION in page
     assert 'chatops locks check "$LOCK_KEY" --token "$LOCK_TOKEN"' in page
+
+
+# ------------------------------------------------------------------------------ repository variables, checked first
+VARIABLE = re.compile(r"\$\{\{\s*vars\.([A-Z0-9_]+)\s*\}\}")
+
+
+def variables_read(name: str) -> set[str]:
+    return set(VARIABLE.findall((EXAMPLES / name).read_text(encoding="utf-8")))
+
+
+def variables_check(name: str) -> dict[str, Any] | None:
+    """The job's first step, if it is the variables check."""
+    [job] = workflow(name)["jobs"].values()
+    first: dict[str, Any] = job["steps"][0]
+    return first if first.get("name") == "Check the repository variables" else None
+
+
+def run_check(step: dict[str, Any], values: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The step's script as GitHub runs it (``shell: bash``), each variable as ``${{ vars.X }}`` gives it: the value,
+    or an empty string when the repository has none."""
+    environment = {"PATH": os.environ["PATH"], **{name: values.get(name, "") for name in step["env"]}}
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]], env=environment, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in EXAMPLES.glob("*.yml")))
+def test_every_variable_an_example_reads_is_checked_by_its_first_step(name: str) -> None:
+    read = variables_read(name)
+    step = variables_check(name)
+    if not read:
+        assert step is None, "a check for variables nothing reads"
+        return
+    assert step is not None, f"{name} reads {sorted(read)} and does not check them first"
+    assert step["shell"] == "bash"
+    assert step["env"] == {variable: f"${{{{ vars.{variable} }}}}" for variable in read}
+    assert run_check(step, {variable: "set" for variable in read}).returncode == 0
+
+
+@pytest.mark.parametrize("missing", ["DEPLOY_ROLE_ARN", "CHATOPS_REPOSITORY", "CHATOPS_VERSION", "AWS_REGION"])
+def test_a_missing_variable_stops_the_deploy_before_anything_naming_it(missing: str) -> None:
+    step = variables_check("deploy.yml")
+    assert step is not None
+    values = {variable: "set" for variable in step["env"] if variable != missing}
+    ran = run_check(step, values)
+    assert ran.returncode == 1
+    [line] = ran.stdout.splitlines()
+    assert line.startswith("::error title=Repository variables missing::Not set: ")
+    assert line.split("::")[2].split(".")[0] == f"Not set: {missing}"
+    assert "pulumi stack output githubVariableCommands" in line
+
+
+def test_with_no_variable_at_all_the_deploy_names_all_five_and_never_reaches_the_install() -> None:
+    step = variables_check("deploy.yml")
+    assert step is not None
+    ran = run_check(step, {})
+    assert ran.returncode == 1
+    assert "Not set: DEPLOY_ROLE_ARN CHATOPS_REPOSITORY CHATOPS_VERSION AWS_REGION LOCK_TABLE_NAME." in ran.stdout
+    # What an unset CHATOPS_REPOSITORY used to give the install step: an address that is no repository.
+    [job] = workflow("deploy.yml")["jobs"].values()
+    install = next(step for step in job["steps"] if step.get("name") == "Install the chatops CLI")
+    assert (
+        install["env"]["CHATOPS_SOURCE"]
+        == "git+https://github.com/${{ vars.CHATOPS_REPOSITORY }}@${{ vars.CHATOPS_VERSION }}"
+    )
+    assert job["steps"].index(install) > 0
+
+
+# ------------------------------------------------------------------------------ what /deploy api prod v1.2 runs
+def test_a_deploy_of_a_tag_runs_the_tags_own_workflow_file_as_deploying_md_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tag_sha = fake_sha(REPOSITORY, "v1.2")
+    with running_world(monkeypatch) as world:
+        # The stand-in resolves any named ref to its commit as GitHub's commits/{ref} does for a tag.
+        world.github.repositories[REPOSITORY].branches["v1.2"] = tag_sha
+        envelope = world.envelope("t", Dispatch(Action.DEPLOY, "api", "prod", "v1.2"))
+        assert build_lambda.handler(sqs_event(envelope), Context()) == {"batchItemFailures": []}
+        envelope = world.envelope("c", Dispatch(Action.DEPLOY, "api", "plt", tag_sha))
+        assert build_lambda.handler(sqs_event(envelope), Context()) == {"batchItemFailures": []}
+        tag, commit = world.dispatches()
+    assert (tag.workflow, tag.head_branch) == ("deploy.yml", "v1.2")  # the dispatch's ref: the file at the tag
+    assert (tag.inputs["ref"], tag.inputs["sha"]) == ("v1.2", tag_sha)
+    assert (commit.head_branch, commit.inputs["sha"]) == ("main", tag_sha)  # a commit: the default branch's file
+    page = " ".join((DOCS / "deploying.md").read_text(encoding="utf-8").split())
+    assert "`/deploy api prod v1.2` runs `deploy.yml` as it is at the tag `v1.2`" in page
