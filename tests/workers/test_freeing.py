@@ -13,7 +13,8 @@ from lockcore import outcomes
 from lockcore.memory import MemoryLockStore
 from lockcore.record import LockRecord, Status
 from workers.flows.runlock import ExpiryCause, RunReport, expired_text, result_text
-from workers.protocol.freeing import as_let_go, news_of, released_by_this_run, told_key
+from workers.protocol.dispatch import DISPATCHING, dispatched_notes
+from workers.protocol.freeing import as_let_go, news_of, released_by_this_run, runs_under, told_key
 
 KEY = "build-router-plt"
 NOW = 1_800_000_000
@@ -110,3 +111,28 @@ def test_only_this_runs_own_release_is_told_as_its_result(
     shown = replace(record, status=status)
     expected = (correlation_id, run_id, status) == ("cid-a", 7, outcome)
     assert released_by_this_run(shown, correlation_id, run_id, outcome) is expected
+
+
+@given(
+    phase=st.sampled_from(("taken", "dispatching", "dispatched")),
+    attempt=st.integers(1, 3),
+    run_id=st.none() | st.integers(1, 10**9),
+    correlation_id=st.none() | st.sampled_from(("", "cid-a")),
+)
+def test_a_run_may_be_going_under_a_lock_from_its_first_dispatching_note(
+    phase: str, attempt: int, run_id: int | None, correlation_id: str | None
+) -> None:
+    """A force-unlock or an expiry keeps the lock for its run's end (``runs_under``) from the moment the build
+    worker notes ``dispatching`` — before the dispatch goes out, so a run GitHub started but never confirmed is
+    covered — through ``dispatched``, noted run or not; never for a lock that was only taken, nor for one with
+    no correlation id to know its run by."""
+    notes: dict[str, str] = {"channelId": "C0BUILDS"}
+    if phase != "taken":
+        notes |= {"dispatchState": DISPATCHING, "dispatchAttempts": str(attempt), "dispatchSentAt": str(NOW)}
+    if phase == "dispatched":
+        notes |= dispatched_notes(run_id, f"https://x/runs/{run_id}" if run_id else None)
+    record = LockRecord(
+        KEY, 3, "req-alice", Status.IN_PROGRESS, "U0ALICE", "alice", "2027-01-15T08:00:00Z", NOW + 600,
+        correlation_id=correlation_id, notes=notes,
+    )  # fmt: skip
+    assert runs_under(record) is (phase != "taken" and bool(correlation_id))
