@@ -105,6 +105,23 @@ def without_old_item(app: WSGI) -> WSGI:
     return strip
 
 
+def answering(error_type: str, message: str) -> Callable[[WSGI], WSGI]:
+    """An endpoint that answers every request with DynamoDB's error ``error_type`` (HTTP 400)."""
+
+    def middleware(app: WSGI) -> WSGI:
+        def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+            return [json.dumps({"__type": error_type, "message": message}).encode()]
+
+        return refuse
+
+    return middleware
+
+
+throttling = answering("com.amazonaws.dynamodb.v20120810#ThrottlingException", "slow down")
+denying = answering("com.amazon.coral.service#AccessDeniedException", "not allowed")
+
+
 @dataclass
 class StoreUnderTest:
     """A store plus the levers the world has on it."""

@@ -3,9 +3,8 @@ error per expected failure."""
 
 from __future__ import annotations
 
-import json
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import boto3
@@ -34,7 +33,16 @@ from lockcore.expressions import (
 )
 from lockcore.outcomes import HeldBySomeone, NotHolder, Refusal, Released
 from lockcore.record import Status
-from tests.lockcore.stores import WSGI, SimClock, client_for, dynamodb_store, moto_behind, without_old_item
+from tests.lockcore.stores import (
+    WSGI,
+    SimClock,
+    client_for,
+    denying,
+    dynamodb_store,
+    moto_behind,
+    throttling,
+    without_old_item,
+)
 
 pytestmark = pytest.mark.usefixtures("in_process_aws")
 _T = TypeVar("_T")
@@ -195,15 +203,6 @@ def test_the_queue_costs_one_more_request_only_where_it_exists() -> None:
 
 
 # ------------------------------------------------------------------------------ other stores
-def throttling(app: WSGI) -> WSGI:
-    def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "slow down"})
-        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
-        return [body.encode()]
-
-    return refuse
-
-
 def as_it_is(app: WSGI) -> WSGI:
     return app
 
@@ -367,15 +366,6 @@ def test_aws_region_comes_before_aws_default_region_as_in_the_other_aws_sdks(
     assert make_client("http://127.0.0.1:9", region="ca-central-1").meta.region_name == "ca-central-1"
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     assert make_client("http://127.0.0.1:9", session=boto3.Session()).meta.region_name == "ap-southeast-2"
-
-
-def denying(app: WSGI) -> WSGI:
-    def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = json.dumps({"__type": "com.amazon.coral.service#AccessDeniedException", "Message": "not allowed"})
-        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
-        return [body.encode()]
-
-    return refuse
 
 
 def test_other_refusals_from_dynamodb_are_one_named_line() -> None:
