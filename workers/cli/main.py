@@ -95,6 +95,16 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value:g}")
+    return value
+
+
 def version() -> str:
     """The installed package's version (its metadata), or why there is none."""
     try:
@@ -196,7 +206,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--lock", action="store_true", help="the lock alone: 20 people race the DynamoDB store, leases, fencing"
     )
 
+    add_try_parser(commands)
     return parser
+
+
+def add_try_parser(commands: Any) -> None:
+    """``chatops try`` (:mod:`workers.cli.trying`)."""
+    trying = commands.add_parser(
+        "try",
+        help="send a slash command to a running `chatops serve` as someone, and show every reply they see",
+        description="Sends COMMAND, signed as Slack would, to a running `chatops serve` and prints what the person "
+        "sees: the immediate answer, then what reaches them in the channel, ephemerally and by DM.",
+        epilog="exit codes: 0 answered (a refusal is an answer), 1 not asked (no serve, bad signature, no such "
+        "button), 2 usage",
+    )
+    trying.add_argument(
+        "text",
+        metavar="COMMAND",
+        nargs="?",
+        default="",
+        help='a slash command and its text, e.g. "/build router plt" (none: only --wait and watch)',
+    )
+    trying.add_argument("--as", dest="person", default="alice", metavar="NAME", help="who sends it (alice)")
+    trying.add_argument(
+        "--press",
+        action="append",
+        default=[],
+        metavar="BUTTON",
+        help="then press the button with this label, action_id or number (repeatable, in order); "
+        "at a terminal you are asked instead",
+    )
+    trying.add_argument("--url", type=_endpoint, default=served.DEFAULT_URL, help=f"the serve ({served.DEFAULT_URL})")
+    trying.add_argument("--channel", metavar="ID", help="the channel it is sent from (the local workspace's #builds)")
+    trying.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="the most to wait for the stack to finish what it started (30)",
+    )
+    trying.add_argument(
+        "--wait",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="then keep showing what the person sees for this long (0)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ deciding
@@ -469,6 +524,19 @@ def run(arguments: list[str]) -> int:
         except ImportError as error:
             return not_installed("the demo", error, as_json)
         return lock_demo.main() if args.lock else demo.main()
+    if args.command == "try":
+        from workers.cli import trying  # noqa: PLC0415 - only `try` speaks to a local stack
+
+        options = trying.TryOptions(
+            args.text,
+            args.person,
+            args.press,
+            args.url,
+            args.channel or trying.DEFAULT_CHANNEL,
+            timeout=args.timeout,
+            wait=args.wait,
+        )
+        return trying.run(options, ask=None if args.press else trying.terminal_ask())
     try:
         store = DynamoDBLockStore(table_name(args), client=dynamodb_client(args))
         answer = ACTIONS[args.action](args, store)
