@@ -196,7 +196,7 @@ def test_the_slack_stand_in_lists_what_it_received_to_another_process() -> None:
         http.request("POST", f"{slack.api_url}chat.postMessage", json={"channel": "C1", "text": "all"})
         busy[0] = False
         seen = remote.received(start.next)
-        assert [(m.path, m.text) for _, m in seen.messages] == [
+        assert [(m.path, m.text) for m in seen.messages] == [
             ("/commands/T0LOCAL/carol-1/stand-in", "hi"),
             ("/api/chat.postMessage", "all"),
         ]

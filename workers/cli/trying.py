@@ -63,9 +63,11 @@ class TryOptions:
 # ------------------------------------------------------------------------------------- the stack's Slack
 @dataclass(frozen=True)
 class Received:
-    messages: list[tuple[int, PostedMessage]]
+    messages: list[PostedMessage]
     next: int
+    """Where to read on from."""
     busy: bool
+    """The stack still has something in hand."""
 
 
 class RemoteSlack:
@@ -85,17 +87,19 @@ class RemoteSlack:
             )
             body = json.loads(answer.data) if answer.status == 200 else None
         except (urllib3.exceptions.HTTPError, ValueError) as error:
-            raise TryFailed(f"cannot read the Slack stand-in at {self.url}: {error}") from None
+            raise TryFailed(
+                f"cannot read the Slack stand-in at {self.url} (is `chatops serve` running?): {error}"
+            ) from None
         if not isinstance(body, dict):
             raise TryFailed(f"the Slack stand-in at {self.url} answered HTTP {answer.status} to {MESSAGES_PATH}")
         return Received(
-            [(int(m["index"]), PostedMessage(str(m["path"]), m["body"])) for m in body["messages"]],
+            [PostedMessage(str(m["path"]), m["body"]) for m in body["messages"]],
             int(body["next"]),
             bool(body["busy"]),
         )
 
     def messages(self, path_contains: str = "") -> list[PostedMessage]:
-        return [message for _, message in self.received().messages if path_contains in message.path]
+        return [message for message in self.received().messages if path_contains in message.path]
 
 
 # ------------------------------------------------------------------------------------- what a person sees
@@ -284,7 +288,7 @@ class Session:
             cursor = self._show_received(self.slack.received(cursor), None)
 
     def _show_received(self, received: Received, sent: Sent | None) -> int:
-        for _, message in received.messages:
+        for message in received.messages:
             self._show(message, sent)
         return received.next
 

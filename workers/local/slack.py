@@ -11,7 +11,7 @@
 
 Everything received is recorded (:attr:`~workers.local.standin.StandInServer.requests`);
 :meth:`SlackStandIn.messages` lists what was posted where, and ``GET /local/messages?after=N`` the same to
-another process (``chatops try``): ``{"messages": [{"index", "path", "body"}], "next", "busy"}`` — the posts
+another process (``chatops try``): ``{"messages": [{"path", "body"}], "next", "busy"}`` — the posts
 received from the ``N``-th request on, where to read on from, and whether the app is still at work on something
 (``app_busy``; ``false`` when not told). ``fail_next`` makes the next posts answer 500 (or any
 status), ``fail_next(status=200, body={"ok": False, "error": "channel_not_found"})`` a Slack-level refusal.
@@ -114,11 +114,7 @@ class SlackStandIn(StandInServer):
         except ValueError:
             return Reply(400, {"error": "after: a whole number"})
         received = self.requests
-        posts = [
-            {"index": index, "path": r.path, "body": r.body}
-            for index, r in enumerate(received[after:], start=after)
-            if r.method == "POST"
-        ]
+        posts = [{"path": r.path, "body": r.body} for r in received[after:] if r.method == "POST"]
         busy = self.app_busy() if self.app_busy is not None else False
         return Reply(200, {"messages": posts, "next": len(received), "busy": busy})
 
