@@ -1,8 +1,10 @@
 """The DynamoDB store: translates each transition into one conditional ``UpdateItem``; decides nothing.
 
 Every lock operation is one request. A refused write comes back with the item as it was
-(``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so a lost race learns the holder without a second read; only a
-DynamoDB-compatible store that answers without the item costs one strongly consistent ``GetItem`` more.
+(``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so a lost race learns the holder without a second read. A
+DynamoDB-compatible store that answers without the item (dynalite, older DynamoDB Local) costs one strongly
+consistent ``GetItem`` more after such a refusal — found out, not configured: see
+:attr:`DynamoDBLockStore.returns_old_item`.
 Throttling and transient errors are retried by botocore's own retry modes (standard by default; set
 ``AWS_RETRY_MODE=adaptive`` for client-side rate limiting) — never by a loop here.
 """
@@ -13,6 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 DEFAULT_TABLE = "chatbot-build-locks"
+REGION_ENV = "AWS_REGION"
 DEFAULT_MAX_ATTEMPTS = 5  # retries after the first attempt
 _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 _serializer = TypeSerializer()
@@ -60,12 +64,28 @@ def client_config() -> Config:
     return Config(retries=retries, connect_timeout=3, read_timeout=5)  # type: ignore[arg-type]
 
 
-def make_client(endpoint_url: str | None = None, region: str | None = None) -> DynamoDBClient:
-    """A DynamoDB client; endpoint and region the standard boto3 way unless given (AWS_ENDPOINT_URL…)."""
+def make_client(
+    endpoint_url: str | None = None, region: str | None = None, session: boto3.Session | None = None
+) -> DynamoDBClient:
+    """A DynamoDB client from ``session`` (default: boto3's), endpoint the standard boto3 way unless given
+    (``AWS_ENDPOINT_URL``…). The region: ``region``, else ``AWS_REGION`` as the AWS CLI v2 and the other AWS SDKs
+    read it (before ``AWS_DEFAULT_REGION``; botocore itself reads only the latter), else botocore's own chain
+    (``AWS_DEFAULT_REGION``, the profile's ``region``)."""
+    region = region or os.environ.get(REGION_ENV) or None
     try:
+        if session is not None:
+            return session.client("dynamodb", endpoint_url=endpoint_url, region_name=region, config=client_config())
         return boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, config=client_config())
     except botocore.exceptions.NoRegionError as error:
-        raise LockStoreError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from error
+        raise LockStoreError(f"no AWS region: set {REGION_ENV}") from error
+
+
+def is_dynamodb_itself(endpoint_url: str) -> bool:
+    """An AWS endpoint (``dynamodb.<region>.amazonaws.com``, ``.amazonaws.com.cn``, the dual-stack ``.api.aws``, a
+    VPC endpoint): DynamoDB, which returns the old item on a refused write. Anything else may be a compatible
+    store that does not."""
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
 
 class _Expression:
@@ -142,16 +162,14 @@ class DynamoDBLockStore(LockStore):
         table: str = DEFAULT_TABLE,
         client: DynamoDBClient | None = None,
         clock: Clock | None = None,
-        returns_old_item: bool = True,
     ) -> None:
-        """``returns_old_item``: the store answers a refused conditional write with the item as it was
-        (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), as DynamoDB does; then a refusal without an item means
-        there was none. Set False for a DynamoDB-compatible store that never returns it: one consistent read
-        after each refusal instead."""
         super().__init__(clock) if clock is not None else super().__init__()
         self.table = table
         self.client = client if client is not None else make_client()
-        self.returns_old_item = returns_old_item
+        # Known to answer a refused write with the item as it was, so that a refusal without one means there was
+        # none: DynamoDB itself (an AWS endpoint) from the start; any other endpoint once one of its refusals has
+        # come back with an item. Until then each refusal without the item costs one consistent read.
+        self.returns_old_item = is_dynamodb_itself(self.client.meta.endpoint_url)
 
     # ------------------------------------------------------------------ the one atomic write
     def _write(self, transition: machine.Transition) -> machine.WriteResult:
@@ -173,8 +191,13 @@ class DynamoDBLockStore(LockStore):
                 **values,
             )
         except _Refused as refused:
+            if refused.item is not None:
+                self.returns_old_item = True
             return redecide.refused(
-                refused.item, lambda: self._read(transition.lock_key), returns_old_item=self.returns_old_item
+                transition.guard,
+                refused.item,
+                lambda: self._read(transition.lock_key),
+                returns_old_item=self.returns_old_item,
             )
         return machine.Written(from_wire(answer["Attributes"]))
 

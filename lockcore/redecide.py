@@ -28,8 +28,8 @@ What each path costs, in writes (each one request):
 - an acquire that joins the queue: 2 (refused, then the join); one that meets a lapsed lease with a queue: 3
   (refused, the hand-off to the head, the join);
 - ``dequeue`` and ``watch``: one read, then 1 write;
-- a store whose refusals may come back without the item (a DynamoDB-compatible store without ``ALL_OLD``):
-  one strongly consistent read more after each refusal (:func:`refused`).
+- a refusal that comes back without the item from a store not known to return it (a DynamoDB-compatible store
+  without ``ALL_OLD``), or that only an item can explain: one strongly consistent read more (:func:`refused`).
 
 When it gives up. At :data:`MAX_WRITES` writes, with a :class:`~lockcore.errors.LockStoreError` that says to try
 again — only a burst of other writers landing between every one of the caller's can get there.
@@ -42,7 +42,7 @@ from typing import TypeVar
 
 from lockcore import record as r
 from lockcore.errors import LockStoreError
-from lockcore.expressions import Item, holds
+from lockcore.expressions import Guard, Item, holds
 from lockcore.machine import Freeing, Refused, Step, Transition, WriteResult
 from lockcore.outcomes import Freed, NotHolder
 
@@ -110,10 +110,13 @@ def _must_decide_again(freeing: Freeing[_Freed], item: Item | None) -> bool:
     return item is not None and holds(freeing.guard, item)
 
 
-def refused(item: Item | None, read: Callable[[], Item | None], *, returns_old_item: bool) -> Refused:
-    """A refused write's answer: the item as the refusal returned it — or, from a store whose refusals may come
-    back without it (``returns_old_item=False``), one read. A store that always returns it, returning none,
-    means there was none."""
-    if item is not None or returns_old_item:
+def refused(guard: Guard, item: Item | None, read: Callable[[], Item | None], *, returns_old_item: bool) -> Refused:
+    """A refused write's answer: the item as the refusal returned it — or one strongly consistent read, when the
+    refusal came back without it and "there was none" cannot be taken as the answer: the store is not known to
+    return the item (``returns_old_item``: a DynamoDB-compatible store without ``ALL_OLD``), or ``guard`` holds on
+    a missing item, so that only an item can have refused it (an acquire: impossible on DynamoDB itself)."""
+    if item is not None:
         return Refused(item)
+    if returns_old_item and not holds(guard, None):
+        return Refused(None)  # DynamoDB returns the item whenever there is one: there was none
     return Refused(read())

@@ -91,6 +91,11 @@ class LockStore(ABC):
         step = machine.watch_step(lock_key, user, self.now())
         return redecide.drive(None, step, self._write, lambda: self._read(lock_key))
 
+    def item(self, lock_key: str) -> Item | None:
+        """The item as stored, one strongly consistent read: for a caller that explains a rule's verdict (why a
+        token is not the live holder's), which a :class:`LockRecord` cannot always (a token it lacks reads 0)."""
+        return self._read(lock_key)
+
     def get(self, lock_key: str) -> LockRecord | None:
         item = self._read(lock_key)
         return LockRecord.from_item(item) if item is not None else None

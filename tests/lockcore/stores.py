@@ -1,17 +1,23 @@
 """The stores under test, each in its world: in memory, DynamoDB on in-process moto, DynamoDB on a moto server
-over HTTP in a subprocess. Also what the world does to a table behind our back: DynamoDB's TTL process, and items
-written by the user's original code."""
+over HTTP in a subprocess, and DynamoDB-compatible stores that answer differently (moto over HTTP behind a
+middleware: one that never returns the old item, as dynalite does). Also what the world does to a table behind
+our back: DynamoDB's TTL process, and items written by the user's original code."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
 
 from lockcore.dynamodb import DynamoDBLockStore, from_wire, make_client
 from lockcore.expressions import Item
@@ -23,6 +29,7 @@ from workers.local.motoserver import LOCAL_CREDENTIALS
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+WSGI = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _tables = itertools.count()
 
@@ -64,6 +71,55 @@ def moto_server_process() -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextlib.contextmanager
+def moto_behind(middleware: Callable[[WSGI], WSGI]) -> Iterator[str]:
+    """moto served over HTTP through ``middleware``: a DynamoDB-compatible store that behaves differently."""
+    server = make_server("127.0.0.1", 0, middleware(DomainDispatcherApplication(create_backend_app)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def without_old_item(app: WSGI) -> WSGI:
+    """Answers a refused write without the item, as a store without ReturnValuesOnConditionCheckFailure does."""
+
+    def strip(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        answered: list[Any] = []
+        body = b"".join(app(environ, lambda status, headers, *_: answered.extend([status, headers])))
+        if b"ConditionalCheckFailed" in body:
+            answer = json.loads(body)
+            answer.pop("Item", None)
+            body = json.dumps(answer).encode()
+        status, headers = answered
+        # The body changed: its length and DynamoDB's CRC32 header no longer hold.
+        headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "x-amz-crc32")]
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    return strip
+
+
+def answering(error_type: str, message: str) -> Callable[[WSGI], WSGI]:
+    """An endpoint that answers every request with DynamoDB's error ``error_type`` (HTTP 400)."""
+
+    def middleware(app: WSGI) -> WSGI:
+        def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
+            return [json.dumps({"__type": error_type, "message": message}).encode()]
+
+        return refuse
+
+    return middleware
+
+
+throttling = answering("com.amazonaws.dynamodb.v20120810#ThrottlingException", "slow down")
+denying = answering("com.amazon.coral.service#AccessDeniedException", "not allowed")
 
 
 @dataclass

@@ -3,22 +3,17 @@ error per expected failure."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import socket
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import boto3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import make_server
 
 from lockcore import machine as m
-from lockcore.dynamodb import DynamoDBLockStore, _Expression, from_wire, make_client
+from lockcore.dynamodb import DynamoDBLockStore, _Expression, from_wire, is_dynamodb_itself, make_client
 from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
 from lockcore.expressions import (
     Above,
@@ -38,11 +33,20 @@ from lockcore.expressions import (
 )
 from lockcore.outcomes import HeldBySomeone, NotHolder, Refusal, Released
 from lockcore.record import Status
-from tests.lockcore.stores import SimClock, client_for, dynamodb_store
+from tests.lockcore.stores import (
+    WSGI,
+    SimClock,
+    client_for,
+    denying,
+    dynamodb_store,
+    moto_behind,
+    throttling,
+    without_old_item,
+)
 
 pytestmark = pytest.mark.usefixtures("in_process_aws")
+_T = TypeVar("_T")
 KEY = "build-router-plt"
-WSGI = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 # ------------------------------------------------------------------------------ translation fidelity
@@ -138,9 +142,13 @@ class RequestCounter:
         self.sent.append(request.headers["X-Amz-Target"].decode().split(".")[-1])
 
     def during(self, action: Callable[[], object]) -> list[str]:
+        return self.answer(action)[1]
+
+    def answer(self, action: Callable[[], _T]) -> tuple[_T, list[str]]:
+        """What ``action`` answered, and the requests it sent."""
         start = len(self.sent)
-        action()
-        return self.sent[start:]
+        answered = action()
+        return answered, self.sent[start:]
 
 
 def test_every_lock_operation_is_one_request() -> None:
@@ -194,61 +202,76 @@ def test_the_queue_costs_one_more_request_only_where_it_exists() -> None:
     under_test.close()
 
 
-# ------------------------------------------------------------------------------ a store without ALL_OLD
-@contextlib.contextmanager
-def moto_behind(middleware: Callable[[WSGI], WSGI]) -> Iterator[str]:
-    """moto served over HTTP through ``middleware``: a DynamoDB-compatible store that behaves differently."""
-    server = make_server("127.0.0.1", 0, middleware(DomainDispatcherApplication(create_backend_app)), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        thread.join()
+# ------------------------------------------------------------------------------ other stores
+def as_it_is(app: WSGI) -> WSGI:
+    return app
 
 
-def without_old_item(app: WSGI) -> WSGI:
-    """Answers a refused write without the item, as a store without ReturnValuesOnConditionCheckFailure does."""
-
-    def strip(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        answered: list[Any] = []
-        body = b"".join(app(environ, lambda status, headers, *_: answered.extend([status, headers])))
-        if b"ConditionalCheckFailed" in body:
-            answer = json.loads(body)
-            answer.pop("Item", None)
-            body = json.dumps(answer).encode()
-        status, headers = answered
-        # The body changed: its length and DynamoDB's CRC32 header no longer hold.
-        headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "x-amz-crc32")]
-        start_response(status, [*headers, ("Content-Length", str(len(body)))])
-        return [body]
-
-    return strip
-
-
-def throttling(app: WSGI) -> WSGI:
-    def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "slow down"})
-        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
-        return [body.encode()]
-
-    return refuse
-
-
-def test_without_the_old_item_a_lost_race_costs_one_consistent_read() -> None:
+def test_a_store_that_never_returns_the_old_item_costs_one_read_per_refusal_and_answers_as_dynamodb() -> None:
+    """dynalite, older DynamoDB Local: no flag to set — each refusal without the item costs one consistent read,
+    and every answer is the one DynamoDB gives in one request."""
     with moto_behind(without_old_item) as url:
         under_test = dynamodb_store("no-all-old", client_for(url), SimClock())
         store = under_test.store
-        assert isinstance(store, DynamoDBLockStore)
-        store.returns_old_item = False  # this store never does
+        assert isinstance(store, DynamoDBLockStore) and not store.returns_old_item
         counter = RequestCounter(store)
-        store.acquire(m.AcquireRequest(KEY, "req-a", 600, locked_by_name="alice"))
-        sent = counter.during(lambda: store.acquire(m.AcquireRequest(KEY, "req-b", 600)))
-        outcome = store.acquire(m.AcquireRequest(KEY, "req-b", 600))
+        assert counter.during(lambda: store.acquire(m.AcquireRequest(KEY, "req-a", 600, locked_by_name="al"))) == [
+            "UpdateItem"
+        ]
+        held, sent = counter.answer(lambda: store.acquire(m.AcquireRequest(KEY, "req-b", 600)))
         assert sent == ["UpdateItem", "GetItem"]
-        assert isinstance(outcome, HeldBySomeone) and outcome.holder.locked_by_name == "alice"
+        assert isinstance(held, HeldBySomeone) and held.holder.locked_by_name == "al"
+        refusals = [
+            (lambda: store.release(KEY, "req-b", 1, Status.COMPLETED), Refusal.NOT_OWNER),
+            (lambda: store.extend(KEY, "req-a", 7, 60), Refusal.STALE_TOKEN),
+            (lambda: store.release("build-never-plt", "req-a", 1, Status.COMPLETED), Refusal.NO_LOCK),
+        ]
+        for call, reason in refusals:
+            refused, sent = counter.answer(call)
+            assert sent == ["UpdateItem", "GetItem"]
+            assert isinstance(refused, NotHolder) and refused.reason is reason
+        # The holder's release meets a queue: refused without the item, read, then the hand-off.
+        store.acquire(m.AcquireRequest(KEY, "req-c", 600, queue=True))
+        released, sent = counter.answer(lambda: store.release(KEY, "req-a", 1, Status.COMPLETED))
+        assert sent == ["UpdateItem", "GetItem", "UpdateItem"]
+        assert isinstance(released, Released) and released.handed_to is not None
+        assert released.handed_to.record.owner == "req-c"
+        assert not store.returns_old_item, "nothing it answered showed otherwise"
         under_test.close()
+
+
+def test_a_compatible_store_that_returns_the_old_item_is_trusted_once_it_has() -> None:
+    with moto_behind(as_it_is) as url:
+        under_test = dynamodb_store("all-old-over-http", client_for(url), SimClock())
+        store = under_test.store
+        assert isinstance(store, DynamoDBLockStore) and not store.returns_old_item, "not an AWS endpoint"
+        counter = RequestCounter(store)
+        never = ("build-never-plt", "req-a", 1, Status.COMPLETED)
+        assert counter.during(lambda: store.release(*never)) == ["UpdateItem", "GetItem"]
+        store.acquire(m.AcquireRequest(KEY, "req-a", 600))
+        assert counter.during(lambda: store.acquire(m.AcquireRequest(KEY, "req-b", 600))) == ["UpdateItem"]
+        assert store.returns_old_item
+        assert counter.during(lambda: store.release(*never)) == ["UpdateItem"]
+        under_test.close()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "itself"),
+    [
+        ("https://dynamodb.ca-central-1.amazonaws.com", True),
+        ("https://dynamodb-fips.us-east-1.amazonaws.com", True),
+        ("https://dynamodb.cn-north-1.amazonaws.com.cn", True),
+        ("https://dynamodb.eu-west-1.api.aws", True),
+        ("https://vpce-0abc-1234.dynamodb.us-east-1.vpce.amazonaws.com", True),
+        ("http://127.0.0.1:8000", False),
+        ("http://localhost:4567", False),
+        ("http://dynamodb-local:8000", False),
+        ("https://amazonaws.com.example.org", False),
+    ],
+)
+def test_dynamodb_itself_is_known_by_its_endpoint(endpoint: str, itself: bool) -> None:
+    assert is_dynamodb_itself(endpoint) is itself
+    assert DynamoDBLockStore("t", client=client_for(endpoint)).returns_old_item is itself
 
 
 def test_throttling_is_retried_by_botocore_then_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,13 +352,20 @@ def test_no_region_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         make_client()
 
 
-def denying(app: WSGI) -> WSGI:
-    def refuse(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = json.dumps({"__type": "com.amazon.coral.service#AccessDeniedException", "Message": "not allowed"})
-        start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0")])
-        return [body.encode()]
-
-    return refuse
+def test_aws_region_comes_before_aws_default_region_as_in_the_other_aws_sdks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """botocore 1.43 reads only AWS_DEFAULT_REGION; the AWS CLI v2 and the other SDKs read AWS_REGION first."""
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    assert make_client("http://127.0.0.1:9").meta.region_name == "eu-west-1"
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")
+    assert make_client("http://127.0.0.1:9").meta.region_name == "ap-southeast-2"
+    assert make_client("http://127.0.0.1:9", region="ca-central-1").meta.region_name == "ca-central-1"
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    assert make_client("http://127.0.0.1:9", session=boto3.Session()).meta.region_name == "ap-southeast-2"
 
 
 def test_other_refusals_from_dynamodb_are_one_named_line() -> None:

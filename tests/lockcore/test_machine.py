@@ -818,20 +818,30 @@ def test_a_freeing_write_decided_from_a_current_read_is_the_one_its_refusal_woul
         assert isinstance(run(first, scene.item)[0], m.Refused)
 
 
-def test_a_refusal_without_the_item_costs_a_read_only_from_a_store_that_may_leave_it_out() -> None:
+def test_a_refusal_without_the_item_costs_a_read_only_where_there_may_have_been_one() -> None:
     reads: list[str] = []
 
     def read() -> Item | None:
         reads.append(KEY)
         return {"lockKey": KEY, "token": 2}
 
-    assert redecide.refused({"lockKey": KEY, "token": 1}, read, returns_old_item=False) == m.Refused(
-        {"lockKey": KEY, "token": 1}
-    )
-    assert redecide.refused(None, read, returns_old_item=True) == m.Refused(None)  # there was none
+    acquiring = m.acquire(m.AcquireRequest(KEY, "req-a", 600), NOW).guard
+    releasing = m.release(KEY, "req-a", 1, Status.COMPLETED, NOW).blind.guard
+    assert holds(acquiring, None) and not holds(releasing, None)
+    for guard in (acquiring, releasing):
+        for known in (True, False):
+            returned = redecide.refused(guard, {"lockKey": KEY, "token": 1}, read, returns_old_item=known)
+            assert returned == m.Refused({"lockKey": KEY, "token": 1})
+    assert reads == [], "the item came with the refusal"
+    # DynamoDB returns the item whenever there is one: a release refused without it found none.
+    assert redecide.refused(releasing, None, read, returns_old_item=True) == m.Refused(None)
     assert reads == []
-    assert redecide.refused(None, read, returns_old_item=False) == m.Refused({"lockKey": KEY, "token": 2})
+    # Only an item can refuse an acquire: whatever the store is thought to do, it left the item out.
+    assert redecide.refused(acquiring, None, read, returns_old_item=True) == m.Refused({"lockKey": KEY, "token": 2})
     assert reads == [KEY]
+    # A store not known to return the item may have left it out of any refusal.
+    assert redecide.refused(releasing, None, read, returns_old_item=False) == m.Refused({"lockKey": KEY, "token": 2})
+    assert reads == [KEY, KEY]
 
 
 # ------------------------------------------------------------------------------------- the queue's own data

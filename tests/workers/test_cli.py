@@ -9,15 +9,24 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from lockcore import machine as m
 from lockcore.outcomes import Refusal
 from lockcore.record import LockRecord, Status, epoch, iso
-from workers.cli.main import main
+from tests.lockcore.stores import WSGI, denying, moto_behind, throttling, without_old_item
+from workers.cli.codes import MEANINGS, Code
+from workers.cli.main import main, why_not_holder
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS
 
 TABLE = "cli-test-locks"
@@ -365,7 +374,10 @@ def test_an_unreachable_endpoint_fails_with_one_line(
     run = chatops("locks", "acquire", key, "--owner", "req-1")
     assert run.code == 1
     assert run.one_error_line == f"chatops: error: cannot reach DynamoDB at http://127.0.0.1:{closed}"
-    assert chatops("locks", "list", "--json").json() == {"error": f"cannot reach DynamoDB at http://127.0.0.1:{closed}"}
+    assert chatops("locks", "list", "--json").json() == {
+        "error": f"cannot reach DynamoDB at http://127.0.0.1:{closed}",
+        "code": "UNREACHABLE",
+    }
 
 
 @pytest.mark.parametrize(
@@ -389,12 +401,301 @@ def test_usage_errors_exit_2(chatops: Chatops, argv: list[str]) -> None:
 def test_usage_errors_with_json_print_one_error_object(chatops: Chatops) -> None:
     run = chatops("locks", "acquire", "k", "--json", "--ttl", "-5")
     assert run.code == 2 and run.err == ""
-    assert run.json() == {"error": "argument --ttl: must be at least 1, not -5"}
+    assert run.json() == {"error": "argument --ttl: must be at least 1, not -5", "code": "USAGE"}
     missing = chatops("locks", "release", "k", "--json")
     assert missing.code == 2 and "required" in missing.json()["error"]
 
 
+# ------------------------------------------------------------------------------------------------ --version
+def test_version_is_the_installed_packages(chatops: Chatops, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"chatops {metadata.version('chatops-locks')}\n"
+
+
+# ---------------------------------------------------------------------------- --region, --profile, --endpoint-url
+def test_endpoint_url_wins_over_the_environment_before_or_after_the_subcommand(
+    chatops: Chatops, aws: LocalAWS, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    assert chatops("locks", "show", key).code == 1, "the environment's endpoint is closed"
+    before = chatops("--endpoint-url", aws.url, "locks", "acquire", key, "--owner", "req-1")
+    after = chatops("locks", "show", key, "--endpoint-url", aws.url, "--json")
+    assert (before.code, before.requests, after.code) == (0, 1, 0), before.err + after.err
+    assert after.json()["state"] == "HELD"
+    bad = chatops("locks", "show", key, "--endpoint-url", "localhost:8000")
+    assert bad.code == 2 and "not an http(s) URL" in bad.err
+
+
+def test_region_comes_from_the_flag_then_aws_region_then_aws_default_region(
+    chatops: Chatops, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto keeps a table per region: the table exists in ca-central-1 (AWS_DEFAULT_REGION) only."""
+    assert chatops("locks", "show", key).code == 0
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # botocore 1.43 alone would ignore it
+    elsewhere = chatops("locks", "show", key)
+    assert elsewhere.code == 1 and "(eu-west-1)" in elsewhere.one_error_line
+    assert chatops("--region", "ca-central-1", "locks", "show", key).code == 0
+    assert chatops("locks", "show", key, "--region", "ca-central-1").code == 0
+    assert "(ap-south-1)" in chatops("locks", "show", key, "--region", "ap-south-1").one_error_line
+
+
+def test_a_profile_gives_its_region_and_an_unknown_one_is_one_line(
+    chatops: Chatops, key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    # A named profile takes its credentials from the profile, not from the environment.
+    config.write_text("[profile elsewhere]\nregion = eu-central-1\naws_access_key_id = x\naws_secret_access_key = x\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    run = chatops("--profile", "elsewhere", "locks", "show", key)
+    assert run.code == 1 and "(eu-central-1)" in run.one_error_line, "the profile's region, no table there"
+    unknown = chatops("locks", "show", key, "--profile", "nobody", "--json")
+    assert unknown.code == 1 and unknown.json()["code"] == "AWS_CONFIG" and "nobody" in unknown.json()["error"]
+
+
+def test_no_region_anywhere_names_what_to_set(chatops: Chatops, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    run = chatops("locks", "show", key)
+    assert run.code == 1 and run.requests == 0
+    assert run.one_error_line == (
+        "chatops: error: no AWS region: pass --region or set AWS_REGION (or a region in the AWS profile)"
+    )
+
+
+# ------------------------------------------------------------------------------------ a store without ALL_OLD
+def test_a_lost_race_on_a_store_without_the_old_item_is_told_who_holds_it(chatops: Chatops, key: str) -> None:
+    """dynalite, older DynamoDB Local: the loser exits 3 naming the holder (it used to exit 1), at the cost of
+    one consistent read; nothing to configure."""
+    counted = Counted()
+    with moto_behind(lambda app: counted(without_old_item(app))) as url:
+        at = ("--endpoint-url", url, "--table", "no-all-old")
+        assert chatops(*at, "locks", "create-table").code == 0
+        assert acquire(chatops, key, "req-1", *at, "--user-name", "alice").code == 0
+        sent = len(counted.targets)
+        lost = acquire(chatops, key, "req-2", *at)
+        assert lost.code == 3 and lost.json()["holder"]["lockedByName"] == "alice" and lost.json()["code"] == "HELD"
+        assert counted.targets[sent:] == ["UpdateItem", "GetItem"]
+
+
+@dataclass
+class Counted:
+    """A middleware that notes each DynamoDB operation it passes on."""
+
+    targets: list[str] = field(default_factory=list)
+
+    def __call__(self, app: WSGI) -> WSGI:
+        def note(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+            if target.startswith("DynamoDB_"):
+                self.targets.append(target.rsplit(".", maxsplit=1)[-1])
+            return app(environ, start_response)
+
+        return note
+
+
+# ------------------------------------------------------------------------------------------- --json codes
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _held(chatops: Chatops, key: str) -> Run:
+    acquire(chatops, key, "req-1")
+    return acquire(chatops, key, "req-2")
+
+
+def _lapsed(chatops: Chatops, key: str) -> int:
+    token = int(acquire(chatops, key, "req-1", "--ttl", "1").json()["token"])
+    time.sleep(1.2)
+    return token
+
+
+def _released(chatops: Chatops, key: str) -> int:
+    token = int(acquire(chatops, key, "req-1").json()["token"])
+    chatops("locks", "release", key, "--owner", "req-1", "--token", str(token), "--outcome", "completed")
+    return token
+
+
+def _replaced(chatops: Chatops, key: str) -> int:
+    token = int(acquire(chatops, key, "req-1").json()["token"])
+    chatops("locks", "force-release", key, "--token", str(token), "--by", "U9", "--reason", "x")
+    acquire(chatops, key, "req-2")
+    return token
+
+
+def _on(middleware: Callable[[WSGI], WSGI], *argv: str) -> Callable[[Chatops, str], Run]:
+    def run(chatops: Chatops, key: str) -> Run:
+        with moto_behind(middleware) as url:
+            return chatops(*argv, key, "--json", "--endpoint-url", url)
+
+    return run
+
+
+def _environment(changes: dict[str, str | None], *argv: str) -> Callable[[Chatops, str], Run]:
+    def run(chatops: Chatops, key: str) -> Run:
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in changes.items():
+                if value is None:
+                    env.delenv(name, raising=False)
+                else:
+                    env.setenv(name, value)
+            env.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it found earlier
+            return chatops(*argv, key, "--json")
+
+    return run
+
+
+Scenario = Callable[[Chatops, str], Run]
+REFUSALS: dict[str, tuple[Code, Scenario]] = {
+    "acquire a held lock": (Code.HELD, _held),
+    "release by another owner": (
+        Code.NOT_OWNER,
+        lambda c, k: c(
+            "locks", "release", k, "--owner", "req-9", "--token", str(_lapsed(c, k)), "--outcome", "failed", "--json"
+        ),
+    ),
+    "release with a replaced token": (
+        Code.STALE_TOKEN,
+        lambda c, k: c(
+            "locks", "release", k, "--owner", "req-1", "--token", str(_replaced(c, k)), "--outcome", "failed", "--json"
+        ),
+    ),
+    "release of a key never locked": (
+        Code.NO_LOCK,
+        lambda c, k: c("locks", "release", k, "--owner", "o", "--token", "1", "--outcome", "failed", "--json"),
+    ),
+    "extend a lapsed lease": (
+        Code.LEASE_ENDED,
+        lambda c, k: c(
+            "locks", "extend", k, "--owner", "req-1", "--token", str(_lapsed(c, k)), "--ttl", "60", "--json"
+        ),
+    ),
+    "force-release a released lock": (
+        Code.NOT_HELD,
+        lambda c, k: c(
+            "locks", "force-release", k, "--token", str(_released(c, k)), "--by", "U9", "--reason", "x", "--json"
+        ),
+    ),
+    "check a key never locked": (Code.NO_LOCK, lambda c, k: c("locks", "check", k, "--token", "1", "--json")),
+    "check a replaced token": (
+        Code.STALE_TOKEN,
+        lambda c, k: c("locks", "check", k, "--token", str(_replaced(c, k)), "--json"),
+    ),
+    "check a lapsed lease": (
+        Code.LEASE_ENDED,
+        lambda c, k: c("locks", "check", k, "--token", str(_lapsed(c, k)), "--json"),
+    ),
+    "check a released lock": (
+        Code.NOT_HELD,
+        lambda c, k: c("locks", "check", k, "--token", str(_released(c, k)), "--json"),
+    ),
+    "a missing table": (Code.TABLE_MISSING, lambda c, k: c("locks", "show", k, "--table", "nowhere", "--json")),
+    "an unreachable endpoint": (
+        Code.UNREACHABLE,
+        _environment({"AWS_MAX_ATTEMPTS": "1"}, "locks", "show", "--endpoint-url", "http://127.0.0.1:9"),
+    ),
+    "no credentials": (
+        Code.NO_CREDENTIALS,
+        _environment(
+            {
+                "AWS_ACCESS_KEY_ID": None,
+                "AWS_SECRET_ACCESS_KEY": None,
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                "AWS_CONFIG_FILE": "/nonexistent",
+                "AWS_EC2_METADATA_DISABLED": "true",
+            },
+            "locks",
+            "show",
+        ),
+    ),
+    "no region": (
+        Code.NO_REGION,
+        _environment(
+            {"AWS_DEFAULT_REGION": None, "AWS_REGION": None, "AWS_CONFIG_FILE": "/nonexistent"}, "locks", "show"
+        ),
+    ),
+    "throttled": (Code.THROTTLED, _on(throttling, "--table", "t", "locks", "show")),
+    "access denied": (Code.STORE_ERROR, _on(denying, "--table", "t", "locks", "show")),
+    "an unknown profile": (Code.AWS_CONFIG, lambda c, k: c("locks", "show", k, "--profile", "nobody", "--json")),
+    "a force-release without a reason": (
+        Code.INVALID,
+        lambda c, k: c("locks", "force-release", k, "--token", "1", "--by", "U9", "--reason", "", "--json"),
+    ),
+    "a usage error": (Code.USAGE, lambda c, k: c("locks", "extend", k, "--json")),
+}
+NOT_FROM_A_COMMAND_LINE = {
+    Code.LEASE_RUNS: "only the reaper's expire is refused because a lease still runs; no command expires",
+    Code.CHANGED: "only a store whose writes are not atomic can answer it",
+    Code.TRY_AGAIN: "an item deleted between a refused write and its read, or 32 writers landing in between",
+    Code.NOT_INSTALLED: "the local extra is installed wherever these tests run",
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
+def test_every_refusal_and_failure_carries_a_code_of_the_enum(
+    chatops: Chatops, key: str, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    expected, scenario = REFUSALS[case]
+    run = scenario(chatops, key)
+    body = run.json()
+    assert body["code"] == expected and body["code"] in set(Code)
+    assert run.code == MEANINGS[Code(body["code"])][0], "the exit status the code comes with"
+    assert ("error" in body) == (run.code in (1, 2)) and ("reason" in body) == (run.code in (3, 4))
+    assert run.err == ""
+
+
+def test_every_code_is_met_above_or_says_why_not() -> None:
+    met = {code for code, _ in REFUSALS.values()}
+    assert met | set(NOT_FROM_A_COMMAND_LINE) == set(Code) and not met & set(NOT_FROM_A_COMMAND_LINE)
+    assert {refusal.name for refusal in Refusal} <= {code.name for code in Code}
+    assert set(MEANINGS) == set(Code)
+
+
+@pytest.mark.parametrize("case", ["no region", "a missing table", "an unreachable endpoint", "an unknown profile"])
+def test_an_expected_failure_is_one_line_without_json_too(
+    chatops: Chatops, key: str, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    _, scenario = REFUSALS[case]
+    run = scenario(lambda *argv: chatops(*[arg for arg in argv if arg != "--json"]), key)
+    assert run.code == 1 and run.out == ""
+    assert run.one_error_line.startswith("chatops: error: ")
+
+
+items = st.none() | st.fixed_dictionaries(
+    {"lockKey": st.just("k")},
+    optional={
+        "token": st.integers(0, 3),
+        "owner": st.sampled_from(["req-1", "req-2"]),
+        "status": st.sampled_from([status.value for status in Status]),
+        "leaseExpiresAt": st.integers(0, 4),
+        "ttl": st.integers(0, 4),
+    },
+)
+
+
+@given(item=items, token=st.integers(0, 3), now=st.integers(0, 4))
+def test_check_refuses_exactly_when_the_fencing_check_does_and_says_why(
+    item: dict[str, Any] | None, token: int, now: int
+) -> None:
+    refusal = why_not_holder(item, token, now)
+    assert (refusal is None) == m.holds_token(item, token, now)
+    assert (refusal is Refusal.NO_LOCK) == (item is None)
+    if refusal is not None and item is not None and item.get("token") == token:
+        live = m.state_of(item, now) is m.LockState.HELD
+        assert not live and refusal in (Refusal.LEASE_ENDED, Refusal.NOT_HELD)
+
+
 # ------------------------------------------------------------------------------------------------ demo
+# The demos run a stack of their own in this process, and moto keeps one state per process: stopping it leaves
+# this module's table behind. They come last.
 def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (*LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL", "LOCK_TABLE_NAME"):
         monkeypatch.delenv(name)  # the demo needs none of them

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import urllib3
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.record import LockRecord, Status
+from tests.workers.serving import chatops_serve, clean_environment
 from workers.local.github import GitHubStandIn, WorkflowRun, webhook_sender
 from workers.local.slack import PostedMessage, SlackStandIn
 from workers.local.stack import LocalStack, StackOptions
@@ -321,39 +321,25 @@ def test_the_router_refuses_an_unsigned_command_over_http_and_queues_nothing(loc
 
 # ------------------------------------------------------------------------------------------ chatops serve
 def test_chatops_serve_runs_the_stack_until_sigterm(tmp_path: Path) -> None:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("AWS_", "SLACK_", "GITHUB_")) and name not in {"CHATOPS_CONFIG", "LOCK_TABLE_NAME"}
-    }
-    env |= {"SLACK_SIGNING_SECRET": "serve-test-signing-secret", "PYTHONUNBUFFERED": "1"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "serve", "--port", "0", "--github-delay", "1"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline()
-        found = re.fullmatch(
-            r"chatops serve: ready at (http://127\.0\.0\.1:\d+) — DynamoDB at AWS_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)\n",
-            ready,
-        )
-        assert found, ready
-        app, aws = found[1], found[2]
-        described = []
-        while (line := server.stdout.readline()) and "Ctrl-C" not in line:
-            described.append(line)
-        text = "".join(described)
+    # XDG_RUNTIME_DIR: where it leaves its card for `chatops try`.
+    secret = {"SLACK_SIGNING_SECRET": "serve-test-signing-secret", "XDG_RUNTIME_DIR": str(tmp_path)}
+    with chatops_serve("--github-delay", "1", env=secret) as serve:
+        app, aws, text, server = serve.url, serve.aws_url, serve.described, serve.process
         assert "SLACK_SIGNING_SECRET from the environment (not shown)" in text
         assert "serve-test-signing-secret" not in text
         assert re.search(r"GITHUB_WEBHOOK_SECRET=[0-9a-f]{32}  \(generated for this run; local only\)", text)
 
         slack_api = re.search(r"built-in Slack stand-in at (http://127\.0\.0\.1:\d+)/api/", text)
         assert slack_api
+        # Where `chatops try` finds it: its URL, its Slack stand-in, and no secret that came from the environment.
+        [card] = (tmp_path / "chatops").iterdir()
+        assert card.name == f"serve-{app.rsplit(':', 1)[1]}.json" and card.stat().st_mode & 0o777 == 0o600
+        assert json.loads(card.read_text()) == {
+            "url": app,
+            "slack_url": slack_api[1],
+            "signing_secret": None,
+            "pid": server.pid,
+        }
         response_url = f"{slack_api[1]}/commands/T0LOCAL/serve-test/stand-in"
         form = (
             "command=%2Fbuild&text=router+plt&user_id=U0ALICE&user_name=alice&team_id=T0LOCAL&channel_id=C0B"
@@ -372,7 +358,7 @@ def test_chatops_serve_runs_the_stack_until_sigterm(tmp_path: Path) -> None:
         )
         assert answer.status == 200 and "checking the lock" in json.loads(answer.data)["text"]
 
-        locks = {**env, "AWS_ENDPOINT_URL": aws, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        locks = {**clean_environment(), "AWS_ENDPOINT_URL": aws, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
         locks["AWS_DEFAULT_REGION"] = "ca-central-1"
 
         def chatops_locks(*argv: str) -> str:
@@ -391,11 +377,9 @@ def test_chatops_serve_runs_the_stack_until_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the run completed (1 s) and its webhook released the lock"
             time.sleep(0.3)
         assert json.loads(chatops_locks("list", "--all"))["locks"][0]["lockedBy"] == "U0ALICE"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, _ = server.communicate(timeout=15)
     assert server.returncode == 0
-    assert out.endswith("chatops serve: stopped\n")
+    assert serve.said_last.endswith("chatops serve: stopped\n")
+    assert not list((tmp_path / "chatops").iterdir()), "the card goes with the serve"
 
 
 # ------------------------------------------------------------------------------------------ /build cancel

@@ -9,8 +9,12 @@ token is stale (and ``check``: the token does not belong to the live holder); 2 
 
 With ``--json`` a lock operation prints ``{"lockKey", "outcome", "token", ...}``: ``token`` is the token the
 answer is about — the lock's token after an acquire (the holder's, when refused), the token presented to
-release, extend, force-release and check. A refusal adds ``reason`` and ``holder`` (the record as stored, or
-null). ``list`` prints ``{"locks": [...]}``, failures ``{"error": "..."}``.
+release, extend, force-release and check. A refusal adds ``code`` (:class:`~workers.cli.codes.Code`), ``reason``
+and ``holder`` (the record as stored, or null). ``list`` prints ``{"locks": [...]}``, failures
+``{"error": "...", "code": ...}``.
+
+Every AWS client the CLI makes comes from one place (:func:`aws_session`, :func:`dynamodb_client`): ``--profile``,
+``--region`` (else ``AWS_REGION``, else boto3's chain) and ``--endpoint-url`` (else boto3's ``AWS_ENDPOINT_URL``…).
 """
 
 from __future__ import annotations
@@ -21,23 +25,39 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
+import boto3
 import botocore.exceptions
 
 from lockcore import machine as m
 from lockcore import outcomes
-from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, make_client
-from lockcore.errors import LockStoreError
+from lockcore.dynamodb import DEFAULT_TABLE, REGION_ENV, DynamoDBLockStore, make_client
+from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, StoreUnreachable, TableMissing
+from lockcore.expressions import Item
+from lockcore.record import TOKEN as TOKEN_ATTRIBUTE
 from lockcore.record import LockRecord, Status
+from workers.cli.codes import Code, of_refusal
+from workers.local import served
 from workers.protocol import render
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 DONE, FAILURE, USAGE, HELD_BY_SOMEONE, NOT_HOLDER = 0, 1, 2, 3, 4
+INTERRUPTED = 130
 DEFAULT_LEASE_SECONDS = 600
 TABLE_ENV = "LOCK_TABLE_NAME"
+PACKAGE = "chatops-locks"
 
 
 # ------------------------------------------------------------------------------------------------- parsing
+class NoRegion(LockStoreError):
+    """No AWS region anywhere the CLI looks."""
+
+
 class UsageError(Exception):
     def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
         super().__init__(message)
@@ -68,14 +88,63 @@ SECONDS = _count(1)
 TOKEN = _count(0)
 
 
+def _endpoint(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value:g}")
+    return value
+
+
+def version() -> str:
+    """The installed package's version (its metadata), or why there is none."""
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        return f"unknown ({PACKAGE} is not installed: pip install -e .)"
+
+
+GLOBAL_OPTIONS: dict[str, dict[str, Any]] = {
+    "--table": {"metavar": "NAME", "help": f"lock table (default: ${TABLE_ENV}, else {DEFAULT_TABLE})"},
+    "--region": {
+        "metavar": "REGION",
+        "help": f"AWS region (default: ${REGION_ENV}, else $AWS_DEFAULT_REGION, else the profile's)",
+    },
+    "--profile": {"metavar": "NAME", "help": "AWS profile of ~/.aws/config (default: $AWS_PROFILE)"},
+    "--endpoint-url": {
+        "type": _endpoint,
+        "help": "DynamoDB endpoint, e.g. DynamoDB Local (default: $AWS_ENDPOINT_URL)",
+    },
+}
+
+
+def _global_options(parser: argparse.ArgumentParser, *, hidden: bool) -> None:
+    """Before the subcommand, or (``hidden``) after it: SUPPRESS keeps a later default from overwriting one given
+    before."""
+    for flag, options in GLOBAL_OPTIONS.items():
+        if hidden:
+            parser.add_argument(flag, **{**options, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS})
+        else:
+            parser.add_argument(flag, **options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="chatops", description="Slack ChatOps build locks: operate them, or run the demo.")
-    parser.add_argument("--table", help=f"lock table (default: ${TABLE_ENV}, else {DEFAULT_TABLE})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    _global_options(parser, hidden=False)
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print exactly one JSON object")
-    # Also accepted after the subcommand; SUPPRESS keeps it from overwriting a --table given before.
-    common.add_argument("--table", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{locks,serve,demo}")
+    _global_options(common, hidden=True)
+    commands = parser.add_subparsers(dest="command", required=True)
 
     locks = commands.add_parser(
         "locks",
@@ -123,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     action("create-table", "create the lock table (does nothing if it exists)", keyed=False)
 
     serve = commands.add_parser("serve", help="run the whole system on this machine (no AWS, Slack or GitHub needed)")
-    serve.add_argument("--port", type=TOKEN, default=3000, help="HTTP port on 127.0.0.1 (3000; 0: any free one)")
+    serve.add_argument(
+        "--port", type=TOKEN, default=served.DEFAULT_PORT, help="HTTP port on 127.0.0.1 (3000; 0: any free one)"
+    )
     serve.add_argument("--config", help="chatops TOML (default: $CHATOPS_CONFIG, else docs/chatops.toml)")
     serve.add_argument("--github-api-url", default=os.environ.get("GITHUB_API_URL"), help="default: built-in")
     serve.add_argument("--slack-api-url", default=os.environ.get("SLACK_API_URL"), help="default: built-in")
@@ -134,7 +205,53 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--lock", action="store_true", help="the lock alone: 20 people race the DynamoDB store, leases, fencing"
     )
+
+    add_try_parser(commands)
     return parser
+
+
+def add_try_parser(commands: Any) -> None:
+    """``chatops try`` (:mod:`workers.cli.trying`)."""
+    trying = commands.add_parser(
+        "try",
+        help="send a slash command to a running `chatops serve` as someone, and show every reply they see",
+        description="Sends COMMAND, signed as Slack would, to a running `chatops serve` and prints what the person "
+        "sees: the immediate answer, then what reaches them in the channel, ephemerally and by DM.",
+        epilog="exit codes: 0 answered (a refusal is an answer), 1 not asked (no serve, bad signature, no such "
+        "button), 2 usage",
+    )
+    trying.add_argument(
+        "text",
+        metavar="COMMAND",
+        nargs="?",
+        default="",
+        help='a slash command and its text, e.g. "/build router plt" (none: only --wait and watch)',
+    )
+    trying.add_argument("--as", dest="person", default="alice", metavar="NAME", help="who sends it (alice)")
+    trying.add_argument(
+        "--press",
+        action="append",
+        default=[],
+        metavar="BUTTON",
+        help="then press the button with this label, action_id or number (repeatable, in order); "
+        "at a terminal you are asked instead",
+    )
+    trying.add_argument("--url", type=_endpoint, default=served.DEFAULT_URL, help=f"the serve ({served.DEFAULT_URL})")
+    trying.add_argument("--channel", metavar="ID", help="the channel it is sent from (the local workspace's #builds)")
+    trying.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="the most to wait for the stack to finish what it started (30)",
+    )
+    trying.add_argument(
+        "--wait",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="then keep showing what the person sees for this long (0)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ deciding
@@ -178,14 +295,15 @@ def outcome_json(lock_key: str, outcome: outcomes.Outcome, presented: int | None
         case outcomes.HeldBySomeone(holder):
             body |= {
                 "token": holder.token,
+                "code": Code.HELD,
                 "reason": render.holder_line(holder, now),
                 "holder": holder.as_json(),
             }
         case outcomes.NotHolder(reason, current):
             body |= {
                 "token": presented,
+                "code": of_refusal(reason),
                 "reason": reason.value,
-                "refusal": reason.name,
                 "holder": current.as_json() if current is not None else None,
             }
         case outcomes.Acquired(record) | outcomes.Extended(record) | outcomes.MarkedExpired(record):
@@ -237,7 +355,21 @@ def force_release(args: argparse.Namespace, store: DynamoDBLockStore) -> Answer:
 
 
 def check(args: argparse.Namespace, store: DynamoDBLockStore) -> Answer:
-    return check_answer(args.key, args.token, store.check(args.key, args.token))
+    item = store.item(args.key)  # the fencing check's one strongly consistent read
+    return check_answer(args.key, args.token, why_not_holder(item, args.token, store.now()))
+
+
+def why_not_holder(item: Item | None, presented: int, now: int) -> outcomes.Refusal | None:
+    """The fencing check — :func:`lockcore.machine.holds_token`'s verdict — and, when it fails, why."""
+    if m.holds_token(item, presented, now):
+        return None
+    if item is None:
+        return outcomes.Refusal.NO_LOCK
+    if item.get(TOKEN_ATTRIBUTE) != presented:
+        return outcomes.Refusal.STALE_TOKEN
+    if m.state_of(item, now) is m.LockState.LAPSED:
+        return outcomes.Refusal.LEASE_ENDED
+    return outcomes.Refusal.NOT_HELD
 
 
 def show(args: argparse.Namespace, store: DynamoDBLockStore) -> Answer:
@@ -268,13 +400,14 @@ ACTIONS: dict[str, Callable[[argparse.Namespace, DynamoDBLockStore], Answer]] = 
 }
 
 
-def check_answer(lock_key: str, presented: int, holds: bool) -> Answer:
-    body: dict[str, Any] = {"lockKey": lock_key, "token": presented, "holds": holds}
-    if holds:
+def check_answer(lock_key: str, presented: int, refusal: outcomes.Refusal | None) -> Answer:
+    body: dict[str, Any] = {"lockKey": lock_key, "token": presented, "holds": refusal is None}
+    if refusal is None:
         line = f"{lock_key}: token {presented} is the live holder's: go ahead"
         return Answer(DONE, [line], {**body, "outcome": "holds"})
-    reason = f"token {presented} is not the live holder's token on {lock_key}: stale, released or expired"
-    return Answer(NOT_HOLDER, [f"{reason}: stop"], {**body, "outcome": "not-holder", "reason": reason})
+    reason = f"token {presented} is not the live holder's token on {lock_key}: {refusal.value}"
+    body |= {"outcome": "not-holder", "code": of_refusal(refusal), "reason": reason}
+    return Answer(NOT_HOLDER, [f"{reason}: stop"], body)
 
 
 def show_answer(lock_key: str, state: m.LockState, record: LockRecord | None, now: int) -> Answer:
@@ -306,28 +439,75 @@ def emit(answer: Answer, as_json: bool) -> None:
         print(line, file=stream)
 
 
-def fail(message: str, as_json: bool) -> int:
+def fail(message: str, as_json: bool, code: Code) -> int:
     line = " ".join(message.split())  # one line, whatever the library put in it
     if as_json:
-        print(json.dumps({"error": line}))
+        print(json.dumps({"error": line, "code": code}))
     else:
         print(f"chatops: error: {line}", file=sys.stderr)
     return FAILURE
+
+
+def not_installed(what: str, error: ImportError, as_json: bool) -> int:
+    needs = f"{what} needs the local stack ({error}): pip install 'chatops-locks[local]'"
+    return fail(needs, as_json, Code.NOT_INSTALLED)
+
+
+FAILURES: tuple[tuple[type[Exception], Code], ...] = (
+    # The first that matches names the failure (the subclasses before LockStoreError itself).
+    (TableMissing, Code.TABLE_MISSING),
+    (StoreUnreachable, Code.UNREACHABLE),
+    (NoCredentials, Code.NO_CREDENTIALS),
+    (StoreThrottled, Code.THROTTLED),
+    (NoRegion, Code.NO_REGION),
+    (LockStoreError, Code.STORE_ERROR),
+    (botocore.exceptions.BotoCoreError, Code.AWS_CONFIG),
+    (LookupError, Code.TRY_AGAIN),
+    (ValueError, Code.INVALID),
+)
+
+
+def failure_code(error: Exception) -> Code:
+    return next(code for kind, code in FAILURES if isinstance(error, kind))
 
 
 def table_name(args: argparse.Namespace) -> str:
     return str(args.table or os.environ.get(TABLE_ENV) or DEFAULT_TABLE)
 
 
+# ----------------------------------------------------------------------------------------------------- AWS
+def aws_session(args: argparse.Namespace) -> tuple[boto3.Session, str]:
+    """The session every AWS client of the CLI comes from (``--profile``), and its region: ``--region``, else
+    ``AWS_REGION`` (as the AWS CLI v2 and the other SDKs read it first), else boto3's chain."""
+    session = boto3.Session(profile_name=args.profile)
+    region = args.region or os.environ.get(REGION_ENV) or session.region_name
+    if not region:
+        raise NoRegion(f"no AWS region: pass --region or set {REGION_ENV} (or a region in the AWS profile)")
+    return session, region
+
+
+def dynamodb_client(args: argparse.Namespace) -> DynamoDBClient:
+    session, region = aws_session(args)
+    return make_client(args.endpoint_url, region, session)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    """``chatops``; Ctrl-C is one line, not a traceback."""
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("chatops: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def run(arguments: list[str]) -> int:
     as_json = "--json" in arguments
     parser = build_parser()
     try:
         args = parser.parse_args(arguments)
     except UsageError as error:
         if as_json:
-            print(json.dumps({"error": str(error)}))
+            print(json.dumps({"error": str(error), "code": Code.USAGE}))
         else:
             error.parser.print_usage(sys.stderr)
             print(f"{error.parser.prog}: error: {error}", file=sys.stderr)
@@ -336,19 +516,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from workers.local import stack  # noqa: PLC0415 - moto is only needed here (the `local` extra)
         except ImportError as error:
-            return fail(f"serve needs the local stack ({error}): pip install 'chatops-locks[local]'", as_json)
+            return not_installed("serve", error, as_json)
         return stack.serve(stack.options_from(args))
     if args.command == "demo":
         try:
             from workers.cli import demo, lock_demo  # noqa: PLC0415 - moto is only needed here (the `local` extra)
         except ImportError as error:
-            return fail(f"the demo needs the local stack ({error}): pip install 'chatops-locks[local]'", as_json)
+            return not_installed("the demo", error, as_json)
         return lock_demo.main() if args.lock else demo.main()
+    if args.command == "try":
+        from workers.cli import trying  # noqa: PLC0415 - only `try` speaks to a local stack
+
+        options = trying.TryOptions(
+            args.text,
+            args.person,
+            args.press,
+            args.url,
+            args.channel or trying.DEFAULT_CHANNEL,
+            timeout=args.timeout,
+            wait=args.wait,
+        )
+        return trying.run(options, ask=None if args.press else trying.terminal_ask())
     try:
-        store = DynamoDBLockStore(table_name(args), client=make_client())
+        store = DynamoDBLockStore(table_name(args), client=dynamodb_client(args))
         answer = ACTIONS[args.action](args, store)
-    except (LockStoreError, botocore.exceptions.BotoCoreError, LookupError, ValueError) as error:
-        return fail(str(error), as_json)
+    except tuple(kind for kind, _ in FAILURES) as error:
+        return fail(str(error), as_json, failure_code(error))
     emit(answer, as_json)
     return answer.code
 

@@ -10,7 +10,10 @@
   ``expired_url`` (the code treats any answer but 200 as not delivered, whatever the exact words).
 
 Everything received is recorded (:attr:`~workers.local.standin.StandInServer.requests`);
-:meth:`SlackStandIn.messages` lists what was posted where. ``fail_next`` makes the next posts answer 500 (or any
+:meth:`SlackStandIn.messages` lists what was posted where, and ``GET /local/messages?after=N`` the same to
+another process (``chatops try``): ``{"messages": [{"path", "body"}], "next", "busy"}`` — the posts
+received from the ``N``-th request on, where to read on from, and whether the app is still at work on something
+(``app_busy``; ``false`` when not told). ``fail_next`` makes the next posts answer 500 (or any
 status), ``fail_next(status=200, body={"ok": False, "error": "channel_not_found"})`` a Slack-level refusal.
 
 Kept with the local stack rather than under ``tests/`` because ``chatops serve``/``chatops demo`` need a Slack to
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from workers.local.standin import RecordedRequest, Reply, StandInServer
 
 API_PREFIX = "/api/"
+MESSAGES_PATH = "/local/messages"
 RESPONSE_URL_USES = 5
 """Posts Slack accepts per ``response_url`` (within its 30 minutes)."""
 _WEB_API_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral"})
@@ -45,14 +50,20 @@ class PostedMessage:
         return str(self.body.get("text", "")) if isinstance(self.body, dict) else str(self.body)
 
 
+def response_url_on(stand_in_url: str, name: str) -> str:
+    """The ``response_url`` called ``name`` on the stand-in at ``stand_in_url``."""
+    return f"{stand_in_url}/commands/T0LOCAL/{name}/stand-in"
+
+
 class SlackStandIn(StandInServer):
     """The Slack Web API's chat methods and ``response_url``\\s, on ``127.0.0.1``."""
 
     name = "Slack stand-in"
 
-    def __init__(self, *, token: str | None = None, port: int = 0) -> None:
+    def __init__(self, *, token: str | None = None, port: int = 0, app_busy: Callable[[], bool] | None = None) -> None:
         super().__init__(port)
         self.token = token
+        self.app_busy = app_busy
         self._ts = itertools.count(1)
         self._ts_lock = threading.Lock()
         self._uses: dict[str, int] = {}
@@ -70,13 +81,15 @@ class SlackStandIn(StandInServer):
 
     def response_url(self, name: str = "1") -> str:
         """A ``response_url`` on this stand-in (``/commands/T0/<name>/…``, shaped like Slack's)."""
-        return f"{self.url}/commands/T0LOCAL/{name}/stand-in"
+        return response_url_on(self.url, name)
 
     def messages(self, path_contains: str = "") -> list[PostedMessage]:
         """Every POST received (successful or not) whose path contains ``path_contains``, oldest first."""
         return [PostedMessage(r.path, r.body) for r in self.requests_to("POST", path_contains)]
 
     def answer(self, request: RecordedRequest) -> Reply:
+        if request.method == "GET" and request.path == MESSAGES_PATH:
+            return self._messages_since(request)
         if not request.path.startswith(API_PREFIX):
             return self._response_url(request)
         method = request.path[len(API_PREFIX) :]
@@ -94,6 +107,16 @@ class SlackStandIn(StandInServer):
         if method == "chat.postEphemeral":
             return Reply(200, {"ok": True, "message_ts": ts})
         return Reply(200, {"ok": True, "channel": body["channel"], "ts": ts, "message": {"text": body.get("text")}})
+
+    def _messages_since(self, request: RecordedRequest) -> Reply:
+        try:
+            after = max(int(request.query.get("after", "0")), 0)
+        except ValueError:
+            return Reply(400, {"error": "after: a whole number"})
+        received = self.requests
+        posts = [{"path": r.path, "body": r.body} for r in received[after:] if r.method == "POST"]
+        busy = self.app_busy() if self.app_busy is not None else False
+        return Reply(200, {"messages": posts, "next": len(received), "busy": busy})
 
     def _response_url(self, request: RecordedRequest) -> Reply:
         if request.method != "POST":

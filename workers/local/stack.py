@@ -77,6 +77,7 @@ from workers.adapters.history_table import DEFAULT_HISTORY_TABLE, HISTORY_TABLE_
 from workers.adapters.pending import DEFAULT_IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE_ENV
 from workers.adapters.secrets import SECRET_NAMES, SecretName
 from workers.handlers import router
+from workers.local import served
 from workers.local.github import GitHubStandIn, Repository, webhook_sender
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS
 from workers.local.slack import SlackStandIn
@@ -625,6 +626,8 @@ class LocalStack:
         self._log_streams: list[tuple[logging.StreamHandler[TextIO], TextIO]] = []
         self._started = False
         self._aws_running = False
+        self._observer: SQSClient | None = None
+        """The SQS client :meth:`queue_depths` asks, from whichever thread."""
 
     # ------------------------------------------------------------------------------------- addresses
     @property
@@ -674,6 +677,7 @@ class LocalStack:
         self._env.set("AWS_ENDPOINT_URL", self.aws.url)
         self._create_tables()
         self._create_queues()
+        self._observer = self.sqs()  # made here: boto3's default session makes clients safely in one thread only
         self.front.start()
         self._start_stand_ins()
         self._set_environment()
@@ -708,6 +712,7 @@ class LocalStack:
                 self.aws.stop()
                 self._aws_running = False
             self._started = False
+        self._observer = None
         self._env.restore()
         queues.forget_clients()
         runtime.reset()
@@ -765,7 +770,7 @@ class LocalStack:
 
     def _start_stand_ins(self) -> None:
         if self.options.slack_api_url is None:
-            self.slack = SlackStandIn(token=self.secrets["SLACK_BOT_TOKEN"]).start()
+            self.slack = SlackStandIn(token=self.secrets["SLACK_BOT_TOKEN"], app_busy=self._busy).start()
         if self.options.github_api_url is None:
             self.github = GitHubStandIn(
                 [Repository(self.config.github.repository)],
@@ -841,7 +846,7 @@ class LocalStack:
     # ------------------------------------------------------------------------------------ observing
     def queue_depths(self, *, dead_letters: bool = False) -> dict[Queue, tuple[int, int]]:
         """Per queue (``dead_letters``: per queue's DLQ): (visible, in flight) messages."""
-        sqs = self.sqs()
+        sqs = self._observer or self.sqs()
         depths = {}
         for queue, url in (self.dlq_urls if dead_letters else self.queue_urls).items():
             attributes = sqs.get_queue_attributes(
@@ -859,6 +864,10 @@ class LocalStack:
         sqs = self.sqs()
         received = sqs.receive_message(QueueUrl=self.dlq_urls[queue], MaxNumberOfMessages=10, VisibilityTimeout=0)
         return [message.get("Body", "") for message in received.get("Messages", [])]
+
+    def _busy(self) -> bool:
+        """For the Slack stand-in's readers in another process (``chatops try``): not :meth:`settled` yet."""
+        return self._started and not self.settled()
 
     def settled(self) -> bool:
         """Nothing queued, nothing being handled, no run event on its way, no dead letter untold."""
@@ -930,6 +939,8 @@ class LocalStack:
             yield f"  secret   {line}"
         credentials = " ".join(f"{name}={value}" for name, value in LOCAL_CREDENTIALS.items())
         yield f"  locks    AWS_ENDPOINT_URL={self.aws_url} {credentials} chatops locks list"
+        elsewhere = "" if self.url == served.DEFAULT_URL else f" --url {self.url}"
+        yield f"  try      chatops try '/build router plt' --as alice{elsewhere}"
 
 
 # ------------------------------------------------------------------------------------------ chatops serve
@@ -942,10 +953,17 @@ def serve(options: StackOptions, out: TextIO | None = None, stop: threading.Even
     out = out or sys.stdout
     stop = stop or threading.Event()
     stack = LocalStack(options, logs=sys.stderr)
+    card: served.Served | None = None
     restore_signals = _stop_on_signals(stop)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # EMF metrics are printed; they are log, not output
             stack.start()
+            card = _card(stack)
+            try:
+                served.write(card)  # for `chatops try`
+            except OSError as error:
+                card = None
+                print(f"chatops serve: `chatops try` will not find this stack: {error}", file=out)
             print(stack.ready_line(), file=out, flush=True)
             for line in stack.describe():
                 print(line, file=out)
@@ -955,10 +973,22 @@ def serve(options: StackOptions, out: TextIO | None = None, stop: threading.Even
     except KeyboardInterrupt:
         pass
     finally:
+        if card is not None:
+            served.remove(card)
         stack.stop()
         restore_signals()
     print("chatops serve: stopped", file=out, flush=True)
     return 0
+
+
+def _card(stack: LocalStack) -> served.Served:
+    generated = "SLACK_SIGNING_SECRET" in stack.secrets.generated
+    return served.Served(
+        url=stack.url,
+        slack_url=stack.slack.url if stack.slack is not None else None,
+        signing_secret=stack.secrets["SLACK_SIGNING_SECRET"] if generated else None,
+        pid=os.getpid(),
+    )
 
 
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:

@@ -17,16 +17,17 @@ import hmac
 import itertools
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3
 
-from workers.local.slack import PostedMessage, SlackStandIn
+from workers.local.slack import PostedMessage
 
 TEAM_ID = "T0LOCAL"
 APP_ID = "A0LOCAL"
@@ -42,6 +43,18 @@ class Person:
     def named(cls, name: str) -> Person:
         """``alice`` is ``U0ALICE``, as in the shipped configuration (whose admin is ``U0ADMIN``)."""
         return cls(name, f"U0{name.upper()}")
+
+
+class SlackView(Protocol):
+    """Where people's replies go and are read back: the :class:`~workers.local.slack.SlackStandIn` in this
+    process, or one in another process read over HTTP (``chatops try``)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def response_url(self, name: str = "1") -> str: ...
+
+    def messages(self, path_contains: str = "") -> list[PostedMessage]: ...
 
 
 def slack_signature(secret: str, timestamp: int, body: str) -> str:
@@ -72,13 +85,16 @@ class Sent:
 class Workspace:
     """Signs and sends what people type and click; reads what reached their ``response_url``\\s."""
 
-    def __init__(self, app_url: str, signing_secret: str, slack: SlackStandIn, channel_id: str = CHANNEL_ID) -> None:
+    def __init__(self, app_url: str, signing_secret: str, slack: SlackView, channel_id: str = CHANNEL_ID) -> None:
         self.app_url = app_url.rstrip("/")
         self.signing_secret = signing_secret
         self.slack = slack
         self.channel_id = channel_id
         self._http = urllib3.PoolManager(maxsize=16)
         self._numbers = itertools.count(1)
+        # Request ids and response_urls unique to this workspace: another one talking to the same app (a second
+        # `chatops try`) must not look like a retry of this one's requests, nor read its replies.
+        self._session = secrets.token_hex(3)
         self._lock = threading.Lock()
 
     def _next(self) -> int:
@@ -106,8 +122,8 @@ class Workspace:
     def command(self, person: Person, slash: str, text: str) -> Sent:
         """``person`` types ``slash text`` in the channel."""
         number = self._next()
-        request_id = f"{number}{int(time.time())}.{person.user_id}.{number:04d}"
-        response_url = self.slack.response_url(f"{person.name}-{number}")
+        request_id = f"{number}{int(time.time())}.{person.user_id}.{self._session}{number:04d}"
+        response_url = self.slack.response_url(f"{person.name}-{number}-{self._session}")
         status, body = self._post(
             "/slack/commands",
             {
@@ -130,8 +146,8 @@ class Workspace:
     def press(self, person: Person, button: Mapping[str, Any], message_url: str) -> Sent:
         """``person`` clicks ``button`` (a Block Kit element) in the message that came to ``message_url``."""
         number = self._next()
-        request_id = f"{number}{int(time.time())}.{person.user_id}.button"
-        response_url = self.slack.response_url(f"{person.name}-{number}-button")
+        request_id = f"{number}{int(time.time())}.{person.user_id}.{self._session}button"
+        response_url = self.slack.response_url(f"{person.name}-{number}-{self._session}-button")
         payload = {
             "type": "block_actions",
             "user": {"id": person.user_id, "username": person.name, "name": person.name, "team_id": TEAM_ID},
