@@ -1,5 +1,5 @@
 """``chatops serve`` under load and abuse: a burst of people is each answered, a malformed request gets a 4xx at
-once.
+once, and its Slack stand-in serves every Web API method the workers call.
 
 The stack is the one ``chatops serve`` runs (:class:`~workers.local.stack.LocalStack`): the router behind real
 HTTP, moto on loopback, the workers polling their queues, the GitHub and Slack stand-ins.
@@ -14,17 +14,22 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
+from slack_sdk import WebClient
 
 from workers.local.loopback import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS
+from workers.local.slack import LOCAL_USER_GROUPS, SlackStandIn
 from workers.local.stack import HttpFront, LocalStack, StackOptions
 from workers.local.workspace import Person, Sent, Workspace
 
 pytestmark = pytest.mark.timeout(120)
 
+WORKERS = Path(__file__).resolve().parents[2] / "workers"
+ALICE, CAROL = Person.named("alice"), Person.named("carol")
 KEYS = ("router plt", "router prod", "api plt", "api prod")
 """Every /build lock of the shipped configuration: two components, two environments."""
 
@@ -144,3 +149,37 @@ def test_each_malformed_request_gets_its_4xx_at_once_and_never_reaches_the_route
         assert (good.status, router.paths) == (200, ["/fine"]), "and the front still serves"
     finally:
         front.stop()
+
+
+# ----------------------------------------------------------------------------------------- the Slack stand-in
+def test_the_slack_stand_in_serves_every_web_api_method_the_workers_call() -> None:
+    source = "\n".join(path.read_text(encoding="utf-8") for path in WORKERS.rglob("*.py") if "local" not in path.parts)
+    called = {
+        name.replace("_", ".")
+        for name in re.findall(r"\.((?:chat|usergroups|users|conversations|views|reactions)_[A-Za-z_]+)\(", source)
+    }
+    assert "usergroups.users.list" in called
+    assert called <= set(SlackStandIn.WEB_API), called - set(SlackStandIn.WEB_API)
+
+    with SlackStandIn(token="xoxb-t", user_groups={"S0OPS": ("U0ALICE",)}) as slack:
+        client = WebClient(token="xoxb-t", base_url=slack.api_url)
+        assert client.chat_postMessage(channel="C0", text="hi")["ok"]
+        assert client.chat_postEphemeral(channel="C0", user="U0ALICE", text="hi")["ok"]
+        assert client.usergroups_users_list(usergroup="S0OPS")["users"] == ["U0ALICE"]
+        with pytest.raises(Exception, match="no_such_subteam"):
+            client.usergroups_users_list(usergroup="S0NOPE")
+        with pytest.raises(Exception, match="invalid_auth"):
+            WebClient(token="xoxb-wrong", base_url=slack.api_url).usergroups_users_list(usergroup="S0OPS")
+
+
+def test_a_prod_deploy_in_the_default_configuration_asks_slack_for_the_group_and_is_decided() -> None:
+    assert ALICE.user_id in LOCAL_USER_GROUPS["S0PLATFORM"] and CAROL.user_id not in LOCAL_USER_GROUPS["S0PLATFORM"]
+    with serving() as (stack, workspace):
+        allowed = workspace.command(ALICE, "/deploy", "api prod")
+        assert allowed.acknowledgement.startswith("⏳ Got it: /deploy api prod"), allowed.body
+        assert workspace.await_replies(allowed)[0].text.startswith("🚀 Deploying api (prod)")
+        refused = workspace.command(CAROL, "/deploy", "api prod")
+        assert refused.acknowledgement.startswith("🚫") and "S0PLATFORM" in refused.acknowledgement, refused.body
+        assert stack.slack is not None
+        asked = [request for request in stack.slack.requests if request.path == "/api/usergroups.users.list"]
+        assert [request.body["usergroup"] for request in asked] == ["S0PLATFORM"], "asked once, then cached"

@@ -79,7 +79,7 @@ from workers.handlers import router
 from workers.local.github import GitHubStandIn, Repository, webhook_sender
 from workers.local.loopback import Answer, LoopbackHandler, LoopbackServer
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS
-from workers.local.slack import SlackStandIn
+from workers.local.slack import LOCAL_USER_GROUPS, SlackStandIn
 from workers.local.streams import StreamPoller
 from workers.protocol.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, Queue, load_config
 
@@ -750,7 +750,7 @@ class LocalStack:
 
     def _start_stand_ins(self) -> None:
         if self.options.slack_api_url is None:
-            self.slack = SlackStandIn(token=self.secrets["SLACK_BOT_TOKEN"]).start()
+            self.slack = SlackStandIn(token=self.secrets["SLACK_BOT_TOKEN"], user_groups=LOCAL_USER_GROUPS).start()
         if self.options.github_api_url is None:
             self.github = GitHubStandIn(
                 [Repository(self.config.github.repository)],
@@ -883,6 +883,8 @@ class LocalStack:
         yield f"  Slack    POST {self.url}{router.SLACK_COMMANDS_PATH}  and  {router.SLACK_INTERACTIONS_PATH}"
         if self.slack is not None:
             yield f"           chat.postMessage → built-in Slack stand-in at {self.slack.api_url}"
+            groups = "; ".join(f"{group}: {', '.join(members)}" for group, members in self.slack.user_groups.items())
+            yield f"           usergroups.users.list → {groups or 'no groups'}"
         else:
             yield f"           chat.postMessage → {self.slack_api_url}"
         yield "           replies → each request's response_url (loopback allowed here)"
