@@ -1,5 +1,5 @@
 """``chatops serve`` under load and abuse: a burst of people is each answered, a malformed request gets a 4xx at
-once, and its Slack stand-in serves every Web API method the workers call.
+once, its Slack stand-in serves every Web API method the workers call, and its replies go to that stand-in only.
 
 The stack is the one ``chatops serve`` runs (:class:`~workers.local.stack.LocalStack`): the router behind real
 HTTP, moto on loopback, the workers polling their queues, the GitHub and Slack stand-ins.
@@ -25,6 +25,7 @@ from workers.local.loopback import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS
 from workers.local.slack import LOCAL_USER_GROUPS, SlackStandIn
 from workers.local.stack import HttpFront, LocalStack, StackOptions
 from workers.local.workspace import Person, Sent, Workspace
+from workers.protocol.config import response_url_allowed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -149,6 +150,36 @@ def test_each_malformed_request_gets_its_4xx_at_once_and_never_reaches_the_route
         assert (good.status, router.paths) == (200, ["/fine"]), "and the front still serves"
     finally:
         front.stop()
+
+
+# ---------------------------------------------------------------------------------------------- the replies
+def test_a_response_url_elsewhere_on_this_machine_is_refused_and_nothing_is_sent_there() -> None:
+    with serving() as (stack, workspace), SlackStandIn() as elsewhere:
+        assert stack.slack is not None
+        stand_in_host = stack.slack.url.removeprefix("http://")
+        for response_url in (
+            elsewhere.response_url("mallory"),  # another port of this machine
+            stack.slack.response_url("x").replace("127.0.0.1", "localhost"),  # same port, another name
+        ):
+            answer = workspace.command(ALICE, "/build", "router plt", response_url=response_url)
+            assert answer.status == 200 and "can't reply to this request" in answer.acknowledgement, response_url
+        stack.settle()
+        assert elsewhere.requests == [] and stack.slack.requests == []
+        assert stack.github is not None and stack.github.runs == []
+        assert response_url_allowed(f"http://{stand_in_host}/commands/x", frozenset({stand_in_host}))
+
+        fine = workspace.command(ALICE, "/build", "router plt")
+        assert workspace.await_replies(fine)[0].text.startswith("🔨 Building router (plt)"), "its own stand-in is fine"
+
+
+def test_a_host_listed_with_a_port_allows_that_port_only() -> None:
+    hosts = frozenset({"127.0.0.1:8123", "hooks.example.com:8443"})
+    assert response_url_allowed("http://127.0.0.1:8123/commands/1", hosts)
+    assert not response_url_allowed("http://127.0.0.1:8124/commands/1", hosts)
+    assert not response_url_allowed("http://127.0.0.1/commands/1", hosts)
+    assert response_url_allowed("https://hooks.example.com:8443/x", hosts)
+    assert not response_url_allowed("https://hooks.example.com/x", hosts)
+    assert not response_url_allowed("http://hooks.example.com:8443/x", hosts), "https unless loopback"
 
 
 # ----------------------------------------------------------------------------------------- the Slack stand-in

@@ -25,9 +25,11 @@ DynamoDB Stream mapping     :class:`~workers.local.streams.StreamPoller`: the lo
                             (``NEW_AND_OLD_IMAGES``, as deployed); moto's ``dynamodbstreams`` API is read every
                             0.2 s and each batch handed to the history writer (:data:`HISTORY_WRITER`), which
                             fills the history table ``/build history`` and ``/build stats`` read.
-Slack                       replies go to whatever ``response_url`` a request carries (loopback allowed here);
-                            ``chat.postMessage`` to ``--slack-api-url``, else the built-in
-                            :class:`~workers.local.slack.SlackStandIn`.
+Slack                       ``--slack-api-url``, else the built-in :class:`~workers.local.slack.SlackStandIn`
+                            (every Web API method the workers call; its user groups are
+                            :data:`~workers.local.slack.LOCAL_USER_GROUPS`). Replies go to a request's
+                            ``response_url`` only on that Slack's ``host:port`` (or a configured host), never
+                            to another port of this machine.
 GitHub                      ``--github-api-url``, else the built-in :class:`~workers.local.github.GitHubStandIn`:
                             it records dispatches, answers run look-ups, completes each run after
                             ``--github-delay`` seconds and sends the signed ``workflow_run`` webhook back to our
@@ -105,7 +107,6 @@ LONG_POLL_SECONDS: Final = 1
 DEFAULT_GITHUB_DELAY: Final = 30.0
 DEFAULT_REAPER_SECONDS: Final = 60.0
 SHIPPED_CONFIG: Final = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG_PATH
-LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost")
 
 #: Loggers whose lines are the workers' log (Powertools JSON), sent where :meth:`LocalStack.start` is told.
 WORKER_LOGGERS: Final = (runtime.SERVICE, router.logger.name, "workers.adapters.slack", "lockcore")
@@ -630,6 +631,16 @@ class LocalStack:
     def slack_api_url(self) -> str:
         return self.slack.api_url if self.slack is not None else str(self.options.slack_api_url)
 
+    @property
+    def reply_hosts(self) -> tuple[str, ...]:
+        """Where replies may go besides the configuration's hosts: the Slack this stack talks to, as ``host:port``
+        when it is on loopback — its own stand-in's port, not any port of this machine."""
+        parts = urlsplit(self.slack_api_url)
+        host = (parts.hostname or "").lower()
+        if host not in ("127.0.0.1", "localhost"):
+            return ()
+        return (f"{host}:{parts.port}",) if parts.port else (host,)
+
     def lock_store(self) -> DynamoDBLockStore:
         """A lock store on this stack's table (its own client), reading the stack's clock."""
         return DynamoDBLockStore(
@@ -768,7 +779,7 @@ class LocalStack:
             self.github.on_workflow_run(deliver)
 
     def _set_environment(self) -> None:
-        hosts = sorted({*self.config.slack.response_url_hosts, *LOOPBACK_HOSTS})
+        hosts = sorted({*self.config.slack.response_url_hosts, *self.reply_hosts})
         settings: dict[str, str] = {
             CONFIG_ENV: self.config_path,
             "RESPONSE_URL_HOSTS": ",".join(hosts),
@@ -887,7 +898,8 @@ class LocalStack:
             yield f"           usergroups.users.list → {groups or 'no groups'}"
         else:
             yield f"           chat.postMessage → {self.slack_api_url}"
-        yield "           replies → each request's response_url (loopback allowed here)"
+        allowed = ", ".join(sorted({*self.config.slack.response_url_hosts, *self.reply_hosts}))
+        yield f"           replies → each request's response_url, on {allowed} only"
         yield f"  GitHub   POST {self.url}{router.GITHUB_WEBHOOK_PATH}"
         if self.github is not None:
             after = (

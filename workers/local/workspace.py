@@ -103,11 +103,12 @@ class Workspace:
         )
         return response.status, response.data.decode("utf-8", "replace")
 
-    def command(self, person: Person, slash: str, text: str) -> Sent:
-        """``person`` types ``slash text`` in the channel."""
+    def command(self, person: Person, slash: str, text: str, *, response_url: str | None = None) -> Sent:
+        """``person`` types ``slash text`` in the channel. ``response_url``: another than the request's own on the
+        Slack stand-in (a forged request)."""
         number = self._next()
         request_id = f"{number}{int(time.time())}.{person.user_id}.{number:04d}"
-        response_url = self.slack.response_url(f"{person.name}-{number}")
+        response_url = response_url or self.slack.response_url(f"{person.name}-{number}")
         status, body = self._post(
             "/slack/commands",
             {
