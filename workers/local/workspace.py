@@ -12,8 +12,6 @@ Used by ``chatops demo`` and the end-to-end tests; it is a client of the product
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import re
@@ -26,6 +24,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
+from workers.handlers.router import slack_signature as signature_of
 from workers.local.slack import PostedMessage, SlackStandIn
 
 TEAM_ID = "T0LOCAL"
@@ -45,7 +44,8 @@ class Person:
 
 
 def slack_signature(secret: str, timestamp: int, body: str) -> str:
-    return "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    """What Slack puts in ``X-Slack-Signature`` for ``body`` sent at ``timestamp``."""
+    return signature_of(secret, timestamp, body.encode("utf-8"))
 
 
 @dataclass(frozen=True)
