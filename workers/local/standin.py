@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -38,6 +39,8 @@ class RecordedRequest:
     """The JSON body parsed; a form body as a dict of last values; otherwise the text (``""`` when empty)."""
     raw: bytes = b""
     """The body as received (to check a signature over it)."""
+    received_at: float = field(default_factory=time.monotonic)
+    """When it was received (``time.monotonic()``): how long a reply took to arrive, for the benchmark."""
 
 
 @dataclass(frozen=True)
