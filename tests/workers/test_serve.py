@@ -21,15 +21,18 @@ import pytest
 import urllib3
 from slack_sdk import WebClient
 
-from workers.local.loopback import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS
+from workers.local.loopback import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS, REQUEST_QUEUE_SIZE
 from workers.local.slack import LOCAL_USER_GROUPS, SlackStandIn
+from workers.local.stack import WORKERS as LOCAL_WORKERS
 from workers.local.stack import HttpFront, LocalStack, StackOptions
 from workers.local.workspace import Person, Sent, Workspace
 from workers.protocol.config import response_url_allowed
 
 pytestmark = pytest.mark.timeout(120)
 
-WORKERS = Path(__file__).resolve().parents[2] / "workers"
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = ROOT / "workers"
+OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 ALICE, CAROL = Person.named("alice"), Person.named("carol")
 KEYS = ("router plt", "router prod", "api plt", "api prod")
 """Every /build lock of the shipped configuration: two components, two environments."""
@@ -214,3 +217,20 @@ def test_a_prod_deploy_in_the_default_configuration_asks_slack_for_the_group_and
         assert stack.slack is not None
         asked = [request for request in stack.slack.requests if request.path == "/api/usergroups.users.list"]
         assert [request.body["usergroup"] for request in asked] == ["S0PLATFORM"], "asked once, then cached"
+
+
+# ------------------------------------------------------------------------------------------------- the docs
+def test_the_operations_doc_states_what_serve_does() -> None:
+    text = OPERATIONS_DOC.read_text(encoding="utf-8")
+    section = " ".join(text[text.index("## `chatops serve`") :].split())  # one line: prose wraps anywhere
+    assert f"listen backlog holds {REQUEST_QUEUE_SIZE} waiting connections" in section
+    assert f"a body over {MAX_BODY_BYTES // 2**20} MB" in section
+    assert f"408 after {READ_TIMEOUT_SECONDS:g} s, the read timeout" in section
+    documented = {int(code) for code in re.findall(r"\| (4[0-9]{2})\b", section)}
+    assert documented == {status for _, status in MALFORMED.values()}, "every status the test sends for"
+    methods = re.findall(r"`([a-z]+\.[A-Za-z.]+)`", section.split("**Replies go")[0].split("Web API method")[1])
+    assert sorted(methods) == sorted(SlackStandIn.WEB_API)
+    [(group, members)] = LOCAL_USER_GROUPS.items()
+    assert f"one user group, `{group}`, with alice (`{members[0]}`) and bob (`{members[1]}`)" in section
+    build = next(worker for worker in LOCAL_WORKERS if worker.queue.value == "build")
+    assert {5: "five"}[build.concurrency] + " at a time" in section
