@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import botocore.exceptions
@@ -44,6 +40,7 @@ from lockcore.outcomes import (
     Watching,
 )
 from lockcore.record import KEY, LockRecord, Status
+from tests.bench.report import Result, expect, machine_line, run
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS, use_local_credentials
 
 if TYPE_CHECKING:
@@ -51,7 +48,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
 
 T = TypeVar("T")
-Result = dict[str, Any]
 
 LEASE_SECONDS = 300
 DEFAULT_LIST_KEYS = (3, 250)
@@ -59,15 +55,6 @@ DEFAULT_LIST_KEYS = (3, 250)
 5,000 keys; moto needs seconds per thousand items there (``--list-keys 6000`` shows it, slowly)."""
 PAGE_BYTES = 1024 * 1024
 MEMORY_SECONDS = 0.5
-
-
-class BenchFailure(Exception):
-    """The thing measured did not do what it must; the numbers would mean nothing."""
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise BenchFailure(message)
 
 
 # ------------------------------------------------------------------------------------------ counting requests
@@ -505,20 +492,6 @@ def client_for(url: str) -> DynamoDBClient:
     return make_client(url, region=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"])
 
 
-def machine() -> Result:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(affinity(0)) if affinity is not None else os.cpu_count(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(terse=True),
-        "boto3": version("boto3"),
-        "botocore": version("botocore"),
-        "moto": version("moto"),
-        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-
-
 def markdown(result: Result) -> str:
     lines = [
         "**DynamoDB requests per lock operation** (HTTP attempts counted from botocore `before-send` events, "
@@ -557,7 +530,6 @@ def markdown(result: Result) -> str:
         )
     lines.append(f"| **ratio lockcore / raw** (medians, same run) | **{race_['ratio']:.2f}x** | | | | |")
     memory = result["memory"]
-    facts = result["machine"]
     lines += [
         "",
         "| in-memory store | acquire + release cycles/s | µs per cycle |",
@@ -565,10 +537,7 @@ def markdown(result: Result) -> str:
         f"| `MemoryLockStore`, one thread, median of {memory['repeats']} | {memory['cycles_per_second']:,.0f} | "
         f"{memory['us_per_cycle']:.1f} |",
         "",
-        f"Machine: {facts['cpu_count']} CPUs ({facts['usable_cpus']} usable), {facts['python']}, "
-        f"{facts['platform']}; boto3 {facts['boto3']}, botocore {facts['botocore']}, moto {facts['moto']}. "
-        + (f"Load average {facts['load_average']:.2f} at the end. " if facts["load_average"] is not None else "")
-        + f"Benchmark took {result['seconds']:.1f} s.",
+        machine_line(result),
     ]
     return "\n".join(lines)
 
@@ -600,21 +569,17 @@ def main(argv: list[str] | None = None) -> Result:
     """Run the benchmark, print it, and return the results; exits 1 if anything measured went wrong."""
     args = parse(argv)
     use_local_credentials()
-    started = time.perf_counter()
-    try:
+
+    def measure() -> Result:
         with LocalAWS() as server:
             counter = RequestCounter(server)
             client = counter.attach(client_for(server.url))
             result: Result = per_operation(client, counter, args.list_keys)
             result["contention"] = contention(server.url, counter, args.contenders, args.rounds)
         result["memory"] = memory_throughput()
-    except BenchFailure as failure:
-        print(f"bench: wrong result, no numbers: {failure}", file=sys.stderr)
-        raise SystemExit(1) from None
-    result["machine"] = machine()
-    result["seconds"] = time.perf_counter() - started
-    print(json.dumps(result, indent=2) if args.json else markdown(result))
-    return result
+        return result
+
+    return run(measure, markdown, as_json=args.json)
 
 
 if __name__ == "__main__":

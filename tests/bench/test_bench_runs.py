@@ -1,17 +1,25 @@
-"""The benchmark runs, and every lock operation it counts costs the one request the design promises.
+"""The benchmarks run: every lock operation they count costs the one request the design promises, and every
+slash command they time was answered, replied to and dispatched once.
 
 Structure and request counts only: nothing here depends on how fast the machine is.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.bench import serve
 from tests.bench.locks import main
 from workers.local.motoserver import LOCAL_CREDENTIALS
 
+BENCHMARKS_DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+HEADS = ("| what | median (ms) |", "| what | import (ms) |", "| load | requests |")
+"""The first cells of the serve benchmark's three tables, as docs/benchmarks.md shows them."""
 ONE_REQUEST = ("acquire-win", "acquire-lose", "acquire-reentered", "release", "extend", "force-release", "check")
 
 
@@ -53,3 +61,36 @@ def test_the_benchmark_runs_and_counts_one_request_per_operation(capsys: pytest.
     printed = capsys.readouterr().out
     assert "| acquire-win | 1 | UpdateItem | Acquired |" in printed
     assert "ratio lockcore / raw" in printed
+
+
+@pytest.mark.timeout(300)
+def test_the_serve_benchmark_runs_and_counts_every_request_it_times(capsys: pytest.CaptureFixture[str]) -> None:
+    result = serve.main(["--rounds", "1", "--warm", "3", "--sequential", "2", "--burst", "8"])
+
+    assert [row["what"] for row in result["cold_import"]["rows"]] == list(serve.IMPORTS)
+    assert next(r["ratio"] for r in result["cold_import"]["rows"] if r["what"] == serve.BASELINE) == 1
+    first = result["first_ack"]["rows"]
+    assert (first["router"]["queued"], first["boto3"]["queued"]) == (1, 1), "one message per fresh interpreter"
+    assert first["router"]["ratio"] > 0
+    assert (result["warm_ack"]["n"], result["warm_ack"]["queued"]) == (3, 3)
+    e2e = result["end_to_end"]
+    for row, count in ((e2e["one_at_a_time"], 2), (e2e["at_once"], 8)):
+        assert (row["requests"], row["acknowledged"], row["building"]) == (count, count, count)
+        assert row["ack"]["n"] == row["reply"]["n"] == count
+        assert row["ack"]["p50_ms"] <= row["ack"]["p99_ms"] <= row["ack"]["max_ms"]
+    assert e2e["dispatches"] == 10, "one dispatch per lock"
+
+    printed = capsys.readouterr().out
+    assert "| `import workers.handlers.router` |" in printed
+    assert "| all at once, over HTTP | 8 | 8 | 8 |" in printed
+    documented = [line for line in BENCHMARKS_DOC.read_text(encoding="utf-8").splitlines() if line.startswith(HEADS)]
+    assert len(documented) == 3 and all(line in printed for line in documented), "docs/benchmarks.md shows its tables"
+
+
+def test_the_documented_commands_are_the_benchmarks_with_their_defaults() -> None:
+    text = BENCHMARKS_DOC.read_text(encoding="utf-8")
+    modules = set(re.findall(r"python -m (tests\.bench\.[a-z_]+)", text))
+    assert modules == {"tests.bench.locks", "tests.bench.serve"}
+    assert all(importlib.util.find_spec(module) is not None for module in modules)
+    [spelled_out] = re.findall(r"python -m tests\.bench\.serve((?: --[a-z-]+ [0-9]+)+)", text)
+    assert vars(serve.parse(spelled_out.split())) == vars(serve.parse([])), "the defaults, spelled out"

@@ -633,7 +633,7 @@ def test_a_deploy_shows_its_commit() -> None:
 def test_when_the_admin_group_cannot_be_looked_up_the_admin_is_told_and_nothing_is_released(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The group is not in the configuration, so it is asked of Slack — whose stand-in has no usergroups method.
+    # The group is not in the configuration, so it is asked of Slack — whose stand-in does not know it.
     config = SHIPPED.read_text().replace('admins = { users = ["U0ADMIN"] }', 'admins = { groups = ["S0ONCALL"] }')
     (tmp_path / "chatops.toml").write_text(config)
     monkeypatch.setenv("CHATOPS_CONFIG", str(tmp_path / "chatops.toml"))

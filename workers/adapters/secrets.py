@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 from typing import Literal, get_args
 
-from aws_lambda_powertools.utilities import parameters
-from botocore.exceptions import BotoCoreError
-
 SecretName = Literal["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET"]
 SECRET_NAMES: tuple[SecretName, ...] = get_args(SecretName)
 CACHE_SECONDS = 300
@@ -41,6 +38,11 @@ def get_secret(name: SecretName) -> str:
     parameter = os.environ.get(parameter_env(name))
     if not parameter:
         raise SecretUnavailable(name, f"set ${name} or ${parameter_env(name)} (an SSM SecureString parameter name)")
+    # Imported with the SSM client they make, on the first secret read from SSM, not with this module: a request
+    # refused before its secret is needed never pays for them, nor do the local stack and the tests.
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
+
     try:
         value = parameters.get_parameter(parameter, decrypt=True, max_age=CACHE_SECONDS)
     except (parameters.exceptions.GetParameterError, BotoCoreError) as error:

@@ -15,9 +15,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
-
 from workers.adapters.secrets import get_secret
 from workers.protocol.commands import admits
 from workers.protocol.config import Audience, SlackSettings
@@ -69,6 +66,11 @@ class UserGroups:
         return frozenset(group for group in sorted(audience.groups) if user_id in self.members(group))
 
     def _ask_slack(self, group_id: str) -> frozenset[str]:
+        # slack_sdk is imported with the client, on the first group that must be asked: the router imports this
+        # module, and most commands never ask (a third of its cold start otherwise).
+        from slack_sdk import WebClient  # noqa: PLC0415
+        from slack_sdk.errors import SlackApiError, SlackClientError  # noqa: PLC0415
+
         try:
             # No retries: slack_sdk's default handler would retry a timed-out connection once, past Slack's 3 s.
             client = WebClient(token=self._token(), base_url=self._api_url, timeout=TIMEOUT_SECONDS, retry_handlers=[])

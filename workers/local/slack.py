@@ -1,9 +1,12 @@
 """Slack on loopback: where the local stack's replies go, and where the tests read what users would see.
 
-- ``POST /api/chat.postMessage`` and ``POST /api/chat.postEphemeral`` (JSON or form bodies, as slack_sdk's
-  ``WebClient`` sends them) answer ``{"ok": true, "channel", "ts"}`` like the Web API — or, with a configured
-  ``token`` that the request does not carry, ``{"ok": false, "error": "invalid_auth"}`` with HTTP 200, as Slack
-  does. Other ``/api/…`` methods: ``unknown_method``.
+- ``/api/<method>``: every Web API method the workers call (:attr:`SlackStandIn.WEB_API`), with its arguments from the
+  query, a JSON or a form body (as slack_sdk's ``WebClient`` sends them), answered like the Web API:
+  ``chat.postMessage`` and ``chat.postEphemeral`` with ``{"ok": true, "channel", "ts"}``,
+  ``usergroups.users.list`` with the members of a group given to the stand-in (``user_groups``; the local stack
+  gives :data:`LOCAL_USER_GROUPS`) or ``no_such_subteam``. With a configured ``token`` that the request does not
+  carry: ``{"ok": false, "error": "invalid_auth"}`` with HTTP 200, as Slack does. Other methods:
+  ``unknown_method``.
 - Any other path is a ``response_url`` (hand them out with :meth:`SlackStandIn.response_url`): a POST is
   accepted with ``ok`` — up to 5 per URL, as Slack allows; the sixth, or any after
   :meth:`SlackStandIn.expire_response_url` (Slack's 30 minutes, without the wait), answers 404 ``used_url`` /
@@ -24,9 +27,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from workers.local.standin import RecordedRequest, Reply, StandInServer
 
@@ -34,7 +37,9 @@ API_PREFIX = "/api/"
 MESSAGES_PATH = "/local/messages"
 RESPONSE_URL_USES = 5
 """Posts Slack accepts per ``response_url`` (within its 30 minutes)."""
-_WEB_API_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral"})
+LOCAL_USER_GROUPS: Mapping[str, tuple[str, ...]] = {"S0PLATFORM": ("U0ALICE", "U0BOB")}
+"""The local workspace's user groups: the one the shipped configuration names (prod deploys), with alice and bob
+in it, so that ``/deploy api prod`` is allowed to them and refused to others, as in a real workspace."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +61,22 @@ def response_url_on(stand_in_url: str, name: str) -> str:
 
 
 class SlackStandIn(StandInServer):
-    """The Slack Web API's chat methods and ``response_url``\\s, on ``127.0.0.1``."""
+    """The Slack Web API methods the workers call and ``response_url``\\s, on ``127.0.0.1``."""
 
     name = "Slack stand-in"
 
-    def __init__(self, *, token: str | None = None, port: int = 0, app_busy: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        user_groups: Mapping[str, tuple[str, ...]] | None = None,
+        port: int = 0,
+        app_busy: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__(port)
         self.token = token
+        self.user_groups = dict(user_groups or {})
+        """Each group's members, as ``usergroups.users.list`` answers them."""
         self.app_busy = app_busy
         self._ts = itertools.count(1)
         self._ts_lock = threading.Lock()
@@ -90,23 +104,9 @@ class SlackStandIn(StandInServer):
     def answer(self, request: RecordedRequest) -> Reply:
         if request.method == "GET" and request.path == MESSAGES_PATH:
             return self._messages_since(request)
-        if not request.path.startswith(API_PREFIX):
-            return self._response_url(request)
-        method = request.path[len(API_PREFIX) :]
-        if method not in _WEB_API_METHODS:
-            return Reply(200, {"ok": False, "error": "unknown_method"})
-        if self.token is not None and request.headers.get("authorization") != f"Bearer {self.token}":
-            return Reply(200, {"ok": False, "error": "invalid_auth"})
-        body = request.body if isinstance(request.body, dict) else {}
-        if not body.get("channel"):
-            return Reply(200, {"ok": False, "error": "channel_not_found"})
-        if method == "chat.postEphemeral" and not body.get("user"):
-            return Reply(200, {"ok": False, "error": "user_not_in_channel"})
-        with self._ts_lock:
-            ts = f"1700000000.{next(self._ts):06d}"
-        if method == "chat.postEphemeral":
-            return Reply(200, {"ok": True, "message_ts": ts})
-        return Reply(200, {"ok": True, "channel": body["channel"], "ts": ts, "message": {"text": body.get("text")}})
+        if request.path.startswith(API_PREFIX):
+            return self._call(request.path.removeprefix(API_PREFIX), request)
+        return self._response_url(request)
 
     def _messages_since(self, request: RecordedRequest) -> Reply:
         try:
@@ -118,6 +118,47 @@ class SlackStandIn(StandInServer):
         busy = self.app_busy() if self.app_busy is not None else False
         return Reply(200, {"messages": posts, "next": len(received), "busy": busy})
 
+    # --------------------------------------------------------------------------------------------- Web API
+    def _call(self, method: str, request: RecordedRequest) -> Reply:
+        serve = self.WEB_API.get(method)
+        if serve is None:
+            return _refused("unknown_method")
+        if self.token is not None and request.headers.get("authorization") != f"Bearer {self.token}":
+            return _refused("invalid_auth")
+        arguments = {**request.query, **(request.body if isinstance(request.body, dict) else {})}
+        return serve(self, arguments)
+
+    def _post_message(self, arguments: Mapping[str, Any]) -> Reply:
+        if not arguments.get("channel"):
+            return _refused("channel_not_found")
+        channel, text = arguments["channel"], arguments.get("text")
+        return Reply(200, {"ok": True, "channel": channel, "ts": self._next_ts(), "message": {"text": text}})
+
+    def _post_ephemeral(self, arguments: Mapping[str, Any]) -> Reply:
+        if not arguments.get("channel"):
+            return _refused("channel_not_found")
+        if not arguments.get("user"):
+            return _refused("user_not_in_channel")
+        return Reply(200, {"ok": True, "message_ts": self._next_ts()})
+
+    def _usergroup_members(self, arguments: Mapping[str, Any]) -> Reply:
+        members = self.user_groups.get(str(arguments.get("usergroup", "")))
+        if members is None:
+            return _refused("no_such_subteam")
+        return Reply(200, {"ok": True, "users": list(members)})
+
+    WEB_API: ClassVar[Mapping[str, Callable[[SlackStandIn, Mapping[str, Any]], Reply]]] = {
+        "chat.postMessage": _post_message,
+        "chat.postEphemeral": _post_ephemeral,
+        "usergroups.users.list": _usergroup_members,
+    }
+    """The Web API methods served, each with its arguments: every one the workers call."""
+
+    def _next_ts(self) -> str:
+        with self._ts_lock:
+            return f"1700000000.{next(self._ts):06d}"
+
+    # ------------------------------------------------------------------------------------------ response_url
     def _response_url(self, request: RecordedRequest) -> Reply:
         if request.method != "POST":
             return Reply(405, "method not allowed")
@@ -126,3 +167,8 @@ class SlackStandIn(StandInServer):
                 return Reply(404, "expired_url")
             self._uses[request.path] = uses = self._uses.get(request.path, 0) + 1
         return Reply(200, "ok") if uses <= RESPONSE_URL_USES else Reply(404, "used_url")
+
+
+def _refused(error: str) -> Reply:
+    """A Web API refusal: HTTP 200 with ``ok`` false, as Slack answers."""
+    return Reply(200, {"ok": False, "error": error})

@@ -25,9 +25,11 @@ DynamoDB Stream mapping     :class:`~workers.local.streams.StreamPoller`: the lo
                             (``NEW_AND_OLD_IMAGES``, as deployed); moto's ``dynamodbstreams`` API is read every
                             0.2 s and each batch handed to the history writer (:data:`HISTORY_WRITER`), which
                             fills the history table ``/build history`` and ``/build stats`` read.
-Slack                       replies go to whatever ``response_url`` a request carries (loopback allowed here);
-                            ``chat.postMessage`` to ``--slack-api-url``, else the built-in
-                            :class:`~workers.local.slack.SlackStandIn`.
+Slack                       ``--slack-api-url``, else the built-in :class:`~workers.local.slack.SlackStandIn`
+                            (every Web API method the workers call; its user groups are
+                            :data:`~workers.local.slack.LOCAL_USER_GROUPS`). Replies go to a request's
+                            ``response_url`` only on that Slack's ``host:port`` (or a configured host), never
+                            to another port of this machine.
 GitHub                      ``--github-api-url``, else the built-in :class:`~workers.local.github.GitHubStandIn`:
                             it records dispatches, answers run look-ups, completes each run after
                             ``--github-delay`` seconds and sends the signed ``workflow_run`` webhook back to our
@@ -61,7 +63,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 from urllib.parse import urlsplit
@@ -79,8 +80,9 @@ from workers.adapters.secrets import SECRET_NAMES, SecretName
 from workers.handlers import router
 from workers.local import served
 from workers.local.github import GitHubStandIn, Repository, webhook_sender
+from workers.local.loopback import Answer, LoopbackHandler, LoopbackServer
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS
-from workers.local.slack import SlackStandIn
+from workers.local.slack import LOCAL_USER_GROUPS, SlackStandIn
 from workers.local.streams import StreamPoller
 from workers.protocol.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, Config, Queue, load_config
 
@@ -106,7 +108,6 @@ LONG_POLL_SECONDS: Final = 1
 DEFAULT_GITHUB_DELAY: Final = 30.0
 DEFAULT_REAPER_SECONDS: Final = 60.0
 SHIPPED_CONFIG: Final = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG_PATH
-LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost")
 
 #: Loggers whose lines are the workers' log (Powertools JSON), sent where :meth:`LocalStack.start` is told.
 WORKER_LOGGERS: Final = (runtime.SERVICE, router.logger.name, "workers.adapters.slack", "lockcore")
@@ -331,19 +332,18 @@ def payload_event(
 
 
 class HttpFront:
-    """The router behind HTTP on ``127.0.0.1``, as the Function URL puts it behind HTTPS."""
+    """The router behind HTTP on ``127.0.0.1``, as the Function URL puts it behind HTTPS: each request a payload 2.0
+    event, taken in as :mod:`workers.local.loopback` describes (a burst waits its turn, malformed ones get a 4xx)."""
 
     def __init__(self, handler: Callable[[dict[str, Any], object], dict[str, Any]], port: int = 0) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _front_handler(handler))
-        self._server.daemon_threads = True
+        self._server = LoopbackServer(port, _front_handler(handler))
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="router", daemon=True
         )
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     def start(self) -> None:
         self._thread.start()
@@ -355,31 +355,17 @@ class HttpFront:
         self._server.server_close()
 
 
-def _front_handler(handler: Callable[[dict[str, Any], object], dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _front_handler(handler: Callable[[dict[str, Any], object], dict[str, Any]]) -> type[LoopbackHandler]:
+    class Handler(LoopbackHandler):
         server_version = "chatops-local"
 
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+        def respond(self, body: bytes) -> Answer:
             event = payload_event(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
             answer = handler(event, LocalContext("chatops-router"))
             payload = str(answer.get("body") or "")
             raw = base64.b64decode(payload) if answer.get("isBase64Encoded") else payload.encode("utf-8")
-            try:
-                self.send_response(int(answer.get("statusCode", 200)))
-                for name, value in (answer.get("headers") or {}).items():
-                    self.send_header(str(name), str(value))
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-            except (BrokenPipeError, ConnectionResetError):  # the client went away first
-                pass
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:  # the router logs each request itself
-            pass
+            headers = {str(name): str(value) for name, value in (answer.get("headers") or {}).items()}
+            return Answer(int(answer.get("statusCode", 200)), raw, headers)
 
     return Handler
 
@@ -648,6 +634,16 @@ class LocalStack:
     def slack_api_url(self) -> str:
         return self.slack.api_url if self.slack is not None else str(self.options.slack_api_url)
 
+    @property
+    def reply_hosts(self) -> tuple[str, ...]:
+        """Where replies may go besides the configuration's hosts: the Slack this stack talks to, as ``host:port``
+        when it is on loopback — its own stand-in's port, not any port of this machine."""
+        parts = urlsplit(self.slack_api_url)
+        host = (parts.hostname or "").lower()
+        if host not in ("127.0.0.1", "localhost"):
+            return ()
+        return (f"{host}:{parts.port}",) if parts.port else (host,)
+
     def lock_store(self) -> DynamoDBLockStore:
         """A lock store on this stack's table (its own client), reading the stack's clock."""
         return DynamoDBLockStore(
@@ -770,7 +766,9 @@ class LocalStack:
 
     def _start_stand_ins(self) -> None:
         if self.options.slack_api_url is None:
-            self.slack = SlackStandIn(token=self.secrets["SLACK_BOT_TOKEN"], app_busy=self._busy).start()
+            self.slack = SlackStandIn(
+                token=self.secrets["SLACK_BOT_TOKEN"], user_groups=LOCAL_USER_GROUPS, app_busy=self._busy
+            ).start()
         if self.options.github_api_url is None:
             self.github = GitHubStandIn(
                 [Repository(self.config.github.repository)],
@@ -788,7 +786,7 @@ class LocalStack:
             self.github.on_workflow_run(deliver)
 
     def _set_environment(self) -> None:
-        hosts = sorted({*self.config.slack.response_url_hosts, *LOOPBACK_HOSTS})
+        hosts = sorted({*self.config.slack.response_url_hosts, *self.reply_hosts})
         settings: dict[str, str] = {
             CONFIG_ENV: self.config_path,
             "RESPONSE_URL_HOSTS": ",".join(hosts),
@@ -907,9 +905,12 @@ class LocalStack:
         yield f"  Slack    POST {self.url}{router.SLACK_COMMANDS_PATH}  and  {router.SLACK_INTERACTIONS_PATH}"
         if self.slack is not None:
             yield f"           chat.postMessage → built-in Slack stand-in at {self.slack.api_url}"
+            groups = "; ".join(f"{group}: {', '.join(members)}" for group, members in self.slack.user_groups.items())
+            yield f"           usergroups.users.list → {groups or 'no groups'}"
         else:
             yield f"           chat.postMessage → {self.slack_api_url}"
-        yield "           replies → each request's response_url (loopback allowed here)"
+        allowed = ", ".join(sorted({*self.config.slack.response_url_hosts, *self.reply_hosts}))
+        yield f"           replies → each request's response_url, on {allowed} only"
         yield f"  GitHub   POST {self.url}{router.GITHUB_WEBHOOK_PATH}"
         if self.github is not None:
             after = (

@@ -4,22 +4,24 @@ The GitHub and Slack stand-ins (:mod:`workers.local.github`, :mod:`workers.local
 it. They serve the local stack (``chatops serve`` / ``chatops demo``) and the tests alike: the clients under test
 speak real HTTP to them, as they would to the real services, so nothing of ours is ever mocked.
 
-Each stand-in runs a ``ThreadingHTTPServer`` on ``127.0.0.1`` (port 0 by default: the OS picks a free one) in a
-daemon thread. Every request is recorded (method, path, query, headers, body parsed as JSON or form) before it
-is answered. ``fail_next`` queues faults that the next matching requests get instead of their answer: an HTTP
-status with a body, or a hang (no answer for a while, then the connection closes) to run a client into its
-timeout.
+Each stand-in runs a :class:`~workers.local.loopback.LoopbackServer` on ``127.0.0.1`` (port 0 by default: the OS
+picks a free one) in a daemon thread. Every request is recorded (method, path, query, headers, body parsed as JSON
+or form) before it is answered. ``fail_next`` queues faults that the next matching requests get instead of their
+answer: an HTTP status with a body, or a hang (no answer for a while, then the connection closes) to run a client
+into its timeout.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from workers.local.loopback import Answer, LoopbackHandler, LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class RecordedRequest:
     """The JSON body parsed; a form body as a dict of last values; otherwise the text (``""`` when empty)."""
     raw: bytes = b""
     """The body as received (to check a signature over it)."""
+    received_at: float = field(default_factory=time.monotonic)
+    """When it was received (``time.monotonic()``): how long a reply took to arrive, for the benchmark."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,7 @@ class StandInServer:
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = LoopbackServer(port, _handler_for(self))
         # A short poll interval: `stop` (the server's shutdown) waits for it, in every test.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
@@ -88,8 +91,7 @@ class StandInServer:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``, no trailing slash."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     def start(self) -> Self:
         self._thread.start()
@@ -184,47 +186,31 @@ def _parse_body(raw: bytes, content_type: str) -> Any:
     return text
 
 
-def _handler_for(stand_in: StandInServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _handler_for(stand_in: StandInServer) -> type[LoopbackHandler]:
+    class Handler(LoopbackHandler):
         server_version = stand_in.name
 
-        def _handle(self) -> None:
+        def respond(self, body: bytes) -> Answer | None:
             parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
             request = RecordedRequest(
                 method=self.command,
                 path=parts.path,
                 query={name: values[-1] for name, values in parse_qs(parts.query).items()},
                 headers={name.lower(): value for name, value in self.headers.items()},
-                body=_parse_body(raw, self.headers.get("Content-Type", "")),
-                raw=raw,
+                body=_parse_body(body, self.headers.get("Content-Type", "")),
+                raw=body,
             )
             try:
                 reply = stand_in._serve(request)
             except Exception as error:  # a bug in a stand-in must show as a 500, not as a hung client
                 reply = Reply(500, {"message": f"{stand_in.name} failed: {error!r}"})
             if reply is None:
-                self.close_connection = True
-                return
-            payload = b"" if reply.body is None else _encode(reply.body)
-            try:
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                if payload:
-                    kind = "text/plain" if isinstance(reply.body, str) else "application/json"
-                    self.send_header("Content-Type", f"{kind}; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up first (its timeout)
-                pass
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: the recording is the log
-            pass
+                return None
+            headers = dict(reply.headers)
+            if reply.body is not None:
+                kind = "text/plain" if isinstance(reply.body, str) else "application/json"
+                headers["Content-Type"] = f"{kind}; charset=utf-8"
+            return Answer(reply.status, b"" if reply.body is None else _encode(reply.body), headers)
 
     return Handler
 

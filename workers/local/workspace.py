@@ -12,8 +12,6 @@ Used by ``chatops demo`` and the end-to-end tests; it is a client of the product
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import re
@@ -27,6 +25,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
+from workers.handlers.router import slack_signature as signature_of
 from workers.local.slack import PostedMessage
 
 TEAM_ID = "T0LOCAL"
@@ -58,7 +57,8 @@ class SlackView(Protocol):
 
 
 def slack_signature(secret: str, timestamp: int, body: str) -> str:
-    return "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    """What Slack puts in ``X-Slack-Signature`` for ``body`` sent at ``timestamp``."""
+    return signature_of(secret, timestamp, body.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,12 @@ class Workspace:
         )
         return response.status, response.data.decode("utf-8", "replace")
 
-    def command(self, person: Person, slash: str, text: str) -> Sent:
-        """``person`` types ``slash text`` in the channel."""
+    def command(self, person: Person, slash: str, text: str, *, response_url: str | None = None) -> Sent:
+        """``person`` types ``slash text`` in the channel. ``response_url``: another than the request's own on the
+        Slack stand-in (a forged request)."""
         number = self._next()
         request_id = f"{number}{int(time.time())}.{person.user_id}.{self._session}{number:04d}"
-        response_url = self.slack.response_url(f"{person.name}-{number}-{self._session}")
+        response_url = response_url or self.slack.response_url(f"{person.name}-{number}-{self._session}")
         status, body = self._post(
             "/slack/commands",
             {

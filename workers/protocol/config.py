@@ -63,7 +63,7 @@ ENV_OVERRIDES = {
     "SLACK_API_URL": "Slack Web API base URL (default https://slack.com/api/)",
     "SLACK_TEAM_IDS": "accepted workspace ids; empty: any",
     "SLACK_APP_ID": "accepted app id; empty: any",
-    "RESPONSE_URL_HOSTS": "hosts a response_url may point at (the local stack adds 127.0.0.1)",
+    "RESPONSE_URL_HOSTS": "hosts a response_url may point at (the local stack adds its Slack's 127.0.0.1:PORT)",
     "ENABLE_DISTRIBUTED_LOCK": "'false' dispatches without locking (the rollback switch); default true",
 }
 
@@ -80,7 +80,8 @@ _TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,20}")
 _APP_ID = re.compile(r"A[A-Z0-9]{2,20}")
 _REPO_PART = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _WORKFLOW = re.compile(r"[A-Za-z0-9_.-]+\.ya?ml|[0-9]+")
-_HOST = re.compile(r"[a-z0-9.-]{1,253}|\[[0-9a-f:]+\]")
+_HOST = re.compile(r"([a-z0-9.-]{1,253}|\[[0-9a-f:]+\])(:[0-9]{1,5})?")
+"""A host name, optionally with a port: ``127.0.0.1:8123`` allows that port only (the local stack's Slack)."""
 
 
 class ConfigError(Exception):
@@ -269,19 +270,21 @@ class Config:
 
 def response_url_allowed(url: str, hosts: frozenset[str], *, allow_loopback: bool = False) -> bool:
     """Whether a reply may go to ``url``: https to one of ``hosts`` (exact, lower-case names; no sub-domains
-    implied), no user info in the URL. A loopback host (``127.0.0.0/8``, ``::1``, ``localhost``) may be http or
-    https when it is listed or ``allow_loopback`` is set — for the local stack only."""
+    implied; a host listed with a port allows that port only), no user info in the URL. A loopback host
+    (``127.0.0.0/8``, ``::1``, ``localhost``) may be http or https when it is listed or ``allow_loopback`` is set —
+    for the local stack only."""
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
-        _ = parts.port  # a malformed port raises here
+        port = parts.port  # a malformed port raises here
     except ValueError:
         return False
     if not host or parts.username is not None or parts.password is not None:
         return False
-    if _is_loopback(host) and (allow_loopback or host in hosts):
+    listed = host in hosts or (port is not None and f"{host}:{port}" in hosts)
+    if _is_loopback(host) and (allow_loopback or listed):
         return parts.scheme in {"http", "https"}
-    return host in hosts and parts.scheme == "https"
+    return listed and parts.scheme == "https"
 
 
 def _is_loopback(host: str) -> bool:
