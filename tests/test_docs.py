@@ -12,13 +12,16 @@ import shlex
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped, unused-ignore]
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 PAGES = [README, ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
 CI_RUN = ROOT / ".ci" / "run"
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
 _FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
@@ -111,3 +114,25 @@ def test_the_noxfile_has_the_demo_session_and_runs_the_tests_by_default() -> Non
     assert re.search(r"^@nox\.session\ndef demo\(", noxfile, re.M)
     sessions = re.search(r"^nox\.options\.sessions = \[(.*)\]$", noxfile, re.M)
     assert sessions is not None and {"lint", "types", "tests"} <= set(re.findall(r'"(\w+)"', sessions[1]))
+
+
+def _github_workflow() -> dict[str, Any]:
+    document: dict[Any, Any] = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    if True in document:  # YAML 1.1 reads the key `on` as the boolean true; GitHub reads it as "on"
+        document["on"] = document.pop(True)
+    return document
+
+
+def test_the_github_workflow_runs_ci_on_every_push_and_pull_request_on_python_3_11_and_3_12() -> None:
+    workflow = _github_workflow()
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    (job,) = workflow["jobs"].values()
+    assert {"3.11", "3.12"} <= set(job["strategy"]["matrix"]["python-version"])
+    steps = job["steps"]
+    runs = [step["run"].strip() for step in steps if "run" in step]
+    assert runs == ["bash .ci/run"], "the workflow runs what CI runs, and only that"
+    setup = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"]["python-version"] == "${{ matrix.python-version }}"
+    for step in steps:
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", step["uses"]), f"{step['uses']}: pin a major version"
