@@ -52,7 +52,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def mutants(session: nox.Session) -> None:
-    """Mutation testing of lockcore (slow; not in CI). The score goes in the README."""
+    """Mutation testing of lockcore (slow; not in CI). The score goes in docs/lock.md."""
     session.install("-e", ".[test]", "mutmut>=3.3")
     session.run("mutmut", "run", *session.posargs, success_codes=[0, 1, 2], env={"HYPOTHESIS_PROFILE": "mutants"})
     session.run("mutmut", "results")

@@ -1,4 +1,4 @@
-"""The README's state diagram, drawn from :data:`lockcore.machine.TRANSITIONS` so that the two cannot drift."""
+"""The state diagram of docs/lock.md, drawn from :data:`lockcore.machine.TRANSITIONS` so that the two cannot drift."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ protocol of :mod:`lockcore.redecide`. A freeing write keeps on the item what it 
 to, the watchers it told), so that its repeat, after a lost answer, reports the same.
 
 :data:`TRANSITIONS` is the table of which operation may start from which state and where it leads;
-``tests/lockcore/test_machine.py`` checks every guard against it and the README's diagram is drawn from it.
+``tests/lockcore/test_machine.py`` checks every guard against it and the diagram in docs/lock.md is drawn from it.
 """
 
 from __future__ import annotations

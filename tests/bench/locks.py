@@ -1,5 +1,5 @@
 """The lock benchmark (`nox -s bench`): DynamoDB requests per lock operation, contended acquires against raw
-conditional PutItems, and the in-memory store's acquire/release rate. Prints a markdown table for the README.
+conditional PutItems, and the in-memory store's acquire/release rate. Prints a markdown table for docs/benchmarks.md.
 
 Not a test: nothing here is timed against a limit. It does check what it measures — each operation's outcome is
 the one being counted, the client-side request count equals the server's, every contention round has exactly one

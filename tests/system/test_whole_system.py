@@ -8,7 +8,7 @@ jumping past leases — and the real router, workers, webhook worker and reaper 
 (:mod:`tests.system.world`). After every step the invariants below hold; when the world recovers
 (:meth:`~tests.system.world.World.settle`), every request has had its answer and every run's end was reported.
 
-What it does not cover (said in the README's proof section too): real AWS/Slack/GitHub wire behaviour (the
+What it does not cover (said in docs/lock.md, "The proof", too): real AWS/Slack/GitHub wire behaviour (the
 adapters' own tests do, against moto and the HTTP stand-ins), concurrency inside one Lambda invocation (each
 handler runs to completion or dies; interleavings are between invocations), and commands other than
 ``/build``/``/deploy``.
@@ -255,7 +255,7 @@ class WholeSystem(RuleBasedStateMachine):
         channel = [u.text for u in self.world.slack.said if u.public]
         for run in self._ours():
             if run.id in self.world.lost_completions and self._let_go_while_it_ran(run):
-                continue  # the known gap (README, The proof): no lock of its own left for the reaper, no webhook either
+                continue  # the known gap (docs/lock.md): no lock of its own left for the reaper, no webhook either
             assert any(f"runs/{run.id}" in text and text.startswith(("✅", "❌", "🛑")) for text in channel), (
                 f"the end of run {run.id} ({run.conclusion}) never reached the channel"
             )

@@ -188,7 +188,7 @@ def test_a_message_that_is_not_ours_is_one_named_error(body: str, problem: str) 
 
 
 # ---------------------------------------------------------------------------------------------- the verbs
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
 ARGUMENTS = {"<component> <env>": "router plt", "<env> <reason>": "prod a release", "<env>": "prod", "[days]": "3"}
 
 
@@ -213,10 +213,30 @@ def test_the_verbs_are_the_reserved_names_and_the_envelopes_kinds_and_each_has_a
     assert {action.value for action in Action} | {commands.Echo.kind} | commands.VERBS - {"help"} == COMMAND_KINDS
 
 
-def test_the_readme_quotes_the_help_and_names_every_verb(config: Config) -> None:
-    readme = README.read_text(encoding="utf-8")
-    assert f"```\n{commands.help_text(config)}\n```" in readme
-    reserved = re.search(r"The words (.+?) cannot be\s+component or environment names", readme, re.S)
+@pytest.mark.parametrize("page", ["README.md", "docs/slack.md"])
+def test_the_readme_and_the_slack_page_quote_the_help_the_bot_answers(config: Config, page: str) -> None:
+    assert f"```\n{commands.help_text(config)}\n```" in (ROOT / page).read_text(encoding="utf-8")
+
+
+def test_the_slack_page_names_every_verb_and_every_reserved_word() -> None:
+    page = (ROOT / "docs" / "slack.md").read_text(encoding="utf-8")
+    reserved = re.search(r"The words (.+?) cannot be\s+component or environment names", page, re.S)
     assert reserved is not None and set(re.findall(r"`([^`]+)`", reserved[1])) == RESERVED_NAMES
-    table = readme[readme.index("### Commands") : readme.index("### Messages users see")]
-    assert all(f"`{verb.form}" in table for verb in commands.VERB_TABLE), "a verb the README's table leaves out"
+    table = page[page.index("## Commands") : page.index("## Messages users see")]
+    assert all(f"`{verb.form}" in table for verb in commands.VERB_TABLE), "a verb the commands table leaves out"
+
+
+def test_the_slack_page_shows_the_acknowledgement_of_every_queued_command(config: Config) -> None:
+    page = (ROOT / "docs" / "slack.md").read_text(encoding="utf-8")
+    shown = {"<component> <env>": "router plt", "<env> <reason>": "prod release week", "<env>": "prod", "[days]": ""}
+    typed = [
+        (verb.slashes[0].slash, f"{verb.word} {shown.get(verb.arguments, verb.arguments)}".strip())
+        for verb in commands.VERB_TABLE
+        if verb.command is not None
+    ]
+    for slash, text in [("/build", "router plt"), ("/echo", "hello"), *typed]:
+        command = commands.parse(slash, text, config)
+        assert not isinstance(command, commands.Help | commands.Usage), command
+        assert commands.acknowledgement(command) in page, commands.acknowledgement(command)
+    unlocked = commands.Dispatch(Action.BUILD, "router", "plt")
+    assert commands.acknowledgement(unlocked, lock_enabled=False) in page

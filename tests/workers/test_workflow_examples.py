@@ -1,5 +1,5 @@
 """The example workflows in ``docs/examples`` keep the contract with the workers: the inputs the build worker
-dispatches, the run name the github worker and the reaper read back, and — for the deploy — the fencing check
+dispatches, the run name the webhook worker and the reaper read back, and — for the deploy — the fencing check
 right before the deploy step, with AWS credentials from GitHub's OIDC, after a first step that stops the run when
 a repository variable it reads is not set (its script is run here with bash). And what a tag dispatches on."""
 
@@ -98,7 +98,7 @@ def test_the_deploy_checks_its_token_right_before_deploying_with_oidc_credential
 
 
 def test_the_workflows_page_documents_every_input_and_the_window() -> None:
-    page = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    page = (DOCS / "workflow.md").read_text(encoding="utf-8")
     for key in dispatch_inputs(a_job(Action.BUILD), Revision("main", "a" * 40, "main"), "7"):
         assert f"`{key}`" in page, key
     assert RUN_NAME_EXPRESSION in page

@@ -246,7 +246,7 @@ VERB_TABLE: tuple[Verb, ...] = (
     Verb("help", None, "", "this message"),
 )
 """Every verb, once, in the order the help lists them. The parser's words, the envelope's kinds, the help, the
-reserved names (:data:`workers.protocol.config.RESERVED_NAMES`), the Slack manifest's usage hints and the README
+reserved names (:data:`workers.protocol.config.RESERVED_NAMES`), the Slack manifest's usage hints and the docs
 are derived from it or tested against it."""
 VERBS = frozenset(verb.word for verb in VERB_TABLE)
 """Every word the parser reads as a verb (none may name a component or an environment: config.RESERVED_NAMES)."""
