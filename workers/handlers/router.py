@@ -423,7 +423,7 @@ def github_webhook(request: Request, correlation_id: str) -> Response:
         raise BadRequest(f"{WEBHOOK_USAGE} (not an object, or no X-GitHub-Delivery)")
     run = _object(payload, "workflow_run")
     repository = _string(_object(payload, "repository"), "full_name")
-    if repository.lower() != config.github.repository.lower():
+    if not config.serves_repository(repository):
         logger.info("GitHub event ignored: another repository", repository=repository)
         return Response(200, "ignored: another repository")
     run_id = _int(run, "id")
