@@ -30,6 +30,7 @@ from lockcore import outcomes
 from lockcore.dynamodb import DEFAULT_TABLE, DynamoDBLockStore, make_client
 from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status
+from workers.cli import config_check
 from workers.protocol import render
 
 DONE, FAILURE, USAGE, HELD_BY_SOMEONE, NOT_HOLDER = 0, 1, 2, 3, 4
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print exactly one JSON object")
     # Also accepted after the subcommand; SUPPRESS keeps it from overwriting a --table given before.
     common.add_argument("--table", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{locks,serve,demo}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{locks,serve,demo,config}")
 
     locks = commands.add_parser(
         "locks",
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--github-delay", type=float, default=30.0, help="the built-in GitHub's run length (30 s)")
     serve.add_argument("--reaper-every", type=float, default=60.0, help="seconds between reaper runs (60)")
 
+    config_check.add_parser(commands)
     demo = commands.add_parser("demo", help="the whole story on this machine: five people, one lock, one CI run")
     demo.add_argument(
         "--lock", action="store_true", help="the lock alone: 20 people race the DynamoDB store, leases, fencing"
@@ -338,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError as error:
             return fail(f"serve needs the local stack ({error}): pip install 'chatops-locks[local]'", as_json)
         return stack.serve(stack.options_from(args))
+    if args.command == "config":
+        return config_check.run(args)
     if args.command == "demo":
         try:
             from workers.cli import demo, lock_demo  # noqa: PLC0415 - moto is only needed here (the `local` extra)
