@@ -41,8 +41,4 @@ def worker_environment(
         environment[f"{secret}_PARAM"] = settings.ssm_parameters[secret]
     for queue in worker.sends_to:
         environment[f"{queue.upper()}_QUEUE_URL"] = queue_urls[queue]
-    if settings.github_api_url and ("GITHUB_TOKEN" in worker.secrets):
-        environment["GITHUB_API_URL"] = settings.github_api_url
-    if settings.slack_api_url and ("SLACK_BOT_TOKEN" in worker.secrets):
-        environment["SLACK_API_URL"] = settings.slack_api_url
     return environment

@@ -20,6 +20,8 @@ OURS = ("lockcore", "workers", "infra")
 IO_LIBRARIES = ("boto3", "botocore", "aws_lambda_powertools", "slack_sdk", "urllib3", "http.client", "socket")
 """What a pure module may not reach, directly or through any module of ours it imports."""
 PURE_PACKAGES = ("workers.protocol",)
+SHARED_SCHEMA = "workers.protocol.schema"
+"""The one module of the workers infra may import: the configuration's schema, data that both read."""
 
 
 def _module_name(path: Path) -> str:
@@ -101,7 +103,17 @@ def test_lockcore_imports_nothing_of_ours_and_infra_no_worker_logic() -> None:
         n: [] for n in lockcore
     }
     infra = {name: _imports()[name] for name in _modules() if name.startswith("infra")}
-    assert sorted({i for imps in infra.values() for i in imps if i.startswith("workers")}) == []
+    workers = {i for imps in infra.values() for i in imps if i.startswith("workers")}
+    assert workers == {SHARED_SCHEMA}, "infra imports the workers' configuration schema and nothing else of theirs"
+
+
+def test_the_shared_schema_is_data_it_reaches_nothing_of_ours_and_no_library_but_the_standard_one() -> None:
+    """Infra imports it, so it carries no worker logic with it: no module of ours, no I/O, nothing installed."""
+    import sys  # noqa: PLC0415
+
+    reached = _reach(SHARED_SCHEMA)
+    assert sorted(name for name in reached if _ours(name)) == []
+    assert sorted(name for name in reached if name.split(".")[0] not in sys.stdlib_module_names) == []
 
 
 def test_every_lambda_starts_in_handlers_one_module_per_row_of_the_roster() -> None:

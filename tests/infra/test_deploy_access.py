@@ -15,13 +15,14 @@ from typing import Any
 
 import boto3
 import botocore.client
+import pulumi
 import pytest
 from moto import mock_aws
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 from infra import github_variables
 from infra.roster import SECRETS
-from infra.settings import SECRET_KEYS, SettingsError, default_parameter_name
+from infra.settings import SECRET_KEYS, default_parameter_name
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.machine import AcquireRequest
 from tests.infra.conftest import Deploy
@@ -81,7 +82,8 @@ def test_a_secret_not_in_the_stack_is_a_parameter_made_by_hand(deploy_stack: Dep
 
 
 def test_a_secret_key_set_in_plain_text_is_refused_without_repeating_it(deploy_stack: Deploy) -> None:
-    with pytest.raises(SettingsError, match=r"chatops:githubToken is stored in plain text") as refused:
+    refusal = r"^Pulumi stack plt: chatops:githubToken: stored in plain text"
+    with pytest.raises(pulumi.RunError, match=refusal) as refused:
         deploy_stack("plt", plain={"githubToken": SECRET_VALUES["githubToken"]})
     assert SECRET_VALUES["githubToken"] not in str(refused.value)
     assert "--secret" in str(refused.value)
@@ -214,7 +216,7 @@ def test_without_the_switch_there_is_the_policy_and_no_role(deploy_stack: Deploy
     [
         ({"create": True, "oidcProviderArn": "arn:aws:iam::123:oidc-provider/x"}, r"deployRole\.oidcProviderArn"),
         ({"create": True, "subjects": ["repo:someone-else/repo:*"]}, r"deployRole\.subjects"),
-        ({"create": True, "trust": "everyone"}, r"deployRole\.trust: not a key"),
+        ({"create": True, "trust": "everyone"}, r"deployRole\.trust: unknown key"),
         ({"create": False, "subjects": ["environment:prod"]}, r"need create: true"),
         ({"create": "yes"}, r"deployRole\.create: expected true or false"),
     ],
@@ -222,7 +224,7 @@ def test_without_the_switch_there_is_the_policy_and_no_role(deploy_stack: Deploy
 def test_a_deploy_role_that_would_trust_the_wrong_thing_is_refused_by_key(
     deploy_stack: Deploy, role: dict[str, Any], refused: str
 ) -> None:
-    with pytest.raises(SettingsError, match=refused):
+    with pytest.raises(pulumi.RunError, match=rf"^Pulumi stack plt: chatops:.*{refused}"):
         deploy_stack("plt", deployRole=role)
 
 
@@ -271,3 +273,21 @@ def test_the_printed_commands_set_each_variable_in_each_repository(deploy_stack:
         set_to[call[2]] = call[6]
     assert set_to == deployment.outputs["githubVariables"]
     assert set_to["CHATOPS_VERSION"] == "v0.1.0 it's"
+
+
+def test_a_components_own_repository_is_trusted_by_the_role_and_given_the_variables(
+    deploy_stack: Deploy, tmp_path: Path
+) -> None:
+    config = stack_config("plt")
+    github = {**config["chatops:github"], "components": {"api": {"repository": "example-org/api"}}}
+    deployment = deploy_stack("plt", github=github)
+    repositories = ("example-org/api", "example-org/platform")
+    [role] = [r for r in deployment.of_type(ROLE) if r.inputs["name"] == "chatops-plt-deploy"]
+    assert _trust(role)["Condition"]["StringLike"]["token.actions.githubusercontent.com:sub"] == [
+        f"repo:{repository}:environment:{environment}"
+        for repository in repositories
+        for environment in config["chatops:environments"]
+    ]
+    calls = _run_with_a_recording_gh(deployment.outputs["githubVariableCommands"], tmp_path)
+    for repository in repositories:
+        assert {call[2] for call in calls if call[4] == repository} == set(deployment.outputs["githubVariables"])

@@ -8,10 +8,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pulumi
 import pytest
 
 from infra import github_variables, metrics, settings
-from infra.settings import SettingsError
 from tests.infra.cloudwatch import ALARM
 from tests.infra.conftest import Deploy
 from tests.infra.stack import ACCOUNT_ID, Deployment
@@ -56,7 +56,7 @@ def test_deploying_shows_the_commands_the_plt_stack_prints_and_the_variables_the
 
 
 def test_deploying_quotes_the_refusal_of_a_plain_text_secret_as_the_program_says_it(deploy_stack: Deploy) -> None:
-    with pytest.raises(SettingsError) as refused:
+    with pytest.raises(pulumi.RunError) as refused:
         deploy_stack("plt", plain={"githubToken": "ghp_plain"})
     assert " ".join(str(refused.value).split()) in _flat(DEPLOYING)
 

@@ -79,6 +79,7 @@ repository = "{REPOSITORY}"
 
 [slack]
 team_ids = []
+allow_any_workspace = true
 response_url_hosts = ["hooks.slack.com"]
 
 [commands.build]

@@ -14,13 +14,17 @@ from workers.protocol.config import (
     Action,
     Audience,
     ConfigError,
+    Conflict,
+    LockScope,
     Queue,
+    WorkflowTarget,
     current_config,
     load_config,
 )
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
-MINIMAL = 'components = ["router"]\nenvironments = ["plt"]\n[github]\nrepository = "o/r"\n'
+NAMED = 'components = ["router"]\nenvironments = ["plt"]\n[github]\nrepository = "o/r"\n[slack]\n'
+MINIMAL = NAMED + "allow_any_workspace = true\n"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -35,7 +39,8 @@ def test_the_shipped_file_says_what_the_issue_asks() -> None:
     assert config.environments == ("plt", "prod")
     assert config.github.repository == "example-org/platform"
     assert config.github.api_url == "https://api.github.com"
-    assert config.slack.team_ids == frozenset() and config.slack.app_id is None  # any workspace, any app
+    assert config.slack.team_ids == frozenset() and config.slack.app_id is None  # any workspace, any app:
+    assert SHIPPED.read_text(encoding="utf-8").count("allow_any_workspace = true") == 1  # said so, for the local stack
     assert config.slack.response_url_hosts == {"hooks.slack.com"}
     rules = config.authorization
     assert rules.audience(Action.BUILD, "prod") == Audience(anyone=True)
@@ -59,6 +64,7 @@ def test_commands_carry_lock_lease_and_workflow() -> None:
         "deploy.yml",
         True,
     )
+    assert (build.lock_scope, build.conflict) == (LockScope.COMPONENT_ENVIRONMENT, Conflict.REJECT)
     assert build.lock_key("router", "plt") == "build-router-plt"
     assert deploy.lock_key("api", "prod") == "deploy-api-prod"
     assert build.start_text("router", "plt") == "🔨 Building router (plt)…"
@@ -110,9 +116,53 @@ def test_no_rule_means_nobody(tmp_path: Path) -> None:
 
 
 def test_the_file_can_retune_a_command(tmp_path: Path) -> None:
-    text = MINIMAL + '[commands.deploy]\nworkflow = "release.yaml"\nlease_seconds = 3600\n'
-    deploy = load_config(write(tmp_path, text), environ={}).commands[Action.DEPLOY]
+    text = MINIMAL + '[commands.deploy]\nworkflow = "release.yaml"\nlease_seconds = 3600\nlock_scope = "global"\n'
+    config = load_config(write(tmp_path, text + "requires_lock = false\n"), environ={})
+    deploy = config.commands[Action.DEPLOY]
     assert (deploy.workflow, deploy.lease_seconds, deploy.accepts_ref) == ("release.yaml", 3600, True)
+    assert (deploy.lock_scope, deploy.requires_lock, deploy.lock_key("api", "prod")) == (
+        LockScope.GLOBAL,
+        False,
+        "deploy",
+    )
+    assert not config.locks(Action.DEPLOY) and config.locks(Action.BUILD)
+
+
+def test_a_component_may_name_its_own_repository_and_workflows(tmp_path: Path) -> None:
+    text = MINIMAL.replace('["router"]', '["router", "api"]') + (
+        '[github.components.api]\nrepository = "acme/api"\n[github.components.api.workflows]\ndeploy = "ship.yml"\n'
+        '[github.components.router.workflows]\nbuild = "4711"\n'
+    )
+    config = load_config(write(tmp_path, text), environ={"GITHUB_REPOSITORY": "acme/ops"})
+    assert config.workflow_of(Action.DEPLOY, "api") == WorkflowTarget("acme/api", "ship.yml")
+    assert config.workflow_of(Action.BUILD, "api") == WorkflowTarget("acme/api", "build.yml")
+    assert config.workflow_of(Action.BUILD, "router") == WorkflowTarget("acme/ops", "4711")  # the default repository
+    assert config.workflow_of(Action.DEPLOY, "gone") == WorkflowTarget("acme/ops", "deploy.yml")
+    assert config.workflows_by_repository() == {
+        "acme/api": {"build.yml", "ship.yml"},
+        "acme/ops": {"4711", "build.yml", "deploy.yml"},
+    }
+    assert config.serves_repository("ACME/api") and not config.serves_repository("acme/other")
+
+
+def test_a_deployment_serves_no_workspace_or_app_it_does_not_name_unless_it_says_any(tmp_path: Path) -> None:
+    named = NAMED + 'team_ids = ["T0TEAM"]\napp_id = "A0APP"\n'
+    slack = load_config(write(tmp_path, named), environ={}).slack
+    assert (slack.team_ids, slack.app_id) == (frozenset({"T0TEAM"}), "A0APP")
+    for text, unnamed in (
+        (NAMED, "slack.team_ids and slack.app_id not set"),
+        (NAMED + 'team_ids = ["T0TEAM"]\n', "slack.app_id not set"),
+        (NAMED + 'app_id = "A0APP"\n', "slack.team_ids not set"),
+        (NAMED + "allow_any_workspace = false\n", "slack.team_ids and slack.app_id not set"),
+    ):
+        with pytest.raises(ConfigError, match=rf": slack: {unnamed}: .* set slack.allow_any_workspace to true"):
+            load_config(write(tmp_path, text), environ={})
+    # The switch lets unnamed ones through; what is named is still enforced.
+    half = load_config(write(tmp_path, MINIMAL + 'team_ids = ["T0TEAM"]\n'), environ={}).slack
+    assert (half.team_ids, half.app_id) == (frozenset({"T0TEAM"}), None)
+    # An environment that names them is as good as the file.
+    env = {"SLACK_TEAM_IDS": "T0TEAM", "SLACK_APP_ID": "A0APP"}
+    assert load_config(write(tmp_path, NAMED), environ=env).slack.app_id == "A0APP"
 
 
 @pytest.mark.parametrize(
@@ -122,20 +172,28 @@ def test_the_file_can_retune_a_command(tmp_path: Path) -> None:
         ('environments = ["plt"]\n[github]\nrepository = "o/r"', "components: missing"),
         ('components = ["Router"]\nenvironments = ["plt"]', "components: 'Router' is not a lower-case name"),
         ('components = ["status"]\nenvironments = ["plt"]', "is a word of the command syntax"),
-        ('components = ["a-b", "a"]\nenvironments = ["c", "b-c"]', "share one lock key"),
+        ('components = ["a", "a"]\nenvironments = ["plt"]', "components: lists 'a' twice"),
+        (MINIMAL.replace('"router"', '"a-b", "a"').replace('"plt"', '"c", "b-c"'), "share one lock key (build-a-b-c)"),
         ('components = ["a"]\nenvironments = []', "environments: must name at least one"),
-        ('components = ["a"]\nenvironments = ["p"]\n[github]\nrepository = "nope"', "expected owner/name"),
+        ('components = ["a"]\nenvironments = ["p"]\n[github]\nrepository = "nope"', "expected owner/name, not 'nope'"),
         (MINIMAL + "[authorization]\nadmins = { users = ['S0GROUP'] }", "'S0GROUP' is not a Slack user id"),
         (MINIMAL + "[authorization.deploy]\nqa = { anyone = true }", "authorization.deploy.qa: unknown environment"),
-        (MINIMAL + "[authorization.ship]\n", "authorization.ship: expected admins, build or deploy"),
+        (MINIMAL + "[authorization.ship]\n", "authorization.ship: unknown key (known here: admins, build, deploy)"),
         (MINIMAL + "[authorization.build]\nplt = { anyone = 'yes' }", "authorization.build.plt.anyone"),
-        (MINIMAL + "[commands.build]\nlease_seconds = 5", "commands.build.lease_seconds"),
-        (MINIMAL + "[commands.test]\n", "commands.test: unknown command"),
-        (MINIMAL + "[slack]\nteam_ids = ['X1']", "slack.team_ids: 'X1' is not a Slack team id"),
-        (MINIMAL + "[slack.user_groups]\nU0X = ['U1AA']", "'U0X' is not a Slack user-group id"),
+        (MINIMAL + "[authorization.build]\nplt = { everyone = true }", "plt.everyone: unknown key"),
+        (MINIMAL + "[commands.build]\nlease_seconds = 5", "commands.build.lease_seconds: expected a whole number"),
+        (MINIMAL + "[commands.test]\n", "commands.test: unknown key (known here: build, deploy)"),
+        (MINIMAL + "[commands.build]\nleaseSeconds = 60", "commands.build.leaseSeconds: unknown key (did you mean"),
+        (MINIMAL + "[commands.build]\nlock_scope = 'team'", "commands.build.lock_scope: expected one of"),
+        (MINIMAL + "team_ids = ['X1']", "slack.team_ids: 'X1' is not a Slack team id"),
+        (MINIMAL + "[slack.user_groups]\nU0X = ['U1AA']", "slack.user_groups: 'U0X' is not a Slack user-group id"),
+        (MINIMAL + "[slak]\nteam_ids = []", "slak: unknown key (did you mean slack?)"),
+        (MINIMAL + "[github.components.web]\nrepository = 'o/web'", "github.components.web: unknown component"),
+        (MINIMAL + "[github.components.router.workflows]\ntest = 'x.yml'", "workflows.test: unknown key"),
+        (MINIMAL + "alarm_email = 'a@b.c'", "alarm_email: unknown key"),  # the stack's, not the workers'
     ],
 )
-def test_a_bad_file_fails_with_one_line_naming_the_field(tmp_path: Path, text: str, expected: str) -> None:
+def test_a_bad_file_fails_with_one_line_naming_the_key(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
@@ -143,6 +201,19 @@ def test_a_bad_file_fails_with_one_line_naming_the_field(tmp_path: Path, text: s
     assert "\n" not in message
     assert message.startswith(f"chatops config {path}: ")
     assert expected in message
+
+
+def test_every_problem_is_kept_and_the_message_says_how_many_more(tmp_path: Path) -> None:
+    text = 'components = ["Router"]\nenvironments = []\n[slak]\n'
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), environ={})
+    assert [problem.split(": ", 2)[1] for problem in raised.value.problems] == [
+        "slak",
+        "components",
+        "environments",
+        "github.repository",
+    ]
+    assert str(raised.value).endswith(" (and 3 more: chatops config check lists them)")
 
 
 def test_a_missing_file_and_a_bad_flag(tmp_path: Path) -> None:

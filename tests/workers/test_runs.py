@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockcore.record import LockRecord, Status, iso
-from workers.protocol.config import Action, load_config
+from workers.protocol.config import Action, ComponentGitHub, load_config
 from workers.protocol.runs import WORKFLOW_DISPATCH, RunFacts, not_this_runs_lock
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
@@ -84,6 +84,20 @@ def test_a_workflow_configured_by_id_is_matched_by_id() -> None:
         == "a run of workflow 4712, not of workflow 4711"
     )
     assert not_this_runs_lock(replace(run, workflow_id=None), NOTED_BUILD, by_id) is not None
+
+
+def test_a_component_with_a_repository_of_its_own_is_released_only_by_a_run_there() -> None:
+    own = ComponentGitHub("acme/router", {Action.BUILD: "ci.yml"})
+    config = replace(CONFIG, github=replace(CONFIG.github, components={"router": own}))
+    there = replace(genuine(NOTED_BUILD), repository="acme/router", workflow_path=".github/workflows/ci.yml")
+    assert not_this_runs_lock(there, NOTED_BUILD, config) is None
+    assert not_this_runs_lock(genuine(NOTED_BUILD), NOTED_BUILD, config) == (
+        f"a run in {REPOSITORY}, not in acme/router"
+    )
+    assert not_this_runs_lock(replace(there, workflow_path=".github/workflows/build.yml"), NOTED_BUILD, config) == (
+        "a run of .github/workflows/build.yml, not of .github/workflows/ci.yml"
+    )
+    assert not_this_runs_lock(genuine(NOTED_DEPLOY), NOTED_DEPLOY, config) is None  # api keeps the defaults
 
 
 # ---------------------------------------------------------------------------------------- everything else

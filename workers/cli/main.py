@@ -39,6 +39,7 @@ from lockcore.errors import LockStoreError, NoCredentials, StoreThrottled, Store
 from lockcore.expressions import Item
 from lockcore.record import TOKEN as TOKEN_ATTRIBUTE
 from lockcore.record import LockRecord, Status
+from workers.cli import config_check
 from workers.cli.codes import Code, of_refusal
 from workers.local import served
 from workers.protocol import render
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_try_parser(commands)
+    config_check.add_parser(commands)
     return parser
 
 
@@ -518,6 +520,8 @@ def run(arguments: list[str]) -> int:
         except ImportError as error:
             return not_installed("serve", error, as_json)
         return stack.serve(stack.options_from(args))
+    if args.command == "config":
+        return config_check.run(args)
     if args.command == "demo":
         try:
             from workers.cli import demo, lock_demo  # noqa: PLC0415 - moto is only needed here (the `local` extra)

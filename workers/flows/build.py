@@ -44,7 +44,8 @@ is taken puts the request off (:class:`DispatchPutOff`): nothing was dispatched,
 lock is kept for the retry to re-enter, and the retry starts the run, told once
 (:func:`~workers.protocol.dispatch.gives_up`).
 
-``ENABLE_DISTRIBUTED_LOCK=false`` dispatches without the lock (a warning in the log, and in the message).
+``ENABLE_DISTRIBUTED_LOCK=false`` dispatches without the lock (a warning in the log, and in the message); so does
+a command configured with ``requires_lock = false``, by design (no warning).
 
 Metrics (EMF, namespace ``ChatOps``): ``buildLockManager.acquireLock.success`` / ``.failed``,
 ``buildLockManager.lockDuration`` (seconds, when the worker releases), ``buildWorker.dispatch.failed``,
@@ -153,8 +154,11 @@ class BuildWorker:
         gave_up = self._gave_up(job)  # any delivery of it, SQS's or a resubmission: one GetItem, off the lock
         if gave_up is not None:
             return gave_up
-        if not self.config.lock_enabled:
-            logger.warning("ENABLE_DISTRIBUTED_LOCK=false: dispatching without the lock", lock_key=job.lock_key)
+        if not job.locks:
+            if job.spec.requires_lock:
+                logger.warning("ENABLE_DISTRIBUTED_LOCK=false: dispatching without the lock", lock_key=job.lock_key)
+            else:
+                logger.info("the command requires no lock: dispatching at once", lock_key=job.lock_key)
             if found is not None:
                 return self._already_ran(job, found)
             return self._start(job, None, d.DispatchNow())
@@ -239,7 +243,7 @@ class BuildWorker:
     def _dispatch(self, job: d.Job, held: LockRecord | None, revision: d.Revision, token: str) -> Result:
         inputs = d.dispatch_inputs(job, revision, token)
         try:
-            answer = self.github.dispatch_workflow(job.repository, job.spec.workflow, revision.ref, inputs)
+            answer = self.github.dispatch_workflow(job.repository, job.workflow, revision.ref, inputs)
         except (GitHubServerError, GitHubUnreachable) as error:
             # Sent once, no answer we can trust: GitHub may have started the run. Look before calling it failed.
             logger.warning("dispatch outcome unknown; looking for the run", reason=str(error))
@@ -389,7 +393,7 @@ class BuildWorker:
         """GitHub's answer, or :class:`DispatchInDoubt` when GitHub cannot give one (the message is retried)."""
         try:
             return self.github.find_run(
-                job.repository, job.spec.workflow, job.correlation_id, datetime.fromtimestamp(job.runs_since, UTC)
+                job.repository, job.workflow, job.correlation_id, datetime.fromtimestamp(job.runs_since, UTC)
             )
         except GitHubError as error:
             raise DispatchInDoubt(f"cannot look for the run of {job.correlation_id}: {error}") from None
@@ -398,7 +402,7 @@ class BuildWorker:
         try:
             return self.github.await_run(
                 job.repository,
-                job.spec.workflow,
+                job.workflow,
                 job.correlation_id,
                 datetime.fromtimestamp(job.runs_since, UTC),
                 within=self.look_for_run_seconds,

@@ -68,7 +68,7 @@ from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import EventKind
 from workers.protocol.message import Message, escape
 from workers.protocol.render import Shown, holder, standing, store_unavailable
-from workers.protocol.runs import action_of, noted_run_id
+from workers.protocol.runs import action_of, noted_run_id, repository_of
 
 CANCELLED_METRIC: Final = "buildLockManager.cancel.success"
 _CANCELLABLE = frozenset({Status.IN_PROGRESS, Status.EXPIRED})
@@ -265,7 +265,8 @@ class CancelWorker:
         there is nothing more to do."""
         run_id = noted_run_id(record)
         try:
-            going = run_id is not None and not self.github.get_run(self.config.github.repository, run_id).completed
+            repository = repository_of(record, self.config)
+            going = run_id is not None and not self.github.get_run(repository, run_id).completed
         except GitHubError as error:
             runtime.logger.error("cancel: GitHub could not say where the run stands", run_id=run_id, reason=str(error))
             self._reply(envelope, Message(github_failed_text(record, str(error))))
@@ -289,7 +290,7 @@ class CancelWorker:
             return self._finish_moved_on(envelope, record, run)
         if isinstance(released, Cancelled):
             return released
-        not_cancelled = self._cancel_run(run.id) if run is not None else None
+        not_cancelled = self._cancel_run(record, run.id) if run is not None else None
         now = self.store.now()
 
         def news(let_go: LockRecord) -> str:
@@ -340,7 +341,7 @@ class CancelWorker:
                     self._reply(envelope, Message(run_starting_text(command)))
                     return Cancelled.RUN_STARTING
                 return None
-            run = self.github.get_run(self.config.github.repository, run_id)
+            run = self.github.get_run(repository_of(record, self.config), run_id)
         except GitHubError as error:
             runtime.logger.error("cancel: GitHub could not say where the run stands", run_id=run_id, reason=str(error))
             self._reply(envelope, Message(github_failed_text(record, str(error))))
@@ -350,10 +351,11 @@ class CancelWorker:
             return Cancelled.RUN_FINISHED
         return RunToCancel(run.id, run.html_url)
 
-    def _cancel_run(self, run_id: int) -> str | None:
-        """Ask GitHub to cancel the run; ``None`` when it did (or the run had just finished), else why not."""
+    def _cancel_run(self, record: LockRecord, run_id: int) -> str | None:
+        """Ask GitHub to cancel the run of ``record``; ``None`` when it did (or the run had just finished), else
+        why not."""
         try:
-            accepted = self.github.cancel_run(self.config.github.repository, run_id)
+            accepted = self.github.cancel_run(repository_of(record, self.config), run_id)
         except GitHubError as error:
             runtime.logger.error("cancel: the lock is free but GitHub did not cancel the run", reason=str(error))
             return str(error)
@@ -370,7 +372,7 @@ class CancelWorker:
             self._reply(envelope, Message(lock_moved_text(record.lock_key, self.store.get(record.lock_key), now)))
             return Cancelled.LOCK_MOVED
         runtime.logger.warning("cancel: resumed after the lock moved on; cancelling the run it set out to")
-        not_cancelled = self._cancel_run(run.id) if run is not None else None
+        not_cancelled = self._cancel_run(record, run.id) if run is not None else None
         text = cancelled_text(record, envelope.user_id, now, run)
         if not_cancelled is not None:
             text += f" ⚠️ But GitHub did not cancel the run ({not_cancelled}): cancel it there."

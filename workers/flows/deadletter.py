@@ -29,11 +29,10 @@ def tell(
     """Tell the requester what became of their request; whether anyone could be told."""
     lock_key = ""
     if isinstance(envelope, CommandEnvelope) and isinstance(envelope.command, Dispatch):
-        lock_key = Job.of(envelope, config).lock_key
-        lock = _read(store, lock_key) if config.lock_enabled else None
-        verdict = giving_up.assess_dispatch(
-            envelope.request_id, envelope.received_at, lock, lock_enabled=config.lock_enabled
-        )
+        job = Job.of(envelope, config)
+        lock_key = job.lock_key
+        lock = _read(store, lock_key) if job.locks else None
+        verdict = giving_up.assess_dispatch(envelope.request_id, envelope.received_at, lock, lock_enabled=job.locks)
     else:
         verdict = giving_up.assess_other(envelope)
     message = giving_up.message(envelope, lock_key, verdict, store.now())

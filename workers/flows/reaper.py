@@ -61,7 +61,7 @@ from workers.flows.runlock import (
 )
 from workers.protocol.config import Config
 from workers.protocol.freeing import told_key
-from workers.protocol.runs import completed_event_of, noted_run_id
+from workers.protocol.runs import completed_event_of, noted_run_id, repository_of
 from workers.protocol.workflow import Run
 
 HANDOFF_GRACE_SECONDS = 60
@@ -216,7 +216,7 @@ class Reaper:
         return ExpiryCause.RUN_TOO_LONG if held_for(record, now) >= MAX_HOLD_SECONDS else ExpiryCause.RUN_STILL_GOING
 
     def _find(self, record: LockRecord) -> RunLookup:
-        repository = self.config.github.repository
+        repository = repository_of(record, self.config)
         run_id = noted_run_id(record)
         try:
             if run_id is not None:

@@ -54,7 +54,7 @@ from workers.protocol.envelope import WorkflowRunEnvelope
 from workers.protocol.freeing import runs_under, told_key
 from workers.protocol.message import Message
 from workers.protocol.render import Shown, duration, holder
-from workers.protocol.runs import action_of
+from workers.protocol.runs import action_of, dispatched_to
 from workers.protocol.workflow import Run
 
 RENEW_WHEN_LEFT: Final = 0.5
@@ -139,15 +139,14 @@ def find_unnoted_run(record: LockRecord, config: Config, github: GitHubClient) -
     name; ``None`` for a lock in any other state. Raises :class:`~workers.adapters.github.GitHubError` when GitHub
     cannot
     answer."""
-    action = action_of(record)
-    spec = config.commands.get(action) if action is not None else None
-    if record.notes.get("dispatchState") not in (DISPATCHING, DISPATCHED) or not record.correlation_id or not spec:
+    target = dispatched_to(record, config)
+    if record.notes.get("dispatchState") not in (DISPATCHING, DISPATCHED) or not record.correlation_id or not target:
         return None  # (a lock of a command no longer configured: its lease ends it)
     try:
         since = datetime.fromtimestamp(epoch(record.locked_at), UTC)
     except ValueError:
         return None
-    return github.find_run(config.github.repository, spec.workflow, record.correlation_id, since)
+    return github.find_run(target.repository, target.workflow, record.correlation_id, since)
 
 
 # ----------------------------------------------------------------------------------------------- rendering

@@ -371,9 +371,7 @@ def _status(envelope: CommandEnvelope, store: LockStore) -> None:
 def _watch(envelope: InteractionEnvelope, config: Config, store: LockStore) -> None:
     """ "Notify me when free": the user is named in the outcome of the write that frees the lock."""
     lock_key = envelope.value
-    specs = config.commands.values()
-    keys = {spec.lock_key(c, e) for spec in specs for c in config.components for e in config.environments}
-    if lock_key not in keys:
+    if lock_key not in lock_keys(config):
         runtime.logger.warning("watch ignored: a button value that names no lock", value=lock_key[:80])
         return
     try:

@@ -54,7 +54,7 @@ def handle_record(record: SQSRecord, context: LambdaContext | None = None) -> Re
         )
 
         def once(request: dict[str, Any]) -> dict[str, Any]:
-            if job.queue and job.handed_off is None and config.lock_enabled:
+            if job.queue and job.handed_off is None and job.locks:
                 pending.keep(envelope)  # before it may join a queue: a hand-off reads it from there
             return asdict(worker.run(job, redelivered=receive_count > 1))
 

@@ -251,14 +251,15 @@ def slack_command(request: Request, correlation_id: str) -> Response:
             envelope.kind,
             envelope.to_json(),
             dedup_id=request_id,
-            group_id=_group_of(parsed),
+            group_id=_group_of(parsed, config),
             correlation_id=correlation_id,
         )
     except NotQueued as error:
         logger.error("slash command not queued", reason=str(error))
         return ephemeral(COULD_NOT_QUEUE)
     logger.info("slash command queued", kind=envelope.kind, message_id=message_id)
-    return ephemeral(commands.acknowledgement(parsed, config.lock_enabled))
+    locks = config.locks(parsed.action) if isinstance(parsed, commands.Dispatch) else config.lock_enabled
+    return ephemeral(commands.acknowledgement(parsed, locks))
 
 
 def _identified(request_id: str) -> str:
@@ -269,7 +270,7 @@ def _identified(request_id: str) -> str:
     return correlation_id
 
 
-def _group_of(command: commands.Command) -> str:
+def _group_of(command: commands.Command, config: Config) -> str:
     """The FIFO message group: one per lock, so one lock's requests are handled in order."""
     match command:
         case (
@@ -277,7 +278,7 @@ def _group_of(command: commands.Command) -> str:
             | commands.Unlock(action=action, component=component, environment=environment)
             | commands.Cancel(action=action, component=component, environment=environment)
         ):
-            return f"{action.value}-{component}-{environment}"
+            return config.commands[action].lock_key(component, environment)
         case _:
             return command.kind
 
@@ -429,7 +430,7 @@ def github_webhook(request: Request, correlation_id: str) -> Response:
         raise BadRequest(f"{WEBHOOK_USAGE} (not an object, or no X-GitHub-Delivery)")
     run = _object(payload, "workflow_run")
     repository = _string(_object(payload, "repository"), "full_name")
-    if repository.lower() != config.github.repository.lower():
+    if not config.serves_repository(repository):
         logger.info("GitHub event ignored: another repository", repository=repository)
         return Response(200, "ignored: another repository")
     run_id = _int(run, "id")

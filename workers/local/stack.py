@@ -771,7 +771,10 @@ class LocalStack:
             ).start()
         if self.options.github_api_url is None:
             self.github = GitHubStandIn(
-                [Repository(self.config.github.repository)],
+                [
+                    Repository(repository, workflows=tuple(sorted(workflows)))
+                    for repository, workflows in self.config.workflows_by_repository().items()
+                ],
                 token=self.secrets["GITHUB_TOKEN"],
                 complete_after=self.options.github_delay,
                 conclusion=self.options.github_conclusion,

@@ -55,6 +55,8 @@ class Job:
     requested_ref: str | None
     """What the user typed (``/deploy api prod v1.2``); ``None``: the default branch."""
     repository: str
+    workflow: str
+    """Where the run goes: the component's repository and workflow (:meth:`Config.workflow_of`)."""
     request_id: str
     correlation_id: str
     user_id: str
@@ -62,6 +64,8 @@ class Job:
     channel_id: str
     response_url: str
     received_at: int
+    locks: bool = True
+    """Whether it takes a lock (:meth:`Config.locks`): ``False`` dispatches at once."""
     queue: bool = False
     """Wait in the lock's queue when it is held (``--queue``, or the command's ``conflict = "queue"``)."""
     handed_off: int | None = None
@@ -80,12 +84,15 @@ class Job:
         command = envelope.command
         if not isinstance(command, Dispatch):
             raise ValueError(f"the build worker runs /build and /deploy, not {envelope.kind!r}")
+        target = config.workflow_of(command.action, command.component)
         return cls(
             spec=config.commands[command.action],
             component=command.component,
             environment=command.environment,
             requested_ref=command.ref,
-            repository=config.github.repository,
+            repository=target.repository,
+            workflow=target.workflow,
+            locks=config.locks(command.action),
             request_id=envelope.request_id,
             correlation_id=envelope.correlation_id,
             user_id=envelope.user_id,
@@ -386,8 +393,11 @@ def busy_text(job: Job, holder: LockRecord, now: int) -> str:
     link = run_link(holder.notes.get("runId"), holder.notes.get("runUrl"))
     if not holder.notes.get("runUrl"):
         link = "its run is starting"
+    # A lock wider than one component and environment (its command's lock_scope): say whose it is.
+    shared = holder.component and (holder.component, holder.environment) != (job.component, job.environment)
+    whose = f" ({holder.component} ({holder.environment}) holds `{job.lock_key}`)" if shared else ""
     return (
-        f"⚠️ {_noun(job.action)} already in progress — started by {who} {minutes_ago(holder, now)}{at}, "
+        f"⚠️ {_noun(job.action)} already in progress{whose} — started by {who} {minutes_ago(holder, now)}{at}, "
         f"{link}, frees at {slack_time(holder.lease_expires_at, now)}"
     )
 
@@ -425,7 +435,7 @@ def started_text(job: Job, revision: Revision, run_id: int | None, run_url: str 
     text = f"{job.spec.start_text(job.component, job.environment, ref)} {run_link(run_id, run_url)}"
     if job.action is Action.DEPLOY and revision.sha and revision.short_sha not in text:
         text += f" — commit `{revision.short_sha}`"
-    return text if locked else f"{text} (the distributed lock is switched off)"
+    return text if locked or not job.spec.requires_lock else f"{text} (the distributed lock is switched off)"
 
 
 def failed_text(job: Job, reason: str, revision: Revision | None, *, locked: bool) -> str:

@@ -5,8 +5,9 @@ anyone can choose a name: a pull request's title, a commit message, another work
 changes a lock only when GitHub's own facts about it agree with what the lock's request dispatched:
 
 - it is a ``workflow_dispatch`` run (``workflow_run.event``) — nobody dispatches without write access;
-- of the workflow the lock's command dispatches (``path`` ``.github/workflows/build.yml``, or ``workflow_id`` when
-  the configuration names the workflow by id), in the configured repository;
+- of the workflow the lock's command dispatches for its component (``path`` ``.github/workflows/build.yml``, or
+  ``workflow_id`` when the configuration names the workflow by id), in that component's repository
+  (:meth:`~workers.protocol.config.Config.workflow_of`);
 - its name carries the lock's correlation id, and its id is the run id the lock noted, when it noted one.
 
 A lock that is not a command's run lock — a freeze (``freeze-<env>``) above all — is never changed by a run:
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from lockcore.record import LockRecord
-from workers.protocol.config import Action, Config
+from workers.protocol.config import Action, Config, WorkflowTarget
 from workers.protocol.envelope import WorkflowRunEnvelope
 from workers.protocol.workflow import Run, parse_run_name
 
@@ -101,11 +102,10 @@ def not_this_runs_lock(run: RunFacts, record: LockRecord | None, config: Config)
         return "no lock is recorded under this key"
     if record.lock_key != run.lock_key:
         return f"the run names {run.lock_key}, not {record.lock_key}"
-    action = action_of(record)
-    spec = config.commands.get(action) if action is not None else None
-    if spec is None:  # a freeze: no command dispatches a run under it
+    target = dispatched_to(record, config)
+    if target is None:  # a freeze: no command dispatches a run under it
         return "not a run's lock: only its own command changes it (a freeze: /deploy unfreeze)"
-    not_dispatched = not_a_dispatch_of(run, spec.workflow, config.github.repository)
+    not_dispatched = not_a_dispatch_of(run, target.workflow, target.repository)
     if not_dispatched is not None:
         return not_dispatched
     if record.correlation_id != run.correlation_id:
@@ -114,6 +114,21 @@ def not_this_runs_lock(run: RunFacts, record: LockRecord | None, config: Config)
     if noted is not None and noted != run.run_id:
         return f"the lock noted run {noted}, not run {run.run_id}"
     return None
+
+
+def dispatched_to(record: LockRecord, config: Config) -> WorkflowTarget | None:
+    """Where the run of ``record`` was dispatched: its command's workflow for the component it names (the holder's,
+    whatever the lock's scope); ``None`` for a lock no command dispatches under (a freeze)."""
+    action = action_of(record)
+    if action is None or action not in config.commands:
+        return None
+    return config.workflow_of(action, record.component)
+
+
+def repository_of(record: LockRecord, config: Config) -> str:
+    """The repository the run of ``record`` is in (the default one for a lock no command dispatches under)."""
+    target = dispatched_to(record, config)
+    return target.repository if target is not None else config.github.repository
 
 
 def action_of(record: LockRecord) -> Action | None:
