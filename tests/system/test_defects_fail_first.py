@@ -42,8 +42,11 @@ class Defect:
     """What the simulation says when the defect is back (a regular expression on its assertion)."""
 
 
-def _fresh_correlation_id_per_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+def _each_delivery_its_own_correlation_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: each HTTP delivery drew a fresh correlation id, and a delivery re-entering its request's lock looked
+    for (and dispatched) the run by its own id, not the one on the lock."""
     monkeypatch.setattr(router, "correlation_id_of", lambda request_id: str(uuid.uuid4()))
+    monkeypatch.setattr(dispatch.Job, "holding", lambda self, held: self)
 
 
 def _titles_are_authority(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,6 +76,23 @@ def _first(m: WholeSystem) -> object:
 
 
 DEFECTS = (
+    Defect(
+        1,
+        "two runs for one request",
+        _each_delivery_its_own_correlation_id,
+        (
+            lambda m: m.someone_types_a_command_first(user="U0BOB", command=("/build", "router plt")),
+            lambda m: m.the_next_call_goes_wrong(call="idempotency.write", fault=Fault.LOST),
+            lambda m: m.time_passes(seconds=60),
+            lambda m: m.the_next_call_goes_wrong(call="github.dispatch", fault=Fault.CRASH_AFTER),
+            lambda m: m.the_same_request_reaches_the_router_again(request=_first(m)),
+            lambda m: m.time_passes(seconds=60),
+            lambda m: m.github_moves_a_run_along(pick=0, conclusion="failure"),
+            lambda m: m.github_moves_a_run_along(pick=0, conclusion="cancelled"),
+            lambda m: m.time_passes(seconds=240),
+        ),
+        broken=r"started runs \[\d+, \d+\]",
+    ),
     Defect(
         2,
         "a run's name is trusted from anyone",
