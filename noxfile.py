@@ -1,13 +1,17 @@
-"""Every check this project has, one session each. `nox` runs the default ones: lint, types, tests."""
+"""Every check this project has, one session each. `nox` runs the default ones: lint, then the type check beside
+the tests (``checks``: ``types`` and ``tests`` at once)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
+from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "types", "tests"]
+nox.options.sessions = ["lint", "checks"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -28,8 +32,32 @@ def types(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite with the fast Hypothesis profile (the CI profile)."""
     session.install("-e", ".[test]")
-    # Both cores (pytest-xdist): the simulations and the local-stack tests keep one core busy each.
-    workers = ("-n", "auto") if not session.posargs else ()
+    _pytest(session)
+
+
+@nox.session
+def checks(session: nox.Session) -> None:
+    """``types`` and ``tests`` at once, as ``nox`` runs them: mypy on one core beside pytest's workers (mypy spends
+    most of its minute reading pulumi_aws; the tests wait on sockets and clocks as much as on the CPU)."""
+    session.install("-e", ".[types,test]")
+    with tempfile.TemporaryFile() as said:
+        mypy = subprocess.Popen(  # noqa: S603 — the session's own mypy, no outside input
+            [str(Path(str(session.bin)) / "mypy")], stdout=said, stderr=subprocess.STDOUT
+        )
+        try:
+            _pytest(session)
+        finally:
+            typed = mypy.wait()
+            said.seek(0)
+            session.log("mypy --strict: " + said.read().decode("utf-8", "replace").strip())
+    if typed != 0:
+        session.error("mypy --strict found the problems above")
+
+
+def _pytest(session: nox.Session) -> None:
+    # Twice as many workers (pytest-xdist) as cores: the simulations keep a core busy, while the local-stack and
+    # HTTP tests mostly wait.
+    workers = ("-n", str(2 * (os.cpu_count() or 1))) if not session.posargs else ()
     env = {"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")}
     session.run("pytest", *workers, *session.posargs, env=env)
 

@@ -109,11 +109,13 @@ def test_ci_runs_exactly_the_readmes_setup_and_test_command() -> None:
     assert steps == [setup, every_test]
 
 
-def test_the_noxfile_has_the_demo_session_and_runs_the_tests_by_default() -> None:
+def test_the_noxfile_has_the_demo_session_and_runs_lint_types_and_tests_by_default() -> None:
     noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
     assert re.search(r"^@nox\.session\ndef demo\(", noxfile, re.M)
     sessions = re.search(r"^nox\.options\.sessions = \[(.*)\]$", noxfile, re.M)
-    assert sessions is not None and {"lint", "types", "tests"} <= set(re.findall(r'"(\w+)"', sessions[1]))
+    assert sessions is not None and set(re.findall(r'"(\w+)"', sessions[1])) == {"lint", "checks"}
+    checks = noxfile[noxfile.index("def checks(") : noxfile.index("def _pytest(")]
+    assert '"mypy"' in checks and "_pytest(session)" in checks, "checks runs the type check and the tests"
 
 
 def _github_workflow() -> dict[str, Any]:
