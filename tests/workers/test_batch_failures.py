@@ -12,14 +12,13 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
 from tests.workers import sqs_events as sqs
-from tests.workers.worker_world import BUILD_QUEUE, IDEMPOTENCY_TABLE, Context, World, failed_ids, running_world
+from tests.workers.worker_world import BUILD_QUEUE, IDEMPOTENCY_TABLE, Context, World, failed_ids
 from workers.adapters import runtime
 from workers.flows import build
 from workers.handlers import build as build_lambda
@@ -27,12 +26,6 @@ from workers.protocol.envelope import CommandEnvelope
 
 RETRIED = "record retried later: it goes back to the queue"
 FAILED = "record failed: it goes back to the queue (then to the DLQ)"
-
-
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with running_world(monkeypatch) as world:
-        yield world
 
 
 def as_queued(envelope: CommandEnvelope | str, *, receive_count: int = 1) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import ANY
@@ -32,7 +31,6 @@ from tests.workers.worker_world import (
     Context,
     World,
     failed_ids,
-    running_world,
     sqs_event,
     sqs_record,
 )
@@ -48,12 +46,6 @@ from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.workflow import parse_run_name
 
 BUILD_KEY = "build-router-plt"
-
-
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with running_world(monkeypatch) as world:
-        yield world
 
 
 def deliver(event: dict[str, Any]) -> dict[str, Any]:

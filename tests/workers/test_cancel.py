@@ -7,7 +7,6 @@ cancelled in the GitHub stand-in, the lock in DynamoDB (moto), the words in the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +18,7 @@ from lockcore.machine import AcquireRequest
 from lockcore.outcomes import Acquired, ForceReleased
 from lockcore.record import Status
 from tests.workers.github_events import github_events
-from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, create_queues, running_world, sqs_event
+from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, create_queues, sqs_event
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient
 from workers.adapters.slack import SlackReplies
@@ -34,12 +33,6 @@ from workers.protocol.envelope import CommandEnvelope, read_message
 BUILD_KEY = "build-router-plt"
 NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
 CANCEL = Cancel(Action.BUILD, "router", "plt")
-
-
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with running_world(monkeypatch) as world:
-        yield world
 
 
 def start_build(world: World, *, user: str = "alice") -> int:

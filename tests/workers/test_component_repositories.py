@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lockcore.record import Status
-from tests.workers.github_events import GitHubEvents, github_events, scheduled_event
+from tests.workers.github_events import GitHubEvents, scheduled_event
 from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, running_world, sqs_event
 from workers.handlers import build as build_lambda
 from workers.handlers import reaper as reaper_lambda
@@ -39,12 +39,6 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
         monkeypatch.setenv("CHATOPS_CONFIG", str(config))
         world.github.add_repository(API_REPOSITORY, workflows=("ci.yml", "deploy.yml"))
         yield world
-
-
-@pytest.fixture
-def github(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubEvents]:
-    with github_events(world, monkeypatch) as events:
-        yield events
 
 
 def build_api(world: World, name: str = "a") -> WorkflowRun:

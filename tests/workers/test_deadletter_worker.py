@@ -3,25 +3,17 @@ told, and no record it takes ever goes back to its DLQ."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from lockcore import machine as m
 from lockcore import outcomes
 from lockcore.record import Status
 from tests.workers import sqs_events as sqs
-from tests.workers.worker_world import World, failed_ids, running_world
+from tests.workers.worker_world import World, failed_ids
 from workers.handlers import deadletter
 from workers.protocol.commands import Dispatch, LockStatus
 from workers.protocol.config import Action
 from workers.protocol.envelope import CommandEnvelope, WorkflowRunEnvelope
-
-
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with running_world(monkeypatch) as world:
-        yield world
 
 
 def dead(*bodies: str, queue: str = "chatops-build-dlq") -> dict[str, object]:

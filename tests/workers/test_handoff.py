@@ -19,7 +19,6 @@ from tests.workers.github_events import (
     GitHubEvents,
     SimulatedClock,
     build_at,
-    github_events,
     scheduled_event,
     store_at,
 )
@@ -60,12 +59,6 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with running_world(monkeypatch) as world:
         create_queues(monkeypatch)
         yield world
-
-
-@pytest.fixture
-def github(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubEvents]:
-    with github_events(world, monkeypatch) as events:
-        yield events
 
 
 def send(world: World, envelope: CommandEnvelope) -> None:

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockcore.record import LockRecord, Status
-from tests.workers.github_events import GitHubEvents, github_events, scheduled_event
+from tests.workers.github_events import GitHubEvents, scheduled_event
 from tests.workers.worker_world import SHIPPED_CONFIG, Context, World, running_world, sqs_event
 from workers.flows.status import UnlockTarget, lock_keys
 from workers.handlers import build as build_lambda
@@ -132,12 +132,6 @@ def test_the_keys_of_each_scope() -> None:
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with running_world(monkeypatch) as world:
         yield world
-
-
-@pytest.fixture
-def github(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubEvents]:
-    with github_events(world, monkeypatch) as events:
-        yield events
 
 
 def use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **commands: dict[str, Any]) -> Config:

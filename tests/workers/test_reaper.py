@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from lockcore.machine import AcquireRequest
 from lockcore.outcomes import Acquired, HeldBySomeone
 from lockcore.record import Status
 from tests.workers.github_events import SimulatedClock, build_at, github_events, scheduled_event, store_at
-from tests.workers.worker_world import Context, World, running_world, sqs_event
+from tests.workers.worker_world import Context, World, sqs_event
 from workers.adapters import runtime
 from workers.flows import reaper
 from workers.flows.runlock import Effect, ExpiryCause
@@ -32,12 +31,6 @@ from workers.protocol.config import Action, current_config
 BUILD_KEY = "build-router-plt"
 DEPLOY_KEY = "deploy-api-prod"
 NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
-
-
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with running_world(monkeypatch) as world:
-        yield world
 
 
 def start_build(world: World, name: str = "a", *, command: Dispatch | None = None) -> WorkflowRun:

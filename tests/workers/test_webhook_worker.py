@@ -9,7 +9,6 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,10 +16,10 @@ import pytest
 from lockcore.machine import AcquireRequest
 from lockcore.outcomes import Acquired, HeldBySomeone, NotHolder
 from lockcore.record import LockRecord, Status
-from tests.workers.github_events import GitHubEvents, SimulatedClock, github_events, store_at
+from tests.workers.github_events import GitHubEvents, SimulatedClock, store_at
 from tests.workers.sqs_events import event as sqs_batch
 from tests.workers.sqs_events import record as sqs_record
-from tests.workers.worker_world import Context, World, running_world, sqs_event
+from tests.workers.worker_world import Context, World, sqs_event
 from workers.adapters import runtime
 from workers.flows import reaper, webhook
 from workers.flows.freeze import FREEZE_SECONDS
@@ -42,18 +41,6 @@ from workers.protocol.envelope import WorkflowRunEnvelope
 BUILD_KEY = "build-router-plt"
 DEPLOY_KEY = "deploy-api-prod"
 NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
-
-
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with running_world(monkeypatch) as world:
-        yield world
-
-
-@pytest.fixture
-def github(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubEvents]:
-    with github_events(world, monkeypatch) as events:
-        yield events
 
 
 def start_build(world: World, name: str = "a", *, user: str = "alice", command: Dispatch | None = None) -> WorkflowRun:
