@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,7 +13,12 @@ from lockcore import machine as m
 from lockcore import outcomes
 from lockcore.memory import MemoryLockStore
 from lockcore.record import LockRecord, Status
+from tests.system.twins import Fault, Faults, LedgerTwin, SlackTwin
+from tests.workers.worker_world import SHIPPED_CONFIG
+from workers.adapters import runtime
+from workers.flows import handoff
 from workers.flows.runlock import ExpiryCause, RunReport, expired_text, result_text
+from workers.protocol.config import load_config
 from workers.protocol.dispatch import DISPATCHING, dispatched_notes
 from workers.protocol.freeing import as_let_go, news_of, released_by_this_run, runs_under, told_key
 
@@ -136,3 +142,31 @@ def test_a_run_may_be_going_under_a_lock_from_its_first_dispatching_note(
         correlation_id=correlation_id, notes=notes,
     )  # fmt: skip
     assert runs_under(record) is (phase != "taken" and bool(correlation_id))
+
+
+def test_a_channel_that_did_not_hear_is_retried_before_anyone_else_is_told() -> None:
+    """The webhook's release: Slack refuses the run's end in the channel. The event is to come back, and its
+    repeat tells everyone — so the watchers are not told now, or they would hear it once per delivery."""
+    store = MemoryLockStore(Fixed(NOW))
+    held = taken(store, waiting=0, watchers=2)
+    faults = Faults()
+    slack, ledger = SlackTwin(lambda: NOW, faults), LedgerTwin(faults)
+    config = load_config(SHIPPED_CONFIG, environ={})
+
+    def tell(freed: outcomes.Freed) -> bool:
+        return handoff.follow_up(
+            freed, config, slack, seen=held, news=lambda _: "✅ built", ledger=ledger, retry_unheard=True
+        )
+
+    faults.plan("slack.post", Fault.FAIL)
+    with pytest.raises(runtime.RetryLater):
+        tell(free(store, "release", held))
+    assert slack.said == []
+
+    assert tell(free(store, "release", held)) is True  # the redelivery: a repeat of the release
+    assert tell(free(store, "release", held)) is False  # and another: told already
+    assert sorted((u.where, u.user) for u in slack.said) == [
+        ("C0BUILDS", ""),
+        ("C0BUILDS", "U0W0"),
+        ("C0BUILDS", "U0W1"),
+    ]

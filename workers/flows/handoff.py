@@ -76,7 +76,8 @@ def follow_up(
     channel, ``chat.postMessage``). Whether anything was told now (``False``: told before, or nothing to tell).
 
     ``retry_unheard``: a channel that did not hear the news raises :class:`~workers.adapters.runtime.RetryLater`
-    once everything else is done, for a caller whose message comes back (SQS) and repeats the write — the lock
+    at once (the hand-off already passed on; the coalesced requesters and the watchers not yet told, so that the
+    repeat tells each of them once), for a caller whose message comes back (SQS) and repeats the write — the lock
     may have moved on by then, so nothing else would look again. Otherwise the ledger shows the news untold for
     the reaper's next sweep.
     """
@@ -94,13 +95,13 @@ def follow_up(
     if said is not None:
         message = Message.in_channel(said.channel)
         heard = bool(announce(message) if announce is not None else tell_channel(let_go, message, slack))
+        if not heard and retry_unheard:  # before anyone else is told: the repeat tells them, once
+            raise runtime.RetryLater(f"the channel did not hear the news of {key}; the write is repeated to tell it")
         tell_coalesced(let_go, said.coalesced, slack, pending)
     tell_watchers(let_go, freed.notify, slack)
     if heard:  # else the ledger shows it untold, and the write's repeat (a redelivery, the reaper) tells it again
         ledger.mark_told(key)
         return True
-    if retry_unheard:
-        raise runtime.RetryLater(f"the channel did not hear the news of {key}; the write is repeated to tell it")
     runtime.logger.warning("the channel did not hear the news; a repeat will tell it", told_key=key)
     return True
 
