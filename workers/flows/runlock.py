@@ -44,7 +44,7 @@ from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.github import GitHubClient
-from workers.adapters.ledger import Ledger
+from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.pending import PendingRequests
 from workers.adapters.slack import SlackReplies
 from workers.flows import handoff
@@ -278,7 +278,10 @@ class RunLocks:
         run's end is told from the kept lock, once."""
         outcome = outcome_of(run.conclusion)
         if record.status is Status.IN_PROGRESS and record.correlation_id and not kept:
-            self.ledger_or_default().keep_ending(record)
+            try:
+                self.ledger_or_default().keep_ending(record)
+            except LedgerError as error:  # the release matters more: only a lost answer's repeat would need it
+                runtime.logger.error("the lock could not be kept before its release", reason=str(error))
         released = self.store.release(record.lock_key, record.owner, record.token, outcome, seen=record)
         log = runtime.logger
         if isinstance(released, outcomes.NotHolder):
