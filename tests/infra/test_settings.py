@@ -228,3 +228,15 @@ def test_a_secret_the_cli_passes_is_held_when_it_names_it_secret_and_refused_whe
     loaded = settings.load("plt")
     assert loaded.stack_secrets == {"GITHUB_TOKEN"}
     assert "ghp_from_the_cli" not in json.dumps(loaded.values)
+
+
+def test_a_plain_key_set_as_a_secret_is_refused_without_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pulumi config set --secret chatops:alarmEmail …``: a secret where no secret belongs is never read — it
+    would be rendered into the workers' TOML in plain text — but refused, its value unsaid."""
+    config = {key: value if isinstance(value, str) else json.dumps(value) for key, value in stack_config("plt").items()}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**config, "chatops:alarmEmail": "hidden@example.org"}))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["chatops:alarmEmail"]))
+    pulumi.runtime.set_all_config({}, [])
+    with pytest.raises(pulumi.RunError, match=r"chatops:alarmEmail") as refused:
+        settings.load("plt")
+    assert "hidden@example.org" not in str(refused.value)

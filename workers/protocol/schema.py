@@ -641,7 +641,7 @@ def stack_values(config: Mapping[str, Any], secret_keys: Collection[str] = ()) -
         if key in secrets:
             values[key] = SECRET_HELD if encrypted or full_key in secret_keys else SECRET_IN_PLAIN_TEXT
             continue
-        if encrypted:
+        if encrypted or full_key in secret_keys:  # a secret where no secret belongs: refused, never read
             values[key] = SECRET_HELD
             continue
         try:
