@@ -642,7 +642,8 @@ class LocalStack:
         host = (parts.hostname or "").lower()
         if host not in ("127.0.0.1", "localhost"):
             return ()
-        return (f"{host}:{parts.port}",) if parts.port else (host,)
+        port = parts.port or (443 if parts.scheme == "https" else 80)  # a URL without one means its scheme's
+        return (f"{host}:{port}",)
 
     def lock_store(self) -> DynamoDBLockStore:
         """A lock store on this stack's table (its own client), reading the stack's clock."""
