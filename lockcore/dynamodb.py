@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlsplit
 
 import boto3
@@ -80,12 +80,18 @@ def make_client(
         raise LockStoreError(f"no AWS region: set {REGION_ENV}") from error
 
 
+_DYNAMODB_LABELS: Final = frozenset({"dynamodb", "dynamodb-fips", "ddb"})
+"""A label every DynamoDB endpoint's host carries (``ddb``: an account-based endpoint, ``<account>.ddb.<region>``)."""
+
+
 def is_dynamodb_itself(endpoint_url: str) -> bool:
-    """An AWS endpoint (``dynamodb.<region>.amazonaws.com``, ``.amazonaws.com.cn``, the dual-stack ``.api.aws``, a
-    VPC endpoint): DynamoDB, which returns the old item on a refused write. Anything else may be a compatible
-    store that does not."""
+    """An AWS endpoint of DynamoDB (``dynamodb.<region>.amazonaws.com``, ``.amazonaws.com.cn``, the dual-stack
+    ``.api.aws``, a VPC endpoint, an account-based one), which returns the old item on a refused write. Anything
+    else may be a compatible store that does not — also one behind another AWS host name (an EC2 instance's or a
+    load balancer's public name ends in ``.amazonaws.com`` too)."""
     host = (urlsplit(endpoint_url).hostname or "").lower()
-    return host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
+    on_aws = host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
+    return on_aws and not _DYNAMODB_LABELS.isdisjoint(host.split("."))
 
 
 class _Expression:

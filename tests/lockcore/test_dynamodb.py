@@ -266,7 +266,10 @@ def test_a_compatible_store_that_returns_the_old_item_is_trusted_once_it_has() -
         ("http://127.0.0.1:8000", False),
         ("http://localhost:4567", False),
         ("http://dynamodb-local:8000", False),
+        ("https://123456789012.ddb.us-east-1.amazonaws.com", True),
         ("https://amazonaws.com.example.org", False),
+        ("http://ec2-3-96-1-2.ca-central-1.compute.amazonaws.com:8000", False),
+        ("https://my-ddb-proxy-1234.elb.us-east-1.amazonaws.com", False),
     ],
 )
 def test_dynamodb_itself_is_known_by_its_endpoint(endpoint: str, itself: bool) -> None:
