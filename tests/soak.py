@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from moto import mock_aws
 
 from lockcore.store import Clock
@@ -28,13 +28,7 @@ from workers.local.motoserver import LOCAL_CREDENTIALS
 
 
 def run_for(simulation: type[LockSimulation], seconds: float, batch: int, steps: int) -> int:
-    deadline = time.monotonic() + seconds
-    soak = settings(
-        max_examples=batch, stateful_step_count=steps, deadline=None, database=None,
-        suppress_health_check=list(HealthCheck), print_blob=True,
-    )  # fmt: skip
-    while time.monotonic() < deadline:
-        run_state_machine_as_test(simulation, settings=soak)  # type: ignore[no-untyped-call,unused-ignore]
+    _batches(simulation, seconds, batch, steps)
     return simulation.schedules_run
 
 
@@ -42,14 +36,20 @@ def run_system_for(seconds: float, batch: int = 200, steps: int = 60) -> int:
     """The whole-system state machine, batch after batch, until ``seconds`` have passed."""
     from tests.system import test_whole_system as system  # noqa: PLC0415 — its twins install themselves per run
 
+    _batches(system.WholeSystem, seconds, batch, steps)
+    return system.STEPS["examples"]
+
+
+def _batches(machine: type[RuleBasedStateMachine], seconds: float, batch: int, steps: int) -> None:
+    """``batch`` random schedules of up to ``steps`` steps at a time, until ``seconds`` have passed; a
+    counterexample raises, shrunk and printed."""
     deadline = time.monotonic() + seconds
     soak = settings(
         max_examples=batch, stateful_step_count=steps, deadline=None, database=None,
         suppress_health_check=list(HealthCheck), print_blob=True,
     )  # fmt: skip
     while time.monotonic() < deadline:
-        run_state_machine_as_test(system.WholeSystem, settings=soak)  # type: ignore[no-untyped-call,unused-ignore]
-    return system.STEPS["examples"]
+        run_state_machine_as_test(machine, settings=soak)  # type: ignore[no-untyped-call,unused-ignore]
 
 
 def main(argv: list[str] | None = None) -> int:
