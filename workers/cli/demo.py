@@ -20,7 +20,7 @@ The story, each step checked before the next (exit 1 when something does not hol
    is told the lock is free.
 6. A deploy is stuck: an admin force-unlocks it (`/deploy unlock`, then the confirm button); a non-admin cannot.
 7. An admin freezes an environment; the history and the stats, from the lock table's stream.
-8. The rollback switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
+8. The lock switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from workers.local.workspace import Person, Sent, Workspace, buttons, plain
 
 BUILD_KEY = "build-router-plt"
 DEPLOY_KEY = "deploy-api-plt"
-ROLLBACK_KEY = "build-api-plt"
+UNLOCKED_KEY = "build-api-plt"
 RACERS = tuple(Person.named(name) for name in ("alice", "bob", "carol", "dave", "erin"))
 ADMIN = Person.named("admin")  # the one admin of docs/chatops.toml: U0ADMIN
 EVERYONE = (*RACERS, ADMIN)
@@ -126,7 +126,7 @@ class Story:
         self.queue_and_notify(holder)
         self.stuck_deploy()
         self.freeze_and_history()
-        self.rollback()
+        self.lock_switch()
 
     def together(self, people: Sequence[Person], slash: str, text: str) -> dict[Person, Sent]:
         """Everyone sends the command from their own thread, released at the same instant."""
@@ -349,17 +349,17 @@ class Story:
         expect("acquisitions" in stats.text, "the stats count the acquisitions")
         self.show(deployer.name, f"/build stats → {stats.text}")
 
-    def rollback(self) -> None:
-        self.heading("8. The rollback switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
+    def lock_switch(self) -> None:
+        self.heading("8. The lock switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
         with _environment("ENABLE_DISTRIBUTED_LOCK", "false"):
             sent = list(self.together(RACERS[:2], "/build", "api plt").values())
             replies = [self.reply_to(request) for request in sent]
         for request, reply in zip(sent, replies, strict=True):
             expect("lock is switched off" in reply.text, f"{request.person.name} is told the lock is off")
             self.show(request.person.name, reply.text)
-        expect(len(self.runs_of(ROLLBACK_KEY)) == 2, "both builds were dispatched: no lock stopped the second")
-        expect(self.store.get(ROLLBACK_KEY) is None, f"no lock was taken for {ROLLBACK_KEY}")
-        self.say(f"  {'GitHub':<9} {len(self.runs_of(ROLLBACK_KEY))} runs of api (plt) at once; no {ROLLBACK_KEY} lock")
+        expect(len(self.runs_of(UNLOCKED_KEY)) == 2, "both builds were dispatched: no lock stopped the second")
+        expect(self.store.get(UNLOCKED_KEY) is None, f"no lock was taken for {UNLOCKED_KEY}")
+        self.say(f"  {'GitHub':<9} {len(self.runs_of(UNLOCKED_KEY))} runs of api (plt) at once; no {UNLOCKED_KEY} lock")
         self.say("  Switch it back (unset it, or `true`) and the lock guards every dispatch again.")
 
 

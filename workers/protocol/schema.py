@@ -424,7 +424,7 @@ SCHEMA: Final = Table(
         Key(
             "enable_distributed_lock",
             Flag(),
-            "the rollback switch: false dispatches every command without a lock",
+            "the lock switch: false dispatches every command without a lock",
             True,
             env="ENABLE_DISTRIBUTED_LOCK",
         ),
