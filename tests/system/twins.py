@@ -436,6 +436,9 @@ class HistoryTwin(HistoryTable):
     def since(self, start: int) -> Iterator[HistoryEvent]:
         return iter([e for e in self.events.values() if e.epoch >= start])
 
+    def newest_first(self, lock_key: str, start: int, page_size: int = 100) -> Iterator[HistoryEvent]:
+        return iter([e for e in self.recent(lock_key, limit=len(self.events)) if e.epoch >= start])
+
 
 class IdempotencyTwin(BasePersistenceLayer):
     """Powertools Idempotency's persistence in memory: Powertools owns the lifecycle; this keeps records with the

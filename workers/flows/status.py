@@ -25,6 +25,7 @@ the buttons of the unlock prompt). For each:
 - **history**, **stats** (``/build history <component> <env>``, ``/build stats [days]``): :mod:`workers.flows.insights`.
 - **freeze**, **unfreeze** (``/deploy freeze <env> <reason>``, ``/deploy unfreeze <env>``, admins):
   :mod:`workers.flows.freeze`; a live freeze shows in status with its reason.
+- **rollback** (``/deploy rollback <component> <env> [N]``) and its *Cancel* button: :mod:`workers.flows.rollback`.
 
 Deciding and rendering are pure functions of the records, the outcome and the clock (``now``, epoch seconds),
 tested alone; :func:`handle` does the I/O around them.
@@ -55,7 +56,7 @@ from workers.adapters import runtime
 from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
-from workers.flows import cancel, freeze, handoff, insights
+from workers.flows import cancel, freeze, handoff, insights, rollback
 from workers.flows.history import resumed_write_took_effect
 from workers.protocol.commands import (
     Cancel,
@@ -64,6 +65,7 @@ from workers.protocol.commands import (
     History,
     LockStatus,
     Refused,
+    Rollback,
     Stats,
     Unfreeze,
     Unlock,
@@ -83,7 +85,7 @@ from workers.protocol.envelope import (
 )
 from workers.protocol.freeing import runs_under
 from workers.protocol.history import FREEZE_PREFIX, EventKind
-from workers.protocol.message import Message, escape
+from workers.protocol.message import Message, confirm_or_cancel, escape
 from workers.protocol.render import (
     Shown,
     frees_at,
@@ -240,25 +242,7 @@ def unlock_prompt(record: LockRecord, now: int) -> Message:
     blocks: list[dict[str, Any]] = [
         _section(f"*Force-unlock `{key}`?*\n{facts}"),
         _context("Releasing the lock does not stop the run; cancel it in GitHub if it must stop."),
-        {
-            "type": "actions",
-            "block_id": UNLOCK_BLOCK_ID,
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": UNLOCK_CONFIRM_ACTION,
-                    "text": {"type": "plain_text", "text": "Force unlock"},
-                    "style": "danger",
-                    "value": target.value,
-                },
-                {
-                    "type": "button",
-                    "action_id": UNLOCK_CANCEL_ACTION,
-                    "text": {"type": "plain_text", "text": "Cancel"},
-                    "value": target.value,
-                },
-            ],
-        },
+        confirm_or_cancel(UNLOCK_BLOCK_ID, (UNLOCK_CONFIRM_ACTION, "Force unlock"), UNLOCK_CANCEL_ACTION, target.value),
     ]
     return Message(f"Force-unlock {record.lock_key}? {facts}", blocks)
 
@@ -336,6 +320,8 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 insights.handle(envelope, command, config=config, now=store.now())
             case CommandEnvelope(command=Freeze() | Unfreeze() as command):
                 freeze.handle(envelope, command, config=config, store=store)
+            case CommandEnvelope(command=Rollback()) | InteractionEnvelope(action_id=rollback.CANCEL):
+                rollback.handle(envelope, config=config, store=store)
             case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CONFIRM_ACTION:
                 _confirm(envelope, config, store)
             case InteractionEnvelope(action_id=action_id) if action_id == LOCK_WATCH_ACTION:

@@ -135,6 +135,7 @@ QUEUE_FOR_KIND: Mapping[str, Queue] = {
     "freeze": Queue.STATUS,
     "unfreeze": Queue.STATUS,
     "dequeue": Queue.STATUS,
+    "rollback": Queue.STATUS,
     "echo": Queue.ECHO,
     "interaction": Queue.STATUS,
     "workflow_run": Queue.GITHUB,
