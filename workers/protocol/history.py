@@ -113,8 +113,8 @@ class HistoryEvent:
             REF: self.ref,
         }
         item.update({name: value for name, value in optional.items() if value not in (None, "")})
-        if self.rollback:
-            item[ROLLBACK] = True
+        if self.rollback:  # as the lock notes it (a string: the items come back through lockcore's from_wire)
+            item[ROLLBACK] = ROLLBACK_NOTED
         return item
 
     @classmethod
@@ -139,7 +139,7 @@ class HistoryEvent:
             correlation_id=text(r.CORRELATION_ID),
             commit_sha=text(COMMIT_SHA),
             ref=text(REF),
-            rollback=item.get(ROLLBACK) is True,
+            rollback=text(ROLLBACK) == ROLLBACK_NOTED,
         )
 
 
