@@ -170,13 +170,13 @@ def _deployed(deployed: Deployed) -> str:
 def prompt(choice: GoBack, component: str, environment: str, seen: LockRecord | None) -> Message:
     """The requester's choice: what goes live, what is live now, and the buttons (the confirm carries the lock)."""
     target = RollbackTarget(component, environment, choice.target.sha, lock_mark(seen))
-    back = "the last commit" if choice.steps == 1 else f"{choice.steps} distinct commits"
+    back = "The newest earlier commit" if choice.steps == 1 else f"{choice.steps} distinct commits back, the commit"
     title = f"⏪ *Roll back {component} ({environment}) to `{escape(choice.target.short_sha)}`?*"
     facts = f"Goes live: {_deployed(choice.target)}.\nLive now: {_deployed(choice.live)}."
     note = (
-        f"Going back {back} before the live one that completed. Confirming deploys that commit as "
-        f"`/deploy {component} {environment} {choice.target.short_sha}` would: under the lock, unless "
-        "the environment is frozen."
+        f"{back} whose deploy completed. Confirming deploys it as "
+        f"`/deploy {component} {environment} {choice.target.short_sha}` would — under the lock, unless "
+        f"{environment} is frozen."
     )
     busy = seen is not None and seen.status is Status.IN_PROGRESS
     if busy:
