@@ -193,6 +193,8 @@ def test_after_two_deploys_rollback_offers_the_first_commit_and_confirmed_deploy
     assert len(stack.world.dispatches()) == 3
 
     stack.complete(rolled)
+    *_, result = stack.world.slack.messages("chat.postMessage")
+    assert result.text.startswith(f"✅ api (plt) ⏪ rolled back to `{RELEASE_SHA[:7]}` in "), result.text
     stack.write_history()
     [ending] = history_table().recent(KEY, limit=1)
     assert (ending.kind, ending.commit_sha, ending.rollback, ending.who) == (
