@@ -60,6 +60,16 @@ def test_a_wrong_rollback_is_usage(config: Config, slash: str, text: str, proble
     assert parsed.message.startswith("⚠️ ") and "/deploy rollback <component> <env> [N]" in parsed.message
 
 
+@given(count=st.integers(-5, 100) | st.text(min_size=1, max_size=4).filter(lambda t: not t.isspace()))
+def test_any_count_is_a_rollback_of_that_many_or_usage(count: int | str) -> None:
+    text = str(count).split()[0] if str(count).split() else "x"
+    parsed = parse("/deploy", f"rollback api plt {text}", current_config())
+    if text.isdecimal() and 1 <= int(text) <= commands.MAX_ROLLBACK_STEPS:
+        assert parsed == Rollback(Action.DEPLOY, "api", "plt", int(text))
+    else:
+        assert isinstance(parsed, Usage) and parsed.problem.startswith("expected /deploy rollback"), parsed
+
+
 def test_who_may_roll_back_is_who_may_deploy_there(config: Config) -> None:
     for environment in config.environments:
         asked = Rollback(Action.DEPLOY, "api", environment)
