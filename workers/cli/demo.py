@@ -38,9 +38,9 @@ from typing import Any, TextIO, TypeVar
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.record import LockRecord
-from workers.local.github import GitHubStandIn, WorkflowRun, fake_sha
+from workers.local.github import GitHubStandIn, WorkflowRun
 from workers.local.slack import PostedMessage, SlackStandIn
-from workers.local.stack import LocalStack, StackOptions
+from workers.local.stack import RELEASE_BRANCH, LocalStack, StackOptions
 from workers.local.workspace import Person, Sent, Workspace, buttons, plain
 from workers.protocol.config import Action
 
@@ -369,8 +369,8 @@ class Story:
         self.heading("9. Two deploys complete; `/deploy rollback api plt` offers the first commit, and deploys it")
         first, second, asker = RACERS[1], RACERS[2], RACERS[3]
         repository = self.github.repositories[self.stack.config.workflow_of(Action.DEPLOY, "api").repository]
-        old = repository.branches.setdefault("release/1.0", fake_sha(repository.full_name, "release/1.0"))
-        for person, text in ((first, "api plt release/1.0"), (second, "api plt")):
+        old = repository.branches[RELEASE_BRANCH]
+        for person, text in ((first, f"api plt {RELEASE_BRANCH}"), (second, "api plt")):
             started = self.reply_to(self.workspace.command(person, "/deploy", text))
             expect(started.text.startswith("🚀 Deploying api (plt)"), f"{person.name}'s deploy started")
             self.complete_deploy(self.runs_of(DEPLOY_KEY)[-1])
