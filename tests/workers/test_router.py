@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from workers.protocol.envelope import (
     correlation_id_of,
     read_message,
 )
+from workers.protocol.runs import completed_event_of
+from workers.protocol.workflow import Run
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 
@@ -389,7 +391,7 @@ def test_anyone_pressing_notify_me_when_free_is_queued_for_the_status_worker(aws
 
 
 # ------------------------------------------------------------------------------------------------- GitHub
-def workflow_run(repository: str = "example-org/platform") -> bytes:
+def workflow_run(repository: str = "example-org/platform", attempt: int = 1) -> bytes:
     return json.dumps(
         {
             "action": "completed",
@@ -404,11 +406,30 @@ def workflow_run(repository: str = "example-org/platform") -> bytes:
                 "path": ".github/workflows/build.yml",
                 "event": "workflow_dispatch",
                 "workflow_id": 161335,
-                "run_attempt": 1,
+                "run_attempt": attempt,
             },
             "repository": {"full_name": repository},
         }
     ).encode()
+
+
+def test_the_reapers_hand_over_of_a_runs_end_is_the_event_github_would_have_sent(aws: Queues) -> None:
+    """The reaper tells the webhook worker of a run's end it could not tell itself as the ``completed`` event
+    built from GitHub's REST run (:func:`workers.protocol.runs.completed_event_of`); the webhook worker must not be
+    able to tell it from the delivery, a re-run's attempt included."""
+    body = workflow_run(attempt=3)
+    assert call(f.event("/github/webhook", body, f.github_headers(body, delivery="d-43")))[0] == 202
+    delivered = WorkflowRunEnvelope.from_json(only_message(aws, Queue.GITHUB))
+    payload = json.loads(body)
+    rest_run = {**payload["workflow_run"], "repository": payload["repository"]}  # REST nests the repository
+    handed = completed_event_of(
+        Run.from_json(rest_run), correlation_id="cid-reaper", delivery_id="reaper-1", received_at=1
+    )
+    assert handed.run_attempt == 3
+    ignored = {"delivery_id", "correlation_id", "received_at"}
+    assert {k: v for k, v in asdict(handed).items() if k not in ignored} == {
+        k: v for k, v in asdict(delivered).items() if k not in ignored
+    }
 
 
 def test_a_signed_workflow_run_is_queued(aws: Queues) -> None:
