@@ -421,6 +421,14 @@ class LedgerTwin(Ledger):
             lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem"),
         )
 
+    def _set_entry(self, item_id: str, name: str, key: str, value: dict[str, Any]) -> None:
+        item = self.items.setdefault(item_id, {"id": {"S": item_id}})
+        item.setdefault(name, {"M": {}})["M"][key] = value
+
+    def _remove_entries(self, item_id: str, name: str, keys: list[str]) -> None:
+        for key in keys:
+            self.items.get(item_id, {}).get(name, {}).get("M", {}).pop(key, None)
+
 
 class HistoryTwin(HistoryTable):
     def __init__(self) -> None:  # no table
