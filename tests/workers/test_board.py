@@ -85,7 +85,7 @@ def within_limits(view: dict[str, Any]) -> None:
                 assert len(button["value"]) <= board.MAX_VALUE
             action_ids = [b["action_id"] for b in block["elements"]]
             assert len(action_ids) == len(set(action_ids)), "action_ids repeat within a block"
-    json.dumps(view)
+    assert len(json.dumps(view).encode()) < 250_000, "views.publish refuses a view over 250 kB (view_too_large)"
 
 
 def keys_shown(view: dict[str, Any]) -> str:
