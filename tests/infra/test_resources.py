@@ -267,7 +267,6 @@ def test_every_url_the_endpoint_hands_out_is_a_route_of_the_router() -> None:
     assert {f"/{path}" for path in {*paths, endpoint.GITHUB_WEBHOOK_PATH}} == set(router.ROUTES)
 
 
-
 def test_the_outputs_are_the_urls_slack_and_github_need_and_the_table_name(deployment: Deployment) -> None:
     outputs = deployment.outputs
     assert outputs["slackRequestUrl"].startswith("https://")
