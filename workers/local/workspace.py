@@ -172,6 +172,40 @@ class Workspace:
         status, body = self._post("/slack/interactions", {"payload": json.dumps(payload)})
         return Sent(person, f"[{button.get('action_id')}] after {message_url}", status, body, response_url, request_id)
 
+    def open_home(self, person: Person, *, retries: int = 0) -> str:
+        """``person`` opens the app's Home tab: Slack's signed ``app_home_opened`` event to ``/slack/events`` — and,
+        with ``retries``, Slack delivering the same event again that many times (``X-Slack-Retry-Num``). The
+        event's id."""
+        event_id = f"Ev{self._session}{self._next():06d}"
+        body = json.dumps(
+            {
+                "token": "unused-verification-token",
+                "team_id": TEAM_ID,
+                "api_app_id": APP_ID,
+                "type": "event_callback",
+                "event_id": event_id,
+                "event_time": int(time.time()),
+                "event": {"type": "app_home_opened", "user": person.user_id, "channel": "D0HOME", "tab": "home"},
+            }
+        )
+        for attempt in range(retries + 1):
+            timestamp = int(time.time())
+            retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
+            self._http.request(
+                "POST",
+                f"{self.app_url}/slack/events",
+                body=body.encode(),
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Slack-Request-Timestamp": str(timestamp),
+                    "X-Slack-Signature": slack_signature(self.signing_secret, timestamp, body),
+                    **retry,
+                },
+                timeout=10.0,
+                retries=False,
+            )
+        return event_id
+
     # ------------------------------------------------------------------------------------------ reading
     def replies(self, sent: Sent) -> list[PostedMessage]:
         """What reached the request's ``response_url`` so far, oldest first."""
