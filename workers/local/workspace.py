@@ -102,17 +102,23 @@ class Workspace:
             return next(self._numbers)
 
     def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, str]:
-        body = urlencode(form)
+        return self._signed(path, urlencode(form), "application/x-www-form-urlencoded")
+
+    def _signed(
+        self, path: str, body: str, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, str]:
+        """``body`` POSTed to the app at ``path``, signed now as Slack signs it."""
         timestamp = int(time.time())
         response = self._http.request(
             "POST",
             f"{self.app_url}{path}",
             body=body.encode(),
             headers={
-                "Content-Type": "application/x-www-form-urlencoded",
+                "Content-Type": content_type,
                 "X-Slack-Request-Timestamp": str(timestamp),
                 "X-Slack-Signature": slack_signature(self.signing_secret, timestamp, body),
                 "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+                **(headers or {}),
             },
             timeout=10.0,
             retries=False,
@@ -189,21 +195,8 @@ class Workspace:
             }
         )
         for attempt in range(retries + 1):
-            timestamp = int(time.time())
             retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
-            self._http.request(
-                "POST",
-                f"{self.app_url}/slack/events",
-                body=body.encode(),
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Slack-Request-Timestamp": str(timestamp),
-                    "X-Slack-Signature": slack_signature(self.signing_secret, timestamp, body),
-                    **retry,
-                },
-                timeout=10.0,
-                retries=False,
-            )
+            self._signed("/slack/events", body, "application/json", retry)
         return event_id
 
     # ------------------------------------------------------------------------------------------ reading
