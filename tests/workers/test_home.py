@@ -5,6 +5,7 @@ DynamoDB and SQS are moto; nothing of ours is mocked."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -22,9 +23,15 @@ from workers.flows import home
 from workers.handlers import build, history
 from workers.handlers import status as status_lambda
 from workers.protocol.board import HOME_WINDOW_SECONDS, direct_message_address
-from workers.protocol.commands import Dispatch
+from workers.protocol.commands import Dequeue, Dispatch
 from workers.protocol.config import Action, Queue
-from workers.protocol.envelope import LOCK_WATCH_ACTION, HomeOpened, HomeRefresh, InteractionEnvelope
+from workers.protocol.envelope import (
+    LOCK_WATCH_ACTION,
+    UNLOCK_CONFIRM_ACTION,
+    HomeOpened,
+    HomeRefresh,
+    InteractionEnvelope,
+)
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 KEY = "build-router-plt"
@@ -163,3 +170,40 @@ def test_notify_me_from_the_home_is_answered_by_direct_message(world: World, que
     assert lock is not None and ALICE in lock.watchers
     dms = [m for m in world.slack.messages("/api/chat.postMessage") if m.body.get("channel") == ALICE]
     assert [m.text for m in dms] == ["👀 I'll tell you here when `build-router-plt` is free."]
+
+
+def test_force_unlock_from_the_home_tells_the_locks_channel_and_the_admin_by_direct_message(
+    world: World, queues: dict[Queue, str]
+) -> None:
+    envelope = world.envelope("b1", Dispatch(Action.BUILD, "router", "plt"), user="bob")
+    build.handler(sqs_event(envelope), Context())
+    held = world.lock(KEY)
+    assert held is not None
+    press = InteractionEnvelope(
+        "555.2.home", "cid-unlock", UNLOCK_CONFIRM_ACTION, f"{KEY}:{held.token}", "U0ADMIN", "admin", "T0TEAM",
+        "A0APP", "", direct_message_address("U0ADMIN"), int(time.time()),
+    )  # fmt: skip
+    assert failed_ids(to_status(press)) == []
+    after = world.lock(KEY)
+    assert after is not None and after.status is Status.FORCE_RELEASED
+    posts = world.slack.messages("/api/chat.postMessage")
+    assert any(m.body.get("channel") == "C0BUILDS" and "force-unlocked" in m.text for m in posts), "the channel"
+    assert any(m.body.get("channel") == "U0ADMIN" and m.text.startswith("✅ Force-released") for m in posts)
+
+
+def test_leave_the_queue_from_the_home_is_answered_by_direct_message(world: World, queues: dict[Queue, str]) -> None:
+    build.handler(sqs_event(world.envelope("b1", Dispatch(Action.BUILD, "router", "plt"), user="bob")), Context())
+    queued = world.envelope("q1", Dispatch(Action.BUILD, "router", "plt", queue=True), user="alice")
+    build.handler(sqs_event(queued), Context())
+    lock = world.lock(KEY)
+    assert lock is not None and [e.requesters[0].user for e in lock.queue] == [ALICE]
+    leave = dataclasses.replace(
+        world.envelope("d1", Dequeue(Action.BUILD, "router", "plt"), user="alice"),
+        response_url=direct_message_address(ALICE),
+        channel_id="",
+    )
+    assert failed_ids(to_status(leave)) == []
+    lock = world.lock(KEY)
+    assert lock is not None and lock.queue == ()
+    dms = [m.text for m in world.slack.messages("/api/chat.postMessage") if m.body.get("channel") == ALICE]
+    assert dms == ["✅ You left the queue of `build-router-plt` (you were at position 1); nothing will run for you."]

@@ -41,6 +41,7 @@ raises, fails the batch item, and after the queue's ``maxReceiveCount`` ends in 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -497,6 +498,8 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
     if isinstance(outcome, outcomes.NotHolder) and started is not None:
         _finish_moved_on(envelope, target, LockRecord.from_item(started["lock"]), ledger)
         return
+    if not envelope.channel_id and seen is not None:  # pressed on the App Home: the lock's own channel is told
+        envelope = dataclasses.replace(envelope, channel_id=seen.notes.get("channelId", ""))
     told = isinstance(outcome, outcomes.ForceReleased) and handoff.follow_up(
         outcome,
         config,
