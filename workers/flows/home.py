@@ -11,7 +11,7 @@
   :data:`MAX_PUBLISHES` per message, newest viewers first; the rest go back on the queue as a refresh of their own.
 
 ``views.publish`` is Tier 4 (100+ a minute per workspace). A 429 raises :class:`HomeRateLimited`: the message goes
-back to the queue (SQS's visibility timeout, longer than any ``Retry-After`` Slack gives) and is handled again
+back to the queue (SQS's visibility timeout, minutes, where a ``Retry-After`` is seconds) and is handled again
 with the board as it is then — no refresh is lost, and none is published stale.
 """
 
