@@ -32,7 +32,8 @@ that the configuration does not list (:mod:`workers.adapters.usergroups`).
 
 Status codes other than 200: 400 a body that is not what the route expects (after the signature, or when it
 cannot even be read), 401 signature, 404/405 routing, 503 a GitHub event, a Slack event or a Home press that could
-not be queued (GitHub lets you redeliver it, Slack retries the event, the press shows as failed), and 500 a request that could not be served (:func:`not_served`).
+not be queued (GitHub lets you redeliver it, Slack retries the event, the press shows as failed), and 500 a
+request that could not be served (:func:`not_served`).
 
 A request that could not be served — its secret cannot be had (so it cannot be verified, and nothing is done),
 the configuration is broken, or something unexpected — is logged as one structured error line with its
