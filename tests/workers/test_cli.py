@@ -742,6 +742,10 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert out.count("(the distributed lock is switched off)") == 2
     assert "2 runs of api (plt) at once; no build-api-plt lock" in out
 
+    home = out.split("── 9.")[1]
+    assert "alice     Home → `build-router-plt` held by bob" in home
+    assert "alice     Home → `build-router-plt` free again; Lately: release by bob" in home
+
 
 # ------------------------------------------------------------------------------------------------ the lock alone
 def test_the_lock_demo_tells_and_checks_its_story(chatops: Chatops, monkeypatch: pytest.MonkeyPatch) -> None:
