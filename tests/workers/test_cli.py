@@ -742,7 +742,11 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert out.count("(the distributed lock is switched off)") == 2
     assert "2 runs of api (plt) at once; no build-api-plt lock" in out
 
-    rollback = out.split("── 9.")[1]
+    home = out.split("── 9.")[1]
+    assert "alice     Home → `build-router-plt` held by bob" in home
+    assert "alice     Home → `build-router-plt` free again; Lately: release by bob" in home
+
+    rollback = out.split("── 10.")[1]
     shown = re.search(
         r"Goes live: `(\w{7})`, deployed by bob \(@bob\).*\n.*Live now: `(\w{7})`, deployed by carol", rollback
     )

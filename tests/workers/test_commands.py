@@ -215,7 +215,7 @@ def test_every_verb_of_the_table_parses_as_its_form_says_on_the_slashes_that_tak
 
 def test_the_verbs_are_the_reserved_names_and_the_envelopes_kinds_and_each_has_a_queue() -> None:
     assert commands.VERBS | {"*"} == RESERVED_NAMES
-    assert {*COMMAND_KINDS, "interaction", "workflow_run"} == set(QUEUE_FOR_KIND)
+    assert {*COMMAND_KINDS, "interaction", "workflow_run", "home_opened", "home_refresh"} == set(QUEUE_FOR_KIND)
     assert {action.value for action in Action} | {commands.Echo.kind} | commands.VERBS - {"help"} == COMMAND_KINDS
 
 
