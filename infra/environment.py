@@ -1,7 +1,7 @@
 """Each function's environment variables, from its roster row: only what that function reads.
 
 Every function gets ``CHATOPS_CONFIG`` (the stack's rendered ``chatops.toml``) and ``ENABLE_DISTRIBUTED_LOCK``
-(the rollback switch: ``pulumi config set chatops:enableDistributedLock false && pulumi up``). The rest follows
+(the lock switch: ``pulumi config set chatops:enableDistributedLock false && pulumi up``). The rest follows
 the row: the lock table's name to those that touch locks, the idempotency table's to those that keep records,
 the history table's to those that write or read it,
 ``<SECRET>_PARAM`` (an SSM parameter *name*, never a value) per secret it reads, the queue URLs to the router.

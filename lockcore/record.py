@@ -16,7 +16,7 @@
 | `releasedAt`     | S    | ISO-8601 UTC time of the release, force-release or recorded expiry        |
 | `releasedBy`     | S    | who force-released it                                                     |
 | `releaseReason`  | S    | why it was force-released                                                 |
-| notes            | S    | command, ref, commitSha, channelId, dispatchState, runId, runUrl (by the holder) |
+| notes            | S    | command, ref, commitSha, rollback, channelId, dispatchState, runId, runUrl (by the holder) |
 | `queue`          | S    | the requests waiting for the lock, first in line first (JSON; absent when none) |
 | `watchers`       | S    | user ids to tell when the lock frees (JSON; absent when none)              |
 | `previous…`      | S/N  | after a hand-off: the previous holder's owner, token, outcome (and who force-released) |
@@ -87,7 +87,7 @@ HOLDER_ATTRIBUTES = (
 RELEASE_ATTRIBUTES = (RELEASED_AT, RELEASED_BY, RELEASE_REASON)
 NOTE_ATTRIBUTES = (
     "command", "ref", "commitSha", "channelId", "dispatchState", "dispatchAttempts", "dispatchSentAt", "runId",
-    "runUrl",
+    "runUrl", "rollback",
 )  # fmt: skip
 """What the holder may note on its lock while it holds it (the run it started, where to report); an acquire
 clears them, so they always describe the current holder's work."""

@@ -167,7 +167,7 @@ def test_every_function_has_its_own_log_group_with_retention(deployment: Deploym
         assert group["retentionInDays"] == retention
 
 
-def test_every_function_gets_the_rollback_flag_and_only_the_variables_its_row_names(deployment: Deployment) -> None:
+def test_every_function_gets_the_lock_switch_and_only_the_variables_its_row_names(deployment: Deployment) -> None:
     config = stack_config(deployment.stack)
     flag = "true" if config.get("chatops:enableDistributedLock", True) else "false"
     functions = _functions(deployment)
@@ -195,7 +195,7 @@ def test_no_variable_holds_a_secret_value(deployment: Deployment) -> None:
         assert not {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET"} & set(variables)
 
 
-def test_the_rollback_flag_reaches_every_worker(deploy_stack: Deploy) -> None:
+def test_the_lock_switch_reaches_every_worker(deploy_stack: Deploy) -> None:
     rolled_back = deploy_stack("plt", enableDistributedLock=False)
     for function in rolled_back.of_type(FUNCTION):
         assert function.inputs["environment"]["variables"]["ENABLE_DISTRIBUTED_LOCK"] == "false"

@@ -23,6 +23,7 @@ import tempfile
 from collections import Counter
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,11 +31,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from lockcore.record import LockRecord, Status
-from tests.system.twins import Fault, RunTruth
+from tests.system.twins import Fault, RunTruth, Utterance
 from tests.system.world import ADMIN, HANDLERS, REAPER_PERIOD, REPOSITORY, USERS, SlackRequest, World, write_config
 from workers.protocol.board import HOME_WINDOW_SECONDS
 from workers.protocol.config import Queue
-from workers.protocol.envelope import UNLOCK_CONFIRM_ACTION, correlation_id_of
+from workers.protocol.envelope import ROLLBACK_CONFIRM_ACTION, UNLOCK_CONFIRM_ACTION, correlation_id_of
+from workers.protocol.rollback import lock_mark
 from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
 
 COMMANDS = (
@@ -60,7 +62,7 @@ MAX_FAULTS = 12
 TAKEN: Counter[tuple[str, Fault]] = Counter()
 STEPS: Counter[str] = Counter()
 LEASES = {"build": 600, "deploy": 1800}
-STARTED = ("🔨", "🚀")
+STARTED = ("🔨", "🚀", "⏪")
 COULD_NOT_START = "❌ Couldn't start"
 
 
@@ -75,12 +77,15 @@ class WholeSystem(RuleBasedStateMachine):
         self._running.__enter__()
         self.faults_planned = 0
         self.told_failed: dict[str, int] = {}
+        self.rollback_presses: dict[str, str] = {}
+        """Each *Confirm rollback* press (trigger_id): the value its button carried."""
 
     def teardown(self) -> None:
         for (call, fault), count in self.world.faults.taken.items():
             TAKEN[call, fault] += count
         STEPS["runs"] += len(self._ours())
         STEPS["requests"] += len(self.world.requests)
+        STEPS["rollback runs"] += sum(len(self.world.runs_of(self.world.requests[t])) for t in self.rollback_presses)
         STEPS["examples"] += 1
         try:
             self.world.settle()
@@ -97,6 +102,16 @@ class WholeSystem(RuleBasedStateMachine):
     @initialize(target=requests, user=st.sampled_from(USERS), command=st.sampled_from(COMMANDS))
     def someone_types_a_command_first(self, user: str, command: tuple[str, str]) -> SlackRequest:
         return self.world.type(user, command[1], command[0])
+
+    @initialize(earlier=st.booleans())
+    def api_was_deployed_to_prod_twice_and_a_rollback_offered(self, earlier: bool) -> None:
+        """Half the schedules begin after two deploys of api to prod completed (v1, then v2) and carol was offered
+        a rollback to v1: a press has something to confirm without a schedule having to build that history first
+        (whether the lock moves before it is the schedule's to choose)."""
+        for user, text in (("U0ALICE", "api prod v1"), ("U0BOB", "api prod v2"), ("U0CAROL", "rollback api prod")):
+            if earlier:
+                self.world.type(user, text, "/deploy")
+                self.world.settle()
 
     @rule(target=requests, user=st.sampled_from(USERS), command=st.sampled_from(COMMANDS))
     def someone_types_a_command(self, user: str, command: tuple[str, str]) -> SlackRequest:
@@ -191,6 +206,27 @@ class WholeSystem(RuleBasedStateMachine):
         component, environment = request.text.split()[:2]
         self.world.type(request.user, f"cancel {component} {environment}", request.command)
 
+    @rule(target=requests, user=st.sampled_from(USERS), ref=st.sampled_from(("v1", "v2")))
+    def someone_deploys_a_tag(self, user: str, ref: str) -> SlackRequest:
+        """Deploys of other commits than the default branch's: something for a rollback to go back to."""
+        return self.world.type(user, f"api prod {ref}", "/deploy")
+
+    @rule(user=st.sampled_from(USERS), steps=st.sampled_from(("", " 2")))
+    def someone_asks_for_a_rollback(self, user: str, steps: str) -> None:
+        self.world.type(user, f"rollback api prod{steps}", "/deploy")
+
+    @rule(pick=st.integers(0, 7), again=st.booleans())
+    def the_asker_confirms_a_rollback(self, pick: int, again: bool) -> None:
+        """*Confirm rollback* on any offer made so far (a stale one too); ``again``: Slack retries the press."""
+        offers = [(u.user, b["value"]) for u in self.world.slack.said for b in _buttons(u, ROLLBACK_CONFIRM_ACTION)]
+        if not offers:
+            return
+        user, value = offers[pick % len(offers)]
+        press = self.world.press(user, ROLLBACK_CONFIRM_ACTION, value)
+        self.rollback_presses[press.trigger_id] = value
+        if again:
+            self.world.deliver_press(press)
+
     @rule(path=st.sampled_from(("/slack/interactions", "/github/webhook")), depth=st.sampled_from((70, 1_000, 50_000)))
     def someone_sends_a_signed_body_nested_deep(self, path: str, depth: int) -> None:
         """A hostile (or broken) client with the signing secret: malformed input gets a 4xx, and nothing moves."""
@@ -263,12 +299,39 @@ class WholeSystem(RuleBasedStateMachine):
                 f"the lock of run {run.id} is held {self.world.now - run.completed_at}s after the run ended"
             )
 
+    @invariant()
+    def a_rollback_deploys_only_the_commit_it_offered_that_completed_before(self) -> None:
+        """…and only from the lock its offer saw: the item its acquire replaced is the one the button carried."""
+        for trigger, value in self.rollback_presses.items():
+            component, environment, sha, seen = value.split(" ")
+            key = f"deploy-{component}-{environment}"
+            for run in self.world.runs_of(self.world.requests[trigger]):
+                assert run.inputs.get("sha") == sha, f"rollback run {run.id} deploys {run.inputs.get('sha')}, not {sha}"
+                replaced = self._replaced_by_the_acquire_of(key, trigger)
+                assert lock_mark(replaced) == seen, f"rollback run {run.id} took the lock at {lock_mark(replaced)}"
+                before = self.world.store.written[: self.world.written_before[run.id]]
+                assert any(
+                    item.get("lockKey") == key and item.get("status") == "COMPLETED" and item.get("commitSha") == sha
+                    for item in before
+                ), f"rollback run {run.id} deploys {sha[:7]}, which no deploy of {key} had completed"
+
+    def _replaced_by_the_acquire_of(self, key: str, owner: str) -> LockRecord | None:
+        """The lock ``key`` as it was right before ``owner`` first took it."""
+        before = None
+        for item in self.world.store.written:
+            if item.get("lockKey") == key and item.get("owner") == owner:
+                return before
+            if item.get("lockKey") == key:
+                before = LockRecord.from_item(item)
+        return before
+
     def every_promise_holds(self) -> None:
         """Every invariant at once (what Hypothesis checks after each step), for schedules written by hand."""
         self.at_most_one_github_run_per_slack_request()
         self.every_run_starts_under_its_lock()
         self.nobody_is_told_something_a_later_step_makes_false()
         self.no_lock_outlives_its_run_by_more_than_its_lease_and_a_sweep()
+        self.a_rollback_deploys_only_the_commit_it_offered_that_completed_before()
 
     # ------------------------------------------------------------------------- promises once it all settles
     def every_request_was_answered(self) -> None:
@@ -323,6 +386,12 @@ class WholeSystem(RuleBasedStateMachine):
 
     def _ours(self) -> list[RunTruth]:
         return [run for run in self.world.github.runs.values() if run.id not in self.world.hostile_runs]
+
+
+def _buttons(said: Utterance, action_id: str) -> list[dict[str, Any]]:
+    blocks = said.message.blocks if said.message is not None and said.message.blocks else []
+    elements = [e for block in blocks if block.get("type") == "actions" for e in block.get("elements", [])]
+    return [dict(e) for e in elements if e.get("action_id") == action_id]
 
 
 def _lock_key(request: SlackRequest) -> str:

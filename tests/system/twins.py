@@ -16,6 +16,7 @@ every word said to anyone in Slack, every message on every queue.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -201,6 +202,10 @@ class RunTruth:
         return {"action": action, "workflow_run": run, "repository": {"full_name": self.repository}}
 
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+"""A full commit SHA: GitHub resolves it to itself (``GET /commits/<sha>``)."""
+
+
 class GitHubTwin(GitHubClient):
     """GitHub Actions in memory: dispatch creates a run named from its inputs, listed ``list_delay`` seconds later."""
 
@@ -217,7 +222,10 @@ class GitHubTwin(GitHubClient):
     def resolve_ref(self, owner_repo: str, ref: str | None = None) -> tuple[str, str]:
         return self.faults.around(
             "github.read",
-            lambda: (ref or "main", f"{abs(hash((owner_repo, ref or 'main'))):040x}"[:40]),
+            lambda: (
+                ref or "main",
+                ref if ref and _COMMIT.fullmatch(ref) else f"{abs(hash((owner_repo, ref or 'main'))):040x}"[:40],
+            ),
             lambda: GitHubServerError("GitHub answered 500 (simulated)"),
         )
 
@@ -322,6 +330,8 @@ class Utterance:
     at: int
     public: bool = False
     """Seen by the channel: a post there, or a ``response_url`` reply sent ``in_channel``."""
+    message: Message | None = None
+    """The message itself (its buttons), for a ``response_url`` reply."""
 
 
 class SlackTwin(SlackReplies):
@@ -356,7 +366,8 @@ class SlackTwin(SlackReplies):
         def post() -> bool:
             self.posts[response_url] += 1
             public = message.response_type is ResponseType.IN_CHANNEL
-            self.said.append(Utterance(Said.RESPONSE_URL, response_url, issued[0], message.text, self.clock(), public))
+            said = Utterance(Said.RESPONSE_URL, response_url, issued[0], message.text, self.clock(), public, message)
+            self.said.append(said)
             return True
 
         return self._answered(post)
@@ -461,6 +472,9 @@ class HistoryTwin(HistoryTable):
 
     def since(self, start: int) -> Iterator[HistoryEvent]:
         return iter([e for e in self.events.values() if e.epoch >= start])
+
+    def newest_first(self, lock_key: str, start: int, page_size: int = 100) -> Iterator[HistoryEvent]:
+        return iter([e for e in self.recent(lock_key, limit=len(self.events)) if e.epoch >= start])
 
 
 class IdempotencyTwin(BasePersistenceLayer):

@@ -161,6 +161,8 @@ class World:
         """Runs whose ``completed`` webhook GitHub never delivered."""
         self.dispatched_under: dict[int, tuple[str, int] | None] = {}
         """Each run: the (owner, token) that held its lock when GitHub created it (``None``: nobody)."""
+        self.written_before: dict[int, int] = {}
+        """Each run: how many lock items had been written when GitHub created it (``store.written[:n]``)."""
         self.home_events: dict[str, str] = {}
         """Each ``app_home_opened`` Slack sent: its ``event_id`` and whose Home."""
         self.home_opened: dict[str, int] = {}
@@ -206,8 +208,10 @@ class World:
     def _note_who_held(self, start: Any) -> Any:
         def start_and_note(owner_repo: str, workflow: str, ref: str, inputs: dict[str, str], **kw: Any) -> RunTruth:
             holder = self.holder(inputs.get(LOCK_KEY_INPUT, ""))
+            written = len(self.store.written)
             run: RunTruth = start(owner_repo, workflow, ref, inputs, **kw)
             self.dispatched_under[run.id] = (holder.owner, holder.token) if holder is not None else None
+            self.written_before[run.id] = written
             return run
 
         return start_and_note
@@ -235,7 +239,7 @@ class World:
 
     def deliver_slash(self, request: SlackRequest) -> dict[str, Any]:
         """The router receives ``request`` (again, when Slack or a proxy resubmits it)."""
-        sent_before = {m.id for q in self.sqs.queues.values() for m in q.messages.values()}
+        sent_before = self._on_the_queues()
         body = request.form
         try:
             answer = router.handler(function_url.event("/slack/commands", body, function_url.slack_headers(body)), None)
@@ -246,13 +250,20 @@ class World:
             self.slack.said.append(Utterance(Said.SLACK_ERROR, request.response_url, request.user, "timeout", self.now))
         elif not (text := _answer_text(answer)).startswith("⏳"):  # the router's own answer (usage, could not queue)
             self.slack.said.append(Utterance(Said.ROUTER, request.response_url, request.user, text, self.now))
+        self._note_queued(request, sent_before)
+        return answer
+
+    def _on_the_queues(self) -> set[str]:
+        return {m.id for q in self.sqs.queues.values() for m in q.messages.values()}
+
+    def _note_queued(self, request: SlackRequest, sent_before: set[str]) -> None:
+        """The ids the router gave what it queued for ``request`` since ``sent_before``."""
         for queue in self.sqs.queues.values():
             for message in queue.messages.values():
                 if message.id not in sent_before:
                     envelope = json.loads(message.body)
                     request.correlation_ids.add(str(envelope.get("correlationId")))
                     request.request_ids.add(str(envelope.get("requestId")))
-        return answer
 
     # -------------------------------------------------------------------------------------------------- SQS
     def deliver_dead_letters(self) -> None:
@@ -298,16 +309,22 @@ class World:
             self.webhooks_sent += 1
         self.post_webhook(action, run)
 
-    def press(self, user: str, action_id: str, value: str) -> None:
+    def press(self, user: str, action_id: str, value: str) -> SlackRequest:
         """``user`` presses a button (the unlock confirm carries ``lock key:token``)."""
         n = next(self._triggers)
         response_url = f"https://hooks.slack.com/actions/T0TEAM/{n}/a{n:04d}"
         self.slack.issue(response_url, user)
         press = SlackRequest(f"{2000 + n}.{n}.p{n:04d}", user, value, action_id, response_url, self.now)
         self.requests[press.trigger_id] = press
+        self.deliver_press(press)
+        return press
+
+    def deliver_press(self, press: SlackRequest) -> None:
+        """The router receives the press (again, when Slack retries it: the same ``trigger_id``)."""
+        user, response_url, sent_before = press.user, press.response_url, self._on_the_queues()
         body = function_url.interaction_form(
-            action_id,
-            value,
+            press.command,
+            press.text,
             user={"id": user, "username": user.lower(), "name": user, "team_id": "T0TEAM"},
             trigger_id=press.trigger_id,
             response_url=response_url,
@@ -322,6 +339,7 @@ class World:
         assert answer["statusCode"] in (200, 503, 504), answer
         if answer["statusCode"] != 200:  # Slack marks the button's message with its own error for the user
             self.slack.said.append(Utterance(Said.SLACK_ERROR, response_url, user, "error", self.now))
+        self._note_queued(press, sent_before)
 
     def open_home(self, user: str, retries: int) -> None:
         """``user`` opens the App Home: Slack's signed event to ``/slack/events``, and ``retries`` more deliveries

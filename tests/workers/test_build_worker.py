@@ -576,7 +576,7 @@ def test_a_message_that_is_not_a_build_goes_to_the_dlq(world: World) -> None:
     assert len(world.dispatches()) == 1
 
 
-# -------------------------------------------------------------------------------------------- the rollback
+# ----------------------------------------------------------------------------------------- the lock switch
 def test_with_the_lock_switched_off_every_request_dispatches_without_locking(
     world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

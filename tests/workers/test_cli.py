@@ -746,6 +746,15 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert "alice     Home → `build-router-plt` held by bob" in home
     assert "alice     Home → `build-router-plt` free again; Lately: release by bob" in home
 
+    rollback = out.split("── 10.")[1]
+    shown = re.search(
+        r"Goes live: `(\w{7})`, deployed by bob \(@bob\).*\n.*Live now: `(\w{7})`, deployed by carol", rollback
+    )
+    assert shown is not None and shown[1] != shown[2], rollback
+    assert f"[Confirm rollback] → ⏪ Rolling back api (plt) to `{shown[1]}`" in rollback
+    assert re.search(rf"run #\d+ on main, inputs sha={shown[1]}…", rollback)
+    assert f"at `{shown[1]}` (⏪ rollback)" in rollback
+
 
 # ------------------------------------------------------------------------------------------------ the lock alone
 def test_the_lock_demo_tells_and_checks_its_story(chatops: Chatops, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -189,7 +189,13 @@ def test_a_message_that_is_not_ours_is_one_named_error(body: str, problem: str) 
 
 # ---------------------------------------------------------------------------------------------- the verbs
 ROOT = Path(__file__).resolve().parents[2]
-ARGUMENTS = {"<component> <env>": "router plt", "<env> <reason>": "prod a release", "<env>": "prod", "[days]": "3"}
+ARGUMENTS = {
+    "<component> <env>": "router plt",
+    "<component> <env> [N]": "api plt 2",
+    "<env> <reason>": "prod a release",
+    "<env>": "prod",
+    "[days]": "3",
+}
 
 
 @pytest.mark.parametrize("verb", commands.VERB_TABLE, ids=lambda verb: verb.word)
@@ -209,7 +215,7 @@ def test_every_verb_of_the_table_parses_as_its_form_says_on_the_slashes_that_tak
 
 def test_the_verbs_are_the_reserved_names_and_the_envelopes_kinds_and_each_has_a_queue() -> None:
     assert commands.VERBS | {"*"} == RESERVED_NAMES
-    assert {*COMMAND_KINDS, "interaction", "workflow_run"} == set(QUEUE_FOR_KIND)
+    assert {*COMMAND_KINDS, "interaction", "workflow_run", "home_opened", "home_refresh"} == set(QUEUE_FOR_KIND)
     assert {action.value for action in Action} | {commands.Echo.kind} | commands.VERBS - {"help"} == COMMAND_KINDS
 
 
@@ -228,7 +234,13 @@ def test_the_slack_page_names_every_verb_and_every_reserved_word() -> None:
 
 def test_the_slack_page_shows_the_acknowledgement_of_every_queued_command(config: Config) -> None:
     page = (ROOT / "docs" / "slack.md").read_text(encoding="utf-8")
-    shown = {"<component> <env>": "router plt", "<env> <reason>": "prod release week", "<env>": "prod", "[days]": ""}
+    shown = {
+        "<component> <env>": "router plt",
+        "<component> <env> [N]": "api plt",
+        "<env> <reason>": "prod release week",
+        "<env>": "prod",
+        "[days]": "",
+    }
     typed = [
         (verb.slashes[0].slash, f"{verb.word} {shown.get(verb.arguments, verb.arguments)}".strip())
         for verb in commands.VERB_TABLE

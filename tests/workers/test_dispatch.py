@@ -292,7 +292,7 @@ def test_a_request_that_already_ran_says_which_run(config: Config) -> None:
 
 
 def test_a_dispatch_count_noted_under_an_earlier_holding_is_not_this_holders() -> None:
-    """Upgrade and rollback safety: an acquire by a worker that does not know the counting leaves the previous
+    """Upgrade and downgrade safety: an acquire by a worker that does not know the counting leaves the previous
     holder's count and time on the item; they were sent before this holding began, and are not read as its own."""
     fresh = LockRecord(
         lock_key="build-router-plt",

@@ -23,6 +23,7 @@ from workers.protocol.codec import from_wire
 from workers.protocol.config import Action
 from workers.protocol.envelope import CommandEnvelope, Envelope, InteractionEnvelope, WorkflowRunEnvelope, read_message
 
+ROLLBACK_SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "envelopes-v1"
 
 
@@ -61,6 +62,15 @@ WRITTEN: dict[str, Envelope] = {
     "command-freeze": command("freeze", commands.Freeze("prod", REASON), "/deploy", f"freeze prod {REASON}"),
     "command-unfreeze": command("unfreeze", commands.Unfreeze("prod"), "/deploy", "unfreeze prod"),
     "command-echo": command("echo", commands.Echo(ECHOED), "/echo", ECHOED),
+    "command-rollback": command(
+        "rollback", commands.Rollback(Action.DEPLOY, "api", "plt", 2), "/deploy", "rollback api plt 2"
+    ),
+    "command-deploy-rollback": command(
+        "deploy-rollback",
+        commands.Dispatch(Action.DEPLOY, "api", "plt", ref=ROLLBACK_SHA, rollback_of="7.COMPLETED"),
+        "/deploy",
+        "rollback api plt",
+    ),
     "interaction-unlock-confirm": InteractionEnvelope(
         request_id="1234.5678.press",
         correlation_id="cid-press",

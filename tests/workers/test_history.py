@@ -26,7 +26,7 @@ from workers.adapters.history_table import HISTORY_TABLE_ENV, forget, history_ta
 from workers.flows.history import HISTORY_LAG_SECONDS, resumed_write_took_effect
 from workers.handlers import history as history_lambda
 from workers.local.motoserver import LOCAL_CREDENTIALS
-from workers.protocol.history import BEGINNINGS, ENDINGS, EventKind, HistoryEvent, events_of
+from workers.protocol.history import BEGINNINGS, ENDINGS, ROLLBACK_NOTED, EventKind, HistoryEvent, events_of
 
 KEY = "build-router-plt"
 LOCK_TABLE = "chatops-locks-history-test"
@@ -44,7 +44,9 @@ class Clock:
 OWNERS = ("alice-req", "bob-req", "carol-req")
 operations = st.lists(
     st.tuples(
-        st.sampled_from(["acquire", "queue", "complete", "fail", "extend", "force", "cancel", "expire", "note"]),
+        st.sampled_from(
+            ["acquire", "queue", "complete", "fail", "extend", "force", "cancel", "expire", "note", "note-commit"]
+        ),
         st.sampled_from(OWNERS),
         st.integers(min_value=0, max_value=900),
     ),
@@ -78,18 +80,32 @@ def _apply(store: MemoryLockStore, operation: str, owner: str) -> None:
             store.expire(KEY, token)
         case "note":
             store.note(KEY, holder, token, runId="42")
+        case "note-commit":  # what the build worker notes before a dispatch (a rollback's too, on odd tokens)
+            rolled = {"rollback": ROLLBACK_NOTED} if token % 2 else {}
+            store.note(KEY, holder, token, ref=f"v{token}", commitSha=noted_sha(token), **rolled)
+
+
+def noted_sha(token: int) -> str:
+    return f"{token:040x}"
 
 
 @given(operations)
 def test_every_change_yields_the_events_it_means(steps: list[tuple[str, str, int]]) -> None:
     clock = Clock()
     store = MemoryLockStore(clock)
+    noted: set[int] = set()
     for operation, owner, wait in steps:
         clock.now += wait
         old = _item(store)
         _apply(store, operation, owner)
         new = _item(store)
+        if new is not None and "commitSha" in new:
+            noted.add(int(new["token"]))
         events = events_of(old, new, int(clock.now))
+        for ending in (e for e in events if e.kind in ENDINGS):  # each ending names what its holding ran, if noted
+            sha = noted_sha(ending.token) if ending.token in noted else ""
+            assert (ending.commit_sha, ending.ref) == (sha, f"v{ending.token}" if sha else "")
+            assert ending.rollback is bool(sha and ending.token % 2)
         beginnings = [e for e in events if e.kind in BEGINNINGS]
         if new is None or old == new:
             assert events == []
@@ -129,6 +145,14 @@ def test_every_change_yields_the_events_it_means(steps: list[tuple[str, str, int
         assert len(set(sort_keys)) == len(sort_keys)
         for event in events:
             assert HistoryEvent.from_item(event.to_item()) == event
+
+
+def test_an_event_stored_before_the_history_kept_commits_still_reads() -> None:
+    event = HistoryEvent(KEY, EventKind.RELEASE, 3, iso(1_800_000_000), who="U0ALICE", outcome="COMPLETED")
+    item = event.to_item()
+    assert not {"commitSha", "ref", "rollback"} & set(item)  # nothing written for what is not known
+    assert HistoryEvent.from_item(item) == event
+    assert (HistoryEvent.from_item(item).commit_sha, HistoryEvent.from_item(item).rollback) == ("", False)
 
 
 def test_a_freeze_key_has_freeze_and_unfreeze() -> None:

@@ -173,7 +173,7 @@ def test_concurrent_users_get_one_run_and_the_others_are_told_who_holds_it(local
             assert text.startswith(f"⚠️ Build already in progress — started by {winners[0].name} "), text
 
 
-def test_the_rollback_switch_dispatches_without_the_lock(local: Local, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_lock_switch_dispatches_without_the_lock(local: Local, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENABLE_DISTRIBUTED_LOCK", "false")
     sent = [local.send(person, "router plt") for person in (ALICE, BOB)]
     assert all("starting the workflow" in request.acknowledgement for request in sent)

@@ -202,7 +202,7 @@ def test_status_and_echo_go_to_their_queues(
     assert CommandEnvelope.from_json(only_message(aws, queue)).command == expected
 
 
-def test_the_rollback_flag_changes_the_acknowledgement(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_lock_switch_changes_the_acknowledgement(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENABLE_DISTRIBUTED_LOCK", "false")
     assert ephemeral_text(slash()[1]) == "⏳ Got it: /build router plt — starting the workflow…"
 

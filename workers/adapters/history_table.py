@@ -1,5 +1,5 @@
-"""The history table (DynamoDB): one idempotent PutItem per event, one Query for a key's recent events, a Scan
-for a period — see :mod:`workers.flows.history` for the design."""
+"""The history table (DynamoDB): one idempotent PutItem per event, one Query for a key's recent events (paginated
+for a rollback's), a Scan for a period — see :mod:`workers.flows.history` for the design."""
 
 from __future__ import annotations
 
@@ -44,6 +44,22 @@ class HistoryTable:
             Limit=limit,
         )
         return [HistoryEvent.from_item(from_wire(item)) for item in answer.get("Items", [])]
+
+    def newest_first(self, lock_key: str, start: int, page_size: int = 100) -> Iterator[HistoryEvent]:
+        """Every event of one key at or after ``start`` (epoch seconds), newest first: a paginated Query, each page
+        read only when the caller iterates that far."""
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="#k = :k AND #at >= :start",
+            ExpressionAttributeNames={"#k": r.KEY, "#at": SORT_KEY},
+            ExpressionAttributeValues={":k": {"S": lock_key}, ":start": {"S": iso(start)}},
+            ScanIndexForward=False,
+            PaginationConfig={"PageSize": page_size},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                yield HistoryEvent.from_item(from_wire(item))
 
     def since(self, start: int) -> Iterator[HistoryEvent]:
         """Every event at or after ``start`` (epoch seconds), any key."""

@@ -20,8 +20,9 @@ The story, each step checked before the next (exit 1 when something does not hol
    is told the lock is free.
 6. A deploy is stuck: an admin force-unlocks it (`/deploy unlock`, then the confirm button); a non-admin cannot.
 7. An admin freezes an environment; the history and the stats, from the lock table's stream.
-8. The rollback switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
+8. The lock switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
 9. alice opens the App Home: the live board; a build starts and ends, and her Home is republished each time.
+10. Two deploys complete; `/deploy rollback api plt` offers the first one's commit, and confirmed, deploys it.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.record import LockRecord
 from workers.local.github import GitHubStandIn, WorkflowRun
 from workers.local.slack import PostedMessage, SlackStandIn
-from workers.local.stack import LocalStack, StackOptions
+from workers.local.stack import RELEASE_BRANCH, LocalStack, StackOptions
 from workers.local.workspace import Person, Sent, Workspace, buttons, plain
+from workers.protocol.config import Action
 
 BUILD_KEY = "build-router-plt"
 DEPLOY_KEY = "deploy-api-plt"
-ROLLBACK_KEY = "build-api-plt"
+UNLOCKED_KEY = "build-api-plt"
 RACERS = tuple(Person.named(name) for name in ("alice", "bob", "carol", "dave", "erin"))
 ADMIN = Person.named("admin")  # the one admin of docs/chatops.toml: U0ADMIN
 EVERYONE = (*RACERS, ADMIN)
@@ -127,8 +129,9 @@ class Story:
         self.queue_and_notify(holder)
         self.stuck_deploy()
         self.freeze_and_history()
-        self.rollback()
+        self.lock_switch()
         self.app_home()
+        self.rollback()
 
     def together(self, people: Sequence[Person], slash: str, text: str) -> dict[Person, Sent]:
         """Everyone sends the command from their own thread, released at the same instant."""
@@ -351,17 +354,17 @@ class Story:
         expect("acquisitions" in stats.text, "the stats count the acquisitions")
         self.show(deployer.name, f"/build stats → {stats.text}")
 
-    def rollback(self) -> None:
-        self.heading("8. The rollback switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
+    def lock_switch(self) -> None:
+        self.heading("8. The lock switch: ENABLE_DISTRIBUTED_LOCK=false dispatches without a lock")
         with _environment("ENABLE_DISTRIBUTED_LOCK", "false"):
             sent = list(self.together(RACERS[:2], "/build", "api plt").values())
             replies = [self.reply_to(request) for request in sent]
         for request, reply in zip(sent, replies, strict=True):
             expect("lock is switched off" in reply.text, f"{request.person.name} is told the lock is off")
             self.show(request.person.name, reply.text)
-        expect(len(self.runs_of(ROLLBACK_KEY)) == 2, "both builds were dispatched: no lock stopped the second")
-        expect(self.store.get(ROLLBACK_KEY) is None, f"no lock was taken for {ROLLBACK_KEY}")
-        self.say(f"  {'GitHub':<9} {len(self.runs_of(ROLLBACK_KEY))} runs of api (plt) at once; no {ROLLBACK_KEY} lock")
+        expect(len(self.runs_of(UNLOCKED_KEY)) == 2, "both builds were dispatched: no lock stopped the second")
+        expect(self.store.get(UNLOCKED_KEY) is None, f"no lock was taken for {UNLOCKED_KEY}")
+        self.say(f"  {'GitHub':<9} {len(self.runs_of(UNLOCKED_KEY))} runs of api (plt) at once; no {UNLOCKED_KEY} lock")
         self.say("  Switch it back (unset it, or `true`) and the lock guards every dispatch again.")
 
     def app_home(self) -> None:
@@ -395,6 +398,49 @@ class Story:
         published = self.slack.homes_published(alice.user_id)
         expect(published >= 3, "alice's Home was published at the opening, the start and the end")
         self.say(f"  {'Slack':<9} {published} views.publish to alice: one per opening, one per batch of lock changes")
+
+    def rollback(self) -> None:
+        self.heading("10. Two deploys complete; `/deploy rollback api plt` offers the first commit, and deploys it")
+        first, second, asker = RACERS[1], RACERS[2], RACERS[3]
+        repository = self.github.repositories[self.stack.config.workflow_of(Action.DEPLOY, "api").repository]
+        old = repository.branches[RELEASE_BRANCH]
+        for person, text in ((first, f"api plt {RELEASE_BRANCH}"), (second, "api plt")):
+            started = self.reply_to(self.workspace.command(person, "/deploy", text))
+            expect(started.text.startswith("🚀 Deploying api (plt)"), f"{person.name}'s deploy started")
+            self.complete_deploy(self.runs_of(DEPLOY_KEY)[-1])
+            self.show(person.name, f"/deploy {text} → {started.text} — completed")
+        history = _present(self.stack.history, "the history writer")
+        history.drain()
+        asked = self.workspace.command(asker, "/deploy", "rollback api plt")
+        offer = self.reply_to(asked)
+        expect(offer.text.startswith(f"Roll back api (plt) to {old[:7]}?"), "the offer is the first deploy's commit")
+        confirm = next((b for b in buttons(offer) if b.get("action_id") == "rollback.confirm"), None)
+        expect(confirm is not None, "the offer has a Confirm rollback button")
+        assert confirm is not None
+        self.show(asker.name, f"/deploy rollback api plt → (only {asker.name} sees)")
+        for line in (line for block in offer.body.get("blocks", []) for t in _texts(block) for line in t.split("\n")):
+            self.say(f"  {'':<9}   {plain(line, EVERYONE)}")
+        self.show("", "  ".join(f"[{button['text']['text']}]" for button in buttons(offer)))
+        done = self.reply_to(self.workspace.press(asker, confirm, asked.response_url))
+        expect(done.text.startswith(f"⏪ Rolling back api (plt) to `{old[:7]}`"), "the channel is told the rollback")
+        self.show(asker.name, f"[Confirm rollback] → {done.text}   (in the channel)")
+        run = self.runs_of(DEPLOY_KEY)[-1]
+        expect(run.inputs["sha"] == old, "the run deploys the first commit")
+        expect(self.lock(DEPLOY_KEY).notes.get("rollback") == "true", "the lock notes the rollback")
+        self.say(
+            f"  {'GitHub':<9} run #{run.id} on {run.head_branch}, inputs sha={old[:7]}… ref={run.inputs['ref'][:7]}…"
+        )
+        self.complete_deploy(run)
+        history.drain()
+        shown = self.reply_to(self.workspace.command(asker, "/deploy", "history api plt"))
+        lines = shown.body["blocks"][-1]["text"]["text"].split("\n") if shown.body.get("blocks") else []
+        expect(bool(lines) and "(⏪ rollback)" in lines[0], "the history marks the rollback")
+        self.show(asker.name, f"/deploy history api plt → {plain(lines[0], EVERYONE)}")
+
+    def complete_deploy(self, run: WorkflowRun) -> None:
+        self.github.start_run(run.id)
+        self.github.complete_run(run.id, "success")
+        self.until(lambda: self.state(DEPLOY_KEY) is m.LockState.COMPLETED, f"{DEPLOY_KEY} released as COMPLETED")
 
 
 def _texts(block: dict[str, Any]) -> list[str]:

@@ -15,7 +15,8 @@
    once the Lambda's remaining time has passed, and deletes the record when the attempt raises, so a failure
    worth retrying is retried. One conditional PutItem per request on the way in, one UpdateItem on the way out.
 2. **A freeze**, for ``/deploy`` only: one read of ``freeze-<env>``; while it is live the deploy is refused with
-   the reason, who froze it and since when (:mod:`workers.flows.freeze`), and takes no lock.
+   the reason, who froze it and since when (:mod:`workers.flows.freeze`), and takes no lock. A confirmed rollback
+   (``/deploy rollback``'s button) reads its lock too: changed since it was offered, it is refused.
 3. **The lock**, owner = request id, lease from the :class:`~workers.protocol.config.CommandSpec`. Held by someone else:
    an ephemeral "⚠️ Build already in progress — started by …" through the ``response_url``, and done.
 4. **The revision**: the ref (``/deploy``'s, else the default branch) resolved to a commit SHA.
@@ -80,6 +81,7 @@ from workers.flows import handoff
 from workers.flows.freeze import refuse_frozen
 from workers.flows.runlock import RUN_FAILED_METRIC
 from workers.protocol import dispatch as d
+from workers.protocol import rollback
 from workers.protocol.config import Action, Config
 from workers.protocol.history import EventKind, HistoryEvent
 from workers.protocol.message import Message
@@ -104,7 +106,7 @@ class Result:
     """How a request ended; kept in the idempotency record and logged."""
 
     outcome: str
-    """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``."""
+    """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``, ``lock-changed`` (a stale rollback)."""
     lock_key: str
     run_id: int | None = None
     sha: str | None = None
@@ -164,14 +166,9 @@ class BuildWorker:
             return self._start(job, None, d.DispatchNow())
         if found is not None:
             return self._adopt(job, found)
-        if job.spec.action is Action.DEPLOY:  # one read, deploys only: is the environment frozen?
-            frozen = refuse_frozen(self.store, job.environment, self.now())
-            if frozen is not None:
-                logger.info("deploy refused: the environment is frozen", environment=job.environment)
-                self._tell(job, Message(frozen))
-                self._record_refusal(job, None, f"{job.environment} is frozen")
-                self._let_go_of_hand_off(job)
-                return Result("frozen", job.lock_key)
+        refused = self._refused_before_the_lock(job)
+        if refused is not None:
+            return refused
         outcome = self.store.acquire(job.acquire_request())
         handed = outcome.handed_to
         if handed is not None and handed.entry.owner != job.request_id:
@@ -307,6 +304,31 @@ class BuildWorker:
             return None
         ours = held is not None and held.owner == job.request_id and held.status is Status.IN_PROGRESS
         return self._give_up(job, held if ours else None, reason, None)
+
+    def _refused_before_the_lock(self, job: d.Job) -> Result | None:
+        """A deploy to a frozen environment (one read, deploys only), or a confirmed rollback whose lock changed since
+        it was offered: refused before any lock is taken."""
+        if job.spec.action is Action.DEPLOY:
+            frozen = refuse_frozen(self.store, job.environment, self.now())
+            if frozen is not None:
+                logger.info("deploy refused: the environment is frozen", environment=job.environment)
+                self._tell(job, Message(frozen))
+                self._record_refusal(job, None, f"{job.environment} is frozen")
+                self._let_go_of_hand_off(job)
+                return Result("frozen", job.lock_key)
+        if job.rollback and job.handed_off is None and self._lock_moved_since_offered(job):
+            return Result("lock-changed", job.lock_key)
+        return None
+
+    def _lock_moved_since_offered(self, job: d.Job) -> bool:
+        """A confirmed rollback whose lock changed since it was offered (someone deployed meanwhile): the choice may
+        be stale, so it is refused — unless the lock is this request's own (a redelivery re-entering it)."""
+        held = self.store.get(job.lock_key)
+        if (held is not None and held.owner == job.request_id) or rollback.lock_mark(held) == job.rollback_of:
+            return False
+        logger.info("rollback refused: the lock changed since it was offered", seen=job.rollback_of)
+        self._tell(job, Message(rollback.lock_changed_text(job.component, job.environment)))
+        return True
 
     def _let_go_of_hand_off(self, job: d.Job) -> None:
         """A request handed the lock from the queue that will not run (its environment froze while it waited)

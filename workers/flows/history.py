@@ -12,7 +12,9 @@ source mapping) turns each change into events and puts them in the history table
   reason) or *unfreeze* (FORCE_RELEASED on a freeze key), with how long the lock was held. A write that frees
   the lock *and* hands it to the head of its queue (lockcore's queue: new token, ``previousToken`` = the old one)
   is the old holder's ending (from ``previousStatus``) and a *hand-off* to the new one. A lease end moved
-  later under the same token is an *extend*. Notes (the run id, the dispatch state) are not history.
+  later under the same token is an *extend*. Of the holder's notes, what ran is history — the commit, the ref as
+  asked and whether it was a rollback (on the endings, from the image that still has them: a release keeps the
+  notes, an acquire clears them) — the run id and the dispatch state are not.
 - **store** — :class:`HistoryTable`: partition key ``lockKey``, sort key ``<at>#<token>#<event>`` (ISO time, the
   token zero-padded: sorted by time, then token), ``ttl`` = the event's time + 30 days. The sort key is a function
   of the change alone and the item of the event alone, so a redelivered stream batch puts the same items again

@@ -73,12 +73,19 @@ def describe_event(event: HistoryEvent) -> str:
             return f"🚫 {who(event)} refused{reason}"
 
 
+def ran(event: HistoryEvent) -> str:
+    """`` at `1a2b3c4` (⏪ rollback)``: the commit the holding ran, when the history knows it."""
+    if not event.commit_sha:
+        return ""
+    return f" at `{escape(event.commit_sha[:7])}`" + (" (⏪ rollback)" if event.rollback else "")
+
+
 def history_message(lock_key: str, events: Sequence[HistoryEvent]) -> Message:
     key = escape(lock_key)
     if not events:
         text = f"📜 No history for `{key}` in the last 30 days."
         return Message(text, [_section(text)])
-    lines = [f"• {slack_date(e.epoch)} — {describe_event(e)} (token {e.token})" for e in events[:HISTORY_SHOWN]]
+    lines = [f"• {slack_date(e.epoch)} — {describe_event(e)}{ran(e)} (token {e.token})" for e in events[:HISTORY_SHOWN]]
     title = f"📜 *The last {len(lines)} event{'s' if len(lines) != 1 else ''} of `{key}`*, newest first"
     blocks = [_section(title), {"type": "divider"}, _section("\n".join(lines))]
     return Message(f"The last {len(lines)} events of {lock_key}", blocks)

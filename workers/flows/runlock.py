@@ -52,6 +52,7 @@ from workers.protocol.config import Action, Config
 from workers.protocol.dispatch import DISPATCHED, DISPATCHING, run_link, slack_time
 from workers.protocol.envelope import WorkflowRunEnvelope
 from workers.protocol.freeing import runs_under, told_key
+from workers.protocol.history import ROLLBACK, ROLLBACK_NOTED
 from workers.protocol.message import Message
 from workers.protocol.render import Shown, duration, holder
 from workers.protocol.runs import action_of, dispatched_to
@@ -182,15 +183,19 @@ def result_text(record: LockRecord, run: RunReport, now: int) -> str:
 
     ``✅ router (plt) built in 4m12s — started by <@U0ALICE> at <!date…>, <…|run 7>``
     ``❌ api (prod) deploy of `1a2b3c4` failed (timed_out) after 30m00s — started by <@U0BOB> at …, <…|run 9>``
+    ``✅ api (plt) ⏪ rolled back to `1a2b3c4` in 2m03s — …`` (a ``/deploy rollback``)
     """
     took = duration(held_for(record, epoch(record.released_at) if record.released_at else now))
     sha = short_sha(record, run)
     deploy = action_of(record) is Action.DEPLOY
     tail = f"{started(record, now)}, {link_of(record, run)}"
+    rollback = deploy and record.notes.get(ROLLBACK) == ROLLBACK_NOTED
     if outcome_of(run.conclusion) is Status.COMPLETED:
         what = f"deployed `{sha}`" if deploy and sha else ("deployed" if deploy else "built")
+        what = f"⏪ rolled back to `{sha}`" if rollback else what
         return f"✅ {target_of(record)} {what} in {took} — {tail}"
     what = (f"deploy of `{sha}`" if sha else "deploy") if deploy else "build"
+    what = f"⏪ rollback to `{sha}`" if rollback else what
     return f"❌ {target_of(record)} {what} failed ({run.conclusion or 'no conclusion'}) after {took} — {tail}"
 
 

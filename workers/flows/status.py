@@ -26,6 +26,7 @@ the buttons of the unlock prompt and of the App Home), and the App Home's ``home
 - **history**, **stats** (``/build history <component> <env>``, ``/build stats [days]``): :mod:`workers.flows.insights`.
 - **freeze**, **unfreeze** (``/deploy freeze <env> <reason>``, ``/deploy unfreeze <env>``, admins):
   :mod:`workers.flows.freeze`; a live freeze shows in status with its reason.
+- **rollback** (``/deploy rollback <component> <env> [N]``) and its *Cancel* button: :mod:`workers.flows.rollback`.
 
 Deciding and rendering are pure functions of the records, the outcome and the clock (``now``, epoch seconds),
 tested alone; :func:`handle` does the I/O around them.
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ from workers.adapters import runtime
 from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
-from workers.flows import cancel, freeze, handoff, home, insights
+from workers.flows import cancel, freeze, handoff, home, insights, rollback
 from workers.flows.history import resumed_write_took_effect
 from workers.protocol.commands import (
     Cancel,
@@ -66,6 +67,7 @@ from workers.protocol.commands import (
     History,
     LockStatus,
     Refused,
+    Rollback,
     Stats,
     Unfreeze,
     Unlock,
@@ -87,7 +89,7 @@ from workers.protocol.envelope import (
 )
 from workers.protocol.freeing import runs_under
 from workers.protocol.history import FREEZE_PREFIX, EventKind
-from workers.protocol.message import Message, escape
+from workers.protocol.message import Message, confirm_or_cancel, escape
 from workers.protocol.render import (
     Shown,
     frees_at,
@@ -231,25 +233,7 @@ def unlock_prompt(record: LockRecord, now: int) -> Message:
     blocks: list[dict[str, Any]] = [
         _section(f"*Force-unlock `{key}`?*\n{facts}"),
         _context("Releasing the lock does not stop the run; cancel it in GitHub if it must stop."),
-        {
-            "type": "actions",
-            "block_id": UNLOCK_BLOCK_ID,
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": UNLOCK_CONFIRM_ACTION,
-                    "text": {"type": "plain_text", "text": "Force unlock"},
-                    "style": "danger",
-                    "value": target.value,
-                },
-                {
-                    "type": "button",
-                    "action_id": UNLOCK_CANCEL_ACTION,
-                    "text": {"type": "plain_text", "text": "Cancel"},
-                    "value": target.value,
-                },
-            ],
-        },
+        confirm_or_cancel(UNLOCK_BLOCK_ID, (UNLOCK_CONFIRM_ACTION, "Force unlock"), UNLOCK_CANCEL_ACTION, target.value),
     ]
     return Message(f"Force-unlock {record.lock_key}? {facts}", blocks)
 
@@ -327,20 +311,22 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 insights.handle(envelope, command, config=config, now=store.now())
             case CommandEnvelope(command=Freeze() | Unfreeze() as command):
                 freeze.handle(envelope, command, config=config, store=store)
-            case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CONFIRM_ACTION:
-                _confirm(envelope, config, store)
-            case InteractionEnvelope(action_id=action_id) if action_id == LOCK_WATCH_ACTION:
-                _watch(envelope, config, store)
-            case InteractionEnvelope(action_id=action_id) if action_id == UNLOCK_CANCEL_ACTION:
-                target = UnlockTarget.read(envelope.value, config)
-                runtime.logger.info("unlock cancelled", lock_key=target.lock_key if target else None)
-                _reply(envelope.response_url, unlock_cancelled(target), envelope.correlation_id)
+            case CommandEnvelope(command=Rollback()) | InteractionEnvelope(action_id=rollback.CANCEL):
+                rollback.handle(envelope, config=config, store=store)
+            case InteractionEnvelope(action_id=action_id) if action_id in _PRESSES:
+                _PRESSES[action_id](envelope, config, store)
             case InteractionEnvelope(action_id=action_id):
                 runtime.logger.warning("interaction ignored: not an action of this worker", action_id=action_id)
             case HomeOpened() | HomeRefresh():
                 home.handle(envelope, config=config, store=store)
             case _:
                 raise EnvelopeError(f"the status worker does not handle {envelope.kind!r} messages")
+
+
+def _unlock_cancel(envelope: InteractionEnvelope, config: Config, store: LockStore) -> None:
+    target = UnlockTarget.read(envelope.value, config)
+    runtime.logger.info("unlock cancelled", lock_key=target.lock_key if target else None)
+    _reply(envelope.response_url, unlock_cancelled(target), envelope.correlation_id)
 
 
 def _reply(response_url: str, message: Message, correlation_id: str) -> bool:
@@ -534,3 +520,11 @@ def _announce(envelope: InteractionEnvelope, news: Message) -> bool:
         return True
     runtime.logger.warning("channel not told through chat.postMessage; trying the response_url in_channel")
     return replies.reply(envelope.response_url, news, correlation_id=cid)
+
+
+_PRESSES: dict[str, Callable[[InteractionEnvelope, Config, LockStore], None]] = {
+    UNLOCK_CONFIRM_ACTION: _confirm,
+    LOCK_WATCH_ACTION: _watch,
+    UNLOCK_CANCEL_ACTION: _unlock_cancel,
+}
+"""The unlock prompt's buttons and "Notify me when free": the handler of each."""

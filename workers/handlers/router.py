@@ -12,8 +12,9 @@ its response. Routes, all POST:
   queue
   that cannot be written to is one ephemeral line ("couldn't queue your command, try again"), never a 5xx.
 - ``/slack/interactions`` — a Block Kit button (``payload=<json>``), signed like commands: the unlock confirm and
-  cancel go to the status worker as an :class:`~workers.protocol.envelope.InteractionEnvelope`; anything else is
-  acknowledged and dropped.
+  cancel go to the status worker as an :class:`~workers.protocol.envelope.InteractionEnvelope`; *Confirm rollback*
+  goes to the deploy queue as the ``/deploy`` it confirms (:func:`rollback_deploy`), after the presser's
+  authorization; anything else is acknowledged and dropped.
   A press on the App Home (``container.type`` ``view``, its view a ``home``) carries no ``response_url``: its
   envelope gets a ``slack-dm:<user>`` address instead, and its answer is a direct message
   (:mod:`workers.protocol.board`). The Home's own buttons: a page (a :class:`~workers.protocol.envelope.HomeOpened`),
@@ -63,10 +64,11 @@ from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.secrets import SecretUnavailable, get_secret
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.protocol import board, commands
-from workers.protocol.config import Config, ConfigError, current_config
+from workers.protocol.config import Action, Config, ConfigError, current_config
 from workers.protocol.envelope import (
     ADMIN_ACTIONS,
     INTERACTION_ACTIONS,
+    ROLLBACK_CONFIRM_ACTION,
     CommandEnvelope,
     HomeOpened,
     InteractionEnvelope,
@@ -75,6 +77,7 @@ from workers.protocol.envelope import (
 )
 from workers.protocol.inbound import read_json
 from workers.protocol.message import Message
+from workers.protocol.rollback import RollbackTarget, not_understood
 
 if TYPE_CHECKING:
     pass
@@ -369,33 +372,79 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
         response_url=response_url,
         received_at=int(time.time()),
     )
+    return _queue_press(config, envelope)
+
+
+def _queue_press(config: Config, envelope: InteractionEnvelope) -> Response:
+    """On to its worker: the status worker's buttons as they are, *Confirm rollback* as the deploy it confirms."""
+    queued: InteractionEnvelope | CommandEnvelope = envelope
+    request_id, correlation_id, response_url = envelope.request_id, envelope.correlation_id, envelope.response_url
+    if envelope.action_id == ROLLBACK_CONFIRM_ACTION:
+        deploy = rollback_deploy(config, envelope)
+        if isinstance(deploy, str):
+            _answer_press(response_url, Message(deploy), correlation_id)
+            return Response(200)
+        queued = deploy
     try:
         message_id = enqueue(
             config,
-            envelope.kind,
-            envelope.to_json(),
+            queued.kind,
+            queued.to_json(),
             dedup_id=request_id,
-            group_id=envelope.kind,
+            group_id=_group_of(queued.command, config) if isinstance(queued, CommandEnvelope) else queued.kind,
             correlation_id=correlation_id,
         )
     except NotQueued as error:
         logger.error("interaction not queued", reason=str(error))
-        return _press_not_queued(response_url, correlation_id)
-    logger.info("interaction queued", action_id=action_id, message_id=message_id)
+        told = _answer_press(response_url, Message(COULD_NOT_QUEUE), correlation_id)
+        return Response(200) if told else Response(503, "could not queue the press; press again", "text/plain")
+    logger.info("interaction queued", action_id=envelope.action_id, message_id=message_id)
     return Response(200)
 
 
-def _press_not_queued(response_url: str, correlation_id: str) -> Response:
+def rollback_deploy(config: Config, press: InteractionEnvelope) -> CommandEnvelope | str:
+    """*Confirm rollback*, pressed: an ordinary ``/deploy`` of the chosen commit, marked as a rollback and carrying
+    the lock as the answer saw it — when the presser may deploy there now; else what to tell them. The press's
+    ``trigger_id`` is the request id, so a redelivered press is the same request to the build worker."""
+    target = RollbackTarget.read(press.value, config)
+    if target is None:
+        logger.warning("rollback confirm ignored: a button value that names no rollback", value=press.value[:80])
+        return not_understood().text
+    command = commands.Dispatch(
+        Action.DEPLOY, target.component, target.environment, ref=target.sha, rollback_of=target.lock_seen
+    )
+    decision = authorize(config, command, press.user_id)
+    if isinstance(decision, str):
+        return decision
+    if isinstance(decision, commands.Refused):
+        logger.info("rollback confirm refused: not authorized", command=commands.describe(command))
+        return commands.refusal_text(decision)
+    return CommandEnvelope(
+        request_id=press.request_id,
+        correlation_id=press.correlation_id,
+        command=command,
+        slash=Action.DEPLOY.slash,
+        text=f"rollback {target.component} {target.environment}",
+        user_id=press.user_id,
+        user_name=press.user_name,
+        channel_id=press.channel_id,
+        team_id=press.team_id,
+        api_app_id=press.api_app_id,
+        response_url=press.response_url,
+        received_at=press.received_at,
+    )
+
+
+def _answer_press(response_url: str, message: Message, correlation_id: str) -> bool:
     """Slack ignores a block_actions reply body: the presser hears it through the response_url, or, when that
     fails too, from Slack itself (a 5xx marks the button's message with an error)."""
     from workers.adapters import runtime  # noqa: PLC0415 — the workers' clients, off the router's cold start
 
     try:
-        told = runtime.slack_replies().reply(response_url, Message(COULD_NOT_QUEUE), correlation_id=correlation_id)
+        return runtime.slack_replies().reply(response_url, message, correlation_id=correlation_id)
     except Exception as error:
         logger.error("press not answered either", reason=str(error))
-        told = False
-    return Response(200) if told else Response(503, "could not queue the press; press again", "text/plain")
+        return False
 
 
 def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -31,7 +31,8 @@ Slack                       ``--slack-api-url``, else the built-in :class:`~work
                             ``response_url`` only on that Slack's ``host:port`` (or a configured host), never
                             to another port of this machine.
 GitHub                      ``--github-api-url``, else the built-in :class:`~workers.local.github.GitHubStandIn`:
-                            it records dispatches, answers run look-ups, completes each run after
+                            its repositories have ``main`` and :data:`RELEASE_BRANCH` (two commits to deploy, and to
+                            roll back between); it records dispatches, answers run look-ups, completes each run after
                             ``--github-delay`` seconds and sends the signed ``workflow_run`` webhook back to our
                             ``/github/webhook``.
 Secrets Manager / SSM       plain environment variables (:mod:`workers.adapters.secrets`); unset ones are generated for
@@ -79,7 +80,7 @@ from workers.adapters.pending import DEFAULT_IDEMPOTENCY_TABLE, IDEMPOTENCY_TABL
 from workers.adapters.secrets import SECRET_NAMES, SecretName
 from workers.handlers import router
 from workers.local import served
-from workers.local.github import GitHubStandIn, Repository, webhook_sender
+from workers.local.github import GitHubStandIn, Repository, fake_sha, webhook_sender
 from workers.local.loopback import Answer, LoopbackHandler, LoopbackServer
 from workers.local.motoserver import LOCAL_CREDENTIALS, LocalAWS
 from workers.local.slack import LOCAL_USER_GROUPS, SlackStandIn
@@ -95,6 +96,8 @@ log = logging.getLogger(__name__)
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], Any]
 
 REGION: Final = LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
+RELEASE_BRANCH: Final = "release/1.0"
+"""A branch beside ``main`` in the built-in GitHub's repositories: a second commit to deploy (and roll back to)."""
 ACCOUNT: Final = "000000000000"
 VISIBILITY_TIMEOUT: Final = 10
 """Seconds a received message stays hidden: a failed record comes back after this long (deployed: 6 times the
@@ -773,7 +776,11 @@ class LocalStack:
         if self.options.github_api_url is None:
             self.github = GitHubStandIn(
                 [
-                    Repository(repository, workflows=tuple(sorted(workflows)))
+                    Repository(
+                        repository,
+                        branches={RELEASE_BRANCH: fake_sha(repository, RELEASE_BRANCH)},
+                        workflows=tuple(sorted(workflows)),
+                    )
                     for repository, workflows in self.config.workflows_by_repository().items()
                 ],
                 token=self.secrets["GITHUB_TOKEN"],

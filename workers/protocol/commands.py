@@ -3,7 +3,7 @@
 Three steps, each a pure function of its inputs (the configuration included), none doing I/O:
 
 - **parse** — :func:`parse` turns ``("/build", "router plt")`` into a :data:`Command` (``Dispatch``,
-  ``LockStatus``, ``Unlock``, ``Cancel``, ``Echo``, ``History``, ``Stats``, ``Freeze``, ``Unfreeze``) or
+  ``LockStatus``, ``Unlock``, ``Cancel``, ``Echo``, ``History``, ``Stats``, ``Freeze``, ``Unfreeze``, ``Rollback``) or
   into :class:`Help` / :class:`Usage`, which the router answers at once. A component or environment outside the
   configured sets is a :class:`Usage`, so it never reaches a queue.
 - **decide** — :func:`check_origin` refuses another workspace or app; :func:`audience_for` says who may run a
@@ -31,6 +31,7 @@ MAX_REASON_CHARS = 200
 DEFAULT_STATS_DAYS = 7
 MAX_STATS_DAYS = 30
 """The history keeps 30 days."""
+MAX_ROLLBACK_STEPS = 20
 _REF = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])(?<!\.lock)")
 
 
@@ -45,6 +46,9 @@ class Dispatch:
     ref: str | None = None
     queue: bool = field(default=False, metadata=WHEN_SET)
     """``--queue``: wait in the lock's queue if it is held, whatever the command's conflict policy."""
+    rollback_of: str = field(default="", metadata=WHEN_SET)
+    """A confirmed ``/deploy rollback``: the lock as its answer saw it (:func:`workers.protocol.rollback.lock_mark`),
+    which the build worker finds unchanged or refuses the deploy. Empty for every typed command."""
     kind_from: ClassVar[str] = "action"
     """On the wire the kind (``build``, ``deploy``) is the action: :mod:`workers.protocol.codec`."""
 
@@ -103,6 +107,15 @@ class History(OnALock):
 
 
 @dataclass(frozen=True)
+class Rollback(OnALock):
+    """``/deploy rollback api plt [N]``: offer the last (or N-th) earlier distinct commit that completed, to confirm
+    (:mod:`workers.flows.rollback`); who may run it is who may deploy there."""
+
+    steps: int = 1
+    kind: ClassVar[str] = "rollback"
+
+
+@dataclass(frozen=True)
 class Dequeue(OnALock):
     """``/build dequeue router plt``: leave the queue of ``build-router-plt`` (the user's own requests only)."""
 
@@ -134,7 +147,7 @@ class Unfreeze:
     kind: ClassVar[str] = "unfreeze"
 
 
-Command = Dispatch | LockStatus | Unlock | Cancel | Echo | History | Stats | Freeze | Unfreeze | Dequeue
+Command = Dispatch | LockStatus | Unlock | Cancel | Echo | History | Stats | Freeze | Unfreeze | Dequeue | Rollback
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,8 @@ def _parse_action(action: Action, words: list[str], config: Config) -> Parsed:
         return _stats(slash, words[1:], config)
     if verb in {Freeze.kind, Unfreeze.kind}:
         return _freeze(action, verb, words[1:], config)
+    if verb == Rollback.kind:
+        return _rollback(action, words[1:], config)
     queue = QUEUE_FLAG in (word.lower() for word in words)
     words = [word for word in words if word.lower() != QUEUE_FLAG]
     target = _target(slash, words[:2], config, f"{slash} <component> <env>")
@@ -222,7 +237,7 @@ class Verb:
     """A word after ``/build`` or ``/deploy``: what it parses into, how it is typed, what the help says of it."""
 
     word: str
-    command: type[LockStatus | Unlock | Cancel | History | Dequeue | Stats | Freeze | Unfreeze] | None
+    command: type[LockStatus | Unlock | Cancel | History | Dequeue | Stats | Freeze | Unfreeze | Rollback] | None
     """``None`` for ``help``, which the router answers itself."""
     arguments: str
     meaning: str
@@ -243,6 +258,13 @@ VERB_TABLE: tuple[Verb, ...] = (
     Verb("stats", Stats, "[days]", f"acquisitions, outcomes and lock durations (default {DEFAULT_STATS_DAYS} days)"),
     Verb("freeze", Freeze, "<env> <reason>", "stop deploys to an environment (admins)", (Action.DEPLOY,)),
     Verb("unfreeze", Unfreeze, "<env>", "let deploys to an environment go again (admins)", (Action.DEPLOY,)),
+    Verb(
+        "rollback",
+        Rollback,
+        "<component> <env> [N]",
+        "redeploy the last (or N-th) earlier commit that completed, after a confirm",
+        (Action.DEPLOY,),
+    ),
     Verb("help", None, "", "this message"),
 )
 """Every verb, once, in the order the help lists them. The parser's words, the envelope's kinds, the help, the
@@ -284,6 +306,20 @@ def _freeze(action: Action, verb: str, words: list[str], config: Config) -> Free
     if len(reason) > MAX_REASON_CHARS:
         return _usage(slash, f"a freeze reason takes at most {MAX_REASON_CHARS} characters", config)
     return Freeze(environment, reason)
+
+
+def _rollback(action: Action, words: list[str], config: Config) -> Rollback | Usage:
+    slash = action.slash
+    form = f"/deploy rollback <component> <env> [N], N from 1 to {MAX_ROLLBACK_STEPS}"
+    if action is not Action.DEPLOY:
+        return _usage(slash, f"rolling back is for deploys: {form}", config)
+    steps = 1
+    if len(words) == 3:
+        if not (words[2].isdecimal() and 1 <= int(words[2]) <= MAX_ROLLBACK_STEPS):
+            return _usage(slash, f"expected {form}", config)
+        steps = int(words[2])
+    target = _target(slash, words[:2] if len(words) in (2, 3) else words, config, form)
+    return target if isinstance(target, Usage) else Rollback(action, *target, steps=steps)
 
 
 def _target(slash: str, words: list[str], config: Config, form: str) -> tuple[str, str] | Usage:
@@ -332,7 +368,7 @@ def check_origin(slack: SlackSettings, team_id: str, api_app_id: str) -> Refused
 def audience_for(config: Config, command: Command) -> Audience:
     """Who may run ``command``: the rule for its action and environment, the admins for unlock, else anyone."""
     match command:
-        case Dispatch(action=action, environment=environment):
+        case Dispatch(action=action, environment=environment) | Rollback(action=action, environment=environment):
             return config.authorization.audience(action, environment)
         case Unlock() | Freeze() | Unfreeze():
             return config.authorization.admins
@@ -363,8 +399,12 @@ def decide(command: Command, audience: Audience, user_id: str, user_groups: froz
 def describe(command: Command) -> str:
     """The command as the user would type it: ``/deploy api prod v1.2``."""
     match command:
+        case Dispatch(action=action, component=component, environment=environment, rollback_of=seen) if seen:
+            return f"{action.slash} rollback {component} {environment}"
         case Dispatch(action=action, component=component, environment=environment, ref=ref):
             return " ".join(part for part in (action.slash, component, environment, ref) if part)
+        case Rollback(component=component, environment=environment, steps=steps):
+            return " ".join(("/deploy rollback", component, environment, *([str(steps)] if steps != 1 else [])))
         case OnALock(action=action, component=component, environment=environment):
             return f"{action.slash} {command.kind} {component} {environment}"
         case LockStatus():
@@ -446,6 +486,8 @@ def acknowledgement(command: Command, lock_enabled: bool = True) -> str:
             next_step = "reading the history"
         case Dequeue():
             next_step = "leaving the queue"
+        case Rollback():
+            next_step = "looking for the commit to go back to"
         case Freeze():
             next_step = "taking the freeze lock"
         case Unfreeze():

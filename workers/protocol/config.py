@@ -135,6 +135,7 @@ QUEUE_FOR_KIND: Mapping[str, Queue] = {
     "freeze": Queue.STATUS,
     "unfreeze": Queue.STATUS,
     "dequeue": Queue.STATUS,
+    "rollback": Queue.STATUS,
     "echo": Queue.ECHO,
     "interaction": Queue.STATUS,
     "home_opened": Queue.STATUS,
@@ -218,7 +219,7 @@ class Config:
     slack: SlackSettings
     authorization: Authorization
     lock_enabled: bool = True
-    """False when ``ENABLE_DISTRIBUTED_LOCK=false``: workers dispatch without locking (rollback)."""
+    """False when ``ENABLE_DISTRIBUTED_LOCK=false``: workers dispatch without locking (the lock switch)."""
     queue_urls: Mapping[Queue, str] = field(default_factory=dict)
     source: str = "<defaults>"
 
@@ -230,7 +231,7 @@ class Config:
         return response_url_allowed(url, self.slack.response_url_hosts)
 
     def locks(self, action: Action) -> bool:
-        """Whether ``action`` takes a lock: it requires one, and the rollback switch is not thrown."""
+        """Whether ``action`` takes a lock: it requires one, and the lock switch is not thrown."""
         return self.lock_enabled and self.commands[action].requires_lock
 
     def workflow_of(self, action: Action, component: str) -> WorkflowTarget:

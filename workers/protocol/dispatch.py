@@ -34,6 +34,7 @@ from workers.protocol import render
 from workers.protocol.commands import Dispatch
 from workers.protocol.config import Action, CommandSpec, Config, Conflict
 from workers.protocol.envelope import LOCK_WATCH_ACTION, CommandEnvelope
+from workers.protocol.history import ROLLBACK, ROLLBACK_NOTED
 from workers.protocol.message import Message
 from workers.protocol.workflow import Run
 
@@ -72,6 +73,8 @@ class Job:
     """The token this request was handed from the lock's queue (:mod:`workers.flows.handoff`): it holds the lock."""
     locked_at: int | None = None
     """When this request took the lock it holds (:meth:`holding`): no run of it can be older."""
+    rollback_of: str = ""
+    """A confirmed rollback: the lock as its answer saw it (:func:`workers.protocol.rollback.lock_mark`)."""
 
     @classmethod
     def of(
@@ -102,6 +105,7 @@ class Job:
             received_at=envelope.received_at,
             queue=command.queue or config.commands[command.action].conflict is Conflict.QUEUE,
             handed_off=handed_off,
+            rollback_of=command.rollback_of,
         )
 
     def holding(self, held: LockRecord) -> Job:
@@ -157,8 +161,13 @@ class Job:
 
     @property
     def coalesce(self) -> str:
-        """What makes two pending requests one run: the command, component, environment and ref."""
-        return "|".join((self.action.value, self.component, self.environment, self.requested_ref or ""))
+        """What makes two pending requests one run: the command, component, environment, ref — and a rollback."""
+        same = "|".join((self.action.value, self.component, self.environment, self.requested_ref or ""))
+        return f"{same}|rollback" if self.rollback_of else same
+
+    @property
+    def rollback(self) -> bool:
+        return bool(self.rollback_of)
 
 
 @dataclass(frozen=True)
@@ -199,7 +208,7 @@ def dispatch_inputs(job: Job, revision: Revision, token: str) -> dict[str, str]:
 def dispatching_notes(job: Job, revision: Revision, attempt: int = 1, now: int = 0) -> dict[str, str]:
     """Noted on the lock *before* the dispatch, so a redelivery knows one may be under way, how many were, and
     since when (GitHub lists a run only after a while: :data:`RUN_LISTED_WITHIN`)."""
-    return {
+    notes = {
         "dispatchSentAt": str(now),
         "command": job.action.value,
         "ref": revision.shown,
@@ -208,6 +217,9 @@ def dispatching_notes(job: Job, revision: Revision, attempt: int = 1, now: int =
         "dispatchState": DISPATCHING,
         "dispatchAttempts": str(attempt),
     }
+    if job.rollback:  # the history's mark (the workflow's inputs never carry it: an undeclared input is a 422)
+        notes[ROLLBACK] = ROLLBACK_NOTED
+    return notes
 
 
 def own_notes(record: LockRecord) -> Mapping[str, str]:
@@ -430,7 +442,10 @@ def queued_text(job: Job, holder: LockRecord, position: int, now: int, *, coales
 
 
 def started_text(job: Job, revision: Revision, run_id: int | None, run_url: str | None, *, locked: bool) -> str:
-    """🔨 Building router (plt)… <run>  /  🚀 Deploying api (prod) at v1.2 (`1a2b3c4`)… <run>."""
+    """🔨 Building router (plt)… <run>  /  🚀 Deploying api (prod) at v1.2 (`1a2b3c4`)… <run>  /  ⏪ Rolling back
+    api (plt) to `1a2b3c4`… <run>."""
+    if job.rollback:
+        return f"⏪ Rolling back {job.target} to `{revision.short_sha}`… {run_link(run_id, run_url)}"
     ref = f"{revision.shown} (`{revision.short_sha}`)" if revision.sha else revision.shown
     text = f"{job.spec.start_text(job.component, job.environment, ref)} {run_link(run_id, run_url)}"
     if job.action is Action.DEPLOY and revision.sha and revision.short_sha not in text:

@@ -37,7 +37,12 @@ UNLOCK_CONFIRM_ACTION = "unlock.confirm"
 UNLOCK_CANCEL_ACTION = "unlock.cancel"
 LOCK_WATCH_ACTION = "lock.watch"
 """The "Notify me when free" button on a busy reply; its value is the lock key."""
-INTERACTION_ACTIONS = frozenset({UNLOCK_CONFIRM_ACTION, UNLOCK_CANCEL_ACTION, LOCK_WATCH_ACTION})
+ROLLBACK_CONFIRM_ACTION = "rollback.confirm"
+"""*Confirm rollback*: the router makes it a deploy of the chosen commit (:mod:`workers.protocol.rollback`)."""
+ROLLBACK_CANCEL_ACTION = "rollback.cancel"
+INTERACTION_ACTIONS = frozenset(
+    {UNLOCK_CONFIRM_ACTION, UNLOCK_CANCEL_ACTION, LOCK_WATCH_ACTION, ROLLBACK_CONFIRM_ACTION, ROLLBACK_CANCEL_ACTION}
+)
 #: The actions only an admin may take; the router refuses them for others, and the worker should check again.
 ADMIN_ACTIONS = frozenset({UNLOCK_CONFIRM_ACTION})
 

@@ -17,6 +17,12 @@ RETENTION_SECONDS: Final = 30 * 24 * 3600
 FREEZE_PREFIX: Final = "freeze-"
 REFUSED_PREFIX: Final = "refused#"
 SORT_KEY: Final = "at"
+COMMIT_SHA: Final = "commitSha"
+REF: Final = "ref"
+ROLLBACK: Final = "rollback"
+"""The holder's notes the history keeps (the rest — the run, the dispatch state — is not history)."""
+ROLLBACK_NOTED: Final = "true"
+"""The ``rollback`` note's value on the lock of a ``/deploy rollback``."""
 
 
 class EventKind(StrEnum):
@@ -63,6 +69,13 @@ class HistoryEvent:
     component: str = ""
     environment: str = ""
     correlation_id: str = ""
+    commit_sha: str = ""
+    """The commit the holding's run was dispatched at (the lock's ``commitSha`` note): on endings, and on a hand-off
+    or acquire whose image has it. Empty for events recorded before the history kept it, and for freezes."""
+    ref: str = ""
+    """The ref as the user asked for it (the lock's ``ref`` note): a branch, a tag or a commit."""
+    rollback: bool = False
+    """The holding was a ``/deploy rollback`` (the lock's ``rollback`` note)."""
 
     @property
     def sort_key(self) -> str:
@@ -96,8 +109,12 @@ class HistoryEvent:
             r.COMPONENT: self.component,
             r.ENVIRONMENT: self.environment,
             r.CORRELATION_ID: self.correlation_id,
+            COMMIT_SHA: self.commit_sha,
+            REF: self.ref,
         }
         item.update({name: value for name, value in optional.items() if value not in (None, "")})
+        if self.rollback:  # as the lock notes it (a string: the items come back through lockcore's from_wire)
+            item[ROLLBACK] = ROLLBACK_NOTED
         return item
 
     @classmethod
@@ -120,6 +137,9 @@ class HistoryEvent:
             component=text(r.COMPONENT),
             environment=text(r.ENVIRONMENT),
             correlation_id=text(r.CORRELATION_ID),
+            commit_sha=text(COMMIT_SHA),
+            ref=text(REF),
+            rollback=text(ROLLBACK) == ROLLBACK_NOTED,
         )
 
 
@@ -142,12 +162,17 @@ def _held_for(item: Item, until: str) -> int | None:
 
 
 def _base(item: Item) -> dict[str, Any]:
+    """What every event of a holding takes from the image that has it: the lock, the token, what ran (the notes
+    kept in the history, when the holder has noted them: an acquire clears them, a release keeps them)."""
     return {
         "lock_key": _text(item, r.KEY),
         "token": _number(item, r.TOKEN) or 0,
         "component": _text(item, r.COMPONENT),
         "environment": _text(item, r.ENVIRONMENT),
         "correlation_id": _text(item, r.CORRELATION_ID),
+        "commit_sha": _text(item, COMMIT_SHA),
+        "ref": _text(item, REF),
+        "rollback": _text(item, ROLLBACK) == ROLLBACK_NOTED,
     }
 
 

@@ -40,3 +40,27 @@ class Message:
 
     def _blocks(self) -> list[dict[str, Any]] | None:
         return [dict(block) for block in self.blocks] if self.blocks else None
+
+
+def confirm_or_cancel(block_id: str, confirm: tuple[str, str], cancel_action: str, value: str) -> dict[str, Any]:
+    """An actions block of two buttons carrying the same ``value``: ``confirm`` (action id, label; red) and Cancel."""
+    confirm_action, label = confirm
+    return {
+        "type": "actions",
+        "block_id": block_id,
+        "elements": [
+            {
+                "type": "button",
+                "action_id": confirm_action,
+                "text": {"type": "plain_text", "text": label},
+                "style": "danger",
+                "value": value,
+            },
+            {
+                "type": "button",
+                "action_id": cancel_action,
+                "text": {"type": "plain_text", "text": "Cancel"},
+                "value": value,
+            },
+        ],
+    }

@@ -65,7 +65,7 @@ def lock_key(action: Action, scope: LockScope, component: str, environment: str)
 
 
 RESERVED_NAMES: Final = frozenset(
-    {"help", "status", "unlock", "cancel", "history", "dequeue", "stats", "freeze", "unfreeze", "*"}
+    {"help", "status", "unlock", "cancel", "history", "dequeue", "stats", "freeze", "unfreeze", "rollback", "*"}
 )
 """Words the parser gives a meaning of its own; a component or environment may not be called so."""
 
@@ -424,7 +424,7 @@ SCHEMA: Final = Table(
         Key(
             "enable_distributed_lock",
             Flag(),
-            "the rollback switch: false dispatches every command without a lock",
+            "the lock switch: false dispatches every command without a lock",
             True,
             env="ENABLE_DISTRIBUTED_LOCK",
         ),
