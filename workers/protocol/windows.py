@@ -37,6 +37,8 @@ LOOK_BACK: Final = timedelta(days=8)
 """How far back an occurrence that is still going may have started (a weekly one lasts less than a week)."""
 LOOK_AHEAD: Final = timedelta(days=15)
 """How far ahead weekly occurrences are listed: the next one of any weekly window is within a week."""
+LONGEST: Final = timedelta(days=400)
+"""Windows that chain into one span longer than this (a freeze that never thaws) are freezes of this length."""
 FAR_AHEAD: Final = 2**40
 """A one-off window is listed however far ahead it is."""
 
@@ -173,19 +175,24 @@ def merged(found: Iterable[Occurrence]) -> list[Occurrence]:
 
 
 def schedule(windows: Iterable[Window], environment: str, now: int) -> Schedule:
-    """The occurrence of ``environment``'s windows going on at ``now`` (merged), and the next one after it."""
-    since = now - int(LOOK_BACK.total_seconds())
-    until = now + int(LOOK_AHEAD.total_seconds())
-    found = [
-        occurrence
-        for window in windows
-        if window.environment == environment
-        for occurrence in occurrences(window, since, until if isinstance(window, WeeklyWindow) else FAR_AHEAD)
-    ]
-    spans = merged(found)
-    active = next((o for o in spans if o.covers(now)), None)
-    upcoming = next((o for o in spans if o.start > now), None)
-    return Schedule(active, upcoming)
+    """The occurrence of ``environment``'s windows going on at ``now`` (merged), and the next one after it.
+
+    Occurrences are listed from :data:`LOOK_BACK` before ``now`` to :data:`LOOK_AHEAD` after it; while the one going
+    on reaches either edge (windows that chain into a longer span), the listing doubles, up to :data:`LONGEST`."""
+    mine = [window for window in windows if window.environment == environment]
+    back, ahead = LOOK_BACK, LOOK_AHEAD
+    while True:
+        since, until = now - int(back.total_seconds()), now + int(ahead.total_seconds())
+        spans = merged(
+            occurrence
+            for window in mine
+            for occurrence in occurrences(window, since, until if isinstance(window, WeeklyWindow) else FAR_AHEAD)
+        )
+        active = next((o for o in spans if o.covers(now)), None)
+        whole = active is None or (since < active.start and active.end < until)
+        if whole or back >= LONGEST:
+            return Schedule(active, next((o for o in spans if o.start > now), None))
+        back, ahead = back * 2, ahead * 2
 
 
 def scheduled_note(occurrence: Occurrence) -> str:
