@@ -87,7 +87,7 @@ def transitions(zone: str) -> tuple[int, ...]:
 def near_a_change(draw: st.DrawFn, zone: str) -> int:
     """An instant (whole minutes) within a few hours of one of the zone's offset changes, or anywhere in the years."""
     changes = transitions(zone)
-    if changes and draw(st.booleans()):
+    if len(changes) > 0 and draw(st.booleans()):
         return draw(st.sampled_from(changes)) + 60 * draw(st.integers(-240, 240))
     start = int(datetime(YEARS[0], 1, 1, tzinfo=UTC).timestamp())
     return start + 60 * draw(st.integers(0, 2 * 365 * 24 * 60))

@@ -110,10 +110,10 @@ class Ledger(IdempotencyTableItems):
 
     # ------------------------------------------------------------------------------------- freeze windows
     def lift(self, environment: str, occurrence_id: str, until: int) -> None:
-        """An admin lifted this occurrence of a freeze window: kept *before* the freeze is released, so a sweep
-        that reads it after its own acquire lets go (:mod:`workers.flows.windows`). Raises
+        """An admin lifted this occurrence (ending at ``until``) of a freeze window: kept *before* the freeze is
+        released, so a sweep that reads it after its own acquire lets go (:mod:`workers.flows.windows`). Raises
         ``BotoCoreError``/``ClientError``: a lift that cannot be kept is not made."""
-        expiration = {"N": str(max(until, int(self.clock())) + LIFTED_MARGIN_SECONDS)}
+        expiration = {"N": str(until + LIFTED_MARGIN_SECONDS)}
         self._put(f"{LIFTED_PREFIX}{environment}#{occurrence_id}", {"expiration": expiration})
 
     def lifted(self, environment: str, occurrence_id: str) -> bool:
