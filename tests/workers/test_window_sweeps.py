@@ -10,6 +10,7 @@ window's end, and a deploy is refused exactly while a freeze is live.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import tomllib
 from collections.abc import Callable, Iterator
@@ -39,7 +40,7 @@ from tests.system.twins import (
 )
 from tests.workers.test_windows import BASE
 from workers.adapters import runtime
-from workers.flows import freeze
+from workers.flows import freeze, status
 from workers.flows.reaper import Reaper
 from workers.flows.windows import Applied
 from workers.protocol import schema
@@ -323,3 +324,16 @@ def test_a_sweep_that_died_after_its_acquire_is_finished_by_the_next(fault: Faul
         record = stage.freeze_record()
         assert record is not None and freeze.reason_of(record) == "evenings"
         assert machine.is_live(record.to_item(), stage.now)
+
+
+def test_status_shows_a_windows_freeze_with_its_reason_and_end_and_the_next_window() -> None:
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    with stage.installed():
+        stage.sweep()
+        coming = schedule(stage.config.freeze_windows, ENV, stage.now).next
+        assert coming is not None
+        message = status.status_message(stage.store.list(), stage.now, [coming])
+    shown = json.dumps(message.blocks, ensure_ascii=False)
+    assert "scheduled window evening" in shown and "evenings" in shown
+    assert f"<!date^{at('2026-03-29T07:00:00+00:00')}^" in shown  # ends at 09:00 CEST
+    assert f"Next scheduled freeze of *prod*: evening, <!date^{coming.start}^" in shown
