@@ -486,7 +486,7 @@ SCHEMA: Final = Table(
                     ),
                 ),
             ),
-            "scheduled freezes of an environment, each a weekly or one-off window (docs/operations.md)",
+            "scheduled freezes of an environment, each a weekly or one-off window (docs/architecture.md)",
             {},
         ),
         Key(

@@ -2,7 +2,7 @@
 
 A window is weekly (``days``, ``start``, ``end`` read in a named time zone) or one-off (``starts_at`` to ``ends_at``,
 local times in a named zone). Its occurrences are intervals of epoch seconds, ``[start, end)``. The rules, stated
-once (docs/operations.md repeats them for operators):
+once (docs/architecture.md repeats them for operators):
 
 - **A wall-clock time the zone skips** (spring forward) is the instant the clock jumps to: 02:30 on the night
   Berlin goes from 02:00 to 03:00 is 03:00 CEST. **A wall-clock time the zone repeats** (fall back) is its first
