@@ -17,6 +17,7 @@ import pytest
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
+from workers.cli.demo import WEEKEND_WINDOW
 from workers.protocol import schema
 from workers.protocol.config import config_of
 from workers.protocol.windows import (
@@ -212,20 +213,16 @@ def test_the_owner_and_the_note_name_the_occurrence_and_its_reason() -> None:
 
 
 # ------------------------------------------------------------------------------------------ configuration
-WINDOW_TOML = """
-[freeze_windows.prod.weekend]
-reason = "Weekend"
-zone = "Europe/Berlin"
-days = ["fri"]
-start = "15:00"
-end = "mon 09:00"
-
+WINDOW_TOML = (
+    WEEKEND_WINDOW  # the demo's
+    + """
 [freeze_windows.prod.year-end]
 reason = "Year end"
 zone = "America/New_York"
 starts_at = "2026-12-21 00:00"
 ends_at = "2027-01-04 09:00"
 """
+)
 
 
 def test_windows_read_the_same_from_the_file_and_from_a_stack() -> None:
@@ -239,7 +236,9 @@ def test_windows_read_the_same_from_the_file_and_from_a_stack() -> None:
     rendered = schema.check(tomllib.loads(schema.render_toml(checked.values)), schema.Form.FILE, "rendered")
     assert windows_of(rendered.values["freeze_windows"]) == windows_of(checked.values["freeze_windows"])
     weekend = config_of(checked.values, {}).freeze_windows[0]
-    assert weekend == WeeklyWindow("prod", "weekend", "Weekend", "Europe/Berlin", (4,), time(15), time(9), 0)
+    assert weekend == WeeklyWindow(
+        "prod", "weekend", "Weekend: no deploys to production", "Europe/Berlin", (4,), time(15), time(9), 0
+    )
 
 
 WEEKLY = {"reason": '"r"', "zone": '"UTC"', "days": '["fri"]', "start": '"15:00"', "end": '"16:00"'}
