@@ -70,6 +70,7 @@ REAPER_PERIOD = 60
 WORKER_TIMEOUT = 45
 VISIBILITY = 6 * WORKER_TIMEOUT
 MAX_RECEIVE_COUNT = 5
+WINDOW_MINUTES = 10
 CONFIG = f"""
 components = ["router", "api"]
 environments = ["plt", "prod"]
@@ -98,7 +99,19 @@ admins = {{ users = ["{ADMIN}"] }}
 
 [authorization.deploy]
 "*" = {{ anyone = true }}
+""" + "".join(
+    f"""
+[freeze_windows.prod.h{hour:02d}]
+reason = "the hourly freeze of prod"
+zone = "Europe/Berlin"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "{hour:02d}:00"
+end = "{hour:02d}:{WINDOW_MINUTES:02d}"
 """
+    for hour in range(24)
+)
+"""Prod freezes for the first minutes of every hour (Berlin time): the clock crosses a window's start or end every
+hour, so the reaper applies and lifts freeze windows while deploys, faults and sweeps go on."""
 HANDLERS = {
     Queue.BUILD: build_lambda.handler,
     Queue.DEPLOY: build_lambda.handler,

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -35,11 +36,12 @@ NOTE_PREFIX: Final = "scheduled freeze window "
 free text for a holder; a manual freeze notes the command as typed there)."""
 LOOK_BACK: Final = timedelta(days=8)
 """How far back an occurrence that is still going may have started (a weekly one lasts less than a week)."""
-LOOK_AHEAD: Final = timedelta(days=15)
-"""How far ahead weekly occurrences are listed: the next one of any weekly window is within a week."""
+LOOK_AHEAD: Final = timedelta(days=8)
+"""How far ahead weekly occurrences are listed: the next one of any weekly window starts within a week."""
 LONGEST: Final = timedelta(days=400)
 """Windows that chain into one span longer than this (a freeze that never thaws) are freezes of this length."""
 FAR_AHEAD: Final = 2**40
+DAY: Final = 86_400
 """A one-off window is listed however far ahead it is."""
 
 
@@ -120,6 +122,7 @@ class Schedule:
 
 
 # ----------------------------------------------------------------------------------------------- wall clock
+@lru_cache(maxsize=16_384)  # a sweep asks for the same few dozen instants each minute
 def instant(local: datetime, zone: ZoneInfo) -> int:
     """The first instant at which a clock in ``zone`` reads ``local`` or later (naive ``local``, whole seconds):
     the first occurrence of a repeated time; the jump's instant for a skipped one."""
@@ -177,22 +180,31 @@ def merged(found: Iterable[Occurrence]) -> list[Occurrence]:
 def schedule(windows: Iterable[Window], environment: str, now: int) -> Schedule:
     """The occurrence of ``environment``'s windows going on at ``now`` (merged), and the next one after it.
 
-    Occurrences are listed from :data:`LOOK_BACK` before ``now`` to :data:`LOOK_AHEAD` after it; while the one going
-    on reaches either edge (windows that chain into a longer span), the listing doubles, up to :data:`LONGEST`."""
-    mine = [window for window in windows if window.environment == environment]
+    Occurrences are listed from :data:`LOOK_BACK` before ``now``'s UTC day to :data:`LOOK_AHEAD` after it (one
+    listing serves every sweep of that day); while the one going on reaches either edge (windows that chain into a
+    longer span), the listing doubles, up to :data:`LONGEST`."""
+    mine = tuple(window for window in windows if window.environment == environment)
+    day = now - now % DAY
     back, ahead = LOOK_BACK, LOOK_AHEAD
     while True:
-        since, until = now - int(back.total_seconds()), now + int(ahead.total_seconds())
-        spans = merged(
-            occurrence
-            for window in mine
-            for occurrence in occurrences(window, since, until if isinstance(window, WeeklyWindow) else FAR_AHEAD)
-        )
+        since, until = day - int(back.total_seconds()), day + DAY + int(ahead.total_seconds())
+        spans = _listed(mine, since, until)
         active = next((o for o in spans if o.covers(now)), None)
         whole = active is None or (since < active.start and active.end < until)
         if whole or back >= LONGEST:
             return Schedule(active, next((o for o in spans if o.start > now), None))
         back, ahead = back * 2, ahead * 2
+
+
+@lru_cache(maxsize=256)
+def _listed(windows: tuple[Window, ...], since: int, until: int) -> tuple[Occurrence, ...]:
+    return tuple(
+        merged(
+            occurrence
+            for window in windows
+            for occurrence in occurrences(window, since, until if isinstance(window, WeeklyWindow) else FAR_AHEAD)
+        )
+    )
 
 
 def scheduled_note(occurrence: Occurrence) -> str:
