@@ -40,7 +40,7 @@ from tests.system.twins import (
 )
 from tests.workers.test_windows import BASE
 from workers.adapters import runtime
-from workers.flows import freeze, status
+from workers.flows import freeze, insights, status
 from workers.flows.reaper import Reaper
 from workers.flows.windows import Applied
 from workers.protocol import schema
@@ -337,3 +337,64 @@ def test_status_shows_a_windows_freeze_with_its_reason_and_end_and_the_next_wind
     assert "scheduled window evening" in shown and "evenings" in shown
     assert f"<!date^{at('2026-03-29T07:00:00+00:00')}^" in shown  # ends at 09:00 CEST
     assert f"Next scheduled freeze of *prod*: evening, <!date^{coming.start}^" in shown
+
+
+def test_the_history_tells_a_windows_end_and_names_no_one_who_is_not_a_user() -> None:
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    with stage.installed():
+        stage.sweep()
+        stage.now = at("2026-03-29T07:01:00+00:00")
+        stage.sweep()
+    lines = [insights.describe_event(event) for event in stage.history.recent(KEY)]
+    assert lines == [
+        "⌛ lease of scheduled window evening expired after 5h01m: “the scheduled window evening ended”",
+        "🧊 frozen by scheduled window evening",
+    ]
+
+
+def test_an_early_lift_says_until_when_and_the_next_sweep_leaves_it_lifted() -> None:
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    with stage.installed():
+        stage.sweep()
+        stage.admin(Unfreeze(ENV))
+        assert stage.freeze_record() is None
+        said = [utterance.text for utterance in stage.slack.said]
+        assert "✅ Unfroze *prod*. The scheduled window evening stays lifted until its next occurrence." in said
+        assert any(text.startswith("☀️ <@U0ADMIN> lifted the freeze on *prod*") for text in said)
+        stage.now += SWEEP
+        assert [step.applied for step in stage.sweep().windows] == [Applied.LIFTED]
+        stage.admin(Freeze(ENV, "hotfix only"))  # an admin may still freeze by hand during the window
+        manual = stage.freeze_record()
+        assert manual is not None and manual.locked_by == ADMIN
+        stage.now = at("2026-03-29T07:00:00+00:00")
+        stage.sweep()
+        assert stage.freeze_record() == manual  # the window's end is not the manual freeze's
+
+
+@pytest.mark.parametrize(
+    ("between", "outer", "inner"),
+    [
+        ("acquire", Applied.HELD, Applied.FROZE),  # both read it free; the second acquire re-enters the first's
+        ("note", Applied.FROZE, Applied.NOTED),  # the other finds the freeze before its reason: notes it
+    ],
+)
+def test_two_sweeps_at_once_take_one_freeze(between: str, outer: Applied, inner: Applied) -> None:
+    """Another sweep runs whole just before this one's ``between`` write: one freeze, one token, one reason."""
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    with stage.installed():
+        write = getattr(stage.store, between)
+        other: list[Reaper] = []
+        started: list[bool] = []
+
+        def interleaved(*args: Any, **kwargs: Any) -> Any:
+            if not started:
+                started.append(True)
+                other.append(stage.sweep())  # the other sweep, concurrent with this one
+            return write(*args, **kwargs)
+
+        setattr(stage.store, between, interleaved)
+        first = stage.sweep()
+    assert [step.applied for step in first.windows] == [outer]
+    assert [step.applied for step in other[0].windows] == [inner]
+    record = stage.freeze_record()
+    assert record is not None and record.token == 1 and freeze.reason_of(record) == "evenings"
