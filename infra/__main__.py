@@ -1,6 +1,7 @@
 """The ChatOps stack, read top to bottom as the architecture:
 
-    Slack, GitHub ──HTTPS──▶ router (Function URL: /slack/commands, /slack/interactions, /github/webhook)
+    Slack, GitHub ──HTTPS──▶ router (Function URL: /slack/commands, /slack/interactions, /slack/events,
+                                │ /github/webhook)
                                 │ verify, parse, enqueue — nothing slower
                                 ▼
            SQS: build · deploy · status · echo · github   (each with its DLQ)
@@ -12,6 +13,7 @@
                                 ▼                                                  ▼
            DynamoDB: lock table (lockKey) · idempotency records        the lock table (expired leases)
                      └─ stream ─▶ history writer ─▶ history table (30 days; /build history, /build stats)
+                                       └─ one App Home refresh per batch ─▶ status queue
            SSM SecureStrings (read at run time; written from the stack's secrets) · GitHub dispatch · Slack replies
            CloudWatch: alarms ─▶ SNS e-mail · dashboard
            IAM for the deploy workflows: the fencing-check policy (and a role for GitHub's OIDC token, if asked)
@@ -163,6 +165,7 @@ if missing := github_variables.missing(workflow_variables):
 # ----------------------------------------------------------------------------------------------- outputs
 pulumi.export("slackRequestUrl", endpoint.slack_commands_url)
 pulumi.export("slackInteractivityUrl", endpoint.slack_interactions_url)
+pulumi.export("slackEventsUrl", endpoint.slack_events_url)
 pulumi.export("githubWebhookUrl", endpoint.github_webhook_url)
 pulumi.export("lockTableName", locks.name)
 pulumi.export("idempotencyTableName", idempotency.name)

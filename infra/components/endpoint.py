@@ -10,6 +10,7 @@ import pulumi_aws as aws
 
 SLACK_COMMANDS_PATH: Final = "slack/commands"
 SLACK_INTERACTIONS_PATH: Final = "slack/interactions"
+SLACK_EVENTS_PATH: Final = "slack/events"
 GITHUB_WEBHOOK_PATH: Final = "github/webhook"
 
 
@@ -21,7 +22,8 @@ class HttpsEndpointArgs:
 class HttpsEndpoint(pulumi.ComponentResource):
     """A Function URL with no AWS authentication: Slack and GitHub cannot sign AWS requests, so the router
     authenticates every request itself (Slack's v0 signature, GitHub's ``X-Hub-Signature-256``) before it does
-    anything. The router serves ``/slack/commands``, ``/slack/interactions`` and ``/github/webhook``.
+    anything. A Function URL passes every path to its function: the router serves ``/slack/commands``,
+    ``/slack/interactions``, ``/slack/events`` and ``/github/webhook``.
 
     Public invocation takes two permissions on the function: ``lambda:InvokeFunctionUrl`` (auth type NONE) and,
     since October 2025, ``lambda:InvokeFunction`` limited to calls through the Function URL."""
@@ -52,12 +54,14 @@ class HttpsEndpoint(pulumi.ComponentResource):
         self.url: pulumi.Output[str] = base
         self.slack_commands_url = pulumi.Output.concat(base, SLACK_COMMANDS_PATH)
         self.slack_interactions_url = pulumi.Output.concat(base, SLACK_INTERACTIONS_PATH)
+        self.slack_events_url = pulumi.Output.concat(base, SLACK_EVENTS_PATH)
         self.github_webhook_url = pulumi.Output.concat(base, GITHUB_WEBHOOK_PATH)
         self.register_outputs(
             {
                 "url": self.url,
                 "slackCommandsUrl": self.slack_commands_url,
                 "slackInteractionsUrl": self.slack_interactions_url,
+                "slackEventsUrl": self.slack_events_url,
                 "githubWebhookUrl": self.github_webhook_url,
             }
         )

@@ -170,11 +170,15 @@ def test_the_router_only_enqueues_and_reads_its_secrets(deployment: Deployment) 
 
 
 def test_the_history_writer_reads_the_stream_and_puts_history_and_touches_no_lock(deployment: Deployment) -> None:
+    """And asks the status worker for one App Home refresh per batch: SendMessage on the status queue only."""
     allowed = _role_actions(deployment, f"chatops-{deployment.stack}-history")
     dynamodb = {action for action in allowed if action.startswith("dynamodb:")}
     assert dynamodb == {*STREAM_ACTIONS, "dynamodb:ListStreams", "dynamodb:PutItem"}
     assert all("/stream/" in resource for action in STREAM_ACTIONS for resource in allowed[action])
-    assert {action.split(":")[0] for action in allowed} == {"dynamodb", "logs"}
+    assert {action.split(":")[0] for action in allowed} == {"dynamodb", "sqs", "logs"}
+    assert {action for action in allowed if action.startswith("sqs:")} == {"sqs:SendMessage"}
+    (queue,) = allowed["sqs:SendMessage"]
+    assert queue.endswith("-status")
 
 
 def test_the_dead_letter_worker_reads_one_lock_and_its_dlqs_and_nothing_else(deployment: Deployment) -> None:

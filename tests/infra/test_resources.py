@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from infra.components import endpoint
 from infra.components.queues import VISIBILITY_FACTOR
 from infra.roster import QUEUES, REQUESTED_QUEUES, WORKERS, consumer_of, dead_letter_consumer_of
 from tests.infra.conftest import Deploy
 from tests.infra.stack import ACCOUNT_ID, Deployment, Resource, stack_config
+from workers.handlers import router
 
 TABLE = "aws:dynamodb/table:Table"
 QUEUE = "aws:sqs/queue:Queue"
@@ -260,11 +262,17 @@ def test_the_reaper_runs_every_minute_from_eventbridge_only(deployment: Deployme
 
 
 # ------------------------------------------------------------------------------------------------- outputs
+def test_every_url_the_endpoint_hands_out_is_a_route_of_the_router() -> None:
+    paths = {endpoint.SLACK_COMMANDS_PATH, endpoint.SLACK_INTERACTIONS_PATH, endpoint.SLACK_EVENTS_PATH}
+    assert {f"/{path}" for path in {*paths, endpoint.GITHUB_WEBHOOK_PATH}} == set(router.ROUTES)
+
+
 def test_the_outputs_are_the_urls_slack_and_github_need_and_the_table_name(deployment: Deployment) -> None:
     outputs = deployment.outputs
     assert outputs["slackRequestUrl"].startswith("https://")
     assert outputs["slackRequestUrl"].endswith("/slack/commands")
     assert outputs["slackInteractivityUrl"].endswith("/slack/interactions")
+    assert outputs["slackEventsUrl"] == outputs["slackRequestUrl"].replace("/slack/commands", "/slack/events")
     assert outputs["githubWebhookUrl"].endswith("/github/webhook")
     assert "//slack" not in outputs["slackRequestUrl"].removeprefix("https://")
     assert outputs["lockTableName"] == stack_config(deployment.stack)["chatops:lockTableName"]

@@ -32,8 +32,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from lockcore.record import LockRecord, Status, epoch
 from tests.system.twins import Fault, RunTruth
 from tests.system.world import ADMIN, HANDLERS, REAPER_PERIOD, REPOSITORY, USERS, SlackRequest, World, write_config
+from workers.protocol.board import HOME_WINDOW_SECONDS
 from workers.protocol.config import Queue, load_config
-from workers.protocol.envelope import UNLOCK_CONFIRM_ACTION
+from workers.protocol.envelope import UNLOCK_CONFIRM_ACTION, correlation_id_of
 from workers.protocol.windows import Window, occurrence_of, schedule
 from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
 
@@ -89,6 +90,7 @@ class WholeSystem(RuleBasedStateMachine):
             self.every_finished_run_was_reported_in_the_channel()
             self.every_force_unlock_was_announced()
             self.no_lock_is_left_held()
+            self.every_recent_viewers_home_shows_the_live_locks()
         finally:
             self._running.__exit__(None, None, None)
             self.env.undo()
@@ -199,6 +201,15 @@ class WholeSystem(RuleBasedStateMachine):
         assert 400 <= answer["statusCode"] < 500, answer
         assert {q: len(t.messages) for q, t in self.world.sqs.queues.items()} == before
 
+    @rule(user=st.sampled_from(USERS), retries=st.integers(0, 2))
+    def someone_opens_the_app_home(self, user: str, retries: int) -> None:
+        """Slack sends ``app_home_opened`` — and again, with ``X-Slack-Retry-Num``, when it saw no answer in time."""
+        self.world.open_home(user, retries)
+
+    @rule()
+    def the_lock_tables_stream_reaches_the_history_writer(self) -> None:
+        self.world.stream()
+
     @rule(seconds=st.sampled_from((5, 30, 60, 240, 700, 2000)))
     def time_passes(self, seconds: int) -> None:
         self.world.tick(seconds)
@@ -237,6 +248,19 @@ class WholeSystem(RuleBasedStateMachine):
                     assert started and all(started), f"{request.trigger_id} was told {text!r}; no such run exists"
             if any(text.startswith(COULD_NOT_START) for text in told):
                 assert not runs, f"{request.trigger_id} was told it could not start, and run {runs[0].id} started"
+
+    @invariant()
+    def each_home_event_is_published_once(self) -> None:
+        """However often Slack delivers an ``app_home_opened``, its Home is published once — again only when the
+        worker died between publishing and keeping that it did, or Slack's answer was lost (at least once)."""
+        again = sum(
+            count
+            for (call, fault), count in self.world.faults.taken.items()
+            if call in {"slack.post", "ledger.write"} and fault is not Fault.FAIL
+        )
+        published = Counter(cid for _, cid in self.world.slack.home_publishes)
+        for event_id in self.world.home_events:
+            assert published[correlation_id_of(event_id)] <= 1 + again, event_id
 
     @invariant()
     def no_lock_outlives_its_run_by_more_than_its_lease_and_a_sweep(self) -> None:
@@ -329,6 +353,17 @@ class WholeSystem(RuleBasedStateMachine):
 
     def no_lock_is_left_held(self) -> None:
         assert self.world.live_locks() == {}, "locks still held after everything settled"
+
+    def every_recent_viewers_home_shows_the_live_locks(self) -> None:
+        """Once the system settled, whoever opened the Home within its window sees the locks as they are."""
+        live = set(self.world.live_locks())
+        for user, opened in self.world.home_opened.items():
+            if self.world.now - opened >= HOME_WINDOW_SECONDS:
+                continue
+            view = self.world.slack.homes.get(user)
+            assert view is not None, f"{user} opened the Home and was never shown it"
+            board = json.dumps(view["blocks"]).split("*Lately*")[0]
+            assert set(re.findall(r"\*`([a-z0-9-]+)`\*", board)) == live, (user, live, board[:500])
 
     def _ours(self) -> list[RunTruth]:
         return [run for run in self.world.github.runs.values() if run.id not in self.world.hostile_runs]

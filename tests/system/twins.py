@@ -39,7 +39,7 @@ from workers.adapters.github import GitHubClient, GitHubNotFound, GitHubServerEr
 from workers.adapters.history_table import HistoryTable
 from workers.adapters.ledger import Ledger
 from workers.adapters.pending import PendingRequests
-from workers.adapters.slack import SlackReplies
+from workers.adapters.slack import Published, SlackReplies
 from workers.protocol.config import QUEUE_FOR_KIND, Config, Queue
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import HistoryEvent, events_of
@@ -334,6 +334,10 @@ class SlackTwin(SlackReplies):
         self.response_urls: dict[str, tuple[str, int]] = {}
         """Each response_url Slack issued: the user it answers, and when it was issued."""
         self.posts: Counter[str] = Counter()
+        self.homes: dict[str, dict[str, Any]] = {}
+        """Each user's App Home as last published."""
+        self.home_publishes: list[tuple[str, str]] = []
+        """Every ``views.publish``: to whom, under which correlation id."""
 
     def __repr__(self) -> str:
         return "SlackTwin()"
@@ -375,6 +379,20 @@ class SlackTwin(SlackReplies):
             return bool(self.faults.around("slack.post", call, lambda: RuntimeError("Slack answered 500")))
         except RuntimeError:
             return False
+
+    def publish_home(self, user_id: str, view: Mapping[str, Any], *, correlation_id: str) -> Published:
+        """``views.publish``: the user's Home kept, and by which message; a fault is a 429 (the caller retries)."""
+
+        def publish() -> bool:
+            self.homes[user_id] = dict(view)
+            self.home_publishes.append((user_id, correlation_id))
+            return True
+
+        try:
+            self.faults.around("slack.post", publish, lambda: RuntimeError("Slack answered 429"))
+        except RuntimeError:
+            return Published(ok=False, retry_after=1)
+        return Published(ok=True)
 
     def to(self, user: str, response_urls: Iterable[str] = ()) -> list[Utterance]:
         """Everything ``user`` saw meant for them: their response_urls, their ephemerals and DMs."""
@@ -420,6 +438,14 @@ class LedgerTwin(Ledger):
             lambda: self.items.__setitem__(item_id, {"id": {"S": item_id}, **attributes}),
             lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem"),
         )
+
+    def _set_entry(self, item_id: str, name: str, key: str, value: dict[str, Any]) -> None:
+        item = self.items.setdefault(item_id, {"id": {"S": item_id}})
+        item.setdefault(name, {"M": {}})["M"][key] = value
+
+    def _remove_entries(self, item_id: str, name: str, keys: list[str]) -> None:
+        for key in keys:
+            self.items.get(item_id, {}).get(name, {}).get("M", {}).pop(key, None)
 
 
 class HistoryTwin(HistoryTable):

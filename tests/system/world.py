@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 import pytest
 
 from lockcore import machine
-from lockcore.record import LockRecord
+from lockcore.record import LockRecord, Status
 from tests.system.twins import (
     Died,
     Faults,
@@ -55,6 +55,7 @@ from tests.workers.worker_world import Context
 from workers.adapters import runtime
 from workers.handlers import build as build_lambda
 from workers.handlers import deadletter as deadletter_lambda
+from workers.handlers import history as history_lambda
 from workers.handlers import reaper as reaper_lambda
 from workers.handlers import router
 from workers.handlers import status as status_lambda
@@ -173,6 +174,12 @@ class World:
         """Runs whose ``completed`` webhook GitHub never delivered."""
         self.dispatched_under: dict[int, tuple[str, int] | None] = {}
         """Each run: the (owner, token) that held its lock when GitHub created it (``None``: nobody)."""
+        self.home_events: dict[str, str] = {}
+        """Each ``app_home_opened`` Slack sent: its ``event_id`` and whose Home."""
+        self.home_opened: dict[str, int] = {}
+        """When each user last opened the Home."""
+        self._streamed: dict[str, Any] = {}
+        """The lock table as the stream's writer last saw it (:meth:`stream`)."""
         self._triggers = itertools.count(1)
         self._deliveries = itertools.count(1)
         self._last_sweep = self.now
@@ -329,6 +336,43 @@ class World:
         if answer["statusCode"] != 200:  # Slack marks the button's message with its own error for the user
             self.slack.said.append(Utterance(Said.SLACK_ERROR, response_url, user, "error", self.now))
 
+    def open_home(self, user: str, retries: int) -> None:
+        """``user`` opens the App Home: Slack's signed event to ``/slack/events``, and ``retries`` more deliveries
+        of it (``X-Slack-Retry-Num``), as when it did not see the first acknowledged in time."""
+        event_id = f"Ev{next(self._triggers):06d}"
+        self.home_events[event_id] = user
+        self.home_opened[user] = self.now
+        body = json.dumps(
+            {
+                "type": "event_callback",
+                "team_id": "T0TEAM",
+                "api_app_id": "A0APP",
+                "event_id": event_id,
+                "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"},
+            }
+        )
+        for attempt in range(retries + 1):
+            headers = {**function_url.slack_headers(body), "content-type": "application/json"}
+            if attempt:
+                headers |= {"x-slack-retry-num": str(attempt), "x-slack-retry-reason": "http_timeout"}
+            try:
+                answer = router.handler(function_url.event("/slack/events", body, headers), None)
+            except Died:
+                continue  # Slack saw no answer: it retries (the next attempt)
+            assert answer["statusCode"] in (200, 503), answer
+
+    def stream(self) -> None:
+        """The lock table's stream: a batch of the changes since the last one reaches the history writer, which
+        asks for one App Home refresh (its history it keeps through the table twin already)."""
+        items = self.store.items()
+        if items == self._streamed:
+            return
+        try:
+            history_lambda.refresh_homes([{"eventID": f"s{next(self._deliveries)}"}])
+        except Died:
+            return  # the writer died: the batch comes again
+        self._streamed = items
+
     def post_signed(self, path: str, payload: str) -> dict[str, Any]:
         """A body signed as Slack (interactions: in the ``payload`` field) or GitHub signs it, to the router."""
         if path == "/github/webhook":
@@ -371,6 +415,7 @@ class World:
 
     def work(self) -> None:
         """One round of everything that runs without being asked: queued messages, dead letters, webhooks."""
+        self.stream()
         for queue in HANDLERS:
             for message in self.sqs.queues[queue].visible(self.now):
                 self.deliver(queue, message)
@@ -397,13 +442,15 @@ class World:
         for _ in range(rounds):
             busy = any(q.visible(self.now) or q.dead for q in self.sqs.queues.values())
             busy = busy or self.webhooks_sent < len(self.github.webhooks)
+            busy = busy or self.store.items() != self._streamed  # a change the stream has not brought yet
             self.work()
             for run in self.github.runs.values():
                 if run.status != "completed":
                     self.github.progress(run) if run.status == "queued" else self.github.finish(run, "success")
                     busy = True
             waiting = any(q.messages for q in self.sqs.queues.values())
-            live = bool(self.live_locks())
+            # A lease that ran out (a freeze window's ends so) is not settled until the reaper has recorded it.
+            live = any(str(item.get("status")) == Status.IN_PROGRESS.value for item in self.store.items().values())
             if not busy and not waiting and not live:
                 return
             self.tick(REAPER_PERIOD)

@@ -742,7 +742,11 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert out.count("(the distributed lock is switched off)") == 2
     assert "2 runs of api (plt) at once; no build-api-plt lock" in out
 
-    window = out.split("── 9.")[1]
+    home = out.split("── 9.")[1]
+    assert "alice     Home → `build-router-plt` held by bob" in home
+    assert "alice     Home → `build-router-plt` free again; Lately: release by bob" in home
+
+    window = out.split("── 10.")[1]
     assert "froze prod until Monday 09:00 CEST (65 h" in window
     assert "/deploy api prod → 🧊 Deploys to *prod* are frozen by the scheduled window weekend until" in window
     assert re.search(r"/deploy api prod → 🚀 Deploying api \(prod\)", window)

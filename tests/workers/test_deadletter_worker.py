@@ -13,7 +13,7 @@ from tests.workers.worker_world import World, failed_ids
 from workers.handlers import deadletter
 from workers.protocol.commands import Dispatch, LockStatus
 from workers.protocol.config import Action
-from workers.protocol.envelope import CommandEnvelope, WorkflowRunEnvelope
+from workers.protocol.envelope import CommandEnvelope, HomeRefresh, WorkflowRunEnvelope
 
 
 def dead(*bodies: str, queue: str = "chatops-build-dlq") -> dict[str, object]:
@@ -83,7 +83,8 @@ def test_a_body_that_is_not_ours_or_has_no_requester_is_dropped_in_one_line_not_
     logs = sqs.Logs()
     logs.attach()
     try:
-        bodies = ("not json", '{"version": 1, "kind": "not-ours"}', workflow_run.to_json())
+        refresh = HomeRefresh("cid-home", 0)
+        bodies = ("not json", '{"version": 1, "kind": "not-ours"}', workflow_run.to_json(), refresh.to_json())
         response = deadletter.handler(dead(*bodies), None)
     finally:
         logs.detach()
@@ -92,7 +93,8 @@ def test_a_body_that_is_not_ours_or_has_no_requester_is_dropped_in_one_line_not_
     assert [line["message"] for line in logs.at("WARNING")] == [
         "dead letter dropped: not one of ours",
         "dead letter dropped: not one of ours",
-        "dead letter dropped: a workflow_run has no requester",
+        "dead letter dropped: it has no requester",
+        "dead letter dropped: it has no requester",
     ]
     assert not logs.at("ERROR")
 

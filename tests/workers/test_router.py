@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,14 @@ from workers.protocol.commands import Dispatch, Echo, LockStatus, Unlock
 from workers.protocol.config import Action, Queue
 from workers.protocol.envelope import (
     CommandEnvelope,
+    HomeOpened,
     InteractionEnvelope,
     WorkflowRunEnvelope,
     correlation_id_of,
     read_message,
 )
+from workers.protocol.runs import completed_event_of
+from workers.protocol.workflow import Run
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "chatops.toml"
 
@@ -389,7 +392,7 @@ def test_anyone_pressing_notify_me_when_free_is_queued_for_the_status_worker(aws
 
 
 # ------------------------------------------------------------------------------------------------- GitHub
-def workflow_run(repository: str = "example-org/platform") -> bytes:
+def workflow_run(repository: str = "example-org/platform", attempt: int = 1) -> bytes:
     return json.dumps(
         {
             "action": "completed",
@@ -404,11 +407,30 @@ def workflow_run(repository: str = "example-org/platform") -> bytes:
                 "path": ".github/workflows/build.yml",
                 "event": "workflow_dispatch",
                 "workflow_id": 161335,
-                "run_attempt": 1,
+                "run_attempt": attempt,
             },
             "repository": {"full_name": repository},
         }
     ).encode()
+
+
+def test_the_reapers_hand_over_of_a_runs_end_is_the_event_github_would_have_sent(aws: Queues) -> None:
+    """The reaper tells the webhook worker of a run's end it could not tell itself as the ``completed`` event
+    built from GitHub's REST run (:func:`workers.protocol.runs.completed_event_of`); the webhook worker must not be
+    able to tell it from the delivery, a re-run's attempt included."""
+    body = workflow_run(attempt=3)
+    assert call(f.event("/github/webhook", body, f.github_headers(body, delivery="d-43")))[0] == 202
+    delivered = WorkflowRunEnvelope.from_json(only_message(aws, Queue.GITHUB))
+    payload = json.loads(body)
+    rest_run = {**payload["workflow_run"], "repository": payload["repository"]}  # REST nests the repository
+    handed = completed_event_of(
+        Run.from_json(rest_run), correlation_id="cid-reaper", delivery_id="reaper-1", received_at=1
+    )
+    assert handed.run_attempt == 3
+    ignored = {"delivery_id", "correlation_id", "received_at"}
+    assert {k: v for k, v in asdict(handed).items() if k not in ignored} == {
+        k: v for k, v in asdict(delivered).items() if k not in ignored
+    }
 
 
 def test_a_signed_workflow_run_is_queued(aws: Queues) -> None:
@@ -575,3 +597,127 @@ def test_the_routers_signature_is_slacks_own(secret: str, timestamp: int, body: 
     one slack_sdk's own ``SignatureVerifier`` — Slack's reference code — computes, for any secret, time and body."""
     expected = SignatureVerifier(secret).generate_signature(timestamp=str(timestamp), body=body)
     assert router.slack_signature(secret, timestamp, body) == expected
+
+
+# ------------------------------------------------------------------------------------------------- events
+def home_opened(event_id: str = "Ev0HOME1", **fields: Any) -> str:
+    body: dict[str, Any] = {
+        "token": "deprecated",
+        "team_id": "T0TEAM",
+        "api_app_id": "A0APP",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": 1767261600,
+        "event": {"type": "app_home_opened", "user": "U0ALICE", "channel": "D0ALICE", "tab": "home"},
+    }
+    body.update(fields)
+    return json.dumps(body)
+
+
+def slack_event(body: str, **headers: str) -> tuple[int, str]:
+    signed = {**f.slack_headers(body), "content-type": "application/json", **headers}
+    return call(f.event("/slack/events", body, signed))
+
+
+def test_url_verification_is_answered_with_its_challenge_only_when_signed(aws: Queues) -> None:
+    body = json.dumps(
+        {"token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}
+    )
+    status, answer = slack_event(body)
+    assert (status, json.loads(answer)) == (200, {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    assert call(f.event("/slack/events", body, {"content-type": "application/json"}))[0] == 401
+    assert aws.all_empty()
+
+
+def test_an_opened_home_is_queued_for_the_status_worker_and_acknowledged_at_once(
+    aws: Queues, slack_api: SlackAPI
+) -> None:
+    assert slack_event(home_opened()) == (200, "")
+    envelope = read_message(only_message(aws, Queue.STATUS))
+    assert isinstance(envelope, HomeOpened)
+    assert (envelope.event_id, envelope.user_id, envelope.team_id) == ("Ev0HOME1", "U0ALICE", "T0TEAM")
+    assert envelope.correlation_id == correlation_id_of("Ev0HOME1")
+    assert slack_api.asked == [], "no Web API call on the acknowledgement's path"
+
+
+def test_slacks_retry_of_an_event_is_queued_again_with_the_same_event_id(aws: Queues) -> None:
+    assert slack_event(home_opened())[0] == 200
+    assert slack_event(home_opened(), **{"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"})[0] == 200
+    bodies = aws.messages(Queue.STATUS)
+    assert len(bodies) == 2
+    assert {read_message(body).event_id for body in bodies} == {"Ev0HOME1"}  # type: ignore[union-attr]
+
+
+def test_an_unsigned_stale_or_forged_event_is_401_with_nothing_queued(aws: Queues) -> None:
+    body, now = home_opened(), int(time.time())
+    for headers in (
+        {},
+        f.slack_headers(body, secret="another-secret"),
+        f.slack_headers(body, timestamp=now - 6 * 60),
+        f.slack_headers(body, timestamp=now + 6 * 60),
+        f.slack_headers(home_opened("Ev0OTHER")),
+    ):
+        assert call(f.event("/slack/events", body, headers)) == (401, "invalid signature")
+    assert aws.all_empty()
+
+
+def test_other_events_are_acknowledged_and_dropped_and_malformed_ones_are_400(aws: Queues) -> None:
+    messages_tab = {"type": "app_home_opened", "user": "U0ALICE", "channel": "D0ALICE", "tab": "messages"}
+    assert slack_event(home_opened(event=messages_tab)) == (200, "")
+    assert slack_event(home_opened(event={"type": "app_mention", "user": "U0ALICE"})) == (200, "")
+    assert slack_event(json.dumps({"type": "app_rate_limited", "team_id": "T0TEAM"})) == (200, "")
+    assert slack_event("not json")[0] == 400
+    assert slack_event(json.dumps(["a list"]))[0] == 400
+    assert slack_event(home_opened(event_id=""))[0] == 400
+    assert slack_event(json.dumps({"type": "url_verification"}))[0] == 400
+    assert aws.all_empty()
+
+
+def test_an_event_from_another_workspace_is_dropped(aws: Queues, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_TEAM_IDS", "T0OTHER")
+    assert slack_event(home_opened())[0] == 200
+    assert aws.all_empty()
+
+
+def home_press(action_id: str, value: str, user: str = "U0ALICE") -> tuple[int, str]:
+    return interact(
+        user={"id": user, "username": user.lower(), "team_id": "T0TEAM"},
+        container={"type": "view", "view_id": "V0HOME"},
+        view={"id": "V0HOME", "type": "home", "blocks": []},
+        channel=None,
+        response_url=None,
+        actions=[{"action_id": action_id, "type": "button", "value": value}],
+    )
+
+
+def test_a_home_press_has_no_response_url_and_is_answered_by_direct_message(aws: Queues) -> None:
+    assert home_press("lock.watch", "build-router-plt") == (200, "")
+    envelope = read_message(only_message(aws, Queue.STATUS))
+    assert isinstance(envelope, InteractionEnvelope)
+    assert (envelope.action_id, envelope.response_url) == ("lock.watch", "slack-dm:U0ALICE")
+
+
+def test_leave_the_queue_and_cancel_my_run_on_the_home_are_the_users_commands(aws: Queues) -> None:
+    assert home_press("home.dequeue", "build-router-plt")[0] == 200
+    assert home_press("home.cancel", "deploy-api-prod")[0] == 200
+    envelopes = [read_message(body) for body in aws.messages(Queue.STATUS)]
+    commands_sent = sorted(
+        (type(e.command).__name__, e.slash, e.text, e.response_url) for e in envelopes if isinstance(e, CommandEnvelope)
+    )
+    assert commands_sent == [
+        ("Cancel", "/deploy", "cancel api prod", "slack-dm:U0ALICE"),
+        ("Dequeue", "/build", "dequeue router plt", "slack-dm:U0ALICE"),
+    ]
+
+
+def test_a_page_press_on_the_home_republishes_that_page(aws: Queues) -> None:
+    assert home_press("home.page.next", "3")[0] == 200
+    envelope = read_message(only_message(aws, Queue.STATUS))
+    assert isinstance(envelope, HomeOpened)
+    assert (envelope.user_id, envelope.page, envelope.event_id) == ("U0ALICE", 3, "555.666.abcdef")
+
+
+def test_home_buttons_off_the_home_or_naming_no_lock_are_dropped(aws: Queues) -> None:
+    assert interact(actions=[{"action_id": "home.cancel", "value": "build-router-plt"}])[0] == 200  # in a message
+    assert home_press("home.cancel", "build-nothing-here")[0] == 200
+    assert aws.all_empty()

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from workers.handlers.router import SLACK_COMMANDS_PATH
+from workers.handlers.router import ROUTES, SLACK_COMMANDS_PATH, SLACK_EVENTS_PATH, SLACK_INTERACTIONS_PATH
 from workers.protocol.commands import VERB_TABLE
 from workers.protocol.config import Action
 
@@ -20,8 +20,9 @@ SCOPES_FOR = {
     "chat.postMessage": "chat:write",
     "chat.postEphemeral": "chat:write",
     "usergroups.users.list": "usergroups:read",
+    "views.publish": "",
 }
-"""The Web API methods and the bot scope each needs (api.slack.com/methods/<method>)."""
+"""The Web API methods and the bot scope each needs (api.slack.com/methods/<method>; "": none)."""
 
 
 def manifest() -> dict[str, Any]:
@@ -48,4 +49,17 @@ def test_the_bot_scopes_cover_every_web_api_method_the_workers_call() -> None:
     assert called == set(SCOPES_FOR), called
     every_call = set(re.findall(r"\.((?:chat|usergroups|users|conversations|views)_[A-Za-z_]+)\(", source))
     assert every_call == {method.replace(".", "_") for method in SCOPES_FOR}, every_call  # none left out
-    assert {SCOPES_FOR[method] for method in called} | {"commands"} <= scopes
+    assert {SCOPES_FOR[method] for method in called if SCOPES_FOR[method]} | {"commands"} <= scopes
+
+
+def test_the_events_go_to_the_router_and_the_home_tab_is_on() -> None:
+    events = manifest()["settings"]["event_subscriptions"]
+    assert events["request_url"] == f"ROUTER_URL{SLACK_EVENTS_PATH}"
+    assert events["bot_events"] == ["app_home_opened"]
+    assert SLACK_EVENTS_PATH in ROUTES
+    home = manifest()["features"]["app_home"]
+    assert home["home_tab_enabled"] is True
+    assert home["messages_tab_enabled"] is True, "the Home's buttons are answered by direct message"
+    routes = {SLACK_COMMANDS_PATH, SLACK_INTERACTIONS_PATH, SLACK_EVENTS_PATH}
+    assert routes <= set(ROUTES), "every Slack URL in the manifest is a route of the router"
+    assert manifest()["settings"]["interactivity"]["request_url"] == f"ROUTER_URL{SLACK_INTERACTIONS_PATH}"

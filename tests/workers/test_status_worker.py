@@ -619,7 +619,7 @@ def test_a_person_is_rendered_one_way_with_the_same_fallbacks_wherever_it_is_rea
     ],
 )
 def test_the_run_is_a_link_only_to_a_web_address(notes: dict[str, str], expected: str) -> None:
-    assert status.run_link(lock(notes=notes)) == expected
+    assert render.run_link(lock(notes=notes)) == expected
 
 
 def test_a_deploy_shows_its_commit() -> None:

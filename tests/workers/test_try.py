@@ -83,6 +83,17 @@ def test_a_build_shows_the_answer_then_what_the_worker_posted(serve: Serve, chat
     assert ran.seen("#builds", "🔨 Building router (plt)… run "), "the worker's reply, waited for"
 
 
+def test_the_home_shows_the_live_board(serve: Serve, chatops_try: TryRun) -> None:
+    assert chatops_try("/deploy api plt", "--as", "dave").code == 0
+    ran = chatops_try("--home", "--as", "carol")
+    assert (ran.code, ran.err) == (0, ""), ran.err
+    lines = ran.out.splitlines()
+    assert lines[0] == "carol ▸ opens the App Home"
+    assert "  Home       Build and deploy locks" in lines
+    assert ran.seen("Home", "*`deploy-api-plt`* · token"), ran.out
+    assert "  Home       [🔔 Notify me when free]" in lines
+
+
 def test_someone_waits_for_a_busy_lock_and_is_told_when_an_admin_frees_it(
     serve: Serve, chatops_try: TryRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -189,3 +189,23 @@ def test_a_deploy_of_a_tag_runs_the_tags_own_workflow_file_as_deploying_md_says(
     assert (commit.head_branch, commit.inputs["sha"]) == ("main", tag_sha)  # a commit: the default branch's file
     page = " ".join((DOCS / "deploying.md").read_text(encoding="utf-8").split())
     assert "`/deploy api prod v1.2` runs `deploy.yml` as it is at the tag `v1.2`" in page
+
+
+NODE_24_MAJORS = {"actions/checkout": 5, "actions/setup-python": 6, "aws-actions/configure-aws-credentials": 6}
+"""The first major of each action that runs on Node 24: GitHub removed Node 20 from its runners on 2026-09-16, so
+a copied example pinning an older major no longer runs. An action not listed here fails the test until it is."""
+
+
+@pytest.mark.parametrize(
+    "path", [EXAMPLES / "build.yml", EXAMPLES / "deploy.yml", DOCS.parent / ".github/workflows/ci.yml"]
+)
+def test_every_action_a_workflow_uses_runs_on_node_24(path: Path) -> None:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    used = [step["uses"] for job in document["jobs"].values() for step in job["steps"] if "uses" in step]
+    assert used, f"{path.name} uses no action: this test reads the wrong file"
+    for reference in used:
+        action, _, version = reference.partition("@")
+        assert action in NODE_24_MAJORS, f"{path.name}: {action} has no known Node 24 major here; add it"
+        major = re.fullmatch(r"v(\d+)(?:\.\d+)*", version)
+        assert major, f"{path.name}: {reference} is not pinned to a version tag"
+        assert int(major.group(1)) >= NODE_24_MAJORS[action], f"{path.name}: {reference} runs on Node 20"

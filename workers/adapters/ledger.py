@@ -5,6 +5,9 @@
   read before telling a repeat, so one that finds it tells nothing twice.
 - **started** — ``chatops.cancel#<request id>``: a cancel's first delivery, before its first effect, keeps the
   lock as it read it and the run it means to cancel; a redelivery finishes from there.
+- **home viewers** — ``chatops.home-viewers``: one item, a map from each user who opened the App Home to when
+  (and which page): whose Home a lock change republishes (:mod:`workers.flows.home`). One ``UpdateItem`` per
+  open, so two opens at once both count; entries older than the window are dropped when read.
 - **orphan** / **ending** — ``chatops.orphan#<correlation id>``, ``chatops.ending#<correlation id>``: the lock a
   run held, kept before a write frees it — one that lets the run go on without it (force-unlock, expiry), or the
   run's own release at its end — so that the run's end is still told after the lock has moved on to a new holder.
@@ -32,6 +35,8 @@ ORPHAN_PREFIX: Final = "chatops.orphan#"
 ENDING_PREFIX: Final = "chatops.ending#"
 DISPATCH_PREFIX: Final = "chatops.dispatch-sent#"
 ENDED_PREFIX: Final = "chatops.ended#"
+HOME_VIEWERS_ID: Final = "chatops.home-viewers"
+_VIEWERS: Final = "viewers"
 LIFTED_PREFIX: Final = "chatops.window-lifted#"
 LIFTED_MARGIN_SECONDS: Final = 24 * 3600
 """A lifted occurrence's record outlives the occurrence by this much (DynamoDB's TTL deletes within days)."""
@@ -153,6 +158,31 @@ class Ledger(IdempotencyTableItems):
         body = (item or {}).get("record", {}).get("S")
         return LockRecord.from_item(json.loads(body)) if isinstance(body, str) else None
 
+    # ------------------------------------------------------------------------------------------- home viewers
+    def home_opened(self, user_id: str, page: int, at: int) -> None:
+        """``user_id`` opened the App Home (at ``page``) at ``at``. Raises ``BotoCoreError``/``ClientError``."""
+        self._set_entry(HOME_VIEWERS_ID, _VIEWERS, user_id, {"M": {"at": {"N": str(at)}, "page": {"N": str(page)}}})
+
+    def home_viewers(self, since: int) -> dict[str, tuple[int, int]]:
+        """Who opened the Home at ``since`` or later: each user's (when, page). Older entries are dropped (best
+        effort: a failed drop is done again at the next read). Raises ``BotoCoreError``/``ClientError``."""
+        item = self._get(HOME_VIEWERS_ID) or {}
+        viewers: dict[str, tuple[int, int]] = {}
+        stale = []
+        for user_id, value in item.get(_VIEWERS, {}).get("M", {}).items():
+            entry = value.get("M", {})
+            at, page = int(entry.get("at", {}).get("N", "0")), int(entry.get("page", {}).get("N", "0"))
+            if at >= since:
+                viewers[user_id] = (at, page)
+            else:
+                stale.append(user_id)
+        if stale:
+            try:
+                self._remove_entries(HOME_VIEWERS_ID, _VIEWERS, stale[:100])
+            except LedgerError as error:
+                _log.warning("the ledger could not drop stale Home viewers", reason=str(error))
+        return viewers
+
     # ------------------------------------------------------------------------------------------------- wire
     def _get(self, item_id: str) -> dict[str, Any] | None:
         answer = self.client.get_item(TableName=self.table, Key={"id": {"S": item_id}}, ConsistentRead=True)
@@ -163,3 +193,39 @@ class Ledger(IdempotencyTableItems):
         expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
         item = {"id": {"S": item_id}, "expiration": expiration, **attributes}  # a record may keep longer
         self.client.put_item(TableName=self.table, Item=item)
+
+    def _set_entry(self, item_id: str, name: str, key: str, value: dict[str, Any]) -> None:
+        """``name[key] = value`` in one write; the map (and the item) made first when there is none."""
+        expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
+        for _ in range(2):
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key={"id": {"S": item_id}},
+                    UpdateExpression="SET #m.#k = :v, expiration = :e",
+                    ConditionExpression="attribute_exists(#m)",
+                    ExpressionAttributeNames={"#m": name, "#k": key},
+                    ExpressionAttributeValues={":v": value, ":e": expiration},
+                )
+                return
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+            # No map yet: make an empty one unless another writer just did, then set the entry in it.
+            self.client.update_item(
+                TableName=self.table,
+                Key={"id": {"S": item_id}},
+                UpdateExpression="SET #m = if_not_exists(#m, :empty), expiration = :e",
+                ExpressionAttributeNames={"#m": name},
+                ExpressionAttributeValues={":empty": {"M": {}}, ":e": expiration},
+            )
+        raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")  # pragma: no cover
+
+    def _remove_entries(self, item_id: str, name: str, keys: list[str]) -> None:
+        names = {f"#k{index}": key for index, key in enumerate(keys)}
+        self.client.update_item(
+            TableName=self.table,
+            Key={"id": {"S": item_id}},
+            UpdateExpression="REMOVE " + ", ".join(f"#m.{alias}" for alias in names),
+            ExpressionAttributeNames={"#m": name, **names},
+        )

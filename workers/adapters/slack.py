@@ -8,6 +8,11 @@ caller's correlation id and returns ``False``; none raises.
 ``hooks.slack.com`` by default — and over https; loopback (http too) only when the local stack allows it.
 Anything else is refused, logged, and nothing is sent: a forged URL cannot turn a worker into a request relay.
 
+A Home press has no ``response_url``: its envelope carries a ``slack-dm:<user>`` address instead
+(:func:`workers.protocol.board.direct_message_address`), and :meth:`SlackReplies.reply` sends to it as a direct
+message. :meth:`SlackReplies.publish_home` publishes a user's App Home (``views.publish``) and, unlike the rest,
+reports a rate limit (HTTP 429 and its ``Retry-After``) so that the caller can try again rather than lose it.
+
 The Web API goes to ``SLACK_API_URL`` (default ``https://slack.com/api/``) through slack_sdk's ``WebClient``.
 Logs are stdlib ``logging`` under ``workers.adapters.slack``, with ``correlation_id`` as an extra field (Powertools'
 ``copy_config_to_registered_loggers`` renders them as the Lambda's JSON lines).
@@ -17,14 +22,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
+from workers.protocol.board import direct_message_user
 from workers.protocol.config import DEFAULT_RESPONSE_URL_HOSTS, DEFAULT_SLACK_API_URL, response_url_allowed
 from workers.protocol.message import Message
 
@@ -34,6 +41,14 @@ API_URL_ENV: Final = "SLACK_API_URL"
 DEFAULT_API_URL: Final = DEFAULT_SLACK_API_URL
 DEFAULT_RESPONSE_HOSTS: Final = frozenset(DEFAULT_RESPONSE_URL_HOSTS)
 DEFAULT_TIMEOUT_SECONDS: Final = 10
+
+
+@dataclass(frozen=True)
+class Published:
+    """What ``views.publish`` answered: ``ok``, or ``retry_after`` seconds when Slack rate-limited it (HTTP 429)."""
+
+    ok: bool
+    retry_after: int | None = None
 
 
 class SlackReplies:
@@ -72,8 +87,11 @@ class SlackReplies:
         """Answer a command or interaction through its ``response_url``. ``True`` when Slack took it.
 
         A refused URL sends nothing. (Slack allows 5 replies per ``response_url`` within 30 minutes; later
-        news goes to :meth:`post_message`.)
+        news goes to :meth:`post_message`.) A ``slack-dm:`` address (a Home press) is a direct message.
         """
+        user = direct_message_user(response_url)
+        if user is not None:
+            return self.post_message(user, message, correlation_id=correlation_id)
         if not self.response_url_allowed(response_url):
             log.warning(
                 "reply refused: response_url host %r is not allowed",
@@ -123,24 +141,48 @@ class SlackReplies:
             ),
         )
 
+    def publish_home(self, user_id: str, view: Mapping[str, Any], *, correlation_id: str) -> Published:
+        """Publish ``user_id``'s App Home (``views.publish``, Tier 4)."""
+        try:
+            self._web.views_publish(user_id=user_id, view=dict(view))
+        except SlackApiError as error:
+            if getattr(error.response, "status_code", None) == 429:
+                headers = getattr(error.response, "headers", None) or {}
+                wait = next((v for k, v in headers.items() if k.lower() == "retry-after"), "1")
+                retry_after = int(wait) if str(wait).isdigit() else 1
+                log.warning(
+                    "views.publish rate-limited: retry after %ss", retry_after, extra={"correlation_id": correlation_id}
+                )
+                return Published(ok=False, retry_after=max(retry_after, 1))
+            _refused("views.publish", error, correlation_id)
+            return Published(ok=False)
+        except Exception as error:  # connection refused, timeout…: this Home stays as it was until the next one
+            log.warning("views.publish failed: %s", _one_line(error), extra={"correlation_id": correlation_id})
+            return Published(ok=False)
+        return Published(ok=True)
+
     def _call(self, method: str, correlation_id: str, call: Callable[[], object]) -> bool:
         try:
             call()  # slack_sdk raises SlackApiError on HTTP errors and on {"ok": false}
         except SlackApiError as error:
-            status = getattr(error.response, "status_code", "?")
-            said = error.response.get("error") if isinstance(error.response.data, dict) else None
-            log.warning(
-                "%s failed: HTTP %s, %s",
-                method,
-                status,
-                said or "no Slack error code",
-                extra={"correlation_id": correlation_id},
-            )
+            _refused(method, error, correlation_id)
             return False
         except Exception as error:  # connection refused, timeout…: the post is lost, the work is not
             log.warning("%s failed: %s", method, _one_line(error), extra={"correlation_id": correlation_id})
             return False
         return True
+
+
+def _refused(method: str, error: SlackApiError, correlation_id: str) -> None:
+    status = getattr(error.response, "status_code", "?")
+    said = error.response.get("error") if isinstance(error.response.data, dict) else None
+    log.warning(
+        "%s failed: HTTP %s, %s",
+        method,
+        status,
+        said or "no Slack error code",
+        extra={"correlation_id": correlation_id},
+    )
 
 
 def _host_of(url: str) -> str:

@@ -21,7 +21,8 @@ The story, each step checked before the next (exit 1 when something does not hol
 6. A deploy is stuck: an admin force-unlocks it (`/deploy unlock`, then the confirm button); a non-admin cannot.
 7. An admin freezes an environment; the history and the stats, from the lock table's stream.
 8. The rollback switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
-9. A weekend freeze window for prod (Europe/Berlin), the clock moved across the change to summer time.
+9. alice opens the App Home: the live board; a build starts and ends, and her Home is republished each time.
+10. A weekend freeze window for prod (Europe/Berlin), the clock moved across the change to summer time.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class Story:
         self.stuck_deploy()
         self.freeze_and_history()
         self.rollback()
+        self.app_home()
         self.freeze_window()
 
     def together(self, people: Sequence[Person], slash: str, text: str) -> dict[Person, Sent]:
@@ -375,8 +377,40 @@ class Story:
         self.say(f"  {'GitHub':<9} {len(self.runs_of(ROLLBACK_KEY))} runs of api (plt) at once; no {ROLLBACK_KEY} lock")
         self.say("  Switch it back (unset it, or `true`) and the lock guards every dispatch again.")
 
+    def app_home(self) -> None:
+        self.heading("9. alice opens the App Home: the live board, republished as a build starts and ends")
+        alice, bob = RACERS[0], RACERS[1]
+
+        def board() -> str:
+            view = self.slack.home(alice.user_id)
+            return " ".join(text for block in (view or {}).get("blocks", []) for text in _texts(block))
+
+        def held_on_board(key: str) -> bool:
+            return f"`{key}`" in board().split("*Lately*")[0]
+
+        self.workspace.open_home(alice, retries=1)  # Slack retries the event once: published once
+        self.until(lambda: self.slack.home(alice.user_id) is not None, "alice's Home published")
+        first = board()
+        expect("0 locks held" in first and "*Lately*" in first, "the board shows no lock held, and the history")
+        self.show(alice.name, "Home → 0 locks held, and what happened lately (the newest history)")
+
+        started = self.reply_to(self.workspace.command(bob, "/build", "router plt"))
+        expect(started.text.startswith("🔨 Building router (plt)"), "bob's build started")
+        self.until(lambda: held_on_board(BUILD_KEY) and f"<@{bob.user_id}>" in board(), "alice's Home shows it")
+        self.show(alice.name, f"Home → `{BUILD_KEY}` held by bob, with a 🔔 Notify me when free button")
+
+        run = self.runs_of(BUILD_KEY)[-1]
+        self.github.start_run(run.id)
+        self.github.complete_run(run.id, "success")
+        self.until(lambda: not held_on_board(BUILD_KEY), "alice's Home no longer shows it held")
+        expect("release by" in board().split("*Lately*")[-1], "the board's history shows the release")
+        self.show(alice.name, f"Home → `{BUILD_KEY}` free again; Lately: release by bob")
+        published = self.slack.homes_published(alice.user_id)
+        expect(published >= 3, "alice's Home was published at the opening, the start and the end")
+        self.say(f"  {'Slack':<9} {published} views.publish to alice: one per opening, one per batch of lock changes")
+
     def freeze_window(self) -> None:
-        self.heading("9. A weekend freeze window for prod, in Berlin time, across the change to summer time")
+        self.heading("10. A weekend freeze window for prod, in Berlin time, across the change to summer time")
         clock = _present(self.stack.options.clock, "the demo's clock")
         sweep = self.stack.schedules["reaper"].run_now
         berlin = "Europe/Berlin"

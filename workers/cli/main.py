@@ -230,6 +230,7 @@ def add_try_parser(commands: Any) -> None:
         help='a slash command and its text, e.g. "/build router plt" (none: only --wait and watch)',
     )
     trying.add_argument("--as", dest="person", default="alice", metavar="NAME", help="who sends it (alice)")
+    trying.add_argument("--home", action="store_true", help="first open their App Home and print its lock board")
     trying.add_argument(
         "--press",
         action="append",
@@ -539,6 +540,7 @@ def run(arguments: list[str]) -> int:
             args.channel or trying.DEFAULT_CHANNEL,
             timeout=args.timeout,
             wait=args.wait,
+            home=args.home,
         )
         return trying.run(options, ask=None if args.press else trying.terminal_ask())
     try:

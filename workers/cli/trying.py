@@ -9,6 +9,7 @@ nothing in hand (two looks in a row), at most ``--timeout`` seconds, then ``--wa
 ``--press`` then clicks a button of what was shown (by label, ``action_id`` or number) and shows what that
 causes; with neither ``--press`` nor a pipe, a terminal is asked which button to press. Without a command it only
 watches, ``--wait`` seconds: what someone is told while others act (a "Notify me when free" coming true).
+``--home`` opens the person's App Home (Slack's signed ``app_home_opened``) and prints the board published to them.
 
 Exit 0 once the app answered (whatever it said: a refusal is an answer), 1 when it could not be asked or
 refused the request itself (one line), 2 for a usage error.
@@ -29,7 +30,7 @@ from typing import Any, TextIO
 import urllib3
 
 from workers.local import served
-from workers.local.slack import MESSAGES_PATH, PostedMessage, response_url_on
+from workers.local.slack import HOME_PATH, MESSAGES_PATH, PostedMessage, response_url_on
 from workers.local.workspace import CHANNEL_ID, Person, Sent, Workspace, buttons, plain
 
 SECRET_ENV = "SLACK_SIGNING_SECRET"  # noqa: S105 - a variable's name
@@ -58,6 +59,8 @@ class TryOptions:
     channel: str = CHANNEL_ID
     timeout: float = DEFAULT_TIMEOUT
     wait: float = 0.0
+    home: bool = False
+    """Open the person's App Home first, and print the board it shows."""
 
 
 # ------------------------------------------------------------------------------------- the stack's Slack
@@ -100,6 +103,17 @@ class RemoteSlack:
 
     def messages(self, path_contains: str = "") -> list[PostedMessage]:
         return [message for message in self.received().messages if path_contains in message.path]
+
+    def home(self, user_id: str) -> dict[str, Any] | None:
+        """The Home last published to ``user_id``, as the stand-in keeps it."""
+        try:
+            answer = self._http.request(
+                "GET", f"{self.url}{HOME_PATH}", fields={"user": user_id}, timeout=5.0, retries=False
+            )
+            view = json.loads(answer.data).get("view") if answer.status == 200 else None
+        except (urllib3.exceptions.HTTPError, ValueError, AttributeError) as error:
+            raise TryFailed(f"cannot read the Home from the Slack stand-in at {self.url}: {error}") from None
+        return view if isinstance(view, dict) else None
 
 
 # ------------------------------------------------------------------------------------- what a person sees
@@ -210,9 +224,11 @@ class Session:
 
     def run(self, ask: Ask | None) -> None:
         cursor = self.slack.received().next
+        if self.options.home:
+            cursor = self._open_home(cursor)
         if self.options.command:
             cursor = self._converse(cursor, ask)
-        else:
+        elif not self.options.home:
             self._heading(f"watching for {self.options.wait:g} s")
         if self.options.wait > 0:
             self._watch(cursor, self.options.wait)
@@ -236,6 +252,23 @@ class Session:
             if pressed.status != 200:
                 raise TryFailed(f"the app answered the press with HTTP {pressed.status}: {pressed.body.strip()[:200]}")
             cursor = self._follow(pressed, cursor, self.options.timeout)
+        return cursor
+
+    def _open_home(self, cursor: int) -> int:
+        """Open the Home, wait until the stack is idle, and print the board it was given."""
+        self._heading("opens the App Home")
+        try:
+            self.workspace.open_home(self.view.person)
+        except urllib3.exceptions.HTTPError as error:
+            raise TryFailed(f"cannot reach `chatops serve` at {self.options.url}: {error}") from None
+        cursor = self._follow(None, cursor, self.options.timeout)
+        view = self.slack.home(self.view.person.user_id)
+        if view is None:
+            raise TryFailed("no Home was published (is the stack's status worker running?)")
+        lines = _block_lines(view.get("blocks", [])) if isinstance(view.get("blocks"), list) else []
+        people = [self.view.person, *self.view.people.values()]
+        for line in lines:
+            print(f"  {'Home':<10} {plain(line, people)}", file=self.out)
         return cursor
 
     # -------------------------------------------------------------------------------------------- steps
@@ -266,7 +299,7 @@ class Session:
         if isinstance(answer, dict):
             self._show(PostedMessage(self._path(sent), answer), sent)
 
-    def _follow(self, sent: Sent, cursor: int, timeout: float) -> int:
+    def _follow(self, sent: Sent | None, cursor: int, timeout: float) -> int:
         """Show what reaches the person until the stack is idle twice in a row, or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
         idle = 0
@@ -362,8 +395,8 @@ def run(options: TryOptions, out: TextIO | None = None, err: TextIO | None = Non
 def _usage_error(options: TryOptions) -> str | None:
     if options.command and (not options.command.startswith("/") or not options.command[1:].strip()):
         return f'a slash command and its text, e.g. "/build router plt", not {options.command!r}'
-    if not options.command and (options.wait <= 0 or options.presses):
-        return "without a COMMAND, only --wait SECONDS: watch what the person sees"
+    if not options.command and (options.presses or (not options.home and options.wait <= 0)):
+        return "without a COMMAND, only --wait SECONDS: watch what the person sees (or --home)"
     if not PERSON.fullmatch(options.person):
         return f"--as takes a name like alice (lower case), not {options.person!r}"
     return None

@@ -3,7 +3,8 @@
 Its queue carries three kinds of message (:data:`workers.protocol.config.QUEUE_FOR_KIND`): ``status`` and ``unlock``
 (:class:`~workers.protocol.envelope.CommandEnvelope`) and ``interaction``
 (:class:`~workers.protocol.envelope.InteractionEnvelope`,
-the buttons of the unlock prompt). For each:
+the buttons of the unlock prompt and of the App Home), and the App Home's ``home_opened`` and ``home_refresh``
+(:mod:`workers.flows.home`). For each:
 
 - **status** — every live lock (:meth:`lockcore.store.LockStore.list`) in Block Kit, ephemeral through the
   command's ``response_url``: key, holder, since, frees at (``<!date^…>``, in each reader's timezone), fencing
@@ -40,6 +41,7 @@ raises, fails the batch item, and after the queue's ``maxReceiveCount`` ends in 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +57,7 @@ from workers.adapters import runtime
 from workers.adapters.ledger import Ledger, LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
-from workers.flows import cancel, freeze, handoff, insights
+from workers.flows import cancel, freeze, handoff, home, insights
 from workers.flows.history import resumed_write_took_effect
 from workers.protocol.commands import (
     Cancel,
@@ -79,6 +81,8 @@ from workers.protocol.envelope import (
     CommandEnvelope,
     Envelope,
     EnvelopeError,
+    HomeOpened,
+    HomeRefresh,
     InteractionEnvelope,
 )
 from workers.protocol.freeing import runs_under
@@ -89,6 +93,7 @@ from workers.protocol.render import (
     frees_at,
     holder,
     requester,
+    run_link,
     since,
     slack_date,
     standing,
@@ -140,20 +145,6 @@ def lock_key_of(command: Unlock | Dequeue, config: Config) -> str:
 
 
 # ---------------------------------------------------------------------------------------- mrkdwn pieces
-def run_link(record: LockRecord) -> str:
-    """The run the holder started: a link when it noted one, its id, or why there is none yet."""
-    url = record.notes.get("runUrl", "")
-    run_id = record.notes.get("runId", "")
-    label = f"run {run_id}" if run_id else "run"
-    if url.startswith(("https://", "http://")) and not re.search(r"[\s<>|]", url):
-        return f"<{url}|{escape(label)}>"
-    if run_id:
-        return escape(label)
-    if record.notes.get("dispatchState"):
-        return f"not known yet ({escape(record.notes['dispatchState'])})"
-    return "none yet"
-
-
 def _section(text: str, block_id: str | None = None) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
     if block_id:
@@ -357,6 +348,8 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 _reply(envelope.response_url, unlock_cancelled(target), envelope.correlation_id)
             case InteractionEnvelope(action_id=action_id):
                 runtime.logger.warning("interaction ignored: not an action of this worker", action_id=action_id)
+            case HomeOpened() | HomeRefresh():
+                home.handle(envelope, config=config, store=store)
             case _:
                 raise EnvelopeError(f"the status worker does not handle {envelope.kind!r} messages")
 
@@ -518,6 +511,8 @@ def _confirm(envelope: InteractionEnvelope, config: Config, store: LockStore) ->
     if isinstance(outcome, outcomes.NotHolder) and started is not None:
         _finish_moved_on(envelope, target, LockRecord.from_item(started["lock"]), ledger)
         return
+    if not envelope.channel_id and seen is not None:  # pressed on the App Home: the lock's own channel is told
+        envelope = dataclasses.replace(envelope, channel_id=seen.notes.get("channelId", ""))
     told = isinstance(outcome, outcomes.ForceReleased) and handoff.follow_up(
         outcome,
         config,

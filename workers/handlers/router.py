@@ -14,6 +14,15 @@ its response. Routes, all POST:
 - ``/slack/interactions`` — a Block Kit button (``payload=<json>``), signed like commands: the unlock confirm and
   cancel go to the status worker as an :class:`~workers.protocol.envelope.InteractionEnvelope`; anything else is
   acknowledged and dropped.
+  A press on the App Home (``container.type`` ``view``, its view a ``home``) carries no ``response_url``: its
+  envelope gets a ``slack-dm:<user>`` address instead, and its answer is a direct message
+  (:mod:`workers.protocol.board`). The Home's own buttons: a page (a :class:`~workers.protocol.envelope.HomeOpened`),
+  and "Leave the queue" / "Cancel my run", which become the user's ``/build dequeue`` / ``/build cancel``, decided
+  as those commands are.
+- ``/slack/events`` — the Events API, signed like commands: ``url_verification`` is answered with its challenge;
+  an ``event_callback`` whose event is ``app_home_opened`` on the Home tab, from an accepted workspace and app,
+  goes to the status worker as a :class:`~workers.protocol.envelope.HomeOpened` (which handles each ``event_id``
+  once: Slack retries a delivery with the same id); any other event is acknowledged and dropped.
 - ``/github/webhook`` — ``X-Hub-Signature-256`` checked in constant time; ``workflow_run`` events for the
   configured repository go to the github queue as a :class:`~workers.protocol.envelope.WorkflowRunEnvelope`.
 
@@ -22,8 +31,9 @@ one outbound call it may make is Slack's ``usergroups.users.list``, when an auth
 that the configuration does not list (:mod:`workers.adapters.usergroups`).
 
 Status codes other than 200: 400 a body that is not what the route expects (after the signature, or when it
-cannot even be read), 401 signature, 404/405 routing, 503 a GitHub event that could not be queued (GitHub lets you
-redeliver it), and 500 a request that could not be served (:func:`not_served`).
+cannot even be read), 401 signature, 404/405 routing, 503 a GitHub event, a Slack event or a Home press that could
+not be queued (GitHub lets you redeliver it, Slack retries the event, the press shows as failed), and 500 a
+request that could not be served (:func:`not_served`).
 
 A request that could not be served — its secret cannot be had (so it cannot be verified, and nothing is done),
 the configuration is broken, or something unexpected — is logged as one structured error line with its
@@ -52,12 +62,13 @@ from aws_lambda_powertools import Logger
 from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.secrets import SecretUnavailable, get_secret
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
-from workers.protocol import commands
+from workers.protocol import board, commands
 from workers.protocol.config import Config, ConfigError, current_config
 from workers.protocol.envelope import (
     ADMIN_ACTIONS,
     INTERACTION_ACTIONS,
     CommandEnvelope,
+    HomeOpened,
     InteractionEnvelope,
     WorkflowRunEnvelope,
     correlation_id_of,
@@ -72,11 +83,13 @@ logger = Logger(service="chatops-router")
 
 SLACK_COMMANDS_PATH = "/slack/commands"
 SLACK_INTERACTIONS_PATH = "/slack/interactions"
+SLACK_EVENTS_PATH = "/slack/events"
 GITHUB_WEBHOOK_PATH = "/github/webhook"
 
 COULD_NOT_QUEUE = "⚠️ Sorry, I couldn't queue your command — please try again in a moment."
 INTERACTION_USAGE = "expected a form with payload=<a Slack block_actions interaction as a JSON object>"
 WEBHOOK_USAGE = "expected a GitHub workflow_run delivery: a JSON object"
+EVENTS_USAGE = "expected a Slack Events API request: a JSON object with a type"
 MAX_FORM_FIELDS = 64
 SLACK_MAX_AGE_SECONDS = 300
 """A Slack signature older (or newer) than this is stale: Slack's rule."""
@@ -303,12 +316,7 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
         logger.warning("interaction refused: missing, wrong or stale signature")
         return Response(401, "invalid signature")
     config = current_config()
-    try:
-        payload = read_json(read_form(request.body).get("payload", ""))
-    except (BadRequest, ValueError) as error:
-        raise BadRequest(f"{INTERACTION_USAGE} ({error})") from None
-    if not isinstance(payload, dict):
-        raise BadRequest(f"{INTERACTION_USAGE} (the payload is not an object)")
+    payload = _interaction_payload(request)
     if payload.get("type") != "block_actions":
         logger.info("interaction ignored", type=str(payload.get("type")))
         return Response(200)
@@ -323,22 +331,19 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
     if refused is not None:
         logger.warning("interaction refused: workspace or app", team_id=team_id)
         return ephemeral(commands.refusal_text(refused))
-    actions = payload.get("actions")
-    action = next(
-        (
-            item
-            for item in (actions if isinstance(actions, list) else [])
-            if isinstance(item, dict) and item.get("action_id") in INTERACTION_ACTIONS
-        ),
-        None,
-    )
+    at_home = _object(payload, "container").get("type") == "view" and _object(payload, "view").get("type") == "home"
+    action = _our_action(payload, INTERACTION_ACTIONS | (board.HOME_ACTIONS if at_home else frozenset()))
     if action is None:
         logger.info("interaction ignored: no action of ours")
         return Response(200)
     action_id = str(action["action_id"])
-    response_url = _string(payload, "response_url")
-    if not user_id or not request_id or not config.response_url_allowed(response_url):
+    # A Home press has no response_url: it is answered by direct message (workers.protocol.board).
+    response_url = board.direct_message_address(user_id) if at_home else _string(payload, "response_url")
+    if not user_id or not request_id or not (at_home or config.response_url_allowed(response_url)):
         raise BadRequest("the interaction lacks a user, a trigger_id or an allowed response_url")
+    if action_id in board.HOME_ACTIONS:
+        return home_press(config, action_id, _string(action, "value"), user_id, team_id=team_id, request_id=request_id,
+                          correlation_id=correlation_id)  # fmt: skip
     if action_id in ADMIN_ACTIONS:
         admins = config.authorization.admins
         try:
@@ -406,6 +411,126 @@ def _string(data: Mapping[str, Any], key: str) -> str:
 def _int(data: Mapping[str, Any], key: str) -> int | None:
     value = data.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _interaction_payload(request: Request) -> Mapping[str, Any]:
+    try:
+        payload = read_json(read_form(request.body).get("payload", ""))
+    except (BadRequest, ValueError) as error:
+        raise BadRequest(f"{INTERACTION_USAGE} ({error})") from None
+    if not isinstance(payload, dict):
+        raise BadRequest(f"{INTERACTION_USAGE} (the payload is not an object)")
+    return payload
+
+
+def _our_action(payload: Mapping[str, Any], ours: frozenset[str]) -> Mapping[str, Any] | None:
+    """The first of the pressed actions that is one of ``ours``."""
+    actions = payload.get("actions")
+    candidates = actions if isinstance(actions, list) else []
+    return next((item for item in candidates if isinstance(item, dict) and item.get("action_id") in ours), None)
+
+
+def home_press(
+    config: Config, action_id: str, value: str, user_id: str, *, team_id: str, request_id: str, correlation_id: str
+) -> Response:
+    """A Home button of its own: a page turned, or the user's ``/build dequeue`` / ``/build cancel`` of a lock."""
+    if action_id in board.HOME_PAGE_ACTIONS:
+        page = int(value) if value.isdigit() and len(value) < 6 else 0
+        opened = HomeOpened(request_id, correlation_id, user_id, team_id, int(time.time()), page)
+        return _queue_home(config, opened)
+    command = _command_on(config, action_id, value)
+    if command is None:
+        logger.warning("home press ignored: a button value that names no lock", value=value[:80])
+        return Response(200)
+    decision = authorize(config, command, user_id)
+    if not isinstance(decision, commands.Allowed):  # the Home shows these buttons only to whom they are allowed
+        logger.warning("home press refused", command=commands.describe(command))
+        return Response(200)
+    words = f"{command.kind} {command.component} {command.environment}"
+    envelope = CommandEnvelope(
+        request_id=request_id,
+        correlation_id=correlation_id,
+        command=command,
+        slash=f"/{command.action.value}",
+        text=words,
+        user_id=user_id,
+        user_name="",
+        channel_id="",
+        team_id=team_id,
+        api_app_id=config.slack.app_id or "",
+        response_url=board.direct_message_address(user_id),
+        received_at=int(time.time()),
+    )
+    try:
+        enqueue(config, envelope.kind, envelope.to_json(), dedup_id=request_id, group_id=_group_of(command, config),
+                correlation_id=correlation_id)  # fmt: skip
+    except NotQueued as error:
+        logger.error("home press not queued", reason=str(error))
+        return Response(503, "could not queue the press; press again", "text/plain")
+    logger.info("home press queued", kind=envelope.kind)
+    return Response(200)
+
+
+def _command_on(config: Config, action_id: str, lock_key: str) -> commands.Dequeue | commands.Cancel | None:
+    """The command a Home button means on the lock ``lock_key`` (as the board wrote it), if it names one."""
+    verb = commands.Dequeue if action_id == board.HOME_DEQUEUE_ACTION else commands.Cancel
+    for action, spec in config.commands.items():
+        for component in config.components:
+            for environment in config.environments:
+                if spec.lock_key(component, environment) == lock_key:
+                    return verb(action, component, environment)
+    return None
+
+
+# -------------------------------------------------------------------------------------------------- events
+def slack_event(request: Request, correlation_id: str) -> Response:
+    """The Events API. Slack retries a delivery it did not see acknowledged within 3 s (``X-Slack-Retry-Num``)
+    with the same ``event_id``: each is queued again, and the worker handles the id once."""
+    if not slack_signed(request, _slack_signing_secret):
+        logger.warning("event refused: missing, wrong or stale signature")
+        return Response(401, "invalid signature")
+    try:
+        payload = read_json(request.body)
+    except ValueError as error:
+        raise BadRequest(f"{EVENTS_USAGE} ({error})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        raise BadRequest(EVENTS_USAGE)
+    if payload["type"] == "url_verification":
+        challenge = payload.get("challenge")
+        if not isinstance(challenge, str) or not challenge or len(challenge) > 500:
+            raise BadRequest("a url_verification without a challenge")
+        return Response(200, json.dumps({"challenge": challenge}), "application/json")
+    if payload["type"] != "event_callback":
+        logger.info("event ignored", type=str(payload["type"])[:40])
+        return Response(200)
+    event = _object(payload, "event")
+    event_id, team_id, user_id = _string(payload, "event_id"), _string(payload, "team_id"), _string(event, "user")
+    logger.append_keys(event_id=event_id, retry=request.headers.get("x-slack-retry-num"))
+    if event.get("type") != "app_home_opened" or event.get("tab") != "home":
+        logger.info("event ignored", event_type=str(event.get("type"))[:40], tab=str(event.get("tab"))[:20])
+        return Response(200)
+    if not event_id or not user_id:
+        raise BadRequest("an app_home_opened without an event_id or a user")
+    config = current_config()
+    refused = commands.check_origin(config.slack, team_id, _string(payload, "api_app_id"))
+    if refused is not None:
+        logger.warning("event refused: workspace or app", team_id=team_id)
+        return Response(200)
+    correlation_id = _identified(event_id)
+    return _queue_home(config, HomeOpened(event_id, correlation_id, user_id, team_id, int(time.time())))
+
+
+def _queue_home(config: Config, opened: HomeOpened) -> Response:
+    """Queued for the status worker, and acknowledged at once: no Web API call on the way. Not queued: a 503,
+    and Slack retries the event (a page press shows as failed; the user presses again)."""
+    try:
+        message_id = enqueue(config, opened.kind, opened.to_json(), dedup_id=opened.event_id, group_id=opened.kind,
+                             correlation_id=opened.correlation_id)  # fmt: skip
+    except NotQueued as error:
+        logger.error("home not queued", reason=str(error))
+        return Response(503, "could not queue the event; retry it", "text/plain")
+    logger.info("home queued", user_id=opened.user_id, message_id=message_id)
+    return Response(200)
 
 
 # ------------------------------------------------------------------------------------------------- GitHub
@@ -476,6 +601,7 @@ Route = Callable[[Request, str], Response]
 ROUTES: Mapping[str, Route] = {
     SLACK_COMMANDS_PATH: slack_command,
     SLACK_INTERACTIONS_PATH: slack_interaction,
+    SLACK_EVENTS_PATH: slack_event,
     GITHUB_WEBHOOK_PATH: github_webhook,
 }
 

@@ -3,10 +3,11 @@
 - ``/api/<method>``: every Web API method the workers call (:attr:`SlackStandIn.WEB_API`), with its arguments from the
   query, a JSON or a form body (as slack_sdk's ``WebClient`` sends them), answered like the Web API:
   ``chat.postMessage`` and ``chat.postEphemeral`` with ``{"ok": true, "channel", "ts"}``,
-  ``usergroups.users.list`` with the members of a group given to the stand-in (``user_groups``; the local stack
-  gives :data:`LOCAL_USER_GROUPS`) or ``no_such_subteam``. With a configured ``token`` that the request does not
-  carry: ``{"ok": false, "error": "invalid_auth"}`` with HTTP 200, as Slack does. Other methods:
-  ``unknown_method``.
+  ``views.publish`` with ``{"ok": true, "view"}`` — keeping each user's latest Home (:meth:`SlackStandIn.home`;
+  ``GET /local/home?user=U…`` to another process) — ``usergroups.users.list`` with the members of a group given
+  to the stand-in (``user_groups``; the local stack gives :data:`LOCAL_USER_GROUPS`) or ``no_such_subteam``.
+  With a configured ``token`` that the request does not carry: ``{"ok": false, "error": "invalid_auth"}`` with
+  HTTP 200, as Slack does. Other methods: ``unknown_method``.
 - Any other path is a ``response_url`` (hand them out with :meth:`SlackStandIn.response_url`): a POST is
   accepted with ``ok`` — up to 5 per URL, as Slack allows; the sixth, or any after
   :meth:`SlackStandIn.expire_response_url` (Slack's 30 minutes, without the wait), answers 404 ``used_url`` /
@@ -26,6 +27,7 @@ reply to when there is none, and the tests should check against that same one.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from workers.local.standin import RecordedRequest, Reply, StandInServer
 
 API_PREFIX = "/api/"
 MESSAGES_PATH = "/local/messages"
+HOME_PATH = "/local/home"
 RESPONSE_URL_USES = 5
 """Posts Slack accepts per ``response_url`` (within its 30 minutes)."""
 LOCAL_USER_GROUPS: Mapping[str, tuple[str, ...]] = {"S0PLATFORM": ("U0ALICE", "U0BOB")}
@@ -81,6 +84,8 @@ class SlackStandIn(StandInServer):
         self._ts = itertools.count(1)
         self._ts_lock = threading.Lock()
         self._uses: dict[str, int] = {}
+        self._homes: dict[str, Any] = {}
+        self._published: list[str] = []
         self._expired: set[str] = set()
 
     def expire_response_url(self, name: str) -> None:
@@ -101,9 +106,21 @@ class SlackStandIn(StandInServer):
         """Every POST received (successful or not) whose path contains ``path_contains``, oldest first."""
         return [PostedMessage(r.path, r.body) for r in self.requests_to("POST", path_contains)]
 
+    def home(self, user_id: str) -> Any:
+        """The Home last published to ``user_id`` (``views.publish``'s ``view``), or ``None``."""
+        with self._ts_lock:
+            return self._homes.get(user_id)
+
+    def homes_published(self, user_id: str | None = None) -> int:
+        """How many ``views.publish`` calls Slack accepted (for ``user_id``, or anyone's)."""
+        with self._ts_lock:
+            return sum(1 for user in self._published if user_id is None or user == user_id)
+
     def answer(self, request: RecordedRequest) -> Reply:
         if request.method == "GET" and request.path == MESSAGES_PATH:
             return self._messages_since(request)
+        if request.method == "GET" and request.path == HOME_PATH:
+            return Reply(200, {"view": self.home(request.query.get("user", ""))})
         if request.path.startswith(API_PREFIX):
             return self._call(request.path.removeprefix(API_PREFIX), request)
         return self._response_url(request)
@@ -147,8 +164,25 @@ class SlackStandIn(StandInServer):
             return _refused("no_such_subteam")
         return Reply(200, {"ok": True, "users": list(members)})
 
+    def _views_publish(self, arguments: Mapping[str, Any]) -> Reply:
+        user, view = arguments.get("user_id"), arguments.get("view")
+        if isinstance(view, str):  # a form body carries the view as JSON text
+            try:
+                view = json.loads(view)
+            except ValueError:
+                view = None
+        if not isinstance(user, str) or not user:
+            return _refused("user_not_found")
+        if not isinstance(view, dict) or view.get("type") != "home" or not isinstance(view.get("blocks"), list):
+            return _refused("invalid_arguments")
+        with self._ts_lock:
+            self._homes[user] = view
+            self._published.append(user)
+        return Reply(200, {"ok": True, "view": {"id": f"V{user}", **view}})
+
     WEB_API: ClassVar[Mapping[str, Callable[[SlackStandIn, Mapping[str, Any]], Reply]]] = {
         "chat.postMessage": _post_message,
+        "views.publish": _views_publish,
         "chat.postEphemeral": _post_ephemeral,
         "usergroups.users.list": _usergroup_members,
     }

@@ -102,17 +102,23 @@ class Workspace:
             return next(self._numbers)
 
     def _post(self, path: str, form: Mapping[str, str]) -> tuple[int, str]:
-        body = urlencode(form)
+        return self._signed(path, urlencode(form), "application/x-www-form-urlencoded")
+
+    def _signed(
+        self, path: str, body: str, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, str]:
+        """``body`` POSTed to the app at ``path``, signed now as Slack signs it."""
         timestamp = int(time.time())
         response = self._http.request(
             "POST",
             f"{self.app_url}{path}",
             body=body.encode(),
             headers={
-                "Content-Type": "application/x-www-form-urlencoded",
+                "Content-Type": content_type,
                 "X-Slack-Request-Timestamp": str(timestamp),
                 "X-Slack-Signature": slack_signature(self.signing_secret, timestamp, body),
                 "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+                **(headers or {}),
             },
             timeout=10.0,
             retries=False,
@@ -171,6 +177,27 @@ class Workspace:
         }
         status, body = self._post("/slack/interactions", {"payload": json.dumps(payload)})
         return Sent(person, f"[{button.get('action_id')}] after {message_url}", status, body, response_url, request_id)
+
+    def open_home(self, person: Person, *, retries: int = 0) -> str:
+        """``person`` opens the app's Home tab: Slack's signed ``app_home_opened`` event to ``/slack/events`` — and,
+        with ``retries``, Slack delivering the same event again that many times (``X-Slack-Retry-Num``). The
+        event's id."""
+        event_id = f"Ev{self._session}{self._next():06d}"
+        body = json.dumps(
+            {
+                "token": "unused-verification-token",
+                "team_id": TEAM_ID,
+                "api_app_id": APP_ID,
+                "type": "event_callback",
+                "event_id": event_id,
+                "event_time": int(time.time()),
+                "event": {"type": "app_home_opened", "user": person.user_id, "channel": "D0HOME", "tab": "home"},
+            }
+        )
+        for attempt in range(retries + 1):
+            retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
+            self._signed("/slack/events", body, "application/json", retry)
+        return event_id
 
     # ------------------------------------------------------------------------------------------ reading
     def replies(self, sent: Sent) -> list[PostedMessage]:

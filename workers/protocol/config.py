@@ -138,6 +138,8 @@ QUEUE_FOR_KIND: Mapping[str, Queue] = {
     "dequeue": Queue.STATUS,
     "echo": Queue.ECHO,
     "interaction": Queue.STATUS,
+    "home_opened": Queue.STATUS,
+    "home_refresh": Queue.STATUS,
     "workflow_run": Queue.GITHUB,
 }
 

@@ -9,6 +9,9 @@ matching class, or raises :class:`EnvelopeError` (one line) when the body is not
   ``command`` is the parsed :data:`workers.protocol.commands.Command`.
 - :class:`InteractionEnvelope` (kind ``interaction``): a button press from a message a worker posted (the unlock
   confirmation), verified and from an accepted workspace and app; the worker re-checks the token it carries.
+- :class:`HomeOpened` (kind ``home_opened``): a user opened the App Home (Slack's ``app_home_opened``, deduplicated by
+  its ``event_id``) or turned its page; :class:`HomeRefresh` (kind ``home_refresh``): locks changed, republish the
+  Home of everyone who opened it lately (:mod:`workers.flows.home`).
 - :class:`WorkflowRunEnvelope` (kind ``workflow_run``): a GitHub ``workflow_run`` webhook, signature verified,
   reduced to the fields a worker needs.
 
@@ -152,7 +155,29 @@ class WorkflowRunEnvelope(OnTheQueue):
     kind: ClassVar[str] = "workflow_run"
 
 
-Envelope = CommandEnvelope | InteractionEnvelope | WorkflowRunEnvelope
+@dataclass(frozen=True)
+class HomeOpened(OnTheQueue):
+    event_id: str
+    """Slack's ``event_id`` (the same on every retried delivery), or a page press's ``trigger_id``."""
+    correlation_id: str
+    user_id: str
+    team_id: str
+    received_at: int
+    page: int = field(default=0, metadata=WHEN_SET)
+    kind: ClassVar[str] = "home_opened"
+
+
+@dataclass(frozen=True)
+class HomeRefresh(OnTheQueue):
+    correlation_id: str
+    received_at: int
+    users: tuple[str, ...] = field(default=(), metadata=WHEN_SET)
+    """Only these viewers (the rest of a refresh that met its cap); empty: everyone who opened the Home lately."""
+    kind: ClassVar[str] = "home_refresh"
+
+
+HomeEnvelope = HomeOpened | HomeRefresh
+Envelope = CommandEnvelope | InteractionEnvelope | WorkflowRunEnvelope | HomeOpened | HomeRefresh
 COMMAND_KINDS = frozenset(kinds_of(Command))
 """Every kind of command envelope: the actions' (``build``, ``deploy``), ``echo`` and the verbs' (``VERB_TABLE``)."""
 

@@ -6,6 +6,7 @@ Pure functions of a record (or an outcome) and the clock: no I/O, no decisions. 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -204,3 +205,17 @@ def standing(record: LockRecord | None, now: int) -> str:
 def store_unavailable(what: str) -> Message:
     """The one line a user gets when the lock table did not answer."""
     return Message(f"⚠️ Sorry, I couldn't {what}: the lock table did not answer. Please try again in a moment.")
+
+
+def run_link(record: LockRecord) -> str:
+    """The run the holder started: a link when it noted one, its id, or why there is none yet."""
+    url = record.notes.get("runUrl", "")
+    run_id = record.notes.get("runId", "")
+    label = f"run {run_id}" if run_id else "run"
+    if url.startswith(("https://", "http://")) and not re.search(r"[\s<>|]", url):
+        return f"<{url}|{escape(label)}>"
+    if run_id:
+        return escape(label)
+    if record.notes.get("dispatchState"):
+        return f"not known yet ({escape(record.notes['dispatchState'])})"
+    return "none yet"

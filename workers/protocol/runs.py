@@ -154,7 +154,7 @@ def completed_event_of(run: Run, *, correlation_id: str, delivery_id: str, recei
         correlation_id=correlation_id,
         action="completed",
         run_id=run.id,
-        run_attempt=1,
+        run_attempt=run.run_attempt,
         name=run.name,
         display_title=run.display_title,
         status=run.status,

@@ -87,6 +87,8 @@ class Run:
     workflow_id: int | None = None
     repository: str = ""
     """owner/name."""
+    run_attempt: int = 1
+    """1 for the first attempt; a re-run of the same run id counts up."""
 
     @property
     def completed(self) -> bool:
@@ -120,6 +122,7 @@ class Run:
             path=str(run.get("path") or ""),
             workflow_id=_whole_number(run.get("workflow_id")),
             repository=str(_object(run.get("repository")).get("full_name") or ""),
+            run_attempt=_whole_number(run.get("run_attempt")) or 1,
         )
 
 

@@ -1,0 +1,209 @@
+"""The App Home end to end in the workers' world: the status worker publishes a user's Home when they open it (once
+per Slack event, however often Slack delivers it), the history writer asks for one refresh per stream batch, and the
+refresh republishes the Home of everyone who opened it lately — through the Slack stand-in's ``views.publish``.
+DynamoDB and SQS are moto; nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+
+from lockcore.record import LockRecord, Status
+from tests.workers import sqs_events as sqs
+from tests.workers.worker_world import Context, World, create_queues, failed_ids, sqs_event
+from workers.adapters import runtime
+from workers.adapters.history_table import HistoryTable
+from workers.flows import home
+from workers.handlers import build, history
+from workers.handlers import status as status_lambda
+from workers.protocol.board import HOME_WINDOW_SECONDS, direct_message_address
+from workers.protocol.commands import Dequeue, Dispatch
+from workers.protocol.config import Action, Queue
+from workers.protocol.envelope import (
+    LOCK_WATCH_ACTION,
+    UNLOCK_CONFIRM_ACTION,
+    HomeOpened,
+    HomeRefresh,
+    InteractionEnvelope,
+)
+
+ALICE, BOB = "U0ALICE", "U0BOB"
+KEY = "build-router-plt"
+
+
+@pytest.fixture
+def queues(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[Queue, str]]:
+    monkeypatch.setenv("HISTORY_TABLE_NAME", "chatops-lock-history-home")
+    HistoryTable("chatops-lock-history-home").create_table()
+    runtime.reset()
+    yield create_queues(monkeypatch)
+
+
+def opened(event_id: str = "Ev0001", user: str = ALICE, page: int = 0) -> HomeOpened:
+    return HomeOpened(event_id, f"cid-{event_id}", user, "T0TEAM", int(time.time()), page)
+
+
+def to_status(*envelopes: Any) -> dict[str, Any]:
+    return status_lambda.handler(sqs.event(*(sqs.record(e.to_json()) for e in envelopes)), Context())
+
+
+def home_of(world: World, user: str = ALICE) -> str:
+    view = world.slack.home(user)
+    assert view is not None, f"no Home published to {user}"
+    return json.dumps(view["blocks"])
+
+
+def stream_batch(*changes: tuple[LockRecord | None, LockRecord | None]) -> dict[str, Any]:
+    """The lock table's stream, as Lambda delivers a batch of it to the history writer."""
+    serialize = TypeSerializer().serialize
+
+    def image(record: LockRecord | None) -> dict[str, Any] | None:
+        return {k: serialize(v) for k, v in record.to_item().items()} if record is not None else None
+
+    records = []
+    for index, (old, new) in enumerate(changes):
+        change: dict[str, Any] = {"ApproximateCreationDateTime": time.time(), "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        change.update({k: v for k, v in (("OldImage", image(old)), ("NewImage", image(new))) if v is not None})
+        records.append({"eventID": f"e{time.time_ns()}-{index}", "eventName": "MODIFY", "dynamodb": change})
+    return {"Records": records}
+
+
+def drain_status(queues: dict[Queue, str]) -> dict[str, Any]:
+    return status_lambda.handler(sqs.drain(queues[Queue.STATUS]), Context())
+
+
+# ------------------------------------------------------------------------------------------------ opening
+def test_opening_the_home_publishes_the_live_board(world: World, queues: dict[Queue, str]) -> None:
+    assert failed_ids(to_status(opened())) == []
+    assert "No other build or deploy holds a lock" in home_of(world)
+
+
+def test_the_same_event_delivered_twice_is_published_once(world: World, queues: dict[Queue, str]) -> None:
+    assert failed_ids(to_status(opened("Ev0DUP"))) == []
+    assert failed_ids(to_status(opened("Ev0DUP"), opened("Ev0DUP"))) == []
+    assert world.slack.homes_published(ALICE) == 1
+    assert failed_ids(to_status(opened("Ev0NEXT"))) == []  # a new opening is a new event
+    assert world.slack.homes_published(ALICE) == 2
+
+
+def test_a_rate_limited_publish_comes_back_and_is_published_then(world: World, queues: dict[Queue, str]) -> None:
+    world.slack.fail_next(status=429, headers={"Retry-After": "7"}, path_contains="views.publish")
+    response = to_status(opened("Ev0LIMIT"))
+    assert len(failed_ids(response)) == 1, "a 429 puts the message back on the queue"
+    assert world.slack.homes_published(ALICE) == 0
+    assert failed_ids(to_status(opened("Ev0LIMIT"))) == []  # SQS delivers it again
+    assert world.slack.homes_published(ALICE) == 1
+
+
+# ------------------------------------------------------------------------------------------------ refresh
+def test_a_build_starting_and_ending_refreshes_the_home_of_whoever_opened_it(
+    world: World, queues: dict[Queue, str]
+) -> None:
+    to_status(opened())
+    envelope = world.envelope("b1", Dispatch(Action.BUILD, "router", "plt"), user="bob")
+    assert failed_ids(build.handler(sqs_event(envelope), Context())) == []
+    held = world.lock(KEY)
+    assert held is not None and held.locked_by == BOB
+
+    history.handler(stream_batch((None, held)), Context())
+    assert failed_ids(drain_status(queues)) == []
+    board = home_of(world)
+    assert f"`{KEY}`" in board
+    assert "<@U0BOB>" in board
+    assert LOCK_WATCH_ACTION in board, "alice may ask to be told when it is free"
+
+    released = world.store.release(KEY, held.owner, held.token, Status.COMPLETED)
+    after = world.lock(KEY)
+    history.handler(stream_batch((held, after)), Context())
+    assert failed_ids(drain_status(queues)) == []
+    board = home_of(world)
+    assert f"`{KEY}`" not in board.split("Lately")[0], released
+    assert "release by" in board, "the history shows the release"
+    assert world.slack.homes_published(ALICE) == 3
+
+
+def test_one_refresh_per_stream_batch_however_many_locks_changed(world: World, queues: dict[Queue, str]) -> None:
+    held = world.lock(KEY)
+    history.handler(stream_batch((None, held), (None, held), (None, held)), Context())
+    event = sqs.drain(queues[Queue.STATUS])
+    assert [json.loads(r["body"])["kind"] for r in event["Records"]] == ["home_refresh"]
+
+
+def test_only_recent_viewers_are_refreshed(world: World, queues: dict[Queue, str]) -> None:
+    to_status(opened("Ev0A", ALICE))
+    runtime.ledger().home_opened(BOB, 0, int(time.time()) - HOME_WINDOW_SECONDS - 1)  # opened long ago
+    assert failed_ids(to_status(HomeRefresh("cid-r", int(time.time())))) == []
+    assert (world.slack.homes_published(ALICE), world.slack.homes_published(BOB)) == (2, 0)
+
+
+def test_a_refresh_beyond_its_cap_queues_the_rest(
+    world: World, queues: dict[Queue, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(home, "MAX_PUBLISHES", 2)
+    now = int(time.time())
+    for index in range(5):
+        runtime.ledger().home_opened(f"U0USER{index}", 0, now - index)
+    assert failed_ids(to_status(HomeRefresh("cid-r", now))) == []
+    assert world.slack.homes_published() == 2
+    assert failed_ids(drain_status(queues)) == []  # the rest, queued
+    assert failed_ids(drain_status(queues)) == []
+    assert world.slack.homes_published() == 5
+    assert all(world.slack.home(f"U0USER{index}") is not None for index in range(5))
+
+
+# ------------------------------------------------------------------------------------------- home presses
+def test_notify_me_from_the_home_is_answered_by_direct_message(world: World, queues: dict[Queue, str]) -> None:
+    envelope = world.envelope("b1", Dispatch(Action.BUILD, "router", "plt"), user="bob")
+    build.handler(sqs_event(envelope), Context())
+    press = InteractionEnvelope(
+        "555.1.home", "cid-press", LOCK_WATCH_ACTION, KEY, ALICE, "alice", "T0TEAM", "A0APP", "",
+        direct_message_address(ALICE), int(time.time()),
+    )  # fmt: skip
+    assert failed_ids(to_status(press)) == []
+    lock = world.lock(KEY)
+    assert lock is not None and ALICE in lock.watchers
+    dms = [m for m in world.slack.messages("/api/chat.postMessage") if m.body.get("channel") == ALICE]
+    assert [m.text for m in dms] == ["👀 I'll tell you here when `build-router-plt` is free."]
+
+
+def test_force_unlock_from_the_home_tells_the_locks_channel_and_the_admin_by_direct_message(
+    world: World, queues: dict[Queue, str]
+) -> None:
+    envelope = world.envelope("b1", Dispatch(Action.BUILD, "router", "plt"), user="bob")
+    build.handler(sqs_event(envelope), Context())
+    held = world.lock(KEY)
+    assert held is not None
+    press = InteractionEnvelope(
+        "555.2.home", "cid-unlock", UNLOCK_CONFIRM_ACTION, f"{KEY}:{held.token}", "U0ADMIN", "admin", "T0TEAM",
+        "A0APP", "", direct_message_address("U0ADMIN"), int(time.time()),
+    )  # fmt: skip
+    assert failed_ids(to_status(press)) == []
+    after = world.lock(KEY)
+    assert after is not None and after.status is Status.FORCE_RELEASED
+    posts = world.slack.messages("/api/chat.postMessage")
+    assert any(m.body.get("channel") == "C0BUILDS" and "force-unlocked" in m.text for m in posts), "the channel"
+    assert any(m.body.get("channel") == "U0ADMIN" and m.text.startswith("✅ Force-released") for m in posts)
+
+
+def test_leave_the_queue_from_the_home_is_answered_by_direct_message(world: World, queues: dict[Queue, str]) -> None:
+    build.handler(sqs_event(world.envelope("b1", Dispatch(Action.BUILD, "router", "plt"), user="bob")), Context())
+    queued = world.envelope("q1", Dispatch(Action.BUILD, "router", "plt", queue=True), user="alice")
+    build.handler(sqs_event(queued), Context())
+    lock = world.lock(KEY)
+    assert lock is not None and [e.requesters[0].user for e in lock.queue] == [ALICE]
+    leave = dataclasses.replace(
+        world.envelope("d1", Dequeue(Action.BUILD, "router", "plt"), user="alice"),
+        response_url=direct_message_address(ALICE),
+        channel_id="",
+    )
+    assert failed_ids(to_status(leave)) == []
+    lock = world.lock(KEY)
+    assert lock is not None and lock.queue == ()
+    dms = [m.text for m in world.slack.messages("/api/chat.postMessage") if m.body.get("channel") == ALICE]
+    assert dms == ["✅ You left the queue of `build-router-plt` (you were at position 1); nothing will run for you."]
