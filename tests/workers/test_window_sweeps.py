@@ -40,10 +40,10 @@ from tests.system.twins import (
 )
 from tests.workers.test_windows import BASE
 from workers.adapters import runtime
-from workers.flows import freeze, insights, status
+from workers.flows import freeze, home, insights, status
 from workers.flows.reaper import Reaper
 from workers.flows.windows import Applied
-from workers.protocol import schema
+from workers.protocol import board, schema
 from workers.protocol.commands import Freeze, Unfreeze
 from workers.protocol.config import Config, config_of
 from workers.protocol.envelope import CommandEnvelope
@@ -398,3 +398,13 @@ def test_two_sweeps_at_once_take_one_freeze(between: str, outer: Applied, inner:
     assert [step.applied for step in other[0].windows] == [inner]
     record = stage.freeze_record()
     assert record is not None and record.token == 1 and freeze.reason_of(record) == "evenings"
+
+
+def test_the_app_home_shows_a_windows_freeze_and_the_next_window() -> None:
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    with stage.installed():
+        stage.sweep()
+        shown = home.read_board(stage.store, stage.now, stage.config)
+    view = json.dumps(board.home_view(shown, board.Viewer("U0ALICE")), ensure_ascii=False)
+    assert "scheduled window evening" in view and "evenings" in view
+    assert "Next scheduled freeze of *prod*: evening" in view

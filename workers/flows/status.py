@@ -59,6 +59,7 @@ from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.flows import cancel, freeze, handoff, home, insights
 from workers.flows.history import resumed_write_took_effect
+from workers.flows.windows import next_windows
 from workers.protocol.commands import (
     Cancel,
     Dequeue,
@@ -94,12 +95,13 @@ from workers.protocol.render import (
     holder,
     requester,
     run_link,
+    scheduled_line,
     since,
     slack_date,
     standing,
     store_unavailable,
 )
-from workers.protocol.windows import Occurrence, schedule
+from workers.protocol.windows import Occurrence
 
 NO_LOCKS = "No builds or deploys hold a lock right now."
 MAX_LOCKS_SHOWN = 40
@@ -176,14 +178,6 @@ def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
     if sha:
         fields.append(_field("Commit", f"`{escape(sha[:12])}`"))
     return fields
-
-
-def scheduled_line(occurrence: Occurrence) -> str:
-    """``🗓️ Next scheduled freeze of prod: weekend, <!date…> to <!date…>: “reason”``."""
-    return (
-        f"🗓️ Next scheduled freeze of *{escape(occurrence.environment)}*: {escape(occurrence.window)}, "
-        f"{slack_date(occurrence.start)} to {slack_date(occurrence.end)}: “{escape(occurrence.reason)}”"
-    )
 
 
 def status_message(records: Sequence[LockRecord], now: int, scheduled: Sequence[Occurrence] = ()) -> Message:
@@ -367,9 +361,7 @@ def _status(envelope: CommandEnvelope, config: Config, store: LockStore) -> None
         _reply(envelope.response_url, store_unavailable("read the locks"), envelope.correlation_id)
         return
     now = store.now()
-    environments = sorted({window.environment for window in config.freeze_windows})
-    coming = [schedule(config.freeze_windows, environment, now).next for environment in environments]
-    message = status_message(records, now, [occurrence for occurrence in coming if occurrence is not None])
+    message = status_message(records, now, next_windows(config, now))
     runtime.logger.info("status answered", locks=sum(machine.is_live(r.to_item(), now) for r in records))
     _reply(envelope.response_url, message, envelope.correlation_id)
 

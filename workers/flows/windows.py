@@ -61,6 +61,13 @@ class WindowStep:
     applied: Applied
 
 
+def next_windows(config: Config, now: int) -> list[Occurrence]:
+    """Each environment's next scheduled occurrence (status and the App Home show them)."""
+    environments = sorted({window.environment for window in config.freeze_windows})
+    coming = [schedule(config.freeze_windows, environment, now).next for environment in environments]
+    return [occurrence for occurrence in coming if occurrence is not None]
+
+
 def apply(config: Config, store: LockStore, ledger: Ledger) -> list[WindowStep]:
     """One pass over the environments whose window is going on now. A store failing for one environment is logged
     and the others go on (the next sweep tries again)."""
