@@ -15,8 +15,9 @@ import logging
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import assume, settings
@@ -48,7 +49,7 @@ from workers.protocol.commands import Freeze, Unfreeze
 from workers.protocol.config import Config, config_of
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import EventKind
-from workers.protocol.windows import WeeklyWindow, schedule
+from workers.protocol.windows import OneOffWindow, WeeklyWindow, Window, schedule
 
 ENV = "prod"
 KEY = freeze.freeze_key(ENV)
@@ -63,7 +64,7 @@ def no_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
 
 
-def configured(*windows: WeeklyWindow) -> Config:
+def configured(*windows: Window) -> Config:
     checked = schema.check(tomllib.loads(CONFIG), schema.Form.FILE, "test")
     assert checked.errors == ()
     return config_of(checked.values, {}).__class__(
@@ -158,10 +159,21 @@ class WindowSweeps(RuleBasedStateMachine):
         self.swept = False
         self._exit: Callable[[], Any] | None = None
 
-    @initialize(found=windows(), days=st.integers(0, 700), minute=st.integers(0, 24 * 60 - 1))
-    def start(self, found: tuple[WeeklyWindow, ...], days: int, minute: int) -> None:
+    @initialize(
+        found=windows(),
+        days=st.integers(0, 700),
+        minute=st.integers(0, 24 * 60 - 1),
+        once=st.none() | st.tuples(st.integers(0, 48 * 60), st.integers(1, 72 * 60)),
+    )
+    def start(self, found: tuple[WeeklyWindow, ...], days: int, minute: int, once: tuple[int, int] | None) -> None:
         now = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) + days * 86400 + minute * 60
-        self.stage = Stage(configured(*found), now)
+        every: tuple[Window, ...] = found
+        if once is not None:  # a one-off window too, starting within two days (local time), up to three days long
+            zone = found[0].zone
+            begins = datetime.fromtimestamp(now, ZoneInfo(zone)).replace(tzinfo=None, second=0)
+            begins += timedelta(minutes=once[0])
+            every += (OneOffWindow(ENV, "once", "reason once", zone, begins, begins + timedelta(minutes=once[1])),)
+        self.stage = Stage(configured(*every), now)
         self._context = self.stage.installed()
         self._context.__enter__()
 
