@@ -14,6 +14,7 @@ from lockcore.record import LockRecord, QueueEntry, Requester, Status, iso
 from workers.protocol import board
 from workers.protocol.envelope import LOCK_WATCH_ACTION, UNLOCK_CONFIRM_ACTION
 from workers.protocol.history import EventKind, HistoryEvent
+from workers.protocol.windows import Occurrence
 
 NOW = 1_800_000_000
 VIEWER = "U0VIEWER"
@@ -57,7 +58,11 @@ def boards(draw: st.DrawFn) -> board.Board:
         for i in range(draw(st.integers(0, 50)))
     ]
     reasons = {r.lock_key: names[-1] for r in records if r.lock_key.startswith("freeze-")}
-    return board.Board(records, NOW, events, reasons)
+    scheduled = [  # each environment's next freeze window
+        Occurrence(f"env{i}", names[0], NOW + 60 * i, NOW + 60 * i + 600, names[-1])
+        for i in range(draw(st.integers(0, 15)))
+    ]
+    return board.Board(records, NOW, events, reasons, scheduled)
 
 
 def within_limits(view: dict[str, Any]) -> None:

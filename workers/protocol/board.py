@@ -25,10 +25,12 @@ from workers.protocol.render import (
     person,
     requester,
     run_link,
+    scheduled_line,
     since,
     slack_date,
     slack_moment,
 )
+from workers.protocol.windows import Occurrence
 
 # Block Kit's limits for a Home view (docs.slack.dev, "Blocks" and each block's and element's reference).
 MAX_BLOCKS: Final = 100
@@ -99,6 +101,8 @@ class Board:
     """The newest history events (any order; the newest :data:`MAX_HISTORY` are shown)."""
     freeze_reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Each live freeze's reason, by its lock key."""
+    scheduled: Sequence[Occurrence] = ()
+    """Each environment's next scheduled freeze window (:mod:`workers.protocol.windows`)."""
 
     def live(self) -> list[LockRecord]:
         return [record for record in self.records if machine.is_live(record.to_item(), self.now)]
@@ -129,12 +133,15 @@ def home_view(board: Board, viewer: Viewer) -> dict[str, Any]:
             blocks += _lock_blocks(record, viewer, board.now, f"mine-{index}")
         if len(mine) > MAX_MINE:
             blocks.append(_context(f"…and {len(mine) - MAX_MINE} more of yours: `/build status --locks` lists all."))
-    if freezes:
+    if freezes or board.scheduled:
         blocks += [{"type": "divider"}, _section("*Freezes*")]
         for index, record in enumerate(freezes[:MAX_FREEZES]):
             blocks.append(_freeze_block(record, board, f"freeze-{index}"))
         if len(freezes) > MAX_FREEZES:
             blocks.append(_context(f"…and {len(freezes) - MAX_FREEZES} more freezes."))
+        if board.scheduled:  # one block, an element per environment
+            lines = [_mrkdwn(scheduled_line(occurrence)) for occurrence in board.scheduled[:MAX_CONTEXT_ELEMENTS]]
+            blocks.append({"type": "context", "elements": lines})
     blocks += [{"type": "divider"}, _section("*Everyone's locks*" if not mine else "*Other locks*")]
     shown = others[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     if not shown:
