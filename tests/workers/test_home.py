@@ -22,7 +22,7 @@ from workers.adapters.history_table import HistoryTable
 from workers.flows import home
 from workers.handlers import build, history
 from workers.handlers import status as status_lambda
-from workers.protocol.board import HOME_WINDOW_SECONDS, direct_message_address
+from workers.protocol.board import HOME_WINDOW_SECONDS
 from workers.protocol.commands import Dequeue, Dispatch
 from workers.protocol.config import Action, Queue
 from workers.protocol.envelope import (
@@ -31,6 +31,7 @@ from workers.protocol.envelope import (
     HomeOpened,
     HomeRefresh,
     InteractionEnvelope,
+    direct_message_address,
 )
 
 ALICE, BOB = "U0ALICE", "U0BOB"

@@ -15,7 +15,14 @@ from typing import Any, Final
 
 from lockcore import machine
 from lockcore.record import LockRecord, Requester
-from workers.protocol.envelope import LOCK_WATCH_ACTION, UNLOCK_CONFIRM_ACTION
+from workers.protocol.envelope import (  # the Home's buttons and answers are the envelopes' to name
+    HOME_CANCEL_ACTION,
+    HOME_DEQUEUE_ACTION,
+    HOME_NEXT_ACTION,
+    HOME_PREVIOUS_ACTION,
+    LOCK_WATCH_ACTION,
+    UNLOCK_CONFIRM_ACTION,
+)
 from workers.protocol.history import FREEZE_PREFIX, HistoryEvent
 from workers.protocol.message import escape
 from workers.protocol.render import (
@@ -57,30 +64,6 @@ MAX_PEOPLE_NAMED: Final = 8
 """People named in one queue or watcher line; the rest are counted."""
 MAX_NAME_CHARS: Final = 60
 MAX_REASON_CHARS: Final = 200
-
-HOME_PREVIOUS_ACTION: Final = "home.page.previous"
-HOME_NEXT_ACTION: Final = "home.page.next"
-"""Previous/Next (an action id is unique within its block): the value is the page to show."""
-HOME_DEQUEUE_ACTION: Final = "home.dequeue"
-"""Leave the queue of the lock in the value: the viewer's ``/build dequeue``."""
-HOME_CANCEL_ACTION: Final = "home.cancel"
-"""Cancel the viewer's run under the lock in the value: the viewer's ``/build cancel``."""
-HOME_PAGE_ACTIONS: Final = frozenset({HOME_PREVIOUS_ACTION, HOME_NEXT_ACTION})
-HOME_ACTIONS: Final = HOME_PAGE_ACTIONS | {HOME_DEQUEUE_ACTION, HOME_CANCEL_ACTION}
-"""The actions only the Home has; the Home also carries "Notify me" and "Force unlock" (the messages' own)."""
-
-DIRECT_MESSAGE_PREFIX: Final = "slack-dm:"
-"""A Home press carries no ``response_url``: its envelope carries ``slack-dm:<user id>`` in that field instead,
-and every answer to it goes to the user as a direct message (``chat.postMessage`` to the user id)."""
-
-
-def direct_message_address(user_id: str) -> str:
-    return DIRECT_MESSAGE_PREFIX + user_id
-
-
-def direct_message_user(address: str) -> str | None:
-    """The user a ``slack-dm:`` address names, or ``None`` for a ``response_url``."""
-    return address.removeprefix(DIRECT_MESSAGE_PREFIX) if address.startswith(DIRECT_MESSAGE_PREFIX) else None
 
 
 @dataclass(frozen=True)
