@@ -153,9 +153,9 @@ class SlackRequest:
 
 
 class World:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, start: int | None = None) -> None:
         self.config_path = config_path
-        self.now = int(time.time())
+        self.now = int(time.time()) if start is None else start
         self.faults = Faults()
         clock = lambda: self.now  # noqa: E731 — the one clock every twin reads
         self.history = HistoryTwin()
