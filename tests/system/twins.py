@@ -425,9 +425,14 @@ class PendingTwin(PendingRequests):
 class LedgerTwin(Ledger):
     """What was told and started, in memory; its writes fail as DynamoDB's do (botocore's ClientError)."""
 
-    def __init__(self, faults: Faults) -> None:  # no table
+    def __init__(self, faults: Faults, clock: Callable[[], float] | None = None) -> None:  # no table
         self.faults = faults
         self.items: dict[str, dict[str, Any]] = {}
+        if clock is not None:
+            self.clock = clock
+        self.claims: Counter[str] = Counter()
+        """How each conditional put went: over no item (``absent``), over a stale one (``stale``), over the
+        holder's own (``own``), or ``refused`` — what DynamoDB's condition saw, for the invariants."""
 
     def _get(self, item_id: str) -> dict[str, Any] | None:
         return self.items.get(item_id)
@@ -436,8 +441,31 @@ class LedgerTwin(Ledger):
         self.faults.around(
             "ledger.write",
             lambda: self.items.__setitem__(item_id, {"id": {"S": item_id}, **attributes}),
-            lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem"),
+            _throttled("PutItem"),
         )
+
+    def _put_unless_held(self, item_id: str, attributes: dict[str, Any], *, holder: str, stale_since: int) -> bool:
+        """The conditional ``PutItem``: ``attribute_not_exists(id) OR #at <= :stale OR #holder = :holder``."""
+
+        def put() -> bool:
+            old = self.items.get(item_id)
+            if old is None:
+                seen = "absent"
+            elif int(old["at"]["N"]) <= stale_since:
+                seen = "stale"
+            elif old["holder"]["S"] == holder:
+                seen = "own"
+            else:
+                self.claims["refused"] += 1
+                return False
+            self.claims[seen] += 1
+            self.items[item_id] = {"id": {"S": item_id}, **attributes, "holder": {"S": holder}}
+            return True
+
+        return self.faults.around("ledger.write", put, _throttled("PutItem"))
+
+    def _delete(self, item_id: str) -> None:
+        self.faults.around("ledger.write", lambda: self.items.pop(item_id, None), _throttled("DeleteItem"))
 
     def _set_entry(self, item_id: str, name: str, key: str, value: dict[str, Any]) -> None:
         item = self.items.setdefault(item_id, {"id": {"S": item_id}})
@@ -591,6 +619,10 @@ class QueuesTwin:
             "eventSourceARN": f"arn:aws:sqs:ca-central-1:123456789012:chatops-{queue.value}",
             "awsRegion": "ca-central-1",
         }
+
+
+def _throttled(operation: str) -> Callable[[], ClientError]:
+    return lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, operation)
 
 
 def _iso(at: int) -> str:

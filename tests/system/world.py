@@ -150,7 +150,7 @@ class World:
         self.github = GitHubTwin(clock, self.faults)
         self.slack = SlackTwin(clock, self.faults)
         self.pending = PendingTwin(self.faults)
-        self.ledger = LedgerTwin(self.faults)
+        self.ledger = LedgerTwin(self.faults, clock)
         self.idempotency = IdempotencyTwin(clock, self.faults, worker_timeout=WORKER_TIMEOUT)
         self.sqs = QueuesTwin(clock, self.faults, visibility=VISIBILITY, max_receive_count=MAX_RECEIVE_COUNT)
         self.requests: dict[str, SlackRequest] = {}
@@ -167,6 +167,8 @@ class World:
         """When each user last opened the Home."""
         self._streamed: dict[str, Any] = {}
         """The lock table as the stream's writer last saw it (:meth:`stream`)."""
+        self._batch: str | None = None
+        """The stream batch handed to the writer and not yet done: handed again, the same, until it is."""
         self._triggers = itertools.count(1)
         self._deliveries = itertools.count(1)
         self._last_sweep = self.now
@@ -354,11 +356,12 @@ class World:
         items = self.store.items()
         if items == self._streamed:
             return
+        self._batch = self._batch or f"s{next(self._deliveries)}"
         try:
-            history_lambda.refresh_homes([{"eventID": f"s{next(self._deliveries)}"}])
-        except Died:
-            return  # the writer died: the batch comes again
-        self._streamed = items
+            history_lambda.refresh_homes([{"eventID": self._batch}])
+        except (Died, history_lambda.RefreshNotArranged):
+            return  # the writer died or failed the batch: the same batch comes again
+        self._streamed, self._batch = items, None
 
     def post_signed(self, path: str, payload: str) -> dict[str, Any]:
         """A body signed as Slack (interactions: in the ``payload`` field) or GitHub signs it, to the router."""
