@@ -363,6 +363,10 @@ class World:
             return  # the writer died or failed the batch: the same batch comes again
         self._streamed, self._batch = items, None
 
+    def stream_behind(self) -> bool:
+        """The lock table holds a change the stream has not brought to the writer yet."""
+        return self.store.items() != self._streamed
+
     def post_signed(self, path: str, payload: str) -> dict[str, Any]:
         """A body signed as Slack (interactions: in the ``payload`` field) or GitHub signs it, to the router."""
         if path == "/github/webhook":
