@@ -21,23 +21,18 @@ The promises:
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import invariant, rule
 
 from lockcore.machine import AcquireRequest
 from lockcore.record import Status
 from tests.system.twins import Fault, QueuedMessage
-from tests.system.world import World, write_config
+from tests.system.world import InTheWorld, machine_settings
 from workers.flows.home import read_board
 from workers.protocol.board import HOME_WINDOW_SECONDS, Viewer, home_view
 from workers.protocol.config import Queue
@@ -51,14 +46,9 @@ MIDWAY = ("_delete", "publish_home")
 AS_OF = re.compile(r"as of <!date\^(\d+)\^")
 
 
-class HomeRefreshes(RuleBasedStateMachine):
+class HomeRefreshes(InTheWorld):
     def __init__(self) -> None:
         super().__init__()
-        self.env = pytest.MonkeyPatch()
-        self.world = World(_config_path())
-        self._running = self.world.running(self.env)
-        self._running.__enter__()
-        self.faults_planned = 0
         self.taken_again = 0
         """Takes of a full refresh beyond its first (it failed, or its Lambda died, and it came back)."""
         self.owners: dict[str, tuple[str, int]] = {}
@@ -69,8 +59,7 @@ class HomeRefreshes(RuleBasedStateMachine):
             self.settle()
             self.every_viewer_sees_the_board_as_it_is()
         finally:
-            self._running.__exit__(None, None, None)
-            self.env.undo()
+            self.leave()
 
     # ------------------------------------------------------------------------------------------ the world
     @rule(user=st.sampled_from(VIEWERS))
@@ -204,19 +193,7 @@ def _full_refresh(message: QueuedMessage) -> bool:
     return message.kind == "home_refresh" and not body.get("users")
 
 
-@cache
-def _config_path() -> Path:
-    return write_config(Path(tempfile.mkdtemp(prefix="chatops-home-")))
-
-
-_CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
-HomeRefreshes.TestCase.settings = settings(
-    stateful_step_count=40,
-    max_examples=500 if _CI else settings().max_examples,
-    derandomize=_CI,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+HomeRefreshes.TestCase.settings = machine_settings(ci_examples=500)
 test_home_refreshes_coalesce_and_none_is_lost = HomeRefreshes.TestCase
 
 

@@ -17,21 +17,24 @@ handler runs to completion or dies; interleavings are between invocations), and 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections import Counter
-from functools import cache
-from pathlib import Path
 
-import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import Bundle, initialize, invariant, precondition, rule
 
 from lockcore.record import LockRecord, Status
 from tests.system.twins import Fault, RunTruth
-from tests.system.world import ADMIN, HANDLERS, REAPER_PERIOD, REPOSITORY, USERS, SlackRequest, World, write_config
+from tests.system.world import (
+    ADMIN,
+    HANDLERS,
+    REAPER_PERIOD,
+    REPOSITORY,
+    USERS,
+    InTheWorld,
+    SlackRequest,
+    machine_settings,
+)
 from workers.protocol.board import HOME_WINDOW_SECONDS
 from workers.protocol.config import Queue
 from workers.protocol.envelope import UNLOCK_CONFIRM_ACTION, correlation_id_of
@@ -64,16 +67,11 @@ STARTED = ("🔨", "🚀")
 COULD_NOT_START = "❌ Couldn't start"
 
 
-class WholeSystem(RuleBasedStateMachine):
+class WholeSystem(InTheWorld):
     requests = Bundle("requests")
 
     def __init__(self) -> None:
         super().__init__()
-        self.env = pytest.MonkeyPatch()
-        self.world = World(_config_path())
-        self._running = self.world.running(self.env)
-        self._running.__enter__()
-        self.faults_planned = 0
         self.told_failed: dict[str, int] = {}
 
     def teardown(self) -> None:
@@ -90,8 +88,7 @@ class WholeSystem(RuleBasedStateMachine):
             self.no_lock_is_left_held()
             self.every_recent_viewers_home_shows_the_live_locks()
         finally:
-            self._running.__exit__(None, None, None)
-            self.env.undo()
+            self.leave()
 
     # ------------------------------------------------------------------------------------------ the world
     @initialize(target=requests, user=st.sampled_from(USERS), command=st.sampled_from(COMMANDS))
@@ -331,20 +328,5 @@ def _lock_key(request: SlackRequest) -> str:
     return f"{action}-{component}-{environment}"
 
 
-@cache
-def _config_path() -> Path:
-    """The simulation's configuration, written once per process."""
-    return write_config(Path(tempfile.mkdtemp(prefix="chatops-system-")))
-
-
-_CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
-WholeSystem.TestCase.settings = settings(
-    stateful_step_count=40,
-    max_examples=400 if _CI else settings().max_examples,
-    report_multiple_bugs=False,
-    # CI runs one fixed set of schedules (reproducible, never red by chance); `nox -s soak` explores at random.
-    derandomize=_CI,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+WholeSystem.TestCase.settings = machine_settings(ci_examples=400)
 test_the_whole_system_keeps_every_promise = WholeSystem.TestCase

@@ -22,15 +22,20 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine
 
 from lockcore import machine
 from lockcore.record import LockRecord
@@ -490,6 +495,43 @@ def write_config(folder: Path) -> Path:
     path = folder / "chatops.toml"
     path.write_text(CONFIG, encoding="utf-8")
     return path
+
+
+@cache
+def config_path() -> Path:
+    """The simulation's configuration, written once per process."""
+    return write_config(Path(tempfile.mkdtemp(prefix="chatops-system-")))
+
+
+class InTheWorld(RuleBasedStateMachine):
+    """A simulation: Hypothesis's rules act on one :class:`World`, running from the machine's start until
+    :meth:`leave`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.env = pytest.MonkeyPatch()
+        self.world = World(config_path())
+        self._running = self.world.running(self.env)
+        self._running.__enter__()
+        self.faults_planned = 0
+
+    def leave(self) -> None:
+        self._running.__exit__(None, None, None)
+        self.env.undo()
+
+
+def machine_settings(*, ci_examples: int) -> settings:
+    """A simulation's Hypothesis settings: CI runs one fixed set of ``ci_examples`` schedules (reproducible, never
+    red by chance); `nox -s soak` explores at random."""
+    ci = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
+    return settings(
+        stateful_step_count=40,
+        max_examples=ci_examples if ci else settings().max_examples,
+        report_multiple_bugs=False,
+        derandomize=ci,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 
 
 def _answer_text(answer: dict[str, Any]) -> str:
