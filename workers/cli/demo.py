@@ -394,7 +394,7 @@ class Story:
         self.show(alice.name, f"Home → `{BUILD_KEY}` free again; Lately: release by bob")
         published = self.slack.homes_published(alice.user_id)
         expect(published >= 3, "alice's Home was published at the opening, the start and the end")
-        self.say(f"  {'Slack':<9} {published} views.publish to alice: one per opening, one per batch of lock changes")
+        self.say(f"  {'Slack':<9} {published} views.publish to alice: one per opening and per refresh")
 
 
 def _texts(block: dict[str, Any]) -> list[str]:
