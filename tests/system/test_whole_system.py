@@ -4,9 +4,10 @@ Hypothesis chooses what happens in the world — people typing commands on share
 resubmitting a request, SQS delivering (again, late, out of order), a call failing before or after its effect or
 losing its answer, a Lambda dying at any adapter call, GitHub moving runs along and delivering, duplicating,
 reordering or losing webhooks, someone sending a run of another workflow or a pull request titled like ours, time
-jumping past leases — and the real router, workers, webhook worker and reaper run over the twins
-(:mod:`tests.system.world`). After every step the invariants below hold; when the world recovers
-(:meth:`~tests.system.world.World.settle`), every request has had its answer and every run's end was reported.
+jumping past leases, people opening the App Home and pressing its buttons — and the real router, workers, webhook
+worker and reaper run over the twins (:mod:`tests.system.world`). After every step the invariants below hold;
+when the world recovers (:meth:`~tests.system.world.World.settle`), every request has had its answer and every
+run's end was reported.
 
 What it does not cover (said in docs/lock.md, "The proof", too): real AWS/Slack/GitHub wire behaviour (the
 adapters' own tests do, against moto and the HTTP stand-ins), concurrency inside one Lambda invocation (each
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, initialize, invariant, precondition, rule
 
 from lockcore.record import LockRecord, Status
-from tests.system.twins import Fault, RunTruth
+from tests.system.twins import Fault, RunTruth, Said
 from tests.system.world import (
     ADMIN,
     HANDLERS,
@@ -35,9 +36,9 @@ from tests.system.world import (
     SlackRequest,
     machine_settings,
 )
-from workers.protocol.board import HOME_WINDOW_SECONDS
+from workers.protocol.board import DIRECT_MESSAGE_PREFIX, HOME_DEQUEUE_ACTION, HOME_WINDOW_SECONDS
 from workers.protocol.config import Queue
-from workers.protocol.envelope import UNLOCK_CONFIRM_ACTION, correlation_id_of
+from workers.protocol.envelope import LOCK_WATCH_ACTION, UNLOCK_CONFIRM_ACTION, correlation_id_of
 from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
 
 COMMANDS = (
@@ -83,6 +84,7 @@ class WholeSystem(InTheWorld):
         try:
             self.world.settle()
             self.every_request_was_answered()
+            self.every_home_press_was_answered_by_direct_message()
             self.every_finished_run_was_reported_in_the_channel()
             self.every_force_unlock_was_announced()
             self.no_lock_is_left_held()
@@ -201,6 +203,14 @@ class WholeSystem(InTheWorld):
         """Slack sends ``app_home_opened`` — and again, with ``X-Slack-Retry-Num``, when it saw no answer in time."""
         self.world.open_home(user, retries)
 
+    @rule(user=st.sampled_from(USERS), pick=st.integers(0, 7), leave=st.booleans())
+    def someone_presses_a_button_on_their_home(self, user: str, pick: int, leave: bool) -> None:
+        """*🔔 Notify me when free* or *Leave the queue* on the App Home, on a lock held now (or one that is not: a
+        Home shows the board as it was published)."""
+        keys = sorted(self.world.live_locks()) or ["build-router-plt"]
+        action = HOME_DEQUEUE_ACTION if leave else LOCK_WATCH_ACTION
+        self.world.press(user, action, keys[pick % len(keys)], at_home=True)
+
     @rule()
     def the_lock_tables_stream_reaches_the_history_writer(self) -> None:
         self.world.stream()
@@ -293,6 +303,19 @@ class WholeSystem(InTheWorld):
             if str(item.get("previousToken")) == token and str(item.get("previousStatus")) in let_go:
                 return True
         return False
+
+    def every_home_press_was_answered_by_direct_message(self) -> None:
+        """A Home press has no ``response_url``: its answer is a direct message to whoever pressed (or Slack's own
+        error, when the router could not take it)."""
+        for request in self.world.requests.values():
+            if not request.response_url.startswith(DIRECT_MESSAGE_PREFIX):
+                continue
+            answers = [
+                u
+                for u in self.world.slack.said
+                if u.user == request.user and u.at >= request.typed_at and u.how in (Said.DIRECT, Said.SLACK_ERROR)
+            ]
+            assert answers, f"{request.user}'s press of {request.command} on the Home was never answered"
 
     def every_force_unlock_was_announced(self) -> None:
         channel = [u.text for u in self.world.slack.said if u.public]

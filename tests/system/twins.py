@@ -40,6 +40,7 @@ from workers.adapters.history_table import HistoryTable
 from workers.adapters.ledger import Ledger
 from workers.adapters.pending import PendingRequests
 from workers.adapters.slack import Published, SlackReplies
+from workers.protocol.board import direct_message_user
 from workers.protocol.config import QUEUE_FOR_KIND, Config, Queue
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import HistoryEvent, events_of
@@ -306,6 +307,8 @@ class Said(StrEnum):
     EPHEMERAL = "ephemeral"
     ROUTER = "router"
     """The router's own answer to a slash command (its HTTP body, which Slack shows the user)."""
+    DIRECT = "direct"
+    """A direct message from the app (``chat.postMessage`` to a user id): how a Home press is answered."""
     SLACK_ERROR = "slack-error"
     """Slack's own answer when the router did not answer in time: the user sees the command failed."""
 
@@ -349,6 +352,9 @@ class SlackTwin(SlackReplies):
         return url in self.response_urls
 
     def reply(self, response_url: str, message: Message, *, correlation_id: str) -> bool:
+        user = direct_message_user(response_url)
+        if user is not None:  # a Home press: answered by direct message, as the real adapter does
+            return self.post_message(user, message, correlation_id=correlation_id)
         issued = self.response_urls.get(response_url)
         if issued is None or self.posts[response_url] >= 5 or self.clock() - issued[1] > 30 * 60:
             return False
@@ -362,6 +368,9 @@ class SlackTwin(SlackReplies):
         return self._answered(post)
 
     def post_message(self, channel: str, message: Message, *, correlation_id: str) -> bool:
+        if channel.startswith(("U", "W")):  # a user id: Slack opens the app's direct message with them
+            direct = Utterance(Said.DIRECT, channel, channel, message.text, self.clock())
+            return self._answered(lambda: self._say(direct))
         return self._answered(
             lambda: self._say(Utterance(Said.CHANNEL, channel, "", message.text, self.clock(), public=True))
         )

@@ -65,6 +65,7 @@ from workers.handlers import reaper as reaper_lambda
 from workers.handlers import router
 from workers.handlers import status as status_lambda
 from workers.handlers import webhook as webhook_lambda
+from workers.protocol.board import direct_message_address
 from workers.protocol.config import Queue
 from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
 
@@ -307,11 +308,18 @@ class World:
             self.webhooks_sent += 1
         self.post_webhook(action, run)
 
-    def press(self, user: str, action_id: str, value: str) -> None:
-        """``user`` presses a button (the unlock confirm carries ``lock key:token``)."""
+    def press(self, user: str, action_id: str, value: str, *, at_home: bool = False) -> SlackRequest:
+        """``user`` presses a button (the unlock confirm carries ``lock key:token``) — on a message in the channel,
+        or ``at_home`` on their App Home: no ``response_url`` and no channel then, its answer a direct message."""
         n = next(self._triggers)
         response_url = f"https://hooks.slack.com/actions/T0TEAM/{n}/a{n:04d}"
-        self.slack.issue(response_url, user)
+        where: dict[str, Any] = {"response_url": response_url, "channel": {"id": CHANNEL, "name": "builds"}}
+        if at_home:
+            response_url = direct_message_address(user)
+            where = {"container": {"type": "view", "view_id": "V0HOME"}, "view": {"type": "home", "id": "V0HOME"}}
+            where |= {"response_url": "", "channel": {}}
+        else:
+            self.slack.issue(response_url, user)
         press = SlackRequest(f"{2000 + n}.{n}.p{n:04d}", user, value, action_id, response_url, self.now)
         self.requests[press.trigger_id] = press
         body = function_url.interaction_form(
@@ -319,8 +327,7 @@ class World:
             value,
             user={"id": user, "username": user.lower(), "name": user, "team_id": "T0TEAM"},
             trigger_id=press.trigger_id,
-            response_url=response_url,
-            channel={"id": CHANNEL, "name": "builds"},
+            **where,
         )
         try:
             answer = router.handler(
@@ -329,8 +336,9 @@ class World:
         except Died:
             answer = {"statusCode": 504}
         assert answer["statusCode"] in (200, 503, 504), answer
-        if answer["statusCode"] != 200:  # Slack marks the button's message with its own error for the user
+        if answer["statusCode"] != 200:  # Slack marks the button (message or Home) with its own error for the user
             self.slack.said.append(Utterance(Said.SLACK_ERROR, response_url, user, "error", self.now))
+        return press
 
     def open_home(self, user: str, retries: int) -> None:
         """``user`` opens the App Home: Slack's signed event to ``/slack/events``, and ``retries`` more deliveries
