@@ -372,7 +372,7 @@ class World:
 
     def stream(self) -> None:
         """The lock table's stream: a batch of the changes since the last one reaches the history writer, which
-        asks for one App Home refresh (its history it keeps through the table twin already)."""
+        asks for an App Home refresh unless one is pending (its history it keeps through the table twin already)."""
         items = self.store.items()
         if items == self._streamed:
             return
