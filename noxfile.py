@@ -72,10 +72,12 @@ def soak(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Requests per lock operation, contended acquires against raw conditional writes; the router's cold start
-    against boto3's, and /build end to end on the local stack (1 and 100 at once). docs/benchmarks.md says more."""
+    against boto3's, /build end to end on the local stack (1 and 100 at once), and App Home publishes per build.
+    docs/benchmarks.md says more."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "tests.bench.locks", *session.posargs)
     session.run("python", "-m", "tests.bench.serve")
+    session.run("python", "-m", "tests.bench.home")
 
 
 @nox.session

@@ -13,7 +13,7 @@
                                 ▼                                                  ▼
            DynamoDB: lock table (lockKey) · idempotency records        the lock table (expired leases)
                      └─ stream ─▶ history writer ─▶ history table (30 days; /build history, /build stats)
-                                       └─ one App Home refresh per batch ─▶ status queue
+                                       └─ an App Home refresh, unless one is pending ─▶ status queue
            SSM SecureStrings (read at run time; written from the stack's secrets) · GitHub dispatch · Slack replies
            CloudWatch: alarms ─▶ SNS e-mail · dashboard
            IAM for the deploy workflows: the fencing-check policy (and a role for GitHub's OIDC token, if asked)

@@ -20,8 +20,8 @@ status reads, lists and force-releases (GetItem, Scan, UpdateItem), replies, and
 the run in GitHub; echo only replies; webhook (GitHub's ``workflow_run``) reads one lock and releases or renews it
 (GetItem, UpdateItem) and tells the channel; the reaper scans every lock, asks GitHub about its run and releases,
 renews or expires it (Scan, GetItem, UpdateItem), telling the channel. The history writer reads the lock table's
-stream (never the table) and puts events in the history table (PutItem), then queues one App Home refresh per
-batch on the status queue; the status worker reads them back for
+stream (never the table) and puts events in the history table (PutItem), then queues an App Home refresh on
+the status queue when none is pending (its mark in the idempotency table); the status worker reads them back for
 ``/build history`` (Query) and ``/build stats`` (Scan). The dead-letter worker consumes the command queues' DLQs
 and tells each requester what became of their request: it reads the request's lock (GetItem) and replies in Slack.
 
@@ -121,7 +121,7 @@ WORKERS: Final[tuple[Worker, ...]] = (
            secrets=("SLACK_BOT_TOKEN", "GITHUB_TOKEN"),
            lock_table=_ALL_LOCKS, sends_to=_HAND_OFF, idempotency=True),
     Worker("history", "workers.handlers.history.handler", lock_stream=True, history_table=("dynamodb:PutItem",),
-           sends_to=("status",)),
+           sends_to=("status",), idempotency=True),
     Worker("deadletter", "workers.handlers.deadletter.handler", consumes_dead_letters=REQUESTED_QUEUES,
            secrets=("SLACK_BOT_TOKEN",), lock_table=("dynamodb:GetItem",)),
 )

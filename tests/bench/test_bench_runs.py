@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import serve
+from tests.bench import home, serve
 from tests.bench.locks import main
 from workers.local.motoserver import LOCAL_CREDENTIALS
 
 BENCHMARKS_DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 HEADS = ("| what | median (ms) |", "| what | import (ms) |", "| load | requests |")
 """The first cells of the serve benchmark's three tables, as docs/benchmarks.md shows them."""
+HOME_HEAD = "| schedule | viewers | stream batches |"
+ONE_VIEWER = r"\| (while a refresh publishes|spaced out) \| 1 \|"
 ONE_REQUEST = ("acquire-win", "acquire-lose", "acquire-reentered", "release", "extend", "force-release", "check")
 
 
@@ -90,7 +92,35 @@ def test_the_serve_benchmark_runs_and_counts_every_request_it_times(capsys: pyte
 def test_the_documented_commands_are_the_benchmarks_with_their_defaults() -> None:
     text = BENCHMARKS_DOC.read_text(encoding="utf-8")
     modules = set(re.findall(r"python -m (tests\.bench\.[a-z_]+)", text))
-    assert modules == {"tests.bench.locks", "tests.bench.serve"}
+    assert modules == {"tests.bench.locks", "tests.bench.serve", "tests.bench.home"}
     assert all(importlib.util.find_spec(module) is not None for module in modules)
     [spelled_out] = re.findall(r"python -m tests\.bench\.serve((?: --[a-z-]+ [0-9]+)+)", text)
     assert vars(serve.parse(spelled_out.split())) == vars(serve.parse([])), "the defaults, spelled out"
+    [viewers] = re.findall(r"python -m tests\.bench\.home --viewers ([0-9 ]+)", text)
+    assert vars(home.parse(["--viewers", *viewers.split()])) == vars(home.parse([])), "the defaults, spelled out"
+
+
+@pytest.mark.timeout(300)
+def test_the_home_benchmark_counts_one_refresh_per_batch_before_and_fewer_after(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = home.main(["--viewers", "1", "2"])
+
+    rows = {(row["schedule"], row["viewers"]): row for row in result["rows"]}
+    assert set(rows) == {(schedule, n) for schedule in home.SCHEDULES for n in (1, 2)}
+    for (schedule, viewers), row in rows.items():
+        before, after = row["before"], row["after"]
+        assert before["refreshes"] == row["batches"] >= 4, "the baseline: a refresh for each write of the build"
+        assert before["publishes"] == row["batches"] * viewers
+        assert after["publishes"] == after["refreshes"] * viewers
+        if schedule == "spaced out":
+            assert after == {**before, "identical": after["identical"]}, "nothing to coalesce"
+        else:  # the first refresh, the one pending while it published, the run's end
+            assert after["refreshes"] == 3
+    printed = capsys.readouterr().out
+    lines = BENCHMARKS_DOC.read_text(encoding="utf-8").splitlines()
+    documented = [line for line in lines if line.startswith(HOME_HEAD)]
+    assert len(documented) == 1 and documented[0] in printed, "docs/benchmarks.md shows the table's head"
+    counted = [line for line in lines if re.match(ONE_VIEWER, line)]
+    assert len(counted) == 2, "a row for one viewer, each schedule"
+    assert all(line.rsplit("|", 2)[0] in printed for line in counted), "the counts documented are the counts"

@@ -170,10 +170,11 @@ def test_the_router_only_enqueues_and_reads_its_secrets(deployment: Deployment) 
 
 
 def test_the_history_writer_reads_the_stream_and_puts_history_and_touches_no_lock(deployment: Deployment) -> None:
-    """And asks the status worker for one App Home refresh per batch: SendMessage on the status queue only."""
+    """And asks the status worker for an App Home refresh when none is pending: SendMessage on the status queue
+    only, and the pending-refresh mark in the idempotency table."""
     allowed = _role_actions(deployment, f"chatops-{deployment.stack}-history")
     dynamodb = {action for action in allowed if action.startswith("dynamodb:")}
-    assert dynamodb == {*STREAM_ACTIONS, "dynamodb:ListStreams", "dynamodb:PutItem"}
+    assert dynamodb == {*STREAM_ACTIONS, "dynamodb:ListStreams", *IDEMPOTENCY_ACTIONS}
     assert all("/stream/" in resource for action in STREAM_ACTIONS for resource in allowed[action])
     assert {action.split(":")[0] for action in allowed} == {"dynamodb", "sqs", "logs"}
     assert {action for action in allowed if action.startswith("sqs:")} == {"sqs:SendMessage"}

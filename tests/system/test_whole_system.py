@@ -4,9 +4,10 @@ Hypothesis chooses what happens in the world — people typing commands on share
 resubmitting a request, SQS delivering (again, late, out of order), a call failing before or after its effect or
 losing its answer, a Lambda dying at any adapter call, GitHub moving runs along and delivering, duplicating,
 reordering or losing webhooks, someone sending a run of another workflow or a pull request titled like ours, time
-jumping past leases — and the real router, workers, webhook worker and reaper run over the twins
-(:mod:`tests.system.world`). After every step the invariants below hold; when the world recovers
-(:meth:`~tests.system.world.World.settle`), every request has had its answer and every run's end was reported.
+jumping past leases, people opening the App Home and pressing its buttons — and the real router, workers, webhook
+worker and reaper run over the twins (:mod:`tests.system.world`). After every step the invariants below hold;
+when the world recovers (:meth:`~tests.system.world.World.settle`), every request has had its answer and every
+run's end was reported.
 
 What it does not cover (said in docs/lock.md, "The proof", too): real AWS/Slack/GitHub wire behaviour (the
 adapters' own tests do, against moto and the HTTP stand-ins), concurrency inside one Lambda invocation (each
@@ -17,26 +18,37 @@ handler runs to completion or dies; interleavings are between invocations), and 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
-import time
 from collections import Counter
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import Bundle, initialize, invariant, precondition, rule
 
 from lockcore.record import LockRecord, Status, epoch
-from tests.system.twins import Fault, RunTruth, Utterance
-from tests.system.world import ADMIN, HANDLERS, REAPER_PERIOD, REPOSITORY, USERS, SlackRequest, World, write_config
+from tests.system.twins import Fault, RunTruth, Said, Utterance
+from tests.system.world import (
+    ADMIN,
+    HANDLERS,
+    REAPER_PERIOD,
+    REPOSITORY,
+    USERS,
+    InTheWorld,
+    SlackRequest,
+    config_path,
+    machine_settings,
+)
 from workers.protocol.board import HOME_WINDOW_SECONDS
 from workers.protocol.config import Queue, load_config
-from workers.protocol.envelope import ROLLBACK_CONFIRM_ACTION, UNLOCK_CONFIRM_ACTION, correlation_id_of
+from workers.protocol.envelope import (
+    DIRECT_MESSAGE_PREFIX,
+    HOME_DEQUEUE_ACTION,
+    LOCK_WATCH_ACTION,
+    ROLLBACK_CONFIRM_ACTION,
+    UNLOCK_CONFIRM_ACTION,
+    correlation_id_of,
+)
 from workers.protocol.rollback import lock_mark
 from workers.protocol.windows import Window, occurrence_of, schedule
 from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
@@ -69,16 +81,11 @@ COULD_NOT_START = "❌ Couldn't start"
 FREEZE_KEY = "freeze-prod"
 
 
-class WholeSystem(RuleBasedStateMachine):
+class WholeSystem(InTheWorld):
     requests = Bundle("requests")
 
     def __init__(self) -> None:
         super().__init__()
-        self.env = pytest.MonkeyPatch()
-        self.world = World(_config_path(), start=_start())
-        self._running = self.world.running(self.env)
-        self._running.__enter__()
-        self.faults_planned = 0
         self.told_failed: dict[str, int] = {}
         self.rollback_presses: dict[str, str] = {}
         """Each *Confirm rollback* press (trigger_id): the value its button carried."""
@@ -93,13 +100,13 @@ class WholeSystem(RuleBasedStateMachine):
         try:
             self.world.settle()
             self.every_request_was_answered()
+            self.every_home_press_was_answered_by_direct_message()
             self.every_finished_run_was_reported_in_the_channel()
             self.every_force_unlock_was_announced()
             self.no_lock_is_left_held()
             self.every_recent_viewers_home_shows_the_live_locks()
         finally:
-            self._running.__exit__(None, None, None)
-            self.env.undo()
+            self.leave()
 
     # ------------------------------------------------------------------------------------------ the world
     @initialize(target=requests, user=st.sampled_from(USERS), command=st.sampled_from(COMMANDS))
@@ -242,6 +249,14 @@ class WholeSystem(RuleBasedStateMachine):
     def someone_opens_the_app_home(self, user: str, retries: int) -> None:
         """Slack sends ``app_home_opened`` — and again, with ``X-Slack-Retry-Num``, when it saw no answer in time."""
         self.world.open_home(user, retries)
+
+    @rule(user=st.sampled_from(USERS), pick=st.integers(0, 7), leave=st.booleans())
+    def someone_presses_a_button_on_their_home(self, user: str, pick: int, leave: bool) -> None:
+        """*🔔 Notify me when free* or *Leave the queue* on the App Home, on a lock held now (or one that is not: a
+        Home shows the board as it was published)."""
+        keys = sorted(self.world.live_locks()) or ["build-router-plt"]
+        action = HOME_DEQUEUE_ACTION if leave else LOCK_WATCH_ACTION
+        self.world.press(user, action, keys[pick % len(keys)], at_home=True)
 
     @rule()
     def the_lock_tables_stream_reaches_the_history_writer(self) -> None:
@@ -405,6 +420,19 @@ class WholeSystem(RuleBasedStateMachine):
                 return True
         return False
 
+    def every_home_press_was_answered_by_direct_message(self) -> None:
+        """A Home press has no ``response_url``: its answer is a direct message to whoever pressed (or Slack's own
+        error, when the router could not take it)."""
+        for request in self.world.requests.values():
+            if not request.response_url.startswith(DIRECT_MESSAGE_PREFIX):
+                continue
+            answers = [
+                u
+                for u in self.world.slack.said
+                if u.user == request.user and u.at >= request.typed_at and u.how in (Said.DIRECT, Said.SLACK_ERROR)
+            ]
+            assert answers, f"{request.user}'s press of {request.command} on the Home was never answered"
+
     def every_force_unlock_was_announced(self) -> None:
         channel = [u.text for u in self.world.slack.said if u.public]
         for item in self.world.store.written:
@@ -447,30 +475,8 @@ def _lock_key(request: SlackRequest) -> str:
 
 @cache
 def _windows() -> tuple[Window, ...]:
-    return load_config(_config_path(), {}).freeze_windows
+    return load_config(config_path(), {}).freeze_windows
 
 
-@cache
-def _config_path() -> Path:
-    """The simulation's configuration, written once per process."""
-    return write_config(Path(tempfile.mkdtemp(prefix="chatops-system-")))
-
-
-def _start() -> int:
-    """Every schedule starts five minutes before the next whole hour: prod's hourly freeze windows (Berlin time,
-    whole hours from UTC) then open at one fixed step of each schedule, whatever time the run is — a fixed set of
-    schedules stays one fixed set. Never in the past: the router signs and checks with the real clock."""
-    return (int(time.time()) // 3600 + 1) * 3600 - 300
-
-
-_CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
-WholeSystem.TestCase.settings = settings(
-    stateful_step_count=40,
-    max_examples=400 if _CI else settings().max_examples,
-    report_multiple_bugs=False,
-    # CI runs one fixed set of schedules (reproducible, never red by chance); `nox -s soak` explores at random.
-    derandomize=_CI,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+WholeSystem.TestCase.settings = machine_settings(ci_examples=400)
 test_the_whole_system_keeps_every_promise = WholeSystem.TestCase

@@ -42,7 +42,7 @@ from workers.adapters.ledger import Ledger
 from workers.adapters.pending import PendingRequests
 from workers.adapters.slack import Published, SlackReplies
 from workers.protocol.config import QUEUE_FOR_KIND, Config, Queue
-from workers.protocol.envelope import CommandEnvelope
+from workers.protocol.envelope import CommandEnvelope, direct_message_user
 from workers.protocol.history import HistoryEvent, events_of
 from workers.protocol.message import Message, ResponseType
 from workers.protocol.workflow import (
@@ -314,6 +314,8 @@ class Said(StrEnum):
     EPHEMERAL = "ephemeral"
     ROUTER = "router"
     """The router's own answer to a slash command (its HTTP body, which Slack shows the user)."""
+    DIRECT = "direct"
+    """A direct message from the app (``chat.postMessage`` to a user id): how a Home press is answered."""
     SLACK_ERROR = "slack-error"
     """Slack's own answer when the router did not answer in time: the user sees the command failed."""
 
@@ -359,6 +361,9 @@ class SlackTwin(SlackReplies):
         return url in self.response_urls
 
     def reply(self, response_url: str, message: Message, *, correlation_id: str) -> bool:
+        user = direct_message_user(response_url)
+        if user is not None:  # a Home press: answered by direct message, as the real adapter does
+            return self.post_message(user, message, correlation_id=correlation_id)
         issued = self.response_urls.get(response_url)
         if issued is None or self.posts[response_url] >= 5 or self.clock() - issued[1] > 30 * 60:
             return False
@@ -373,6 +378,9 @@ class SlackTwin(SlackReplies):
         return self._answered(post)
 
     def post_message(self, channel: str, message: Message, *, correlation_id: str) -> bool:
+        if channel.startswith(("U", "W")):  # a user id: Slack opens the app's direct message with them
+            direct = Utterance(Said.DIRECT, channel, channel, message.text, self.clock())
+            return self._answered(lambda: self._say(direct))
         return self._answered(
             lambda: self._say(Utterance(Said.CHANNEL, channel, "", message.text, self.clock(), public=True))
         )
@@ -436,9 +444,14 @@ class PendingTwin(PendingRequests):
 class LedgerTwin(Ledger):
     """What was told and started, in memory; its writes fail as DynamoDB's do (botocore's ClientError)."""
 
-    def __init__(self, faults: Faults) -> None:  # no table
+    def __init__(self, faults: Faults, clock: Callable[[], float] | None = None) -> None:  # no table
         self.faults = faults
         self.items: dict[str, dict[str, Any]] = {}
+        if clock is not None:
+            self.clock = clock
+        self.claims: Counter[str] = Counter()
+        """How each conditional put went: over no item (``absent``), over a stale one (``stale``), over the
+        holder's own (``own``), or ``refused`` — what DynamoDB's condition saw, for the invariants."""
 
     def _get(self, item_id: str) -> dict[str, Any] | None:
         return self.items.get(item_id)
@@ -447,8 +460,31 @@ class LedgerTwin(Ledger):
         self.faults.around(
             "ledger.write",
             lambda: self.items.__setitem__(item_id, {"id": {"S": item_id}, **attributes}),
-            lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem"),
+            _throttled("PutItem"),
         )
+
+    def _put_unless_held(self, item_id: str, attributes: dict[str, Any], *, holder: str, stale_since: int) -> bool:
+        """The conditional ``PutItem``: ``attribute_not_exists(id) OR #at <= :stale OR #holder = :holder``."""
+
+        def put() -> bool:
+            old = self.items.get(item_id)
+            if old is None:
+                seen = "absent"
+            elif int(old["at"]["N"]) <= stale_since:
+                seen = "stale"
+            elif old["holder"]["S"] == holder:
+                seen = "own"
+            else:
+                self.claims["refused"] += 1
+                return False
+            self.claims[seen] += 1
+            self.items[item_id] = {"id": {"S": item_id}, **attributes, "holder": {"S": holder}}
+            return True
+
+        return self.faults.around("ledger.write", put, _throttled("PutItem"))
+
+    def _delete(self, item_id: str) -> None:
+        self.faults.around("ledger.write", lambda: self.items.pop(item_id, None), _throttled("DeleteItem"))
 
     def _set_entry(self, item_id: str, name: str, key: str, value: dict[str, Any]) -> None:
         item = self.items.setdefault(item_id, {"id": {"S": item_id}})
@@ -605,6 +641,10 @@ class QueuesTwin:
             "eventSourceARN": f"arn:aws:sqs:ca-central-1:123456789012:chatops-{queue.value}",
             "awsRegion": "ca-central-1",
         }
+
+
+def _throttled(operation: str) -> Callable[[], ClientError]:
+    return lambda: ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, operation)
 
 
 def _iso(at: int) -> str:

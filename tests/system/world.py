@@ -22,15 +22,20 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine
 
 from lockcore import machine
 from lockcore.record import LockRecord, Status
@@ -61,6 +66,7 @@ from workers.handlers import router
 from workers.handlers import status as status_lambda
 from workers.handlers import webhook as webhook_lambda
 from workers.protocol.config import Queue
+from workers.protocol.envelope import direct_message_address, direct_message_user
 from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
 
 REPOSITORY = "example-org/platform"
@@ -72,6 +78,8 @@ WORKER_TIMEOUT = 45
 VISIBILITY = 6 * WORKER_TIMEOUT
 MAX_RECEIVE_COUNT = 5
 WINDOW_MINUTES = 10
+SLACK_EVENT_RETRIES = 3
+"""Slack retries an Events API delivery it saw fail, or not acknowledged within 3 s, up to three times."""
 CONFIG = f"""
 components = ["router", "api"]
 environments = ["plt", "prod"]
@@ -163,7 +171,7 @@ class World:
         self.github = GitHubTwin(clock, self.faults)
         self.slack = SlackTwin(clock, self.faults)
         self.pending = PendingTwin(self.faults)
-        self.ledger = LedgerTwin(self.faults)
+        self.ledger = LedgerTwin(self.faults, clock)
         self.idempotency = IdempotencyTwin(clock, self.faults, worker_timeout=WORKER_TIMEOUT)
         self.sqs = QueuesTwin(clock, self.faults, visibility=VISIBILITY, max_receive_count=MAX_RECEIVE_COUNT)
         self.requests: dict[str, SlackRequest] = {}
@@ -182,6 +190,8 @@ class World:
         """When each user last opened the Home."""
         self._streamed: dict[str, Any] = {}
         """The lock table as the stream's writer last saw it (:meth:`stream`)."""
+        self._batch: str | None = None
+        """The stream batch handed to the writer and not yet done: handed again, the same, until it is."""
         self._triggers = itertools.count(1)
         self._deliveries = itertools.count(1)
         self._last_sweep = self.now
@@ -322,11 +332,15 @@ class World:
             self.webhooks_sent += 1
         self.post_webhook(action, run)
 
-    def press(self, user: str, action_id: str, value: str) -> SlackRequest:
-        """``user`` presses a button (the unlock confirm carries ``lock key:token``)."""
+    def press(self, user: str, action_id: str, value: str, *, at_home: bool = False) -> SlackRequest:
+        """``user`` presses a button (the unlock confirm carries ``lock key:token``) — on a message in the channel,
+        or ``at_home`` on their App Home: no ``response_url`` and no channel then, its answer a direct message."""
         n = next(self._triggers)
-        response_url = f"https://hooks.slack.com/actions/T0TEAM/{n}/a{n:04d}"
-        self.slack.issue(response_url, user)
+        response_url = (
+            direct_message_address(user) if at_home else f"https://hooks.slack.com/actions/T0TEAM/{n}/a{n:04d}"
+        )
+        if not at_home:
+            self.slack.issue(response_url, user)
         press = SlackRequest(f"{2000 + n}.{n}.p{n:04d}", user, value, action_id, response_url, self.now)
         self.requests[press.trigger_id] = press
         self.deliver_press(press)
@@ -335,13 +349,16 @@ class World:
     def deliver_press(self, press: SlackRequest) -> None:
         """The router receives the press (again, when Slack retries it: the same ``trigger_id``)."""
         user, response_url, sent_before = press.user, press.response_url, self._on_the_queues()
+        where: dict[str, Any] = {"response_url": response_url, "channel": {"id": CHANNEL, "name": "builds"}}
+        if direct_message_user(response_url) is not None:  # pressed on the Home
+            where = {"container": {"type": "view", "view_id": "V0HOME"}, "view": {"type": "home", "id": "V0HOME"}}
+            where |= {"response_url": "", "channel": {}}
         body = function_url.interaction_form(
             press.command,
             press.text,
             user={"id": user, "username": user.lower(), "name": user, "team_id": "T0TEAM"},
             trigger_id=press.trigger_id,
-            response_url=response_url,
-            channel={"id": CHANNEL, "name": "builds"},
+            **where,
         )
         try:
             answer = router.handler(
@@ -350,16 +367,17 @@ class World:
         except Died:
             answer = {"statusCode": 504}
         assert answer["statusCode"] in (200, 503, 504), answer
-        if answer["statusCode"] != 200:  # Slack marks the button's message with its own error for the user
+        if answer["statusCode"] != 200:  # Slack marks the button (message or Home) with its own error for the user
             self.slack.said.append(Utterance(Said.SLACK_ERROR, response_url, user, "error", self.now))
         self._note_queued(press, sent_before)
 
     def open_home(self, user: str, retries: int) -> None:
         """``user`` opens the App Home: Slack's signed event to ``/slack/events``, and ``retries`` more deliveries
-        of it (``X-Slack-Retry-Num``), as when it did not see the first acknowledged in time."""
+        of it (``X-Slack-Retry-Num``), as when it did not see the first acknowledged in time. Slack retries an
+        event it saw fail (no answer, a 5xx) too, three times at most; one never acknowledged is not an opening
+        the system could know of."""
         event_id = f"Ev{next(self._triggers):06d}"
         self.home_events[event_id] = user
-        self.home_opened[user] = self.now
         body = json.dumps(
             {
                 "type": "event_callback",
@@ -369,7 +387,7 @@ class World:
                 "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"},
             }
         )
-        for attempt in range(retries + 1):
+        for attempt in range(SLACK_EVENT_RETRIES + 1):
             headers = {**function_url.slack_headers(body), "content-type": "application/json"}
             if attempt:
                 headers |= {"x-slack-retry-num": str(attempt), "x-slack-retry-reason": "http_timeout"}
@@ -378,18 +396,27 @@ class World:
             except Died:
                 continue  # Slack saw no answer: it retries (the next attempt)
             assert answer["statusCode"] in (200, 503), answer
+            if answer["statusCode"] == 200:
+                self.home_opened[user] = self.now
+                if attempt >= retries:
+                    return
 
     def stream(self) -> None:
         """The lock table's stream: a batch of the changes since the last one reaches the history writer, which
-        asks for one App Home refresh (its history it keeps through the table twin already)."""
+        asks for an App Home refresh unless one is pending (its history it keeps through the table twin already)."""
         items = self.store.items()
         if items == self._streamed:
             return
+        self._batch = self._batch or f"s{next(self._deliveries)}"
         try:
-            history_lambda.refresh_homes([{"eventID": f"s{next(self._deliveries)}"}])
-        except Died:
-            return  # the writer died: the batch comes again
-        self._streamed = items
+            history_lambda.refresh_homes([{"eventID": self._batch}])
+        except (Died, history_lambda.RefreshNotArranged):
+            return  # the writer died or failed the batch: the same batch comes again
+        self._streamed, self._batch = items, None
+
+    def stream_behind(self) -> bool:
+        """The lock table holds a change the stream has not brought to the writer yet."""
+        return self.store.items() != self._streamed
 
     def post_signed(self, path: str, payload: str) -> dict[str, Any]:
         """A body signed as Slack (interactions: in the ``payload`` field) or GitHub signs it, to the router."""
@@ -515,6 +542,51 @@ def write_config(folder: Path) -> Path:
     path = folder / "chatops.toml"
     path.write_text(CONFIG, encoding="utf-8")
     return path
+
+
+@cache
+def config_path() -> Path:
+    """The simulation's configuration, written once per process."""
+    return write_config(Path(tempfile.mkdtemp(prefix="chatops-system-")))
+
+
+def first_instant() -> int:
+    """Where every schedule's clock starts: five minutes before the next whole hour, so that prod's hourly freeze
+    windows (Berlin time, whole hours from UTC) open at one fixed step of each schedule whatever time the run is —
+    a fixed set of schedules stays one fixed set. Never in the past: the router signs and checks with the real
+    clock."""
+    return (int(time.time()) // 3600 + 1) * 3600 - 300
+
+
+class InTheWorld(RuleBasedStateMachine):
+    """A simulation: Hypothesis's rules act on one :class:`World`, running from the machine's start until
+    :meth:`leave`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.env = pytest.MonkeyPatch()
+        self.world = World(config_path(), start=first_instant())
+        self._running = self.world.running(self.env)
+        self._running.__enter__()
+        self.faults_planned = 0
+
+    def leave(self) -> None:
+        self._running.__exit__(None, None, None)
+        self.env.undo()
+
+
+def machine_settings(*, ci_examples: int) -> settings:
+    """A simulation's Hypothesis settings: CI runs one fixed set of ``ci_examples`` schedules (reproducible, never
+    red by chance); `nox -s soak` explores at random."""
+    ci = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
+    return settings(
+        stateful_step_count=40,
+        max_examples=ci_examples if ci else settings().max_examples,
+        report_multiple_bugs=False,
+        derandomize=ci,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 
 
 def _answer_text(answer: dict[str, Any]) -> str:

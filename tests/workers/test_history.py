@@ -4,6 +4,7 @@ as Lambda would, the events read back from the history table."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,11 +22,14 @@ from lockcore.dynamodb import DynamoDBLockStore
 from lockcore.expressions import Item
 from lockcore.record import LockRecord, epoch, iso
 from tests.system.twins import HistoryTwin
+from tests.workers import sqs_events as sqs
+from tests.workers.worker_world import create_idempotency_table, create_queues
 from workers.adapters import runtime
 from workers.adapters.history_table import HISTORY_TABLE_ENV, forget, history_table
 from workers.flows.history import HISTORY_LAG_SECONDS, resumed_write_took_effect
 from workers.handlers import history as history_lambda
 from workers.local.motoserver import LOCAL_CREDENTIALS
+from workers.protocol.config import Queue
 from workers.protocol.history import BEGINNINGS, ENDINGS, ROLLBACK_NOTED, EventKind, HistoryEvent, events_of
 
 KEY = "build-router-plt"
@@ -204,7 +208,11 @@ def stream_event(stream_arn: str) -> dict[str, Any]:
 
 
 @pytest.mark.usefixtures("aws")
-def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothing() -> None:
+def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_idempotency_table()  # the App Home's pending-refresh mark
+    status_queue = create_queues(monkeypatch)[Queue.STATUS]
     stream_arn = streamed_lock_table()
     table = history_table()
     table.create_table()
@@ -229,6 +237,10 @@ def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothi
         "records": records,
         "events": 5,
     }  # the stream redelivers: the same puts
+    refreshes = [json.loads(r["body"])["correlationId"] for r in sqs.drain(status_queue)["Records"]]
+    assert len(set(refreshes)) == 1, "one App Home refresh: the redelivered batch's, under the mark it put itself"
+    history_lambda.handler({"Records": event["Records"][:1]}, None)  # another batch, while that refresh is pending
+    assert sqs.drain(status_queue)["Records"] == [], "no second refresh while one is pending"
 
     recent = table.recent(KEY)
     assert [(e.kind, e.token, e.who, e.outcome, e.duration) for e in recent] == [

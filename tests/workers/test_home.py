@@ -19,6 +19,7 @@ from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import Context, World, create_queues, failed_ids, sqs_event
 from workers.adapters import runtime
 from workers.adapters.history_table import HistoryTable
+from workers.adapters.ledger import HOME_REFRESH_STALE_SECONDS, Ledger
 from workers.flows import home
 from workers.handlers import build, history
 from workers.handlers import status as status_lambda
@@ -134,6 +135,39 @@ def test_one_refresh_per_stream_batch_however_many_locks_changed(world: World, q
     history.handler(stream_batch((None, held), (None, held), (None, held)), Context())
     event = sqs.drain(queues[Queue.STATUS])
     assert [json.loads(r["body"])["kind"] for r in event["Records"]] == ["home_refresh"]
+
+
+def test_a_refresh_is_queued_only_when_none_is_pending(world: World, queues: dict[Queue, str]) -> None:
+    """A build's several writes, each its own stream batch: one refresh; once the worker took it (and deleted the
+    mark before reading the board), the next change queues the next."""
+    to_status(opened())
+    held = world.lock(KEY)
+    for _ in range(4):  # the acquire, then notes: dispatching, the run, the commit
+        history.handler(stream_batch((None, held)), Context())
+    event = sqs.drain(queues[Queue.STATUS])
+    assert [json.loads(r["body"])["kind"] for r in event["Records"]] == ["home_refresh"]
+    assert failed_ids(status_lambda.handler(event, Context())) == []
+    assert world.slack.homes_published(ALICE) == 2
+    history.handler(stream_batch((held, held)), Context())
+    assert len(sqs.drain(queues[Queue.STATUS])["Records"]) == 1, "a change after the worker's read: a new refresh"
+
+
+def test_the_pending_refresh_mark_is_one_conditional_put_on_dynamodb(
+    world: World, queues: dict[Queue, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real ledger on moto: refused while another batch's mark is fresh; put again by its own batch, over a
+    stale one, or once the worker deleted it."""
+    clock = [1_800_000_000.0]
+    ledger = Ledger(clock=lambda: clock[0])
+    assert ledger.mark_home_refresh("batch-a")
+    assert not ledger.mark_home_refresh("batch-b"), "a refresh is pending: b's changes are in its read"
+    assert ledger.mark_home_refresh("batch-a"), "a's redelivery, after a crash before its send"
+    clock[0] += HOME_REFRESH_STALE_SECONDS - 1
+    assert not ledger.mark_home_refresh("batch-b")
+    clock[0] += 1
+    assert ledger.mark_home_refresh("batch-b"), "a mark a minute old holds nothing back"
+    ledger.clear_home_refresh()
+    assert ledger.mark_home_refresh("batch-c")
 
 
 def test_only_recent_viewers_are_refreshed(world: World, queues: dict[Queue, str]) -> None:

@@ -8,6 +8,10 @@
 - **home viewers** — ``chatops.home-viewers``: one item, a map from each user who opened the App Home to when
   (and which page): whose Home a lock change republishes (:mod:`workers.flows.home`). One ``UpdateItem`` per
   open, so two opens at once both count; entries older than the window are dropped when read.
+- **home refresh pending** — ``chatops.home-refresh-pending``: one item, put by the history writer before it
+  queues an App Home refresh and deleted by the status worker before it reads the board, so that a burst of
+  lock changes queues one refresh, not one per stream batch (:mod:`workers.handlers.history` says why none is
+  lost).
 - **orphan** / **ending** — ``chatops.orphan#<correlation id>``, ``chatops.ending#<correlation id>``: the lock a
   run held, kept before a write frees it — one that lets the run go on without it (force-unlock, expiry), or the
   run's own release at its end — so that the run's end is still told after the lock has moved on to a new holder.
@@ -36,6 +40,10 @@ ENDING_PREFIX: Final = "chatops.ending#"
 DISPATCH_PREFIX: Final = "chatops.dispatch-sent#"
 ENDED_PREFIX: Final = "chatops.ended#"
 HOME_VIEWERS_ID: Final = "chatops.home-viewers"
+HOME_REFRESH_ID: Final = "chatops.home-refresh-pending"
+HOME_REFRESH_STALE_SECONDS: Final = 60
+"""A pending-refresh mark this old no longer holds refreshes back: a writer that died between putting it and
+queueing its refresh, and whose batch is not retried, silences the Homes for a minute at most."""
 _VIEWERS: Final = "viewers"
 LIFTED_PREFIX: Final = "chatops.window-lifted#"
 LIFTED_MARGIN_SECONDS: Final = 24 * 3600
@@ -183,6 +191,21 @@ class Ledger(IdempotencyTableItems):
                 _log.warning("the ledger could not drop stale Home viewers", reason=str(error))
         return viewers
 
+    # ------------------------------------------------------------------------------------- home refresh mark
+    def mark_home_refresh(self, batch: str) -> bool:
+        """Put the pending-refresh mark for ``batch`` (a stream batch's id) unless another batch put one less than
+        :data:`HOME_REFRESH_STALE_SECONDS` ago: ``True`` when put (queue the refresh), ``False`` when a refresh is
+        pending already. The mark ``batch`` put itself is put again (its redelivery, after a crash before the
+        send). Raises ``BotoCoreError``/``ClientError``."""
+        now = int(self.clock())
+        return self._put_unless_held(
+            HOME_REFRESH_ID, {"at": {"N": str(now)}}, holder=batch, stale_since=now - HOME_REFRESH_STALE_SECONDS
+        )
+
+    def clear_home_refresh(self) -> None:
+        """No refresh is pending any more: the caller reads the board next. Raises ``BotoCoreError``/``ClientError``."""
+        self._delete(HOME_REFRESH_ID)
+
     # ------------------------------------------------------------------------------------------------- wire
     def _get(self, item_id: str) -> dict[str, Any] | None:
         answer = self.client.get_item(TableName=self.table, Key={"id": {"S": item_id}}, ConsistentRead=True)
@@ -193,6 +216,28 @@ class Ledger(IdempotencyTableItems):
         expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
         item = {"id": {"S": item_id}, "expiration": expiration, **attributes}  # a record may keep longer
         self.client.put_item(TableName=self.table, Item=item)
+
+    def _put_unless_held(self, item_id: str, attributes: dict[str, Any], *, holder: str, stale_since: int) -> bool:
+        """Put the item (``attributes`` must hold ``at``) unless one is there that another ``holder`` put at
+        after ``stale_since``: one conditional ``PutItem``; ``False`` when its condition failed."""
+        expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
+        item = {"id": {"S": item_id}, **attributes, "holder": {"S": holder}, "expiration": expiration}
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(id) OR #at <= :stale OR #holder = :holder",
+                ExpressionAttributeNames={"#at": "at", "#holder": "holder"},
+                ExpressionAttributeValues={":stale": {"N": str(stale_since)}, ":holder": {"S": holder}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _delete(self, item_id: str) -> None:
+        self.client.delete_item(TableName=self.table, Key={"id": {"S": item_id}})
 
     def _set_entry(self, item_id: str, name: str, key: str, value: dict[str, Any]) -> None:
         """``name[key] = value`` in one write; the map (and the item) made first when there is none."""

@@ -410,7 +410,7 @@ class Story:
         self.show(alice.name, f"Home → `{BUILD_KEY}` free again; Lately: release by bob")
         published = self.slack.homes_published(alice.user_id)
         expect(published >= 3, "alice's Home was published at the opening, the start and the end")
-        self.say(f"  {'Slack':<9} {published} views.publish to alice: one per opening, one per batch of lock changes")
+        self.say(f"  {'Slack':<9} {published} views.publish to alice: one per opening and per refresh")
 
     def rollback(self) -> None:
         self.heading("10. Two deploys complete; `/deploy rollback api plt` offers the first commit, and deploys it")

@@ -5,8 +5,10 @@
   ``told`` mark (put after publishing, so a crash in between publishes again) makes the retry do nothing. The
   user is kept as a recent viewer (:meth:`~workers.adapters.ledger.Ledger.home_opened`), then the board is read
   and published to them.
-- **refresh** (:class:`~workers.protocol.envelope.HomeRefresh`, one per batch of the lock table's stream, from the
-  history writer) — the board is read once and published to each user who opened the Home within
+- **refresh** (:class:`~workers.protocol.envelope.HomeRefresh`, queued by the history writer when no refresh is
+  pending already: :mod:`workers.handlers.history`) — the pending-refresh mark is deleted first, so that a lock
+  change from here on queues a refresh of its own while every change before is on the board read next; then the
+  board is read once and published to each user who opened the Home within
   :data:`~workers.protocol.board.HOME_WINDOW_SECONDS`, at the page they were on, with their own buttons. At most
   :data:`MAX_PUBLISHES` per message, newest viewers first; the rest go back on the queue as a refresh of their own.
 
@@ -78,9 +80,15 @@ def opened(envelope: HomeOpened, config: Config, store: LockStore) -> None:
 
 
 def refresh(envelope: HomeRefresh, config: Config, store: LockStore) -> None:
+    ledger = runtime.ledger()
+    if not envelope.users:  # the rest of a refresh (``users``) does not stand for the changes since its mark
+        try:
+            ledger.clear_home_refresh()
+        except LedgerError as error:  # a mark left there would hold back the refreshes of the changes to come
+            raise BoardUnavailable(f"the pending-refresh mark could not be deleted: {error}") from None
     now = store.now()
     try:
-        recent = runtime.ledger().home_viewers(since=now - HOME_WINDOW_SECONDS)
+        recent = ledger.home_viewers(since=now - HOME_WINDOW_SECONDS)
     except LedgerError as error:
         raise BoardUnavailable(f"the ledger did not say who has the Home open: {error}") from None
     if envelope.users:
