@@ -387,3 +387,14 @@ def test_a_deploy_handed_the_lock_after_its_environment_froze_lets_go_of_it(worl
     assert told.text.startswith("🧊 Deploys to *plt* are frozen by admin"), told.text
     lock = world.lock("deploy-api-plt")
     assert lock is not None and lock.owner == world.envelope("b").request_id and lock.status is Status.FAILED
+
+
+@pytest.mark.parametrize("value", ["freeze-prod", "build-nothing-plt", "x" * 300])
+def test_notify_me_on_a_value_that_names_no_lock_is_answered_and_watches_nothing(world: World, value: str) -> None:
+    """A button pressed on a Home published before a freeze (whose key no command takes), or crafted: the presser
+    hears that it names no lock, rather than nothing at all."""
+    press_ = press(world, LOCK_WATCH_ACTION, value, user="U0BOB", name="bob", url="watch-bob")
+    status.handle(press_, config=current_config(), store=world.store)
+    [told] = world.replies_to("watch-bob")
+    assert told.text.startswith("⚠️ That button names no lock I can watch")
+    assert world.store.list(include_free=True) == []

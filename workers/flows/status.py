@@ -356,7 +356,9 @@ def _watch(envelope: InteractionEnvelope, config: Config, store: LockStore) -> N
     """ "Notify me when free": the user is named in the outcome of the write that frees the lock."""
     lock_key = envelope.value
     if lock_key not in lock_keys(config):
-        runtime.logger.warning("watch ignored: a button value that names no lock", value=lock_key[:80])
+        runtime.logger.warning("watch refused: a button value that names no lock", value=lock_key[:80])
+        text = "⚠️ That button names no lock I can watch; `/build status --locks` shows the locks there are."
+        _reply(envelope.response_url, Message(text), envelope.correlation_id)
         return
     try:
         outcome = store.watch(lock_key, envelope.user_id)
