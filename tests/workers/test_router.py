@@ -721,3 +721,10 @@ def test_home_buttons_off_the_home_or_naming_no_lock_are_dropped(aws: Queues) ->
     assert interact(actions=[{"action_id": "home.cancel", "value": "build-router-plt"}])[0] == 200  # in a message
     assert home_press("home.cancel", "build-nothing-here")[0] == 200
     assert aws.all_empty()
+
+
+def test_a_page_value_that_is_no_page_number_is_the_first_page_not_a_500(aws: Queues) -> None:
+    """A superscript or other non-decimal digit passes ``str.isdigit`` but not ``int``."""
+    assert home_press("home.page.next", "²")[0] == 200
+    envelope = read_message(only_message(aws, Queue.STATUS))
+    assert isinstance(envelope, HomeOpened) and envelope.page == 0

@@ -484,7 +484,7 @@ def home_press(
 ) -> Response:
     """A Home button of its own: a page turned, or the user's ``/build dequeue`` / ``/build cancel`` of a lock."""
     if action_id in board.HOME_PAGE_ACTIONS:
-        page = int(value) if value.isdigit() and len(value) < 6 else 0
+        page = int(value) if value.isascii() and value.isdecimal() and len(value) < 6 else 0
         opened = HomeOpened(request_id, correlation_id, user_id, team_id, int(time.time()), page)
         return _queue_home(config, opened)
     command = _command_on(config, action_id, value)
