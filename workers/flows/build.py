@@ -316,23 +316,30 @@ class BuildWorker:
                 self._record_refusal(job, None, f"{job.environment} is frozen")
                 self._let_go_of_hand_off(job)
                 return Result("frozen", job.lock_key)
-        if job.rollback and job.handed_off is None and self._lock_moved_since_offered(job):
+        if job.rollback and self._lock_moved_since_offered(job):
+            self._let_go_of_hand_off(job)
             return Result("lock-changed", job.lock_key)
         return None
 
     def _lock_moved_since_offered(self, job: d.Job) -> bool:
         """A confirmed rollback whose lock changed since it was offered (someone deployed meanwhile): the choice may
-        be stale, so it is refused — unless the lock is this request's own (a redelivery re-entering it)."""
+        be stale, so it is refused. The lock this request holds is unchanged when it re-enters it (a redelivery) —
+        unless it was handed the lock from the queue after the deploy the offer saw running completed."""
         held = self.store.get(job.lock_key)
-        if (held is not None and held.owner == job.request_id) or rollback.lock_mark(held) == job.rollback_of:
+        if held is not None and held.owner == job.request_id:
+            queued = held.handed_from_queue is not None and held.handed_from_queue.owner == held.owner
+            if not queued or rollback.handed_on_unchanged(held, job.rollback_of):
+                return False
+        elif rollback.lock_mark(held) == job.rollback_of:
             return False
         logger.info("rollback refused: the lock changed since it was offered", seen=job.rollback_of)
         self._tell(job, Message(rollback.lock_changed_text(job.component, job.environment)))
         return True
 
     def _let_go_of_hand_off(self, job: d.Job) -> None:
-        """A request handed the lock from the queue that will not run (its environment froze while it waited)
-        releases it FAILED, so that the next in line gets it rather than waiting out the lease."""
+        """A request handed the lock from the queue that will not run (its environment froze while it waited, or
+        it is a rollback whose choice went stale) releases it FAILED, so that the next in line gets it rather than
+        waiting out the lease."""
         if job.handed_off is None:
             return
         try:
