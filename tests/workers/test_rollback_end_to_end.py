@@ -352,3 +352,22 @@ def test_a_press_while_a_deploy_runs_never_waits_to_deploy_a_stale_choice(
     assert told.text.startswith("⚠️ The lock of api (plt) changed since this rollback was offered")
     lock = stack.world.lock(KEY)  # let go at once, for whoever is next in line
     assert lock is not None and lock.status is Status.FAILED and lock.owner == "while-running"
+
+
+def test_with_the_lock_switched_off_a_rollback_is_neither_offered_nor_deployed(
+    stack: Stack, two_deploys: tuple[WorkflowRun, WorkflowRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switched off, deploys take no lock, so the history (the lock table's stream) no longer knows what is live and
+    the build worker checks neither the lock nor a freeze: an offer or a confirm would promise what is not done."""
+    offer = stack.offer()
+    monkeypatch.setenv("ENABLE_DISTRIBUTED_LOCK", "false")
+
+    switched_off = (
+        "🤷 Not rolling back api (plt): the distributed lock is switched off (`ENABLE_DISTRIBUTED_LOCK=false`), so "
+        "the history does not know what is live. Deploy a commit by name: `/deploy api plt <sha>`."
+    )
+    assert stack.offer("dave")["text"] == switched_off
+    assert stack.press("carol", confirm_value(offer), trigger="switched-off") == 200
+    assert stack.work(Queue.DEPLOY) == NO_FAILURES
+    assert len(stack.world.dispatches()) == 2
+    assert [reply.text for reply in stack.replies("switched-off")] == [switched_off]

@@ -106,7 +106,8 @@ class Result:
     """How a request ended; kept in the idempotency record and logged."""
 
     outcome: str
-    """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``, ``lock-changed`` (a stale rollback)."""
+    """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``, ``lock-changed`` (a stale rollback),
+    ``switched-off`` (a rollback without the lock)."""
     lock_key: str
     run_id: int | None = None
     sha: str | None = None
@@ -163,6 +164,10 @@ class BuildWorker:
                 logger.info("the command requires no lock: dispatching at once", lock_key=job.lock_key)
             if found is not None:
                 return self._already_ran(job, found)
+            if job.rollback:  # offered under the lock: switched off since, nothing would check what it promised
+                logger.info("rollback refused: the lock is switched off", lock_key=job.lock_key)
+                self._tell(job, Message(rollback.lock_switched_off_text(job.component, job.environment)))
+                return Result("switched-off", job.lock_key)
             return self._start(job, None, d.DispatchNow())
         if found is not None:
             return self._adopt(job, found)

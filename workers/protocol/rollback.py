@@ -234,6 +234,16 @@ def lock_changed_text(component: str, environment: str) -> str:
     )
 
 
+def lock_switched_off_text(component: str, environment: str) -> str:
+    """Switched off, a deploy takes no lock: the history (the lock table's stream) misses it, and a confirm would be
+    checked against neither the lock nor a freeze — so there is no rollback to offer or confirm."""
+    return (
+        f"🤷 Not rolling back {component} ({environment}): the distributed lock is switched off "
+        "(`ENABLE_DISTRIBUTED_LOCK=false`), so the history does not know what is live. Deploy a commit by name: "
+        f"`/deploy {component} {environment} <sha>`."
+    )
+
+
 def cancelled() -> Message:
     return Message("Rollback cancelled: nothing was deployed.", replace_original=True)
 
