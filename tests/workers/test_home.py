@@ -157,6 +157,24 @@ def test_a_refresh_beyond_its_cap_queues_the_rest(
     assert all(world.slack.home(f"U0USER{index}") is not None for index in range(5))
 
 
+def test_a_rate_limited_refresh_queues_the_rest_once_however_often_it_comes_back(
+    world: World, queues: dict[Queue, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each redelivery of a refresh that met a 429 must not queue its rest again: under a rate limit, copies of the
+    rest would multiply the very publishes that are being limited."""
+    monkeypatch.setattr(home, "MAX_PUBLISHES", 2)
+    now = int(time.time())
+    for index in range(5):
+        runtime.ledger().home_opened(f"U0USER{index}", 0, now - index)
+    refresh = HomeRefresh("cid-r", now)
+    for _ in range(3):  # rate-limited, then SQS delivers it again after its visibility timeout
+        world.slack.fail_next(status=429, headers={"Retry-After": "7"}, path_contains="views.publish")
+        assert len(failed_ids(to_status(refresh))) == 1
+    assert failed_ids(to_status(refresh)) == []
+    rest = sqs.drain(queues[Queue.STATUS])["Records"]
+    assert [json.loads(record["body"])["kind"] for record in rest] == ["home_refresh"]
+
+
 # ------------------------------------------------------------------------------------------- home presses
 def test_notify_me_from_the_home_is_answered_by_direct_message(world: World, queues: dict[Queue, str]) -> None:
     envelope = world.envelope("b1", Dispatch(Action.BUILD, "router", "plt"), user="bob")
