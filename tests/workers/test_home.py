@@ -19,6 +19,7 @@ from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import Context, World, create_queues, failed_ids, sqs_event
 from workers.adapters import runtime
 from workers.adapters.history_table import HistoryTable
+from workers.adapters.ledger import HOME_VIEWERS_ID, Ledger
 from workers.flows import home
 from workers.handlers import build, history
 from workers.handlers import status as status_lambda
@@ -140,6 +141,35 @@ def test_only_recent_viewers_are_refreshed(world: World, queues: dict[Queue, str
     runtime.ledger().home_opened(BOB, 0, int(time.time()) - HOME_WINDOW_SECONDS - 1)  # opened long ago
     assert failed_ids(to_status(HomeRefresh("cid-r", int(time.time())))) == []
     assert (world.slack.homes_published(ALICE), world.slack.homes_published(BOB)) == (2, 0)
+
+
+def test_a_viewer_who_opens_again_while_their_old_entry_is_dropped_stays_a_viewer(
+    world: World, queues: dict[Queue, str]
+) -> None:
+    """Another Lambda keeps Bob's new open between a refresh's read of the viewers and its drop of the stale ones:
+    the drop must not take his new entry with the old."""
+    now, since = int(time.time()), int(time.time()) - HOME_WINDOW_SECONDS
+    reader = Ledger()
+    reader.home_opened(BOB, 0, since - 60)
+    client = reader.client
+
+    class BobOpensFirst:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(client, name)
+
+        def update_item(self, **request: Any) -> Any:
+            if str(request["UpdateExpression"]).startswith("REMOVE"):
+                Ledger().home_opened(BOB, 1, now)
+            return client.update_item(**request)
+
+    reader._client = BobOpensFirst()
+    assert reader.home_viewers(since) == {}
+    assert Ledger().home_viewers(since) == {BOB: (now, 1)}
+
+    Ledger().home_opened(ALICE, 0, since - 60)  # with nobody in between, a stale entry is dropped by the read
+    assert Ledger().home_viewers(since) == {BOB: (now, 1)}
+    item = client.get_item(TableName=reader.table, Key={"id": {"S": HOME_VIEWERS_ID}})["Item"]
+    assert set(item["viewers"]["M"]) == {BOB}
 
 
 def test_a_refresh_beyond_its_cap_queues_the_rest(
