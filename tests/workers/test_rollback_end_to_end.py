@@ -354,20 +354,38 @@ def test_a_press_while_a_deploy_runs_never_waits_to_deploy_a_stale_choice(
     assert lock is not None and lock.status is Status.FAILED and lock.owner == "while-running"
 
 
-def test_with_the_lock_switched_off_a_rollback_is_neither_offered_nor_deployed(
-    stack: Stack, two_deploys: tuple[WorkflowRun, WorkflowRun], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("how", "why"),
+    [
+        ("switch", "the distributed lock is switched off (`ENABLE_DISTRIBUTED_LOCK=false`)"),
+        ("config", "deploys take no lock (`requires_lock = false`)"),
+    ],
+)
+def test_when_deploys_take_no_lock_a_rollback_is_neither_offered_nor_deployed(
+    stack: Stack,
+    two_deploys: tuple[WorkflowRun, WorkflowRun],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: FilePath,
+    how: str,
+    why: str,
 ) -> None:
-    """Switched off, deploys take no lock, so the history (the lock table's stream) no longer knows what is live and
+    """Without the lock a deploy is not in the history (the lock table's stream), so what is live is unknown, and
     the build worker checks neither the lock nor a freeze: an offer or a confirm would promise what is not done."""
     offer = stack.offer()
-    monkeypatch.setenv("ENABLE_DISTRIBUTED_LOCK", "false")
+    if how == "switch":
+        monkeypatch.setenv("ENABLE_DISTRIBUTED_LOCK", "false")
+    else:
+        config = tmp_path / "chatops.toml"
+        shipped = SHIPPED_CONFIG.read_text(encoding="utf-8")
+        config.write_text(shipped.replace("lease_seconds = 1800\n", "lease_seconds = 1800\nrequires_lock = false\n"))
+        monkeypatch.setenv("CHATOPS_CONFIG", str(config))
 
-    switched_off = (
-        "🤷 Not rolling back api (plt): the distributed lock is switched off (`ENABLE_DISTRIBUTED_LOCK=false`), so "
-        "the history does not know what is live. Deploy a commit by name: `/deploy api plt <sha>`."
+    no_lock = (
+        f"🤷 Not rolling back api (plt): {why}, so the history does not know what is live. Deploy a commit by name: "
+        "`/deploy api plt <sha>`."
     )
-    assert stack.offer("dave")["text"] == switched_off
-    assert stack.press("carol", confirm_value(offer), trigger="switched-off") == 200
+    assert stack.offer("dave")["text"] == no_lock
+    assert stack.press("carol", confirm_value(offer), trigger="no-lock") == 200
     assert stack.work(Queue.DEPLOY) == NO_FAILURES
     assert len(stack.world.dispatches()) == 2
-    assert [reply.text for reply in stack.replies("switched-off")] == [switched_off]
+    assert [reply.text for reply in stack.replies("no-lock")] == [no_lock]

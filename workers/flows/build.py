@@ -107,7 +107,7 @@ class Result:
 
     outcome: str
     """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``, ``lock-changed`` (a stale rollback),
-    ``switched-off`` (a rollback without the lock)."""
+    ``no-lock`` (a rollback when deploys take no lock)."""
     lock_key: str
     run_id: int | None = None
     sha: str | None = None
@@ -164,10 +164,11 @@ class BuildWorker:
                 logger.info("the command requires no lock: dispatching at once", lock_key=job.lock_key)
             if found is not None:
                 return self._already_ran(job, found)
-            if job.rollback:  # offered under the lock: switched off since, nothing would check what it promised
-                logger.info("rollback refused: the lock is switched off", lock_key=job.lock_key)
-                self._tell(job, Message(rollback.lock_switched_off_text(job.component, job.environment)))
-                return Result("switched-off", job.lock_key)
+            if job.rollback:  # offered under the lock: taken away since, nothing would check what it promised
+                logger.info("rollback refused: deploys take no lock", lock_key=job.lock_key)
+                off = not self.config.lock_enabled
+                self._tell(job, Message(rollback.takes_no_lock_text(job.component, job.environment, switched_off=off)))
+                return Result("no-lock", job.lock_key)
             return self._start(job, None, d.DispatchNow())
         if found is not None:
             return self._adopt(job, found)

@@ -52,8 +52,8 @@ def _offer(envelope: CommandEnvelope, command: Rollback, config: Config, store: 
     replies = runtime.slack_replies()
     cid = envelope.correlation_id
     if not config.locks(command.action):
-        runtime.logger.info("rollback refused: the lock is switched off", lock_key=lock_key)
-        text = rollback.lock_switched_off_text(command.component, command.environment)
+        runtime.logger.info("rollback refused: deploys take no lock", lock_key=lock_key)
+        text = rollback.takes_no_lock_text(command.component, command.environment, switched_off=not config.lock_enabled)
         replies.reply(envelope.response_url, Message(text), correlation_id=cid)
         return
     try:

@@ -234,13 +234,17 @@ def lock_changed_text(component: str, environment: str) -> str:
     )
 
 
-def lock_switched_off_text(component: str, environment: str) -> str:
-    """Switched off, a deploy takes no lock: the history (the lock table's stream) misses it, and a confirm would be
+def takes_no_lock_text(component: str, environment: str, *, switched_off: bool) -> str:
+    """A deploy that takes no lock is missing from the history (the lock table's stream), and a confirm would be
     checked against neither the lock nor a freeze — so there is no rollback to offer or confirm."""
+    why = (
+        "the distributed lock is switched off (`ENABLE_DISTRIBUTED_LOCK=false`)"
+        if switched_off
+        else "deploys take no lock (`requires_lock = false`)"
+    )
     return (
-        f"🤷 Not rolling back {component} ({environment}): the distributed lock is switched off "
-        "(`ENABLE_DISTRIBUTED_LOCK=false`), so the history does not know what is live. Deploy a commit by name: "
-        f"`/deploy {component} {environment} <sha>`."
+        f"🤷 Not rolling back {component} ({environment}): {why}, so the history does not know what is live. "
+        f"Deploy a commit by name: `/deploy {component} {environment} <sha>`."
     )
 
 
