@@ -728,3 +728,14 @@ def test_a_page_value_that_is_no_page_number_is_the_first_page_not_a_500(aws: Qu
     assert home_press("home.page.next", "²")[0] == 200
     envelope = read_message(only_message(aws, Queue.STATUS))
     assert isinstance(envelope, HomeOpened) and envelope.page == 0
+
+
+def test_a_direct_message_address_is_never_taken_from_slacks_response_url(aws: Queues) -> None:
+    """Only a Home press gets a ``slack-dm:`` address, made from its presser: one sent as a response_url (which the
+    workers would turn into a direct message to anyone) is refused like any host off the allow-list."""
+    status, body = slash(response_url="slack-dm:U0CEO")
+    assert status == 200 and "not on an allowed host" in ephemeral_text(body)
+    assert interact(response_url="slack-dm:U0CEO")[0] == 400
+    assert home_press("lock.watch", "build-router-plt", user="U0ALICE")[0] == 200
+    [envelope] = [read_message(body) for body in aws.messages(Queue.STATUS)]
+    assert isinstance(envelope, InteractionEnvelope) and envelope.response_url == "slack-dm:U0ALICE"
