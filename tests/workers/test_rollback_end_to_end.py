@@ -361,13 +361,9 @@ def test_a_press_while_a_deploy_runs_never_waits_to_deploy_a_stale_choice(
         ("config", "deploys take no lock (`requires_lock = false`)"),
     ],
 )
+@pytest.mark.usefixtures("two_deploys")
 def test_when_deploys_take_no_lock_a_rollback_is_neither_offered_nor_deployed(
-    stack: Stack,
-    two_deploys: tuple[WorkflowRun, WorkflowRun],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: FilePath,
-    how: str,
-    why: str,
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: FilePath, how: str, why: str
 ) -> None:
     """Without the lock a deploy is not in the history (the lock table's stream), so what is live is unknown, and
     the build worker checks neither the lock nor a freeze: an offer or a confirm would promise what is not done."""
