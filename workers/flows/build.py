@@ -16,7 +16,8 @@
    worth retrying is retried. One conditional PutItem per request on the way in, one UpdateItem on the way out.
 2. **A freeze**, for ``/deploy`` only: one read of ``freeze-<env>``; while it is live the deploy is refused with
    the reason, who froze it and since when (:mod:`workers.flows.freeze`), and takes no lock. A confirmed rollback
-   (``/deploy rollback``'s button) reads its lock too: changed since it was offered, it is refused.
+   (``/deploy rollback``'s button) reads its lock too: changed since it was offered, it is refused — and so is
+   one handed the lock from the queue after the deploy it waited behind completed.
 3. **The lock**, owner = request id, lease from the :class:`~workers.protocol.config.CommandSpec`. Held by someone else:
    an ephemeral "⚠️ Build already in progress — started by …" through the ``response_url``, and done.
 4. **The revision**: the ref (``/deploy``'s, else the default branch) resolved to a commit SHA.
@@ -46,7 +47,8 @@ lock is kept for the retry to re-enter, and the retry starts the run, told once
 (:func:`~workers.protocol.dispatch.gives_up`).
 
 ``ENABLE_DISTRIBUTED_LOCK=false`` dispatches without the lock (a warning in the log, and in the message); so does
-a command configured with ``requires_lock = false``, by design (no warning).
+a command configured with ``requires_lock = false``, by design (no warning). A confirmed rollback is refused
+then: nothing would check what its offer promised.
 
 Metrics (EMF, namespace ``ChatOps``): ``buildLockManager.acquireLock.success`` / ``.failed``,
 ``buildLockManager.lockDuration`` (seconds, when the worker releases), ``buildWorker.dispatch.failed``,
