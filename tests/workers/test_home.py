@@ -21,11 +21,11 @@ from workers.adapters import runtime
 from workers.adapters.history_table import HistoryTable
 from workers.adapters.ledger import HOME_VIEWERS_ID, Ledger
 from workers.flows import home
-from workers.handlers import build, history
+from workers.handlers import build, history, router
 from workers.handlers import status as status_lambda
-from workers.protocol.board import HOME_WINDOW_SECONDS, direct_message_address
+from workers.protocol.board import HOME_CANCEL_ACTION, HOME_WINDOW_SECONDS, direct_message_address
 from workers.protocol.commands import Dequeue, Dispatch
-from workers.protocol.config import Action, Queue
+from workers.protocol.config import Action, Queue, current_config
 from workers.protocol.envelope import (
     LOCK_WATCH_ACTION,
     UNLOCK_CONFIRM_ACTION,
@@ -237,6 +237,43 @@ def test_force_unlock_from_the_home_tells_the_locks_channel_and_the_admin_by_dir
     posts = world.slack.messages("/api/chat.postMessage")
     assert any(m.body.get("channel") == "C0BUILDS" and "force-unlocked" in m.text for m in posts), "the channel"
     assert any(m.body.get("channel") == "U0ADMIN" and m.text.startswith("✅ Force-released") for m in posts)
+
+
+def test_cancel_my_run_on_a_home_shown_before_the_lock_changed_hands_cancels_nothing(
+    world: World, queues: dict[Queue, str]
+) -> None:
+    """The Home shows alice's run; it ends and she starts another before her Home is refreshed (a refresh lags a
+    429 by minutes, and ends 30 minutes after she opened it). Her press on the old button must not cancel the new
+    run: the button carries the token it was shown for, as Force unlock's does."""
+    assert failed_ids(build.handler(sqs_event(world.envelope("b1")), Context())) == []
+    assert failed_ids(to_status(opened("Ev0SHOWN"))) == []
+    view = world.slack.home(ALICE)
+    assert view is not None
+    [shown] = [
+        button["value"]
+        for block in view["blocks"]
+        if block["type"] == "actions"
+        for button in block["elements"]
+        if button["action_id"] == HOME_CANCEL_ACTION
+    ]
+    first = world.lock(KEY)
+    assert first is not None
+    world.store.release(KEY, first.owner, first.token, Status.COMPLETED)
+    assert failed_ids(build.handler(sqs_event(world.envelope("b2")), Context())) == []
+    second = world.lock(KEY)
+    assert second is not None and second.token == first.token + 1 and second.locked_by == ALICE
+
+    config = current_config()
+    pressed = router.home_press(
+        config, HOME_CANCEL_ACTION, shown, ALICE, team_id="T0TEAM", request_id="press.1.x", correlation_id="cid-p"
+    )
+    assert pressed.status == 200
+    assert failed_ids(drain_status(queues)) == []
+
+    after = world.lock(KEY)
+    assert after is not None and (after.token, after.status) == (second.token, Status.IN_PROGRESS)
+    dms = [m.text for m in world.slack.messages("/api/chat.postMessage") if m.body.get("channel") == ALICE]
+    assert dms and dms[-1].startswith(f"⚠️ `{KEY}` changed in the meantime"), dms
 
 
 def test_leave_the_queue_from_the_home_is_answered_by_direct_message(world: World, queues: dict[Queue, str]) -> None:

@@ -520,14 +520,20 @@ def home_press(
     return Response(200)
 
 
-def _command_on(config: Config, action_id: str, lock_key: str) -> commands.Dequeue | commands.Cancel | None:
-    """The command a Home button means on the lock ``lock_key`` (as the board wrote it), if it names one."""
-    verb = commands.Dequeue if action_id == board.HOME_DEQUEUE_ACTION else commands.Cancel
+def _command_on(config: Config, action_id: str, value: str) -> commands.Dequeue | commands.Cancel | None:
+    """The command a Home button means on the lock its value names (as the board wrote it: a lock key, and for
+    *Cancel my run* ``:<token>``, the holding shown, so that a stale Home cancels no later one), if it names one."""
+    lock_key, _, token = value.partition(":")
+    if token and not (token.isascii() and token.isdecimal() and len(token) <= 18):
+        return None
     for action, spec in config.commands.items():
         for component in config.components:
             for environment in config.environments:
-                if spec.lock_key(component, environment) == lock_key:
-                    return verb(action, component, environment)
+                if spec.lock_key(component, environment) != lock_key:
+                    continue
+                if action_id == board.HOME_DEQUEUE_ACTION:
+                    return commands.Dequeue(action, component, environment)
+                return commands.Cancel(action, component, environment, token=int(token) if token else None)
     return None
 
 
