@@ -36,8 +36,9 @@ SOURCES: Final = ("lockcore", "workers", "docs/chatops.toml")
 #: Parts of ``workers`` that no handler imports: the embedded local stack, and the command line with its demos.
 EXCLUDED: Final = ("workers/local/", "workers/cli/")
 
-#: Distributions bundled in the zip. Powertools and its one dependency outside the runtime go only when bundled.
-BUNDLED: Final = ("slack_sdk",)
+#: Distributions bundled in the zip (tzdata: the runtime has no time-zone database for ``zoneinfo``). Powertools and
+#: its one dependency outside the runtime go only when bundled.
+BUNDLED: Final = ("slack_sdk", "tzdata")
 POWERTOOLS_DISTRIBUTIONS: Final = ("aws_lambda_powertools", "typing_extensions")
 #: What the Python Lambda runtime provides (boto3 and its dependencies): never bundled.
 IN_LAMBDA_RUNTIME: Final = frozenset(

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Mapping
 from importlib import metadata
@@ -40,9 +41,14 @@ for handler in json.loads(os.environ["HANDLERS"]):
     except Exception as error:
         answers[handler] = f"{type(error).__name__}: {error}"
 import slack_sdk, aws_lambda_powertools, typing_extensions
+import zoneinfo
+zoneinfo.reset_tzpath([])  # as on Lambda: no system time-zone database, only the tzdata package
+import tzdata
 from workers.protocol.config import current_config
 config = current_config()
 print(json.dumps({
+    "zone": str(zoneinfo.ZoneInfo("Australia/Lord_Howe").utcoffset(__import__("datetime").datetime(2026, 1, 1))),
+    "tzdata": tzdata.__file__,
     "handlers": answers,
     "origins": {m.__name__: m.__file__ for m in (slack_sdk, aws_lambda_powertools, typing_extensions)},
     "components": list(config.components),
@@ -115,6 +121,19 @@ def test_the_fresh_interpreter_saw_neither_the_repository_nor_site_packages(impo
 def test_the_artifact_carries_the_stacks_configuration(imported: Any) -> None:
     assert imported["components"] == ["router", "api"]
     assert imported["lock_enabled"] is False
+
+
+def test_named_time_zones_come_from_the_artifacts_tzdata(imported: Any) -> None:
+    assert imported["tzdata"].startswith(imported["task_root"])
+    assert imported["zone"] == "11:00:00"  # Lord Howe in its summer
+
+
+def test_every_runtime_dependency_is_bundled_or_in_the_runtime() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    shipped = {name.lower().replace("_", "-") for name in package.BUNDLED + package.POWERTOOLS_DISTRIBUTIONS}
+    for line in declared:
+        wanted = Requirement(line).name.lower().replace("_", "-")
+        assert wanted in shipped | package.IN_LAMBDA_RUNTIME, f"{wanted} would be missing on Lambda"
 
 
 def test_two_builds_give_the_same_bytes(artifacts: Mapping[str, Path], tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -30,13 +31,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from lockcore.record import LockRecord, Status
+from lockcore.record import LockRecord, Status, epoch
 from tests.system.twins import Fault, RunTruth, Utterance
 from tests.system.world import ADMIN, HANDLERS, REAPER_PERIOD, REPOSITORY, USERS, SlackRequest, World, write_config
 from workers.protocol.board import HOME_WINDOW_SECONDS
-from workers.protocol.config import Queue
+from workers.protocol.config import Queue, load_config
 from workers.protocol.envelope import ROLLBACK_CONFIRM_ACTION, UNLOCK_CONFIRM_ACTION, correlation_id_of
 from workers.protocol.rollback import lock_mark
+from workers.protocol.windows import Window, occurrence_of, schedule
 from workers.protocol.workflow import CORRELATION_ID_INPUT, LOCK_KEY_INPUT
 
 COMMANDS = (
@@ -64,6 +66,7 @@ STEPS: Counter[str] = Counter()
 LEASES = {"build": 600, "deploy": 1800}
 STARTED = ("🔨", "🚀", "⏪")
 COULD_NOT_START = "❌ Couldn't start"
+FREEZE_KEY = "freeze-prod"
 
 
 class WholeSystem(RuleBasedStateMachine):
@@ -72,7 +75,7 @@ class WholeSystem(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.env = pytest.MonkeyPatch()
-        self.world = World(_config_path())
+        self.world = World(_config_path(), start=_start())
         self._running = self.world.running(self.env)
         self._running.__enter__()
         self.faults_planned = 0
@@ -248,6 +251,14 @@ class WholeSystem(RuleBasedStateMachine):
     def time_passes(self, seconds: int) -> None:
         self.world.tick(seconds)
 
+    @rule(after=st.sampled_from((0, 120)))
+    def the_clock_crosses_the_next_freeze_window_boundary(self, after: int) -> None:
+        """Time passes to a sweep or three past the next start or end of one of prod's freeze windows."""
+        found = schedule(_windows(), "prod", self.world.now)
+        boundary = found.active.end if found.active is not None else found.next.start if found.next else None
+        if boundary is not None:
+            self.world.tick(boundary - self.world.now + REAPER_PERIOD + after)
+
     # --------------------------------------------------------------------------------------- the promises
     @invariant()
     def at_most_one_github_run_per_slack_request(self) -> None:
@@ -278,11 +289,10 @@ class WholeSystem(RuleBasedStateMachine):
     @invariant()
     def each_home_event_is_published_once(self) -> None:
         """However often Slack delivers an ``app_home_opened``, its Home is published once — again only when the
-        worker died between publishing and keeping that it did, or Slack's answer was lost (at least once)."""
+        worker died between publishing and keeping that it did, Slack's answer was lost, or the ledger refused the
+        keeping (a published Home cannot be taken back: at least once)."""
         again = sum(
-            count
-            for (call, fault), count in self.world.faults.taken.items()
-            if call in {"slack.post", "ledger.write"} and fault is not Fault.FAIL
+            count for (call, _), count in self.world.faults.taken.items() if call in {"slack.post", "ledger.write"}
         )
         published = Counter(cid for _, cid in self.world.slack.home_publishes)
         for event_id in self.world.home_events:
@@ -325,13 +335,48 @@ class WholeSystem(RuleBasedStateMachine):
                 before = LockRecord.from_item(item)
         return before
 
+    @invariant()
+    def a_window_freeze_is_held_only_through_its_occurrence(self) -> None:
+        held = self.world.holder(FREEZE_KEY)
+        if held is not None and occurrence_of(held.owner) is not None:
+            active = schedule(_windows(), "prod", self.world.now).active
+            assert active is not None and held.owner == active.owner, f"{held.owner} froze prod outside its window"
+            assert held.lease_expires_at == active.end, "a window's freeze ends with its occurrence"
+
+    @invariant()
+    def no_deploy_asked_for_inside_an_applied_window_runs_inside_it(self) -> None:
+        for start, end in self._applied_windows():
+            for request in self.world.requests.values():
+                if request.command != "/deploy" or not start <= request.typed_at < end:
+                    continue
+                for run in self.world.runs_of(request):
+                    assert run.created_at >= end, f"{request.text!r} ran inside the window that froze prod"
+
+    def _applied_windows(self) -> list[tuple[int, int]]:
+        """Each freeze a window took, as the lock table's writes show it: from its acquire to its lease's end, or
+        to the write that freed it first."""
+        spans: dict[int, tuple[int, int]] = {}
+        for item in self.world.store.written:
+            record = LockRecord.from_item(item)
+            if record.lock_key != FREEZE_KEY or occurrence_of(record.owner) is None:
+                continue
+            if record.status is Status.IN_PROGRESS and record.locked_at:
+                spans.setdefault(record.token, (epoch(record.locked_at), record.lease_expires_at))
+            elif record.token in spans and record.released_at:
+                start, end = spans[record.token]
+                spans[record.token] = (start, min(end, epoch(record.released_at)))
+        return list(spans.values())
+
     def every_promise_holds(self) -> None:
         """Every invariant at once (what Hypothesis checks after each step), for schedules written by hand."""
         self.at_most_one_github_run_per_slack_request()
         self.every_run_starts_under_its_lock()
         self.nobody_is_told_something_a_later_step_makes_false()
+        self.each_home_event_is_published_once()
         self.no_lock_outlives_its_run_by_more_than_its_lease_and_a_sweep()
         self.a_rollback_deploys_only_the_commit_it_offered_that_completed_before()
+        self.a_window_freeze_is_held_only_through_its_occurrence()
+        self.no_deploy_asked_for_inside_an_applied_window_runs_inside_it()
 
     # ------------------------------------------------------------------------- promises once it all settles
     def every_request_was_answered(self) -> None:
@@ -401,9 +446,21 @@ def _lock_key(request: SlackRequest) -> str:
 
 
 @cache
+def _windows() -> tuple[Window, ...]:
+    return load_config(_config_path(), {}).freeze_windows
+
+
+@cache
 def _config_path() -> Path:
     """The simulation's configuration, written once per process."""
     return write_config(Path(tempfile.mkdtemp(prefix="chatops-system-")))
+
+
+def _start() -> int:
+    """Every schedule starts five minutes before the next whole hour: prod's hourly freeze windows (Berlin time,
+    whole hours from UTC) then open at one fixed step of each schedule, whatever time the run is — a fixed set of
+    schedules stays one fixed set. Never in the past: the router signs and checks with the real clock."""
+    return (int(time.time()) // 3600 + 1) * 3600 - 300
 
 
 _CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"

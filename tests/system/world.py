@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 import pytest
 
 from lockcore import machine
-from lockcore.record import LockRecord
+from lockcore.record import LockRecord, Status
 from tests.system.twins import (
     Died,
     Faults,
@@ -71,6 +71,7 @@ REAPER_PERIOD = 60
 WORKER_TIMEOUT = 45
 VISIBILITY = 6 * WORKER_TIMEOUT
 MAX_RECEIVE_COUNT = 5
+WINDOW_MINUTES = 10
 CONFIG = f"""
 components = ["router", "api"]
 environments = ["plt", "prod"]
@@ -99,7 +100,19 @@ admins = {{ users = ["{ADMIN}"] }}
 
 [authorization.deploy]
 "*" = {{ anyone = true }}
+""" + "".join(
+    f"""
+[freeze_windows.prod.h{hour:02d}]
+reason = "the hourly freeze of prod"
+zone = "Europe/Berlin"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "{hour:02d}:00"
+end = "{hour:02d}:{WINDOW_MINUTES:02d}"
 """
+    for hour in range(24)
+)
+"""Prod freezes for the first minutes of every hour (Berlin time): the clock crosses a window's start or end every
+hour, so the reaper applies and lifts freeze windows while deploys, faults and sweeps go on."""
 HANDLERS = {
     Queue.BUILD: build_lambda.handler,
     Queue.DEPLOY: build_lambda.handler,
@@ -140,9 +153,9 @@ class SlackRequest:
 
 
 class World:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, start: int | None = None) -> None:
         self.config_path = config_path
-        self.now = int(time.time())
+        self.now = int(time.time()) if start is None else start
         self.faults = Faults()
         clock = lambda: self.now  # noqa: E731 — the one clock every twin reads
         self.history = HistoryTwin()
@@ -454,7 +467,8 @@ class World:
                     self.github.progress(run) if run.status == "queued" else self.github.finish(run, "success")
                     busy = True
             waiting = any(q.messages for q in self.sqs.queues.values())
-            live = bool(self.live_locks())
+            # A lease that ran out (a freeze window's ends so) is not settled until the reaper has recorded it.
+            live = any(str(item.get("status")) == Status.IN_PROGRESS.value for item in self.store.items().values())
             if not busy and not waiting and not live:
                 return
             self.tick(REAPER_PERIOD)

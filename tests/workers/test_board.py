@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockcore.record import LockRecord, QueueEntry, Requester, Status, iso
-from workers.protocol import board
+from workers.protocol import board, envelope
 from workers.protocol.envelope import LOCK_WATCH_ACTION, UNLOCK_CONFIRM_ACTION
 from workers.protocol.history import EventKind, HistoryEvent
+from workers.protocol.windows import Occurrence
 
 NOW = 1_800_000_000
 VIEWER = "U0VIEWER"
@@ -57,7 +58,11 @@ def boards(draw: st.DrawFn) -> board.Board:
         for i in range(draw(st.integers(0, 50)))
     ]
     reasons = {r.lock_key: names[-1] for r in records if r.lock_key.startswith("freeze-")}
-    return board.Board(records, NOW, events, reasons)
+    scheduled = [  # each environment's next freeze window
+        Occurrence(f"env{i}", names[0], NOW + 60 * i, NOW + 60 * i + 600, names[-1])
+        for i in range(draw(st.integers(0, 15)))
+    ]
+    return board.Board(records, NOW, events, reasons, scheduled)
 
 
 def within_limits(view: dict[str, Any]) -> None:
@@ -120,8 +125,8 @@ def test_the_holder_may_cancel_a_waiting_user_may_leave_and_an_admin_may_force_u
         if block["type"] == "actions"
         for button in block["elements"]
     }
-    assert (board.HOME_CANCEL_ACTION, "build-router-plt:7") in actions  # the holding shown
-    assert (board.HOME_DEQUEUE_ACTION, "deploy-api-prod") in actions
+    assert (envelope.HOME_CANCEL_ACTION, "build-router-plt:7") in actions  # the holding shown
+    assert (envelope.HOME_DEQUEUE_ACTION, "deploy-api-prod") in actions
     assert (LOCK_WATCH_ACTION, "deploy-api-prod") in actions
     assert (UNLOCK_CONFIRM_ACTION, "deploy-api-prod:7") in actions
     assert (LOCK_WATCH_ACTION, "build-router-plt") not in actions  # one's own lock: nothing to be told
@@ -143,8 +148,8 @@ def test_hundreds_of_locks_page_with_previous_and_next() -> None:
     assert f"`build-c{board.PAGE_SIZE:03d}-plt`" in keys_shown(second)
     paging = [b for block in second["blocks"] if block.get("block_id") == "paging" for b in block["elements"]]
     assert [(b["action_id"], b["value"]) for b in paging] == [
-        (board.HOME_PREVIOUS_ACTION, "0"),
-        (board.HOME_NEXT_ACTION, "2"),
+        (envelope.HOME_PREVIOUS_ACTION, "0"),
+        (envelope.HOME_NEXT_ACTION, "2"),
     ]
 
 
@@ -166,6 +171,6 @@ def test_a_lock_no_longer_live_is_not_on_the_board() -> None:
 
 
 def test_a_home_press_is_answered_by_direct_message() -> None:
-    address = board.direct_message_address("U0ALICE")
-    assert board.direct_message_user(address) == "U0ALICE"
-    assert board.direct_message_user("https://hooks.slack.com/commands/T/1/x") is None
+    address = envelope.direct_message_address("U0ALICE")
+    assert envelope.direct_message_user(address) == "U0ALICE"
+    assert envelope.direct_message_user("https://hooks.slack.com/commands/T/1/x") is None

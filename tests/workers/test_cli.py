@@ -746,7 +746,7 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert "alice     Home → `build-router-plt` held by bob" in home
     assert "alice     Home → `build-router-plt` free again; Lately: release by bob" in home
 
-    rollback = out.split("── 10.")[1]
+    rollback = out.split("── 10.")[1].split("── 11.")[0]
     shown = re.search(
         r"Goes live: `(\w{7})`, deployed by bob \(@bob\).*\n.*Live now: `(\w{7})`, deployed by carol", rollback
     )
@@ -754,6 +754,11 @@ def test_demo_tells_and_checks_the_story(chatops: Chatops, monkeypatch: pytest.M
     assert f"[Confirm rollback] → ⏪ Rolling back api (plt) to `{shown[1]}`" in rollback
     assert re.search(rf"run #\d+ on main, inputs sha={shown[1]}…", rollback)
     assert f"at `{shown[1]}` (⏪ rollback)" in rollback
+
+    window = out.split("── 11.")[1]
+    assert "froze prod until Monday 09:00 CEST (65 h" in window
+    assert "/deploy api prod → 🧊 Deploys to *prod* are frozen by the scheduled window weekend until" in window
+    assert re.search(r"/deploy api prod → 🚀 Deploying api \(prod\)", window)
 
 
 # ------------------------------------------------------------------------------------------------ the lock alone

@@ -23,15 +23,17 @@ from workers.adapters.ledger import HOME_VIEWERS_ID, Ledger
 from workers.flows import home
 from workers.handlers import build, history, router
 from workers.handlers import status as status_lambda
-from workers.protocol.board import HOME_CANCEL_ACTION, HOME_WINDOW_SECONDS, direct_message_address
+from workers.protocol.board import HOME_WINDOW_SECONDS
 from workers.protocol.commands import Dequeue, Dispatch
 from workers.protocol.config import Action, Queue, current_config
 from workers.protocol.envelope import (
+    HOME_CANCEL_ACTION,
     LOCK_WATCH_ACTION,
     UNLOCK_CONFIRM_ACTION,
     HomeOpened,
     HomeRefresh,
     InteractionEnvelope,
+    direct_message_address,
 )
 
 ALICE, BOB = "U0ALICE", "U0BOB"

@@ -11,6 +11,8 @@
 - **orphan** / **ending** — ``chatops.orphan#<correlation id>``, ``chatops.ending#<correlation id>``: the lock a
   run held, kept before a write frees it — one that lets the run go on without it (force-unlock, expiry), or the
   run's own release at its end — so that the run's end is still told after the lock has moved on to a new holder.
+- **lifted** — ``chatops.window-lifted#<env>#<occurrence id>``: an admin lifted a scheduled freeze window's
+  occurrence early; kept until a day past the occurrence's end, so the sweep does not freeze it again.
 
 A table that does not answer is logged: a telling is then done again rather than lost, and a cancel is answered
 that it could not start.
@@ -35,6 +37,9 @@ DISPATCH_PREFIX: Final = "chatops.dispatch-sent#"
 ENDED_PREFIX: Final = "chatops.ended#"
 HOME_VIEWERS_ID: Final = "chatops.home-viewers"
 _VIEWERS: Final = "viewers"
+LIFTED_PREFIX: Final = "chatops.window-lifted#"
+LIFTED_MARGIN_SECONDS: Final = 24 * 3600
+"""A lifted occurrence's record outlives the occurrence by this much (DynamoDB's TTL deletes within days)."""
 KEPT_SECONDS: Final = 2 * 24 * 3600
 """Longer than any redelivery (the queues keep a message 4 days at most, but a DLQ is not redelivered by itself)."""
 
@@ -108,6 +113,19 @@ class Ledger(IdempotencyTableItems):
         reason = (item or {}).get("reason", {}).get("S")
         return reason if isinstance(reason, str) else None
 
+    # ------------------------------------------------------------------------------------- freeze windows
+    def lift(self, environment: str, occurrence_id: str, until: int) -> None:
+        """An admin lifted this occurrence (ending at ``until``) of a freeze window: kept *before* the freeze is
+        released, so a sweep that reads it after its own acquire lets go (:mod:`workers.flows.windows`). Raises
+        ``BotoCoreError``/``ClientError``: a lift that cannot be kept is not made."""
+        expiration = {"N": str(until + LIFTED_MARGIN_SECONDS)}
+        self._put(f"{LIFTED_PREFIX}{environment}#{occurrence_id}", {"expiration": expiration})
+
+    def lifted(self, environment: str, occurrence_id: str) -> bool:
+        """Whether an admin lifted this occurrence; raises like :meth:`lift` (a sweep that cannot tell freezes
+        nothing new)."""
+        return self._get(f"{LIFTED_PREFIX}{environment}#{occurrence_id}") is not None
+
     # ------------------------------------------------------------------------------------- a run's holding
     def keep_orphan(self, record: LockRecord) -> None:
         """A run goes on after its lock was let go (force-unlocked, expired): keep the lock as it was, by the run's
@@ -173,7 +191,7 @@ class Ledger(IdempotencyTableItems):
 
     def _put(self, item_id: str, attributes: dict[str, Any]) -> None:
         expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
-        item = {"id": {"S": item_id}, **attributes, "expiration": expiration}
+        item = {"id": {"S": item_id}, "expiration": expiration, **attributes}  # a record may keep longer
         self.client.put_item(TableName=self.table, Item=item)
 
     def _set_entry(self, item_id: str, name: str, key: str, value: dict[str, Any]) -> None:

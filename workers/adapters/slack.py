@@ -9,7 +9,7 @@ caller's correlation id and returns ``False``; none raises.
 Anything else is refused, logged, and nothing is sent: a forged URL cannot turn a worker into a request relay.
 
 A Home press has no ``response_url``: its envelope carries a ``slack-dm:<user>`` address instead
-(:func:`workers.protocol.board.direct_message_address`), and :meth:`SlackReplies.reply` sends to it as a direct
+(:func:`workers.protocol.envelope.direct_message_address`), and :meth:`SlackReplies.reply` sends to it as a direct
 message. :meth:`SlackReplies.publish_home` publishes a user's App Home (``views.publish``) and, unlike the rest,
 reports a rate limit (HTTP 429 and its ``Retry-After``) so that the caller can try again rather than lose it.
 
@@ -31,8 +31,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from workers.protocol.board import direct_message_user
 from workers.protocol.config import DEFAULT_RESPONSE_URL_HOSTS, DEFAULT_SLACK_API_URL, response_url_allowed
+from workers.protocol.envelope import direct_message_user
 from workers.protocol.message import Message
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ The story, each step checked before the next (exit 1 when something does not hol
 8. The lock switch `ENABLE_DISTRIBUTED_LOCK=false`: workflows are dispatched without any lock.
 9. alice opens the App Home: the live board; a build starts and ends, and her Home is republished each time.
 10. Two deploys complete; `/deploy rollback api plt` offers the first one's commit, and confirmed, deploys it.
+11. A weekend freeze window for prod (Europe/Berlin), the clock moved across the change to summer time.
 """
 
 from __future__ import annotations
@@ -34,14 +35,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TextIO, TypeVar
+from zoneinfo import ZoneInfo
 
 from lockcore import machine as m
 from lockcore.dynamodb import DynamoDBLockStore
-from lockcore.record import LockRecord
+from lockcore.record import LockRecord, Status
 from workers.local.github import GitHubStandIn, WorkflowRun
 from workers.local.slack import PostedMessage, SlackStandIn
-from workers.local.stack import RELEASE_BRANCH, LocalStack, StackOptions
+from workers.local.stack import RELEASE_BRANCH, LocalStack, StackOptions, config_path
 from workers.local.workspace import Person, Sent, Workspace, buttons, plain
 from workers.protocol.config import Action
 
@@ -52,6 +55,15 @@ RACERS = tuple(Person.named(name) for name in ("alice", "bob", "carol", "dave", 
 ADMIN = Person.named("admin")  # the one admin of docs/chatops.toml: U0ADMIN
 EVERYONE = (*RACERS, ADMIN)
 WAIT_SECONDS = 15.0
+WEEKEND_WINDOW = """
+[freeze_windows.prod.weekend]
+reason = "Weekend: no deploys to production"
+zone = "Europe/Berlin"
+days = ["fri"]
+start = "15:00"
+end = "mon 09:00"
+"""
+"""The demo's configuration is the shipped one with this window (docs/chatops.toml has it commented out)."""
 _T = TypeVar("_T")
 
 
@@ -132,6 +144,7 @@ class Story:
         self.lock_switch()
         self.app_home()
         self.rollback()
+        self.freeze_window()
 
     def together(self, people: Sequence[Person], slash: str, text: str) -> dict[Person, Sent]:
         """Everyone sends the command from their own thread, released at the same instant."""
@@ -442,6 +455,60 @@ class Story:
         self.github.complete_run(run.id, "success")
         self.until(lambda: self.state(DEPLOY_KEY) is m.LockState.COMPLETED, f"{DEPLOY_KEY} released as COMPLETED")
 
+    def freeze_window(self) -> None:
+        self.heading("11. A weekend freeze window for prod, in Berlin time, across the change to summer time")
+        clock = _present(self.stack.options.clock, "the demo's clock")
+        sweep = self.stack.schedules["reaper"].run_now
+        berlin = "Europe/Berlin"
+
+        def at(local: str) -> int:  # a wall-clock time in Berlin, as the window reads it
+            return int(datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(berlin)).timestamp())
+
+        def set_clock(local: str) -> None:
+            assert isinstance(clock, ShiftedClock)
+            clock.set(at(local))
+            self.say(f"  {'clock':<9} {local.replace('T', ' ')} Berlin")
+
+        self.say("  The configuration: weekend = Fridays 15:00 to Mondays 09:00, Europe/Berlin, for prod.")
+        set_clock("2027-03-26T14:59:30")
+        sweep()
+        expect(self.store.state("freeze-prod")[0] is not m.LockState.HELD, "prod is not frozen before 15:00")
+        set_clock("2027-03-26T15:00:20")
+        swept = sweep()
+        expect(swept.get("windows") == {"froze": 1}, f"the sweep froze prod at 15:00 ({swept})")
+        freeze = self.lock("freeze-prod")
+        expect(freeze.lease_expires_at == at("2027-03-29T09:00"), "the freeze ends Monday 09:00 Berlin time")
+        hours = (freeze.lease_expires_at - at("2027-03-26T15:00")) / 3600
+        expect(hours == 65, "Friday 15:00 to Monday 09:00 is 65 hours this weekend: Sunday had no 02:00-03:00")
+        self.say(f"  {'reaper':<9} froze prod until Monday 09:00 CEST ({hours:.0f} h: the clocks go forward on Sunday)")
+        alice = RACERS[0]  # in the platform group: she may deploy to prod
+        refused = self.reply_to(self.workspace.command(alice, "/deploy", "api prod"))
+        expect(refused.text.startswith("🧊 Deploys to *prod* are frozen by the scheduled window"), "the deploy waits")
+        self.show(alice.name, f"/deploy api prod → {refused.text}")
+        set_clock("2027-03-29T08:59:30")
+        sweep()
+        expect(self.state("freeze-prod") is m.LockState.HELD, "prod is still frozen at 08:59 on Monday")
+        set_clock("2027-03-29T09:00:10")
+        sweep()
+        expect(self.lock("freeze-prod").status is Status.EXPIRED, "the window ended at 09:00; the sweep recorded it")
+        self.say(f"  {'reaper':<9} the window ended at 09:00 CEST: its lease ran out, and the sweep recorded it")
+        allowed = self.reply_to(self.workspace.command(alice, "/deploy", "api prod"))
+        expect(allowed.text.startswith("🚀 Deploying api (prod)"), "the deploy goes once the window has ended")
+        self.show(alice.name, f"/deploy api prod → {allowed.text}")
+
+
+class ShiftedClock:
+    """The lock store's clock for the demo: the system's until :meth:`set`, then running on from that instant."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def set(self, at: float) -> None:
+        self.offset = at - time.time()
+
 
 def _texts(block: dict[str, Any]) -> list[str]:
     """The mrkdwn texts of a Block Kit block: its text, its fields, its context elements."""
@@ -475,7 +542,12 @@ def main(out: TextIO | None = None) -> int:
     handle, log_path = tempfile.mkstemp(prefix="chatops-demo-", suffix=".log")  # kept, for whoever wants to read it
     log = os.fdopen(handle, "w", encoding="utf-8")
     print("chatops demo: the whole system on this machine — router, queues, workers, DynamoDB, Slack, GitHub", file=out)
-    options = StackOptions.isolated(github_delay=None, reaper_seconds=3600)  # the story says when a run ends
+    config = tempfile.NamedTemporaryFile("w", prefix="chatops-demo-", suffix=".toml", delete=False)  # noqa: SIM115
+    with config, open(config_path(None), encoding="utf-8") as shipped:
+        config.write(shipped.read() + WEEKEND_WINDOW)
+    options = StackOptions.isolated(  # the story says when a run ends, and when the reaper sweeps
+        github_delay=None, reaper_seconds=3600, config_path=config.name, clock=ShiftedClock()
+    )
     try:
         # The workers' JSON logs and EMF metrics go to the log file; this output is the story.
         with log, contextlib.redirect_stdout(log), LocalStack(options, logs=log) as stack:

@@ -18,6 +18,10 @@ A freeze is a lock like any other, taken with lockcore's own operations — the 
   read; ``/build`` never does.
 
 Status (``/build status --locks``) lists a live freeze with its reason (:func:`freeze_fields`).
+
+**Scheduled windows** (:mod:`workers.flows.windows`) take the same key, so a deploy is refused the same way, told
+the window's reason and when it ends. An unfreeze during a window's occurrence keeps that the occurrence was
+lifted (the ledger) *before* it releases anything, so the sweep does not freeze it again until the next one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from lockcore.errors import LockStoreError
 from lockcore.record import LockRecord, Status, epoch
 from lockcore.store import LockStore
 from workers.adapters import runtime
+from workers.adapters.ledger import LedgerError
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GroupLookupFailed, member_groups
 from workers.protocol.commands import Freeze, Refused, Unfreeze, describe, is_admin, refusal_text
@@ -38,7 +43,8 @@ from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import FREEZE_PREFIX
 from workers.protocol.message import Message, escape
-from workers.protocol.render import duration, frees_at, holder, since, standing, store_unavailable
+from workers.protocol.render import duration, frees_at, holder, since, slack_date, standing, store_unavailable
+from workers.protocol.windows import Occurrence, occurrence_of, schedule, scheduled_reason
 
 FREEZE_SECONDS: Final = 30 * 24 * 3600
 FROZEN_METRIC: Final = "buildWorker.deploy.frozen"
@@ -54,8 +60,10 @@ def is_freeze(lock_key: str) -> bool:
 
 
 def reason_of(record: LockRecord) -> str:
-    """The reason the admin gave, from the freeze's ``command`` note (see above)."""
+    """The reason the admin gave, from the freeze's ``command`` note (see above), or the window's."""
     typed = record.notes.get("command", "")
+    if (scheduled := scheduled_reason(typed)) is not None:
+        return scheduled
     prefix = f"/deploy freeze {record.lock_key.removeprefix(FREEZE_PREFIX)} "
     return typed.removeprefix(prefix) if typed.startswith(prefix) else NO_REASON
 
@@ -68,10 +76,17 @@ def current(store: LockStore, environment: str, now: int) -> LockRecord | None:
 
 # ----------------------------------------------------------------------------------------------- rendering
 def frozen_text(environment: str, record: LockRecord) -> str:
-    """What a ``/deploy`` to a frozen environment is told."""
+    """What a ``/deploy`` to a frozen environment is told (a window's freeze: until when)."""
+    env = escape(environment)
+    if occurrence_of(record.owner) is not None:
+        return (
+            f"🧊 Deploys to *{env}* are frozen by the {escape(record.locked_by_name)} until "
+            f"{slack_date(record.lease_expires_at)}: “{escape(reason_of(record))}”. An admin can lift it early with "
+            f"`/deploy unfreeze {env}` (until the window's next occurrence)."
+        )
     return (
-        f"🧊 Deploys to *{escape(environment)}* are frozen by {holder(record)} since {since(record)}: "
-        f"“{escape(reason_of(record))}”. An admin can lift it with `/deploy unfreeze {escape(environment)}`."
+        f"🧊 Deploys to *{env}* are frozen by {holder(record)} since {since(record)}: "
+        f"“{escape(reason_of(record))}”. An admin can lift it with `/deploy unfreeze {env}`."
     )
 
 
@@ -101,10 +116,22 @@ def answer_freeze(command: Freeze, outcome: outcomes.AcquireOutcome, admin_id: s
 
 
 def answer_unfreeze(
-    command: Unfreeze, outcome: outcomes.ForceReleaseOutcome | None, admin_id: str, now: int
+    command: Unfreeze,
+    outcome: outcomes.ForceReleaseOutcome | None,
+    admin_id: str,
+    now: int,
+    lifted: Occurrence | None = None,
 ) -> tuple[Message, Message | None]:
+    """``lifted``: the window occurrence going on, which stays lifted until the window's next one."""
     env = escape(command.environment)
+    until = (
+        f" The scheduled window {escape(lifted.window)} stays lifted until its next occurrence."
+        if lifted is not None
+        else ""
+    )
     match outcome:
+        case None if lifted is not None:
+            return Message(f"✅ *{env}* was not frozen yet.{until}"), None
         case None:
             return Message(f"✅ *{env}* is not frozen; nothing to do."), None
         case outcomes.ForceReleased(repeated=True):
@@ -112,7 +139,7 @@ def answer_unfreeze(
         case outcomes.ForceReleased(record=record):
             held = duration(now - epoch(record.locked_at)) if record.locked_at else "?"
             news = f"☀️ <@{admin_id}> lifted the freeze on *{env}* (frozen for {held}: “{escape(reason_of(record))}”)."
-            return Message(f"✅ Unfroze *{env}*."), Message.in_channel(news)
+            return Message(f"✅ Unfroze *{env}*.{until}"), Message.in_channel(news + until)
         case outcomes.NotHolder(current=current_record):
             return Message(f"⚠️ The freeze of *{env}* changed since (now {standing(current_record, now)})."), None
     raise TypeError(f"not a force-release outcome: {outcome!r}")  # pragma: no cover
@@ -140,7 +167,11 @@ def handle(envelope: CommandEnvelope, command: Freeze | Unfreeze, *, config: Con
         if isinstance(command, Freeze):
             reply, news = _freeze(envelope, command, store)
         else:
-            reply, news = _unfreeze(envelope, command, store)
+            reply, news = _unfreeze(envelope, command, config, store)
+    except LedgerError as error:  # the lift not kept: nothing was released
+        runtime.logger.error("unfreeze: the window's lift could not be kept", lock_key=key, reason=str(error))
+        _reply(envelope, Message(f"⚠️ Sorry, I couldn't record the lift of `{key}`; nothing changed. Try again."))
+        return
     except LockStoreError as error:
         runtime.logger.error("freeze: the lock table did not answer", lock_key=key, reason=str(error))
         _reply(envelope, store_unavailable(f"change `{key}`"))
@@ -180,8 +211,11 @@ def _freeze(envelope: CommandEnvelope, command: Freeze, store: LockStore) -> tup
     return answer_freeze(command, outcome, envelope.user_id)
 
 
-def _unfreeze(envelope: CommandEnvelope, command: Unfreeze, store: LockStore) -> tuple[Message, Message | None]:
+def _unfreeze(
+    envelope: CommandEnvelope, command: Unfreeze, config: Config, store: LockStore
+) -> tuple[Message, Message | None]:
     key = freeze_key(command.environment)
+    lifted = _lift_window(command.environment, config, store)  # before the read: see workers.flows.windows
     record = store.get(key)
     now = store.now()
     if record is None or not machine.is_live(record.to_item(), now):
@@ -190,10 +224,20 @@ def _unfreeze(envelope: CommandEnvelope, command: Unfreeze, store: LockStore) ->
             record is not None and record.status is Status.FORCE_RELEASED and record.released_by == envelope.user_id
         )
         outcome = outcomes.ForceReleased(record, repeated=True) if repeated and record is not None else None
-        return answer_unfreeze(command, outcome, envelope.user_id, now)
+        return answer_unfreeze(command, outcome, envelope.user_id, now, lifted)
+    if (held := occurrence_of(record.owner)) is not None:  # a window's freeze, of an occurrence config no longer has
+        runtime.ledger().lift(command.environment, f"{held[0]}#{held[1]}", record.lease_expires_at)
     reason = f"unfrozen from Slack by {envelope.user_name or envelope.user_id}"
     released = store.force_release(key, record.token, by=envelope.user_id, reason=reason)
-    return answer_unfreeze(command, released, envelope.user_id, now)
+    return answer_unfreeze(command, released, envelope.user_id, now, lifted)
+
+
+def _lift_window(environment: str, config: Config, store: LockStore) -> Occurrence | None:
+    """The window occurrence going on in ``environment``, if any, kept as lifted (raises ``LedgerError``)."""
+    occurrence = schedule(config.freeze_windows, environment, store.now()).active
+    if occurrence is not None:
+        runtime.ledger().lift(environment, occurrence.id, occurrence.end)
+    return occurrence
 
 
 def refuse_frozen(store: LockStore, environment: str, now: int) -> str | None:

@@ -30,6 +30,7 @@ from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GroupLookupFailed, member_groups
 from workers.flows.freeze import reason_of
+from workers.flows.windows import next_windows
 from workers.protocol.board import HOME_WINDOW_SECONDS, Board, Viewer, home_view
 from workers.protocol.commands import is_admin
 from workers.protocol.config import Config
@@ -71,7 +72,7 @@ def opened(envelope: HomeOpened, config: Config, store: LockStore) -> None:
         ledger.home_opened(envelope.user_id, envelope.page, now)
     except LedgerError as error:  # published all the same; only its later refreshes are lost
         runtime.logger.error("home opened: the viewer could not be kept", reason=str(error))
-    publish(read_board(store, now), [(envelope.user_id, envelope.page)], config, envelope.correlation_id)
+    publish(read_board(store, now, config), [(envelope.user_id, envelope.page)], config, envelope.correlation_id)
     ledger.mark_told(handled)
     runtime.logger.info("home published", user_id=envelope.user_id, page=envelope.page)
 
@@ -91,7 +92,7 @@ def refresh(envelope: HomeRefresh, config: Config, store: LockStore) -> None:
     now_viewers, later = viewers[:MAX_PUBLISHES], viewers[MAX_PUBLISHES:]
     # The rest is queued only once these are published: a 429 brings this message back, and a rest queued by
     # every delivery of it would multiply the publishes that are being rate-limited.
-    publish(read_board(store, now), now_viewers, config, envelope.correlation_id)
+    publish(read_board(store, now, config), now_viewers, config, envelope.correlation_id)
     if later:
         rest = HomeRefresh(envelope.correlation_id, now, tuple(user for user, _ in later))
         try:
@@ -112,13 +113,13 @@ def publish(board: Board, viewers: Sequence[tuple[str, int]], config: Config, co
             raise HomeRateLimited(f"views.publish rate-limited, retry after {published.retry_after}s")
 
 
-def read_board(store: LockStore, now: int) -> Board:
+def read_board(store: LockStore, now: int, config: Config) -> Board:
     try:
         records = store.list(include_free=True)  # the free ones too: whose history is newest
     except LockStoreError as error:
         raise BoardUnavailable(f"the lock table did not answer: {error}") from None
     reasons = {r.lock_key: reason_of(r) for r in records if r.lock_key.startswith(FREEZE_PREFIX)}
-    return Board(records, now, _recent_events(records, runtime.history()), reasons)
+    return Board(records, now, _recent_events(records, runtime.history()), reasons, next_windows(config, now))
 
 
 def _recent_events(records: Sequence[LockRecord], history: HistoryTable) -> list[HistoryEvent]:

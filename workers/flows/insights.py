@@ -27,7 +27,7 @@ import botocore.exceptions
 from workers.adapters import runtime
 from workers.adapters.history_table import HistoryTable
 from workers.protocol.commands import History, Stats
-from workers.protocol.config import Config
+from workers.protocol.config import SLACK_USER_ID, Config
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import ACQUISITIONS, ENDINGS, FREEZE_PREFIX, EventKind, HistoryEvent
 from workers.protocol.message import Message, escape
@@ -39,8 +39,9 @@ BUSIEST_SHOWN: Final = 5
 
 # ------------------------------------------------------------------------------------------------- history
 def who(event: HistoryEvent) -> str:
-    mention = f"<@{event.who}>" if event.who else ""
-    name = escape(event.who_name)
+    """A person by name and mention; a holder that is no Slack user (a freeze window) by its name alone."""
+    mention = f"<@{event.who}>" if SLACK_USER_ID.fullmatch(event.who) else ""
+    name = escape(event.who_name or ("" if mention else event.who))
     return f"{name} ({mention})" if name and mention else name or mention or "someone"
 
 
@@ -56,7 +57,7 @@ def describe_event(event: HistoryEvent) -> str:
         case EventKind.RELEASE:
             return f"❌ released {escape(event.outcome)} by {who(event)}{held}"
         case EventKind.EXPIRE:
-            return f"⌛ lease of {who(event)} expired{held}"
+            return f"⌛ lease of {who(event)} expired{held}{reason}"
         case EventKind.FORCE_RELEASE:
             return f"🔓 force-released by {who(event)}{held}{reason}"
         case EventKind.CANCEL:

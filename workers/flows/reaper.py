@@ -27,6 +27,9 @@ the very request it was handed to (``previousHandedTo``), with no dispatch noted
 queued again. Safe to repeat: the queue deduplicates on the request id and token, the build worker's idempotency
 record answers a second copy, and a request whose dispatch began notes it first.
 
+**Scheduled freeze windows** are applied first, each sweep (:func:`workers.flows.windows.apply`): a window going on
+takes ``freeze-<env>``, with a lease that ends with it; the loop above records its expiry the sweep after.
+
 Each action is one conditional write on the token (and, for release and extend, the owner) the Scan read, so
 the reaper is idempotent and safe beside the webhook worker and beside another sweep: whichever writes first
 wins, the other is refused or sees a repeat, and only the write that took effect tells the channel. GitHub
@@ -48,7 +51,7 @@ from workers.adapters.github import GitHubClient, GitHubError, GitHubNotFound
 from workers.adapters.ledger import LedgerError
 from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.slack import SlackReplies
-from workers.flows import handoff
+from workers.flows import handoff, windows
 from workers.flows.runlock import (
     MAX_HOLD_SECONDS,
     Effect,
@@ -106,8 +109,11 @@ class Reaper:
         self.store = store
         self.github = github
         self.locks = RunLocks(config, store, slack, retry_unheard=True)
+        self.windows: list[windows.WindowStep] = []
+        """What the last sweep did about freeze windows."""
 
     def sweep(self) -> list[Swept]:
+        self.windows = windows.apply(self.config, self.store, self.locks.ledger_or_default())
         swept: list[Swept] = []
         for record in self.store.list(include_free=True):
             if record.status is not Status.IN_PROGRESS and not self._untold(record):

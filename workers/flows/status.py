@@ -60,6 +60,7 @@ from workers.adapters.secrets import SecretUnavailable
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
 from workers.flows import cancel, freeze, handoff, home, insights, rollback
 from workers.flows.history import resumed_write_took_effect
+from workers.flows.windows import next_windows
 from workers.protocol.commands import (
     Cancel,
     Dequeue,
@@ -96,11 +97,13 @@ from workers.protocol.render import (
     holder,
     requester,
     run_link,
+    scheduled_line,
     since,
     slack_date,
     standing,
     store_unavailable,
 )
+from workers.protocol.windows import Occurrence
 
 NO_LOCKS = "No builds or deploys hold a lock right now."
 MAX_LOCKS_SHOWN = 40
@@ -179,11 +182,13 @@ def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
     return fields
 
 
-def status_message(records: Sequence[LockRecord], now: int) -> Message:
-    """Every live lock in ``records`` (the others are left out), ephemeral; :data:`NO_LOCKS` when none is."""
+def status_message(records: Sequence[LockRecord], now: int, scheduled: Sequence[Occurrence] = ()) -> Message:
+    """Every live lock in ``records`` (the others are left out), ephemeral; :data:`NO_LOCKS` when none is. Then the
+    next ``scheduled`` freeze window of each environment that has one."""
     live = [record for record in records if machine.is_live(record.to_item(), now)]
+    coming = [_context(scheduled_line(occurrence)) for occurrence in scheduled]
     if not live:
-        return Message(NO_LOCKS, [_section(f"🔓 {NO_LOCKS}")])
+        return Message(NO_LOCKS, [_section(f"🔓 {NO_LOCKS}"), *coming])
     count = f"{len(live)} lock{'s' if len(live) != 1 else ''} held right now"
     blocks: list[dict[str, Any]] = [
         _section(f"🔒 *{count}*"),
@@ -200,7 +205,7 @@ def status_message(records: Sequence[LockRecord], now: int) -> Message:
         blocks.append(_context(f"…and {len(live) - MAX_LOCKS_SHOWN} more: `chatops locks list` shows them all."))
     summary = ", ".join(f"{record.lock_key} ({holder(record, Shown.NAME)})" for record in live[:10])
     more = f" and {len(live) - 10} more" if len(live) > 10 else ""
-    return Message(f"{count}: {summary}{more}", blocks)
+    return Message(f"{count}: {summary}{more}", blocks + coming)
 
 
 def queue_line(record: LockRecord) -> str:
@@ -300,7 +305,7 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
     ):
         match envelope:
             case CommandEnvelope(command=LockStatus()):
-                _status(envelope, store)
+                _status(envelope, config, store)
             case CommandEnvelope(command=Unlock() as command):
                 _unlock(envelope, command, config, store)
             case CommandEnvelope(command=Cancel() as command):
@@ -334,7 +339,7 @@ def _reply(response_url: str, message: Message, correlation_id: str) -> bool:
     return runtime.slack_replies().reply(response_url, message, correlation_id=correlation_id)
 
 
-def _status(envelope: CommandEnvelope, store: LockStore) -> None:
+def _status(envelope: CommandEnvelope, config: Config, store: LockStore) -> None:
     try:
         records = store.list()
     except LockStoreError as error:
@@ -342,7 +347,7 @@ def _status(envelope: CommandEnvelope, store: LockStore) -> None:
         _reply(envelope.response_url, store_unavailable("read the locks"), envelope.correlation_id)
         return
     now = store.now()
-    message = status_message(records, now)
+    message = status_message(records, now, next_windows(config, now))
     runtime.logger.info("status answered", locks=sum(machine.is_live(r.to_item(), now) for r in records))
     _reply(envelope.response_url, message, envelope.correlation_id)
 

@@ -22,5 +22,6 @@ def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, A
         if runtime.metrics.metric_set:
             runtime.metrics.flush_metrics()
     counts = Counter(item.effect.value for item in swept)
-    runtime.logger.info("sweep done", locks=len(swept), effects=dict(counts))
-    return {"locks": len(swept), "effects": dict(counts)}
+    applied = Counter(step.applied.value for step in reaper.windows)
+    runtime.logger.info("sweep done", locks=len(swept), effects=dict(counts), windows=dict(applied))
+    return {"locks": len(swept), "effects": dict(counts), **({"windows": dict(applied)} if applied else {})}

@@ -63,10 +63,13 @@ from aws_lambda_powertools import Logger
 from workers.adapters.queues import NotQueued, enqueue
 from workers.adapters.secrets import SecretUnavailable, get_secret
 from workers.adapters.usergroups import GROUPS_UNKNOWN, GroupLookupFailed, member_groups
-from workers.protocol import board, commands
+from workers.protocol import commands
 from workers.protocol.config import Action, Config, ConfigError, current_config
 from workers.protocol.envelope import (
     ADMIN_ACTIONS,
+    HOME_ACTIONS,
+    HOME_DEQUEUE_ACTION,
+    HOME_PAGE_ACTIONS,
     INTERACTION_ACTIONS,
     ROLLBACK_CONFIRM_ACTION,
     CommandEnvelope,
@@ -74,10 +77,10 @@ from workers.protocol.envelope import (
     InteractionEnvelope,
     WorkflowRunEnvelope,
     correlation_id_of,
+    direct_message_address,
 )
 from workers.protocol.inbound import read_json
 from workers.protocol.message import Message
-from workers.protocol.rollback import RollbackTarget, not_understood
 
 if TYPE_CHECKING:
     pass
@@ -335,16 +338,16 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
         logger.warning("interaction refused: workspace or app", team_id=team_id)
         return ephemeral(commands.refusal_text(refused))
     at_home = _object(payload, "container").get("type") == "view" and _object(payload, "view").get("type") == "home"
-    action = _our_action(payload, INTERACTION_ACTIONS | (board.HOME_ACTIONS if at_home else frozenset()))
+    action = _our_action(payload, INTERACTION_ACTIONS | (HOME_ACTIONS if at_home else frozenset()))
     if action is None:
         logger.info("interaction ignored: no action of ours")
         return Response(200)
     action_id = str(action["action_id"])
     # A Home press has no response_url: it is answered by direct message (workers.protocol.board).
-    response_url = board.direct_message_address(user_id) if at_home else _string(payload, "response_url")
+    response_url = direct_message_address(user_id) if at_home else _string(payload, "response_url")
     if not user_id or not request_id or not (at_home or config.response_url_allowed(response_url)):
         raise BadRequest("the interaction lacks a user, a trigger_id or an allowed response_url")
-    if action_id in board.HOME_ACTIONS:
+    if action_id in HOME_ACTIONS:
         return home_press(config, action_id, _string(action, "value"), user_id, team_id=team_id, request_id=request_id,
                           correlation_id=correlation_id)  # fmt: skip
     if action_id in ADMIN_ACTIONS:
@@ -406,6 +409,9 @@ def rollback_deploy(config: Config, press: InteractionEnvelope) -> CommandEnvelo
     """*Confirm rollback*, pressed: an ordinary ``/deploy`` of the chosen commit, marked as a rollback and carrying
     the lock as the answer saw it — when the presser may deploy there now; else what to tell them. The press's
     ``trigger_id`` is the request id, so a redelivered press is the same request to the build worker."""
+    # Off the router's cold start: the rollback's words and rules bring lockcore's records (a rare press pays it).
+    from workers.protocol.rollback import RollbackTarget, not_understood  # noqa: PLC0415
+
     target = RollbackTarget.read(press.value, config)
     if target is None:
         logger.warning("rollback confirm ignored: a button value that names no rollback", value=press.value[:80])
@@ -483,7 +489,7 @@ def home_press(
     config: Config, action_id: str, value: str, user_id: str, *, team_id: str, request_id: str, correlation_id: str
 ) -> Response:
     """A Home button of its own: a page turned, or the user's ``/build dequeue`` / ``/build cancel`` of a lock."""
-    if action_id in board.HOME_PAGE_ACTIONS:
+    if action_id in HOME_PAGE_ACTIONS:
         page = int(value) if value.isascii() and value.isdecimal() and len(value) < 6 else 0
         opened = HomeOpened(request_id, correlation_id, user_id, team_id, int(time.time()), page)
         return _queue_home(config, opened)
@@ -507,7 +513,7 @@ def home_press(
         channel_id="",
         team_id=team_id,
         api_app_id=config.slack.app_id or "",
-        response_url=board.direct_message_address(user_id),
+        response_url=direct_message_address(user_id),
         received_at=int(time.time()),
     )
     try:
@@ -531,7 +537,7 @@ def _command_on(config: Config, action_id: str, value: str) -> commands.Dequeue 
             for environment in config.environments:
                 if spec.lock_key(component, environment) != lock_key:
                     continue
-                if action_id == board.HOME_DEQUEUE_ACTION:
+                if action_id == HOME_DEQUEUE_ACTION:
                     return commands.Dequeue(action, component, environment)
                 return commands.Cancel(action, component, environment, token=int(token) if token else None)
     return None

@@ -15,7 +15,14 @@ from typing import Any, Final
 
 from lockcore import machine
 from lockcore.record import LockRecord, Requester
-from workers.protocol.envelope import LOCK_WATCH_ACTION, UNLOCK_CONFIRM_ACTION
+from workers.protocol.envelope import (  # the Home's buttons and answers are the envelopes' to name
+    HOME_CANCEL_ACTION,
+    HOME_DEQUEUE_ACTION,
+    HOME_NEXT_ACTION,
+    HOME_PREVIOUS_ACTION,
+    LOCK_WATCH_ACTION,
+    UNLOCK_CONFIRM_ACTION,
+)
 from workers.protocol.history import FREEZE_PREFIX, HistoryEvent
 from workers.protocol.message import escape
 from workers.protocol.render import (
@@ -25,10 +32,12 @@ from workers.protocol.render import (
     person,
     requester,
     run_link,
+    scheduled_line,
     since,
     slack_date,
     slack_moment,
 )
+from workers.protocol.windows import Occurrence
 
 # Block Kit's limits for a Home view (docs.slack.dev, "Blocks" and each block's and element's reference).
 MAX_BLOCKS: Final = 100
@@ -56,31 +65,6 @@ MAX_PEOPLE_NAMED: Final = 8
 MAX_NAME_CHARS: Final = 60
 MAX_REASON_CHARS: Final = 200
 
-HOME_PREVIOUS_ACTION: Final = "home.page.previous"
-HOME_NEXT_ACTION: Final = "home.page.next"
-"""Previous/Next (an action id is unique within its block): the value is the page to show."""
-HOME_DEQUEUE_ACTION: Final = "home.dequeue"
-"""Leave the queue of the lock in the value: the viewer's ``/build dequeue``."""
-HOME_CANCEL_ACTION: Final = "home.cancel"
-"""Cancel the viewer's run under the lock in the value (``<lock key>:<token>``, the holding shown): the viewer's
-``/build cancel`` of that holding only."""
-HOME_PAGE_ACTIONS: Final = frozenset({HOME_PREVIOUS_ACTION, HOME_NEXT_ACTION})
-HOME_ACTIONS: Final = HOME_PAGE_ACTIONS | {HOME_DEQUEUE_ACTION, HOME_CANCEL_ACTION}
-"""The actions only the Home has; the Home also carries "Notify me" and "Force unlock" (the messages' own)."""
-
-DIRECT_MESSAGE_PREFIX: Final = "slack-dm:"
-"""A Home press carries no ``response_url``: its envelope carries ``slack-dm:<user id>`` in that field instead,
-and every answer to it goes to the user as a direct message (``chat.postMessage`` to the user id)."""
-
-
-def direct_message_address(user_id: str) -> str:
-    return DIRECT_MESSAGE_PREFIX + user_id
-
-
-def direct_message_user(address: str) -> str | None:
-    """The user a ``slack-dm:`` address names, or ``None`` for a ``response_url``."""
-    return address.removeprefix(DIRECT_MESSAGE_PREFIX) if address.startswith(DIRECT_MESSAGE_PREFIX) else None
-
 
 @dataclass(frozen=True)
 class Viewer:
@@ -100,6 +84,8 @@ class Board:
     """The newest history events (any order; the newest :data:`MAX_HISTORY` are shown)."""
     freeze_reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Each live freeze's reason, by its lock key."""
+    scheduled: Sequence[Occurrence] = ()
+    """Each environment's next scheduled freeze window (:mod:`workers.protocol.windows`)."""
 
     def live(self) -> list[LockRecord]:
         return [record for record in self.records if machine.is_live(record.to_item(), self.now)]
@@ -130,12 +116,15 @@ def home_view(board: Board, viewer: Viewer) -> dict[str, Any]:
             blocks += _lock_blocks(record, viewer, board.now, f"mine-{index}")
         if len(mine) > MAX_MINE:
             blocks.append(_context(f"…and {len(mine) - MAX_MINE} more of yours: `/build status --locks` lists all."))
-    if freezes:
+    if freezes or board.scheduled:
         blocks += [{"type": "divider"}, _section("*Freezes*")]
         for index, record in enumerate(freezes[:MAX_FREEZES]):
             blocks.append(_freeze_block(record, board, f"freeze-{index}"))
         if len(freezes) > MAX_FREEZES:
             blocks.append(_context(f"…and {len(freezes) - MAX_FREEZES} more freezes."))
+        if board.scheduled:  # one block, an element per environment
+            lines = [_mrkdwn(scheduled_line(occurrence)) for occurrence in board.scheduled[:MAX_CONTEXT_ELEMENTS]]
+            blocks.append({"type": "context", "elements": lines})
     blocks += [{"type": "divider"}, _section("*Everyone's locks*" if not mine else "*Other locks*")]
     shown = others[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     if not shown:

@@ -31,6 +31,7 @@ from workers.protocol.schema import (
     Conflict,
     LockScope,
 )
+from workers.protocol.windows import Window, windows_of
 
 __all__ = ["RESERVED_NAMES", "SLACK_USER_ID", "Action", "Conflict", "LockScope"]  # the schema's words, used from here
 
@@ -222,6 +223,8 @@ class Config:
     """False when ``ENABLE_DISTRIBUTED_LOCK=false``: workers dispatch without locking (the lock switch)."""
     queue_urls: Mapping[Queue, str] = field(default_factory=dict)
     source: str = "<defaults>"
+    freeze_windows: tuple[Window, ...] = ()
+    """Scheduled freezes (:mod:`workers.protocol.windows`), applied by the reaper's sweep."""
 
     def queue_url(self, queue: Queue) -> str | None:
         return self.queue_urls.get(queue)
@@ -376,6 +379,7 @@ def config_of(values: Mapping[str, Any], environ: Mapping[str, str], *, source: 
         lock_enabled=values["enable_distributed_lock"],
         queue_urls={queue: environ[queue.url_env] for queue in Queue if environ.get(queue.url_env)},
         source=source,
+        freeze_windows=windows_of(values["freeze_windows"]),
     )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import ClassVar, Final, Self
 
 from workers.protocol.codec import WHEN_SET, WireError, from_tagged, kinds_of, to_wire
 from workers.protocol.commands import Command
@@ -45,6 +45,31 @@ INTERACTION_ACTIONS = frozenset(
 )
 #: The actions only an admin may take; the router refuses them for others, and the worker should check again.
 ADMIN_ACTIONS = frozenset({UNLOCK_CONFIRM_ACTION})
+
+HOME_PREVIOUS_ACTION: Final = "home.page.previous"
+HOME_NEXT_ACTION: Final = "home.page.next"
+"""Previous/Next (an action id is unique within its block): the value is the page to show."""
+HOME_DEQUEUE_ACTION: Final = "home.dequeue"
+"""Leave the queue of the lock in the value: the viewer's ``/build dequeue``."""
+HOME_CANCEL_ACTION: Final = "home.cancel"
+"""Cancel the viewer's run under the lock in the value (``<lock key>:<token>``, the holding shown): the viewer's
+``/build cancel`` of that holding only."""
+HOME_PAGE_ACTIONS: Final = frozenset({HOME_PREVIOUS_ACTION, HOME_NEXT_ACTION})
+HOME_ACTIONS: Final = HOME_PAGE_ACTIONS | {HOME_DEQUEUE_ACTION, HOME_CANCEL_ACTION}
+"""The actions only the Home has; the Home also carries "Notify me" and "Force unlock" (the messages' own)."""
+
+DIRECT_MESSAGE_PREFIX: Final = "slack-dm:"
+"""A Home press carries no ``response_url``: its envelope carries ``slack-dm:<user id>`` in that field instead,
+and every answer to it goes to the user as a direct message (``chat.postMessage`` to the user id)."""
+
+
+def direct_message_address(user_id: str) -> str:
+    return DIRECT_MESSAGE_PREFIX + user_id
+
+
+def direct_message_user(address: str) -> str | None:
+    """The user a ``slack-dm:`` address names, or ``None`` for a ``response_url``."""
+    return address.removeprefix(DIRECT_MESSAGE_PREFIX) if address.startswith(DIRECT_MESSAGE_PREFIX) else None
 
 
 _SLACK_REQUESTS = uuid.UUID("b5f7431c-fb7b-482e-863e-1f0853826e97")

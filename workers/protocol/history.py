@@ -12,6 +12,7 @@ from typing import Any, Final
 from lockcore import record as r
 from lockcore.expressions import Item
 from lockcore.record import Status, epoch, iso
+from workers.protocol.windows import ended_reason
 
 RETENTION_SECONDS: Final = 30 * 24 * 3600
 FREEZE_PREFIX: Final = "freeze-"
@@ -189,9 +190,17 @@ def _lapsed(old: Item, at: str) -> HistoryEvent:
         at=when,
         outcome=Status.EXPIRED.value,
         duration=_held_for(old, when),
+        reason=_expiry_reason(old),
         **_holder(old),
         **_base(old),
     )
+
+
+def _expiry_reason(item: Item) -> str:
+    """A freeze window's lease runs out at the window's end: its expiry says so."""
+    if not _text(item, r.KEY).startswith(FREEZE_PREFIX):
+        return ""
+    return ended_reason(_text(item, r.OWNER)) or ""
 
 
 def _handed_on(old: Item, new: Item) -> HistoryEvent:
@@ -224,7 +233,7 @@ def _ending(old: Item, new: Item, status: Status, changed_at: str) -> HistoryEve
         who: dict[str, Any] = {"who": _text(new, r.RELEASED_BY), "who_name": ""}
     else:
         kind = EventKind.EXPIRE if status is Status.EXPIRED else EventKind.RELEASE
-        reason = ""
+        reason = _expiry_reason(new) if status is Status.EXPIRED else ""
         who = _holder(new)
     return HistoryEvent(
         kind=kind, at=at, outcome=status.value, duration=_held_for(new, at), reason=reason, **who, **_base(new)

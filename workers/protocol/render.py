@@ -15,6 +15,7 @@ from lockcore import machine, outcomes
 from lockcore.record import LockRecord, Requester, epoch, iso
 from workers.protocol.config import SLACK_USER_ID
 from workers.protocol.message import Message, escape
+from workers.protocol.windows import Occurrence
 
 
 def duration(seconds: int) -> str:
@@ -219,3 +220,11 @@ def run_link(record: LockRecord) -> str:
     if record.notes.get("dispatchState"):
         return f"not known yet ({escape(record.notes['dispatchState'])})"
     return "none yet"
+
+
+def scheduled_line(occurrence: Occurrence) -> str:
+    """``🗓️ Next scheduled freeze of prod: weekend, <!date…> to <!date…>: “reason”`` (status, the App Home)."""
+    return (
+        f"🗓️ Next scheduled freeze of *{escape(occurrence.environment)}*: {escape(occurrence.window)}, "
+        f"{slack_date(occurrence.start)} to {slack_date(occurrence.end)}: “{escape(occurrence.reason)}”"
+    )

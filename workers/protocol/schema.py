@@ -15,8 +15,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import zoneinfo
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, Final
 
@@ -96,6 +98,15 @@ OIDC_SUBJECT = re.compile(r"(?!repo:)[A-Za-z0-9_.:/*?-]+")
 GIT_REVISION = re.compile(r"\S(.*\S)?")
 PARAMETER_NAME = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}")
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""A freeze window's days, Monday first (``datetime.weekday()``'s order)."""
+WEEKDAY = re.compile("|".join(WEEKDAYS))
+CLOCK_TIME = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
+WINDOW_END = re.compile(rf"(?:(?P<day>{WEEKDAY.pattern}) )?(?P<time>{CLOCK_TIME.pattern})")
+"""A weekly window's end: ``09:00`` (the next 09:00 after its start) or ``mon 09:00`` (the next Monday 09:00)."""
+LOCAL_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]" + CLOCK_TIME.pattern)
+ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
+WINDOW_REASON = re.compile(r"\S[^\n]{0,199}")
 LOG_RETENTION_DAYS: Final = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
@@ -420,6 +431,63 @@ SCHEMA: Final = Table(
                 )
             ),
             "who may do what",
+        ),
+        Key(
+            "freeze_windows",
+            MapOf(
+                NAME,
+                "an environment",
+                "<environment>",
+                MapOf(
+                    NAME,
+                    "a window name (a lower-case name)",
+                    "<window>",
+                    Table(
+                        (
+                            Key(
+                                "reason",
+                                Text(WINDOW_REASON, "one line of 1 to 200 characters"),
+                                "what a refused deploy is told",
+                                REQUIRED,
+                            ),
+                            Key(
+                                "zone",
+                                Text(ZONE_NAME, "an IANA time zone (Europe/Berlin, UTC)"),
+                                "the time zone the window's times are read in",
+                                REQUIRED,
+                            ),
+                            Key(
+                                "days",
+                                Texts(WEEKDAY, "a day (mon, tue, wed, thu, fri, sat, sun)"),
+                                "weekly: the days an occurrence starts on",
+                                [],
+                            ),
+                            Key(
+                                "start",
+                                Text(CLOCK_TIME, "a time of day (HH:MM)"),
+                                "weekly: when an occurrence starts, on each of the days",
+                            ),
+                            Key(
+                                "end",
+                                Text(WINDOW_END, "a time of day (HH:MM), or a day and a time (mon 09:00)"),
+                                "weekly: when an occurrence ends — the next such time after its start",
+                            ),
+                            Key(
+                                "starts_at",
+                                Text(LOCAL_DATE_TIME, "a local date and time (2026-12-21 09:00), quoted"),
+                                "one-off: when the window starts",
+                            ),
+                            Key(
+                                "ends_at",
+                                Text(LOCAL_DATE_TIME, "a local date and time (2027-01-04 09:00), quoted"),
+                                "one-off: when the window ends",
+                            ),
+                        )
+                    ),
+                ),
+            ),
+            "scheduled freezes of an environment, each a weekly or one-off window (docs/architecture.md)",
+            {},
         ),
         Key(
             "enable_distributed_lock",
@@ -856,6 +924,7 @@ def _rules(values: Mapping[str, Any], form: Form) -> Iterator[tuple[tuple[str, .
     for component in values["github"]["components"]:
         if component not in components:
             yield ("github", "components", component), f"unknown component (components: {', '.join(components)})"
+    yield from _window_rules(values)
     role = values.get("deploy_role")  # a key of the stack alone, so named as a stack writes it
     if role is not None and not role["create"] and (role["oidc_provider_arn"] or role["subjects"]):
         yield ("deploy_role",), "oidcProviderArn and subjects need create: true"
@@ -871,6 +940,51 @@ def _rules(values: Mapping[str, Any], form: Form) -> Iterator[tuple[tuple[str, .
                 "serve any (a local stack)"
             ),
         )
+
+
+def _window_rules(values: Mapping[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """A freeze window names a known environment and zone, and is either weekly or one-off, never empty."""
+    environments = values["environments"]
+    weekly, one_off = ("days", "start", "end"), ("starts_at", "ends_at")
+    for environment, windows in values["freeze_windows"].items():
+        where = ("freeze_windows", environment)
+        if environment not in environments:
+            yield where, f"unknown environment (environments: {', '.join(environments)})"
+            continue
+        for name, window in windows.items():
+            here = (*where, name)
+            try:
+                zoneinfo.ZoneInfo(window["zone"])
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                yield (*here, "zone"), f"unknown time zone {window['zone']!r} (an IANA name: Europe/Berlin, UTC)"
+            given = {key for key in (*weekly, *one_off) if window[key]}
+            if given & set(weekly) and given & set(one_off):
+                yield here, "either weekly (days, start, end) or one-off (starts_at, ends_at), not both"
+            elif given & set(one_off):
+                yield from _one_off_rules(window, here)
+            elif set(weekly) - given:
+                missing = ", ".join(key for key in weekly if key not in given)
+                yield here, f"missing {missing}: a weekly window has days, start and end; a one-off starts_at, ends_at"
+            else:
+                yield from _weekly_rules(window, here)
+
+
+def _weekly_rules(window: Mapping[str, Any], here: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    end = WINDOW_END.fullmatch(window["end"])
+    assert end is not None  # checked against its pattern before the rules run
+    if end["time"] == window["start"] and (end["day"] is None or end["day"] in window["days"]):
+        yield (*here, "end"), "equals start: an occurrence would be empty, or a whole week"
+
+
+def _one_off_rules(window: Mapping[str, Any], here: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    times: list[datetime] = []
+    for key in ("starts_at", "ends_at"):
+        try:
+            times.append(datetime.fromisoformat(window[key]))
+        except (TypeError, ValueError):
+            yield (*here, key), f"not a date: {window[key]!r}" if window[key] else "missing: a one-off needs both"
+    if len(times) == 2 and times[1] <= times[0]:
+        yield (*here, "ends_at"), "not after starts_at"
 
 
 def _shared_lock_key(values: Mapping[str, Any]) -> str | None:

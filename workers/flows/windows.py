@@ -1,0 +1,122 @@
+"""Scheduled freeze windows applied, once a sweep (:class:`workers.flows.reaper.Reaper` calls :func:`apply`).
+
+For each environment with windows (:mod:`workers.protocol.windows` says which occurrence is going on), the sweep
+takes ``freeze-<env>`` with lockcore's own acquire when an occurrence is going on and nothing holds the freeze:
+
+- owner ``window#<window>#<start>`` (the same occurrence taken again, by a repeated or a concurrent sweep, re-enters
+  the lock: one freeze, one token), ``lockedByName`` ``scheduled window <window>``, a lease ending at the
+  occurrence's end — so the freeze ends by itself then, and the sweep after records its expiry, which the history
+  shows as the window's end;
+- the reason noted as :func:`workers.protocol.windows.scheduled_note`; a sweep that finds its own freeze without
+  it (a crash between the two writes) notes it again.
+
+A freeze held by anyone else — an admin's manual freeze, its own lease — is left alone: a window never takes over,
+nor ends, a manual freeze.
+
+**An early lift** (``/deploy unfreeze`` during an occurrence) keeps a record in the ledger *before* it releases
+the freeze (:meth:`workers.adapters.ledger.Ledger.lift`); the sweep reads it before its acquire (to do nothing) and
+again *after* (to let go of what it just took). Either the sweep's second read sees the record, or that read came
+before the record was written — and so did the sweep's acquire, which the unfreeze's own read of the lock then
+sees and releases. Both reads are strongly consistent; so the occurrence stays lifted whichever ran first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from lockcore import machine, outcomes
+from lockcore.errors import LockStoreError
+from lockcore.store import LockStore
+from workers.adapters import runtime
+from workers.adapters.ledger import Ledger, LedgerError
+from workers.flows.freeze import current, freeze_key
+from workers.protocol.config import Config
+from workers.protocol.windows import Occurrence, schedule, scheduled_note
+
+SCHEDULER: Final = "scheduler"
+"""Who the history names for a freeze the sweep let go of itself (an admin's lift seen after its acquire)."""
+LIFTED_REASON: Final = "lifted early by an admin: held until the window's next occurrence"
+
+
+class Applied(StrEnum):
+    """What the sweep did about one environment's windows."""
+
+    FROZE = "froze"
+    NOTED = "noted"
+    """Its own freeze had no reason noted (a crash between the acquire and the note): noted now."""
+    LET_GO = "let-go"
+    """An admin lifted the occurrence while this sweep took it: released again."""
+    LIFTED = "lifted"
+    """An admin lifted the occurrence early: not frozen again until the next one."""
+    HELD = "held"
+    """The freeze is held already (by this occurrence, or by hand)."""
+
+
+@dataclass(frozen=True)
+class WindowStep:
+    environment: str
+    occurrence: Occurrence
+    applied: Applied
+
+
+def next_windows(config: Config, now: int) -> list[Occurrence]:
+    """Each environment's next scheduled occurrence (status and the App Home show them)."""
+    environments = sorted({window.environment for window in config.freeze_windows})
+    coming = [schedule(config.freeze_windows, environment, now).next for environment in environments]
+    return [occurrence for occurrence in coming if occurrence is not None]
+
+
+def apply(config: Config, store: LockStore, ledger: Ledger) -> list[WindowStep]:
+    """One pass over the environments whose window is going on now. A store failing for one environment is logged
+    and the others go on (the next sweep tries again)."""
+    steps: list[WindowStep] = []
+    now = store.now()
+    for environment in sorted({window.environment for window in config.freeze_windows}):
+        occurrence = schedule(config.freeze_windows, environment, now).active
+        if occurrence is None:
+            continue
+        try:
+            applied = _apply(store, ledger, occurrence)
+        except (LockStoreError, *LedgerError) as error:
+            runtime.logger.error("freeze window not applied; next sweep tries again", reason=str(error))
+            continue
+        runtime.logger.info("freeze window", environment=environment, occurrence=occurrence.id, applied=applied)
+        steps.append(WindowStep(environment, occurrence, applied))
+    return steps
+
+
+def _apply(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
+    key, environment = freeze_key(occurrence.environment), occurrence.environment
+    held = current(store, environment, store.now())
+    if held is not None:
+        if held.owner == occurrence.owner and not held.notes.get("command"):
+            _note(store, occurrence, held.token)
+            return Applied.NOTED
+        return Applied.HELD
+    if ledger.lifted(environment, occurrence.id):
+        return Applied.LIFTED
+    request = machine.AcquireRequest(
+        key,
+        occurrence.owner,
+        max(occurrence.end - store.now(), 1),
+        locked_by_name=f"scheduled window {occurrence.window}",
+        component="freeze",
+        environment=environment,
+        correlation_id=occurrence.owner,
+    )
+    taken = store.acquire(request)
+    if not isinstance(taken, outcomes.Acquired):  # someone froze it by hand in between: theirs stands
+        return Applied.HELD
+    _note(store, occurrence, taken.token)
+    if ledger.lifted(environment, occurrence.id):  # lifted while we took it: see the module's proof
+        store.force_release(key, taken.token, by=SCHEDULER, reason=LIFTED_REASON)
+        return Applied.LET_GO
+    return Applied.HELD if taken.reentered else Applied.FROZE
+
+
+def _note(store: LockStore, occurrence: Occurrence, token: int) -> None:
+    noted = store.note(freeze_key(occurrence.environment), occurrence.owner, token, command=scheduled_note(occurrence))
+    if isinstance(noted, outcomes.NotHolder):  # lifted or lapsed in between: nothing to say it on
+        runtime.logger.warning("freeze window reason not noted", reason=noted.reason.value)
