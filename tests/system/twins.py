@@ -490,9 +490,13 @@ class LedgerTwin(Ledger):
         item = self.items.setdefault(item_id, {"id": {"S": item_id}})
         item.setdefault(name, {"M": {}})["M"][key] = value
 
-    def _remove_entries(self, item_id: str, name: str, keys: list[str]) -> None:
+    def _remove_entries(self, item_id: str, name: str, keys: list[str], *, older_than: int) -> None:
+        entries = self.items.get(item_id, {}).get(name, {}).get("M", {})
+        ats = [entries.get(key, {}).get("M", {}).get("at", {}).get("N") for key in keys]  # a gone one fails too
+        if any(at is None or int(at) >= older_than for at in ats):
+            raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
         for key in keys:
-            self.items.get(item_id, {}).get(name, {}).get("M", {}).pop(key, None)
+            entries.pop(key, None)
 
 
 class HistoryTwin(HistoryTable):

@@ -125,7 +125,7 @@ def test_the_holder_may_cancel_a_waiting_user_may_leave_and_an_admin_may_force_u
         if block["type"] == "actions"
         for button in block["elements"]
     }
-    assert (envelope.HOME_CANCEL_ACTION, "build-router-plt") in actions
+    assert (envelope.HOME_CANCEL_ACTION, "build-router-plt:7") in actions  # the holding shown
     assert (envelope.HOME_DEQUEUE_ACTION, "deploy-api-prod") in actions
     assert (LOCK_WATCH_ACTION, "deploy-api-prod") in actions
     assert (UNLOCK_CONFIRM_ACTION, "deploy-api-prod:7") in actions

@@ -19,14 +19,15 @@ from tests.workers import sqs_events as sqs
 from tests.workers.worker_world import Context, World, create_queues, failed_ids, sqs_event
 from workers.adapters import runtime
 from workers.adapters.history_table import HistoryTable
-from workers.adapters.ledger import HOME_REFRESH_STALE_SECONDS, Ledger
+from workers.adapters.ledger import HOME_REFRESH_STALE_SECONDS, HOME_VIEWERS_ID, Ledger
 from workers.flows import home
-from workers.handlers import build, history
+from workers.handlers import build, history, router
 from workers.handlers import status as status_lambda
 from workers.protocol.board import HOME_WINDOW_SECONDS
 from workers.protocol.commands import Dequeue, Dispatch
-from workers.protocol.config import Action, Queue
+from workers.protocol.config import Action, Queue, current_config
 from workers.protocol.envelope import (
+    HOME_CANCEL_ACTION,
     LOCK_WATCH_ACTION,
     UNLOCK_CONFIRM_ACTION,
     HomeOpened,
@@ -177,6 +178,35 @@ def test_only_recent_viewers_are_refreshed(world: World, queues: dict[Queue, str
     assert (world.slack.homes_published(ALICE), world.slack.homes_published(BOB)) == (2, 0)
 
 
+def test_a_viewer_who_opens_again_while_their_old_entry_is_dropped_stays_a_viewer(
+    world: World, queues: dict[Queue, str]
+) -> None:
+    """Another Lambda keeps Bob's new open between a refresh's read of the viewers and its drop of the stale ones:
+    the drop must not take his new entry with the old."""
+    now, since = int(time.time()), int(time.time()) - HOME_WINDOW_SECONDS
+    reader = Ledger()
+    reader.home_opened(BOB, 0, since - 60)
+    client = reader.client
+
+    class BobOpensFirst:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(client, name)
+
+        def update_item(self, **request: Any) -> Any:
+            if str(request["UpdateExpression"]).startswith("REMOVE"):
+                Ledger().home_opened(BOB, 1, now)
+            return client.update_item(**request)
+
+    reader._client = BobOpensFirst()
+    assert reader.home_viewers(since) == {}
+    assert Ledger().home_viewers(since) == {BOB: (now, 1)}
+
+    Ledger().home_opened(ALICE, 0, since - 60)  # with nobody in between, a stale entry is dropped by the read
+    assert Ledger().home_viewers(since) == {BOB: (now, 1)}
+    item = client.get_item(TableName=reader.table, Key={"id": {"S": HOME_VIEWERS_ID}})["Item"]
+    assert set(item["viewers"]["M"]) == {BOB}
+
+
 def test_a_refresh_beyond_its_cap_queues_the_rest(
     world: World, queues: dict[Queue, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,6 +220,24 @@ def test_a_refresh_beyond_its_cap_queues_the_rest(
     assert failed_ids(drain_status(queues)) == []
     assert world.slack.homes_published() == 5
     assert all(world.slack.home(f"U0USER{index}") is not None for index in range(5))
+
+
+def test_a_rate_limited_refresh_queues_the_rest_once_however_often_it_comes_back(
+    world: World, queues: dict[Queue, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each redelivery of a refresh that met a 429 must not queue its rest again: under a rate limit, copies of the
+    rest would multiply the very publishes that are being limited."""
+    monkeypatch.setattr(home, "MAX_PUBLISHES", 2)
+    now = int(time.time())
+    for index in range(5):
+        runtime.ledger().home_opened(f"U0USER{index}", 0, now - index)
+    refresh = HomeRefresh("cid-r", now)
+    for _ in range(3):  # rate-limited, then SQS delivers it again after its visibility timeout
+        world.slack.fail_next(status=429, headers={"Retry-After": "7"}, path_contains="views.publish")
+        assert len(failed_ids(to_status(refresh))) == 1
+    assert failed_ids(to_status(refresh)) == []
+    rest = sqs.drain(queues[Queue.STATUS])["Records"]
+    assert [json.loads(record["body"])["kind"] for record in rest] == ["home_refresh"]
 
 
 # ------------------------------------------------------------------------------------------- home presses
@@ -224,6 +272,43 @@ def test_force_unlock_from_the_home_tells_the_locks_channel_and_the_admin_by_dir
     posts = world.slack.messages("/api/chat.postMessage")
     assert any(m.body.get("channel") == "C0BUILDS" and "force-unlocked" in m.text for m in posts), "the channel"
     assert any(m.body.get("channel") == "U0ADMIN" and m.text.startswith("✅ Force-released") for m in posts)
+
+
+def test_cancel_my_run_on_a_home_shown_before_the_lock_changed_hands_cancels_nothing(
+    world: World, queues: dict[Queue, str]
+) -> None:
+    """The Home shows alice's run; it ends and she starts another before her Home is refreshed (a refresh lags a
+    429 by minutes, and ends 30 minutes after she opened it). Her press on the old button must not cancel the new
+    run: the button carries the token it was shown for, as Force unlock's does."""
+    assert failed_ids(build.handler(sqs_event(world.envelope("b1")), Context())) == []
+    assert failed_ids(to_status(opened("Ev0SHOWN"))) == []
+    view = world.slack.home(ALICE)
+    assert view is not None
+    [shown] = [
+        button["value"]
+        for block in view["blocks"]
+        if block["type"] == "actions"
+        for button in block["elements"]
+        if button["action_id"] == HOME_CANCEL_ACTION
+    ]
+    first = world.lock(KEY)
+    assert first is not None
+    world.store.release(KEY, first.owner, first.token, Status.COMPLETED)
+    assert failed_ids(build.handler(sqs_event(world.envelope("b2")), Context())) == []
+    second = world.lock(KEY)
+    assert second is not None and second.token == first.token + 1 and second.locked_by == ALICE
+
+    config = current_config()
+    pressed = router.home_press(
+        config, HOME_CANCEL_ACTION, shown, ALICE, team_id="T0TEAM", request_id="press.1.x", correlation_id="cid-p"
+    )
+    assert pressed.status == 200
+    assert failed_ids(drain_status(queues)) == []
+
+    after = world.lock(KEY)
+    assert after is not None and (after.token, after.status) == (second.token, Status.IN_PROGRESS)
+    dms = [m.text for m in world.slack.messages("/api/chat.postMessage") if m.body.get("channel") == ALICE]
+    assert dms and dms[-1].startswith(f"⚠️ `{KEY}` changed in the meantime"), dms
 
 
 def test_leave_the_queue_from_the_home_is_answered_by_direct_message(world: World, queues: dict[Queue, str]) -> None:

@@ -101,6 +101,26 @@ def test_the_confirm_button_carries_only_what_it_names(config: Config) -> None:
         assert rollback.RollbackTarget.read(value, config) is None, value
 
 
+@pytest.mark.parametrize(
+    ("seen", "handed", "before_it", "stands"),
+    [
+        ("7.IN_PROGRESS", 8, Status.FAILED, True),  # the deploy it waited for failed: the same commit is live
+        ("7.IN_PROGRESS", 8, Status.EXPIRED, True),
+        ("7.IN_PROGRESS", 8, Status.COMPLETED, False),  # it completed: another commit is live now
+        ("7.IN_PROGRESS", 9, Status.FAILED, False),  # someone else held the lock in between
+        ("7.COMPLETED", 8, Status.FAILED, False),  # never a hand-off behind a free lock
+    ],
+)
+def test_a_rollback_handed_the_lock_from_the_queue_stands_only_if_nothing_went_live_meanwhile(
+    seen: str, handed: int, before_it: Status, stands: bool
+) -> None:
+    held = LockRecord(
+        KEY, handed, "press-1", Status.IN_PROGRESS, "U0CAROL", "carol", iso(0), 600, "api", "plt",
+        previous_status=before_it.value,
+    )  # fmt: skip
+    assert rollback.handed_on_unchanged(held, seen) is stands
+
+
 # ------------------------------------------------------------------------------------------ the choice
 @dataclass(frozen=True)
 class Holding:

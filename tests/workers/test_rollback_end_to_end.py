@@ -323,3 +323,65 @@ def test_a_button_value_that_names_no_rollback_is_answered_not_queued(stack: Sta
     assert sqs.drain(stack.queue_urls[Queue.DEPLOY])["Records"] == []
     [told] = stack.replies("forged")
     assert told.text.startswith("⚠️ This button is not one I can act on any more")
+
+
+def test_a_press_while_a_deploy_runs_never_waits_to_deploy_a_stale_choice(
+    stack: Stack, two_deploys: tuple[WorkflowRun, WorkflowRun], monkeypatch: pytest.MonkeyPatch, tmp_path: FilePath
+) -> None:
+    """Deploys queue here: a rollback pressed while a deploy runs must not wait in the queue and be handed the lock
+    after that deploy completed — what is live then is no longer what the offer showed."""
+    config = tmp_path / "chatops.toml"
+    shipped = SHIPPED_CONFIG.read_text(encoding="utf-8")
+    config.write_text(shipped.replace("lease_seconds = 1800\n", 'lease_seconds = 1800\nconflict = "queue"\n'), "utf-8")
+    monkeypatch.setenv("CHATOPS_CONFIG", str(config))
+    assert stack.slash("dave", f"api plt {RELEASE_BRANCH}")["text"].startswith("⏳")
+    assert stack.work(Queue.DEPLOY) == NO_FAILURES
+    running = stack.world.dispatches()[-1]
+    offer = stack.offer()
+    assert offer["text"] == f"Roll back api (plt) to {RELEASE_SHA[:7]}? Live now: {MAIN_SHA[:7]}."
+
+    assert stack.press("carol", confirm_value(offer), trigger="while-running") == 200
+    assert stack.work(Queue.DEPLOY) == NO_FAILURES
+    stack.world.github.complete_run(running.id, "success")  # RELEASE_SHA is live now: no rollback to it
+    stack.github.post_all(action="completed", run_id=running.id)
+    assert webhook_lambda.handler(stack.github.queued(), Context()) == NO_FAILURES
+    assert stack.work(Queue.DEPLOY) == NO_FAILURES
+
+    assert len(stack.world.dispatches()) == 3
+    *_, told = stack.replies("while-running")
+    assert told.text.startswith("⚠️ The lock of api (plt) changed since this rollback was offered")
+    lock = stack.world.lock(KEY)  # let go at once, for whoever is next in line
+    assert lock is not None and lock.status is Status.FAILED and lock.owner == "while-running"
+
+
+@pytest.mark.parametrize(
+    ("how", "why"),
+    [
+        ("switch", "the distributed lock is switched off (`ENABLE_DISTRIBUTED_LOCK=false`)"),
+        ("config", "deploys take no lock (`requires_lock = false`)"),
+    ],
+)
+@pytest.mark.usefixtures("two_deploys")
+def test_when_deploys_take_no_lock_a_rollback_is_neither_offered_nor_deployed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: FilePath, how: str, why: str
+) -> None:
+    """Without the lock a deploy is not in the history (the lock table's stream), so what is live is unknown, and
+    the build worker checks neither the lock nor a freeze: an offer or a confirm would promise what is not done."""
+    offer = stack.offer()
+    if how == "switch":
+        monkeypatch.setenv("ENABLE_DISTRIBUTED_LOCK", "false")
+    else:
+        config = tmp_path / "chatops.toml"
+        shipped = SHIPPED_CONFIG.read_text(encoding="utf-8")
+        config.write_text(shipped.replace("lease_seconds = 1800\n", "lease_seconds = 1800\nrequires_lock = false\n"))
+        monkeypatch.setenv("CHATOPS_CONFIG", str(config))
+
+    no_lock = (
+        f"🤷 Not rolling back api (plt): {why}, so the history does not know what is live. Deploy a commit by name: "
+        "`/deploy api plt <sha>`."
+    )
+    assert stack.offer("dave")["text"] == no_lock
+    assert stack.press("carol", confirm_value(offer), trigger="no-lock") == 200
+    assert stack.work(Queue.DEPLOY) == NO_FAILURES
+    assert len(stack.world.dispatches()) == 2
+    assert [reply.text for reply in stack.replies("no-lock")] == [no_lock]

@@ -31,7 +31,7 @@ from workers.adapters import queues
 from workers.adapters.usergroups import UserGroups
 from workers.handlers import router
 from workers.local.motoserver import LOCAL_CREDENTIALS
-from workers.protocol.commands import Dispatch, Echo, LockStatus, Unlock
+from workers.protocol.commands import Cancel, Dispatch, Echo, LockStatus, Unlock
 from workers.protocol.config import Action, Queue
 from workers.protocol.envelope import (
     CommandEnvelope,
@@ -720,4 +720,31 @@ def test_a_page_press_on_the_home_republishes_that_page(aws: Queues) -> None:
 def test_home_buttons_off_the_home_or_naming_no_lock_are_dropped(aws: Queues) -> None:
     assert interact(actions=[{"action_id": "home.cancel", "value": "build-router-plt"}])[0] == 200  # in a message
     assert home_press("home.cancel", "build-nothing-here")[0] == 200
+    assert home_press("home.cancel", "build-router-plt:²")[0] == 200
+    assert home_press("home.cancel", "build-router-plt:-1")[0] == 200
     assert aws.all_empty()
+
+
+def test_cancel_my_run_on_the_home_carries_the_holding_it_was_shown_for(aws: Queues) -> None:
+    assert home_press("home.cancel", "build-router-plt:7")[0] == 200
+    envelope = read_message(only_message(aws, Queue.STATUS))
+    assert isinstance(envelope, CommandEnvelope)
+    assert envelope.command == Cancel(Action.BUILD, "router", "plt", token=7)
+
+
+def test_a_page_value_that_is_no_page_number_is_the_first_page_not_a_500(aws: Queues) -> None:
+    """A superscript or other non-decimal digit passes ``str.isdigit`` but not ``int``."""
+    assert home_press("home.page.next", "²")[0] == 200
+    envelope = read_message(only_message(aws, Queue.STATUS))
+    assert isinstance(envelope, HomeOpened) and envelope.page == 0
+
+
+def test_a_direct_message_address_is_never_taken_from_slacks_response_url(aws: Queues) -> None:
+    """Only a Home press gets a ``slack-dm:`` address, made from its presser: one sent as a response_url (which the
+    workers would turn into a direct message to anyone) is refused like any host off the allow-list."""
+    status, body = slash(response_url="slack-dm:U0CEO")
+    assert status == 200 and "not on an allowed host" in ephemeral_text(body)
+    assert interact(response_url="slack-dm:U0CEO")[0] == 400
+    assert home_press("lock.watch", "build-router-plt", user="U0ALICE")[0] == 200
+    [envelope] = [read_message(body) for body in aws.messages(Queue.STATUS)]
+    assert isinstance(envelope, InteractionEnvelope) and envelope.response_url == "slack-dm:U0ALICE"

@@ -186,7 +186,7 @@ class Ledger(IdempotencyTableItems):
                 stale.append(user_id)
         if stale:
             try:
-                self._remove_entries(HOME_VIEWERS_ID, _VIEWERS, stale[:100])
+                self._remove_entries(HOME_VIEWERS_ID, _VIEWERS, stale[:100], older_than=since)
             except LedgerError as error:
                 _log.warning("the ledger could not drop stale Home viewers", reason=str(error))
         return viewers
@@ -266,11 +266,15 @@ class Ledger(IdempotencyTableItems):
             )
         raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")  # pragma: no cover
 
-    def _remove_entries(self, item_id: str, name: str, keys: list[str]) -> None:
+    def _remove_entries(self, item_id: str, name: str, keys: list[str], *, older_than: int) -> None:
+        """Only while each is still older than ``older_than``: a user who opened the Home again since the read
+        keeps their new entry (the write fails, and the next read drops what is still stale)."""
         names = {f"#k{index}": key for index, key in enumerate(keys)}
         self.client.update_item(
             TableName=self.table,
             Key={"id": {"S": item_id}},
             UpdateExpression="REMOVE " + ", ".join(f"#m.{alias}" for alias in names),
-            ExpressionAttributeNames={"#m": name, **names},
+            ConditionExpression=" AND ".join(f"#m.{alias}.#at < :since" for alias in names),
+            ExpressionAttributeNames={"#m": name, "#at": "at", **names},
+            ExpressionAttributeValues={":since": {"N": str(older_than)}},
         )

@@ -16,7 +16,8 @@
    worth retrying is retried. One conditional PutItem per request on the way in, one UpdateItem on the way out.
 2. **A freeze**, for ``/deploy`` only: one read of ``freeze-<env>``; while it is live the deploy is refused with
    the reason, who froze it and since when (:mod:`workers.flows.freeze`), and takes no lock. A confirmed rollback
-   (``/deploy rollback``'s button) reads its lock too: changed since it was offered, it is refused.
+   (``/deploy rollback``'s button) reads its lock too: changed since it was offered, it is refused — and so is
+   one handed the lock from the queue after the deploy it waited behind completed.
 3. **The lock**, owner = request id, lease from the :class:`~workers.protocol.config.CommandSpec`. Held by someone else:
    an ephemeral "⚠️ Build already in progress — started by …" through the ``response_url``, and done.
 4. **The revision**: the ref (``/deploy``'s, else the default branch) resolved to a commit SHA.
@@ -46,7 +47,8 @@ lock is kept for the retry to re-enter, and the retry starts the run, told once
 (:func:`~workers.protocol.dispatch.gives_up`).
 
 ``ENABLE_DISTRIBUTED_LOCK=false`` dispatches without the lock (a warning in the log, and in the message); so does
-a command configured with ``requires_lock = false``, by design (no warning).
+a command configured with ``requires_lock = false``, by design (no warning). A confirmed rollback is refused
+then: nothing would check what its offer promised.
 
 Metrics (EMF, namespace ``ChatOps``): ``buildLockManager.acquireLock.success`` / ``.failed``,
 ``buildLockManager.lockDuration`` (seconds, when the worker releases), ``buildWorker.dispatch.failed``,
@@ -106,7 +108,8 @@ class Result:
     """How a request ended; kept in the idempotency record and logged."""
 
     outcome: str
-    """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``, ``lock-changed`` (a stale rollback)."""
+    """``dispatched``, ``busy``, ``frozen``, ``failed``, ``already-ran``, ``lock-changed`` (a stale rollback),
+    ``no-lock`` (a rollback when deploys take no lock)."""
     lock_key: str
     run_id: int | None = None
     sha: str | None = None
@@ -163,6 +166,11 @@ class BuildWorker:
                 logger.info("the command requires no lock: dispatching at once", lock_key=job.lock_key)
             if found is not None:
                 return self._already_ran(job, found)
+            if job.rollback:  # offered under the lock: taken away since, nothing would check what it promised
+                logger.info("rollback refused: deploys take no lock", lock_key=job.lock_key)
+                off = not self.config.lock_enabled
+                self._tell(job, Message(rollback.takes_no_lock_text(job.component, job.environment, switched_off=off)))
+                return Result("no-lock", job.lock_key)
             return self._start(job, None, d.DispatchNow())
         if found is not None:
             return self._adopt(job, found)
@@ -316,23 +324,30 @@ class BuildWorker:
                 self._record_refusal(job, None, f"{job.environment} is frozen")
                 self._let_go_of_hand_off(job)
                 return Result("frozen", job.lock_key)
-        if job.rollback and job.handed_off is None and self._lock_moved_since_offered(job):
+        if job.rollback and self._lock_moved_since_offered(job):
+            self._let_go_of_hand_off(job)
             return Result("lock-changed", job.lock_key)
         return None
 
     def _lock_moved_since_offered(self, job: d.Job) -> bool:
         """A confirmed rollback whose lock changed since it was offered (someone deployed meanwhile): the choice may
-        be stale, so it is refused — unless the lock is this request's own (a redelivery re-entering it)."""
+        be stale, so it is refused. The lock this request holds is unchanged when it re-enters it (a redelivery) —
+        unless it was handed the lock from the queue after the deploy the offer saw running completed."""
         held = self.store.get(job.lock_key)
-        if (held is not None and held.owner == job.request_id) or rollback.lock_mark(held) == job.rollback_of:
+        if held is not None and held.owner == job.request_id:
+            queued = held.handed_from_queue is not None and held.handed_from_queue.owner == held.owner
+            if not queued or rollback.handed_on_unchanged(held, job.rollback_of):
+                return False
+        elif rollback.lock_mark(held) == job.rollback_of:
             return False
         logger.info("rollback refused: the lock changed since it was offered", seen=job.rollback_of)
         self._tell(job, Message(rollback.lock_changed_text(job.component, job.environment)))
         return True
 
     def _let_go_of_hand_off(self, job: d.Job) -> None:
-        """A request handed the lock from the queue that will not run (its environment froze while it waited)
-        releases it FAILED, so that the next in line gets it rather than waiting out the lease."""
+        """A request handed the lock from the queue that will not run (its environment froze while it waited, or
+        it is a rollback whose choice went stale) releases it FAILED, so that the next in line gets it rather than
+        waiting out the lease."""
         if job.handed_off is None:
             return
         try:

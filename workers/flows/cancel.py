@@ -17,7 +17,8 @@ it; this worker decides:
    A lock taken *after* the command was sent (the router's ``receivedAt``), or handed on by this user's
    force-release since (:data:`CLOCK_SKEW_SECONDS` allowed between the two clocks), is not the one the user meant
    — a redelivered cancel whose first delivery freed the lock and handed it to the next in line — and is left
-   alone. A lock this very cancel already force-released (a delivery that died before it cancelled the run) has
+   alone; so is a holding other than the one an App Home press names (its ``token``: the Home was not yet
+   refreshed). A lock this very cancel already force-released (a delivery that died before it cancelled the run) has
    its run cancelled if it still goes.
 4. **Keep that it started, release the lock, cancel the run, tell.** Before its first effect the cancel keeps the
    lock as it read it and the run it means to cancel (:class:`workers.adapters.ledger.Ledger`, under its request
@@ -243,6 +244,10 @@ class CancelWorker:
             # A redelivered cancel whose first delivery freed the lock, now handed on or taken again: it was not
             # this holder's run the user asked to cancel.
             runtime.logger.warning("cancel refused: the lock was taken after the command was sent")
+            self._reply(envelope, Message(lock_moved_text(lock_key, record, now)))
+            return Cancelled.LOCK_MOVED
+        if command.token is not None and command.token != record.token:
+            runtime.logger.warning("cancel refused: the Home showed another holding", shown=command.token)
             self._reply(envelope, Message(lock_moved_text(lock_key, record, now)))
             return Cancelled.LOCK_MOVED
         refused = self._refusal(envelope, command, record)

@@ -98,6 +98,9 @@ def refresh(envelope: HomeRefresh, config: Config, store: LockStore) -> None:
         runtime.logger.info("home refresh: nobody has the Home open")
         return
     now_viewers, later = viewers[:MAX_PUBLISHES], viewers[MAX_PUBLISHES:]
+    # The rest is queued only once these are published: a 429 brings this message back, and a rest queued by
+    # every delivery of it would multiply the publishes that are being rate-limited.
+    publish(read_board(store, now, config), now_viewers, config, envelope.correlation_id)
     if later:
         rest = HomeRefresh(envelope.correlation_id, now, tuple(user for user, _ in later))
         try:
@@ -105,7 +108,6 @@ def refresh(envelope: HomeRefresh, config: Config, store: LockStore) -> None:
                     group_id=rest.kind, correlation_id=envelope.correlation_id)  # fmt: skip
         except NotQueued as error:  # they see the board at their next open, or the next change
             runtime.logger.error("home refresh: the rest could not be queued", viewers=len(later), reason=str(error))
-    publish(read_board(store, now, config), now_viewers, config, envelope.correlation_id)
     runtime.logger.info("home refreshed", viewers=len(now_viewers), later=len(later))
 
 

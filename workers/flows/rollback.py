@@ -51,6 +51,11 @@ def _offer(envelope: CommandEnvelope, command: Rollback, config: Config, store: 
     lock_key = config.commands[command.action].lock_key(command.component, command.environment)
     replies = runtime.slack_replies()
     cid = envelope.correlation_id
+    if not config.locks(command.action):
+        runtime.logger.info("rollback refused: deploys take no lock", lock_key=lock_key)
+        text = rollback.takes_no_lock_text(command.component, command.environment, switched_off=not config.lock_enabled)
+        replies.reply(envelope.response_url, Message(text), correlation_id=cid)
+        return
     try:
         seen = store.get(lock_key)
     except LockStoreError as error:

@@ -490,7 +490,7 @@ def home_press(
 ) -> Response:
     """A Home button of its own: a page turned, or the user's ``/build dequeue`` / ``/build cancel`` of a lock."""
     if action_id in HOME_PAGE_ACTIONS:
-        page = int(value) if value.isdigit() and len(value) < 6 else 0
+        page = int(value) if value.isascii() and value.isdecimal() and len(value) < 6 else 0
         opened = HomeOpened(request_id, correlation_id, user_id, team_id, int(time.time()), page)
         return _queue_home(config, opened)
     command = _command_on(config, action_id, value)
@@ -526,14 +526,20 @@ def home_press(
     return Response(200)
 
 
-def _command_on(config: Config, action_id: str, lock_key: str) -> commands.Dequeue | commands.Cancel | None:
-    """The command a Home button means on the lock ``lock_key`` (as the board wrote it), if it names one."""
-    verb = commands.Dequeue if action_id == HOME_DEQUEUE_ACTION else commands.Cancel
+def _command_on(config: Config, action_id: str, value: str) -> commands.Dequeue | commands.Cancel | None:
+    """The command a Home button means on the lock its value names (as the board wrote it: a lock key, and for
+    *Cancel my run* ``:<token>``, the holding shown, so that a stale Home cancels no later one), if it names one."""
+    lock_key, _, token = value.partition(":")
+    if token and not (token.isascii() and token.isdecimal() and len(token) <= 18):
+        return None
     for action, spec in config.commands.items():
         for component in config.components:
             for environment in config.environments:
-                if spec.lock_key(component, environment) == lock_key:
-                    return verb(action, component, environment)
+                if spec.lock_key(component, environment) != lock_key:
+                    continue
+                if action_id == HOME_DEQUEUE_ACTION:
+                    return commands.Dequeue(action, component, environment)
+                return commands.Cancel(action, component, environment, token=int(token) if token else None)
     return None
 
 

@@ -210,7 +210,7 @@ def _buttons(record: LockRecord, viewer: Viewer) -> list[dict[str, Any]]:
             _button(
                 "Cancel my run",
                 HOME_CANCEL_ACTION,
-                key,
+                f"{key}:{record.token}",
                 confirm=("Cancel your run?", f"Cancels the run holding {key} and frees the lock."),
             )
         )

@@ -88,6 +88,8 @@ class Cancel(OnALock):
     Anyone may send it; the worker (:mod:`workers.flows.cancel`) lets only the holder or an admin through, because
     only the lock knows who holds it."""
 
+    token: int | None = field(default=None, metadata=WHEN_SET)
+    """The App Home's *Cancel my run*: the holding the button was shown for; the worker leaves any other alone."""
     kind: ClassVar[str] = "cancel"
 
 

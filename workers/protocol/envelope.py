@@ -52,7 +52,8 @@ HOME_NEXT_ACTION: Final = "home.page.next"
 HOME_DEQUEUE_ACTION: Final = "home.dequeue"
 """Leave the queue of the lock in the value: the viewer's ``/build dequeue``."""
 HOME_CANCEL_ACTION: Final = "home.cancel"
-"""Cancel the viewer's run under the lock in the value: the viewer's ``/build cancel``."""
+"""Cancel the viewer's run under the lock in the value (``<lock key>:<token>``, the holding shown): the viewer's
+``/build cancel`` of that holding only."""
 HOME_PAGE_ACTIONS: Final = frozenset({HOME_PREVIOUS_ACTION, HOME_NEXT_ACTION})
 HOME_ACTIONS: Final = HOME_PAGE_ACTIONS | {HOME_DEQUEUE_ACTION, HOME_CANCEL_ACTION}
 """The actions only the Home has; the Home also carries "Notify me" and "Force unlock" (the messages' own)."""

@@ -129,6 +129,13 @@ def lock_mark(record: LockRecord | None) -> str:
     return NO_LOCK_MARK if record is None else f"{record.token}.{record.status.value}"
 
 
+def handed_on_unchanged(held: LockRecord, seen: str) -> bool:
+    """A confirmed rollback that waited in the lock's queue and was handed the lock (``held``): whether it waited
+    right behind the holding its offer saw running, and that holding did not complete — else something else is
+    live now, and the choice is stale."""
+    return seen == f"{held.token - 1}.{Status.IN_PROGRESS.value}" and held.previous_status != Status.COMPLETED.value
+
+
 @dataclass(frozen=True)
 class RollbackTarget:
     """What *Confirm rollback* carries: the component, the environment, the commit and the lock as seen."""
@@ -180,7 +187,10 @@ def prompt(choice: GoBack, component: str, environment: str, seen: LockRecord | 
     )
     busy = seen is not None and seen.status is Status.IN_PROGRESS
     if busy:
-        note += " A deploy holds the lock right now: confirming is refused or queued as a /deploy would be."
+        note += (
+            " A deploy holds the lock right now: confirming is refused or queued as a /deploy would be, and a queued"
+            " rollback is dropped if that deploy completes (what is live then is not what is shown here)."
+        )
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{title}\n{facts}"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]},
@@ -221,6 +231,20 @@ def lock_changed_text(component: str, environment: str) -> str:
     return (
         f"⚠️ The lock of {component} ({environment}) changed since this rollback was offered (someone deployed "
         f"meanwhile), so nothing was deployed — run `/deploy rollback {component} {environment}` again."
+    )
+
+
+def takes_no_lock_text(component: str, environment: str, *, switched_off: bool) -> str:
+    """A deploy that takes no lock is missing from the history (the lock table's stream), and a confirm would be
+    checked against neither the lock nor a freeze — so there is no rollback to offer or confirm."""
+    why = (
+        "the distributed lock is switched off (`ENABLE_DISTRIBUTED_LOCK=false`)"
+        if switched_off
+        else "deploys take no lock (`requires_lock = false`)"
+    )
+    return (
+        f"🤷 Not rolling back {component} ({environment}): {why}, so the history does not know what is live. "
+        f"Deploy a commit by name: `/deploy {component} {environment} <sha>`."
     )
 
 
