@@ -28,6 +28,7 @@ from workers.protocol.commands import Dequeue, Dispatch
 from workers.protocol.config import Action, Queue, current_config
 from workers.protocol.envelope import (
     HOME_CANCEL_ACTION,
+    HOME_DEQUEUE_ACTION,
     LOCK_WATCH_ACTION,
     UNLOCK_CONFIRM_ACTION,
     HomeOpened,
@@ -327,3 +328,24 @@ def test_leave_the_queue_from_the_home_is_answered_by_direct_message(world: Worl
     assert lock is not None and lock.queue == ()
     dms = [m.text for m in world.slack.messages("/api/chat.postMessage") if m.body.get("channel") == ALICE]
     assert dms == ["✅ You left the queue of `build-router-plt` (you were at position 1); nothing will run for you."]
+
+
+@pytest.mark.parametrize(
+    ("action_id", "value", "told"),
+    [
+        (HOME_DEQUEUE_ACTION, "freeze-prod", "⚠️ That button names no lock you can act on any more"),
+        (HOME_CANCEL_ACTION, "build-nothing-here:3", "⚠️ That button names no lock you can act on any more"),
+    ],
+)
+def test_a_home_press_the_router_refuses_is_answered_by_direct_message(
+    world: World, queues: dict[Queue, str], action_id: str, value: str, told: str
+) -> None:
+    """A stale Home (published before a freeze took the key, or before the configuration changed) or a forged
+    press: the router queues nothing and the presser hears why, rather than nothing."""
+    pressed = router.home_press(
+        current_config(), action_id, value, "U0NOBODY", team_id="T0TEAM", request_id="p.1.x", correlation_id="cid-p"
+    )
+    assert pressed.status == 200
+    assert sqs.drain(queues[Queue.STATUS])["Records"] == []
+    dms = [m.text for m in world.slack.messages("/api/chat.postMessage") if m.body.get("channel") == "U0NOBODY"]
+    assert len(dms) == 1 and dms[0].startswith(told), dms

@@ -94,6 +94,9 @@ GITHUB_WEBHOOK_PATH = "/github/webhook"
 
 COULD_NOT_QUEUE = "⚠️ Sorry, I couldn't queue your command — please try again in a moment."
 INTERACTION_USAGE = "expected a form with payload=<a Slack block_actions interaction as a JSON object>"
+HOME_PRESS_NAMES_NO_LOCK = (
+    "⚠️ That button names no lock you can act on any more; reopen the Home for the board as it is now."
+)
 WEBHOOK_USAGE = "expected a GitHub workflow_run delivery: a JSON object"
 EVENTS_USAGE = "expected a Slack Events API request: a JSON object with a type"
 MAX_FORM_FIELDS = 64
@@ -494,13 +497,16 @@ def home_press(
         opened = HomeOpened(request_id, correlation_id, user_id, team_id, int(time.time()), page)
         return _queue_home(config, opened)
     command = _command_on(config, action_id, value)
+    # A Home shows these buttons only on locks, to whom they are allowed: a stale Home (published before a freeze
+    # took its key, or the configuration changed) or a forgery. Rare, so answered from here by direct message.
     if command is None:
-        logger.warning("home press ignored: a button value that names no lock", value=value[:80])
-        return Response(200)
+        logger.warning("home press refused: a button value that names no lock", value=value[:80])
+        return _refuse_home_press(user_id, HOME_PRESS_NAMES_NO_LOCK, correlation_id)
     decision = authorize(config, command, user_id)
-    if not isinstance(decision, commands.Allowed):  # the Home shows these buttons only to whom they are allowed
+    if not isinstance(decision, commands.Allowed):
         logger.warning("home press refused", command=commands.describe(command))
-        return Response(200)
+        text = decision if isinstance(decision, str) else commands.refusal_text(decision)
+        return _refuse_home_press(user_id, text, correlation_id)
     words = f"{command.kind} {command.component} {command.environment}"
     envelope = CommandEnvelope(
         request_id=request_id,
@@ -524,6 +530,11 @@ def home_press(
         return Response(503, "could not queue the press; press again", "text/plain")
     logger.info("home press queued", kind=envelope.kind)
     return Response(200)
+
+
+def _refuse_home_press(user_id: str, text: str, correlation_id: str) -> Response:
+    told = _answer_press(direct_message_address(user_id), Message(text), correlation_id)
+    return Response(200) if told else Response(503, "could not answer the press; press again", "text/plain")
 
 
 def _command_on(config: Config, action_id: str, value: str) -> commands.Dequeue | commands.Cancel | None:
