@@ -183,8 +183,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> Result:
     args = parse(argv)
-    logging.getLogger(runtime.SERVICE).setLevel(logging.WARNING)  # the workers' info lines say nothing here
-    return run(lambda: measure(args.viewers), markdown, as_json=args.json)
+    workers = logging.getLogger(runtime.SERVICE)
+    level = workers.level
+    workers.setLevel(logging.WARNING)  # the workers' info lines say nothing here
+    try:
+        return run(lambda: measure(args.viewers), markdown, as_json=args.json)
+    finally:  # called from a test too: the tests after it in the process read the workers' info lines
+        workers.setLevel(level)
 
 
 if __name__ == "__main__":
