@@ -262,3 +262,18 @@ def test_a_home_whose_keeping_the_ledger_refused_may_be_published_again_but_not_
         lambda m: m.the_next_call_goes_wrong(call="ledger.write", fault=Fault.FAIL),
         lambda m: m.time_passes(seconds=60),
     )
+
+
+def test_a_home_press_whose_direct_message_slack_refused_is_not_held_to_an_answer_it_cannot_get() -> None:
+    """The soak's find: bob's *Leave the queue* on his Home, and Slack refused the direct message that answered
+    it. Its answer is logged and not sent again, as any reply Slack refuses; bob had been told nothing else, so the
+    promise "every request was answered" failed — it now holds Home presses to their own promise, which a schedule
+    where Slack went wrong cannot keep."""
+    run_schedule(
+        lambda m: m.api_was_deployed_to_prod_twice_and_a_rollback_offered(earlier=False),
+        lambda m: m.someone_types_a_command_first(user="U0ALICE", command=("/build", "router plt")),
+        lambda m: m.sqs_delivers_messages(picks=[0]),
+        lambda m: m.the_next_call_goes_wrong(call="slack.post", fault=Fault.FAIL),
+        lambda m: m.someone_presses_a_button_on_their_home(leave=True, pick=0, user="U0BOB"),
+        lambda m: m.the_clock_crosses_the_next_freeze_window_boundary(after=0),
+    )

@@ -396,6 +396,8 @@ class WholeSystem(InTheWorld):
     # ------------------------------------------------------------------------- promises once it all settles
     def every_request_was_answered(self) -> None:
         for request in self.world.requests.values():
+            if request.response_url.startswith(DIRECT_MESSAGE_PREFIX):
+                continue  # a Home press: every_home_press_was_answered_by_direct_message
             assert self.world.told(request), f"{request.trigger_id} ({request.text}) was never told anything"
 
     def every_finished_run_was_reported_in_the_channel(self) -> None:
@@ -422,7 +424,11 @@ class WholeSystem(InTheWorld):
 
     def every_home_press_was_answered_by_direct_message(self) -> None:
         """A Home press has no ``response_url``: its answer is a direct message to whoever pressed (or Slack's own
-        error, when the router could not take it)."""
+        error, when the router could not take it). Slack may refuse that message, as it may refuse any reply through
+        a ``response_url``: the answer is logged and not sent again (docs/slack.md) — so a schedule in which Slack
+        went wrong is not held to it. Slack refuses nothing else: the answer was sent."""
+        if any(call == "slack.post" for call, _ in self.world.faults.taken):
+            return
         for request in self.world.requests.values():
             if not request.response_url.startswith(DIRECT_MESSAGE_PREFIX):
                 continue
