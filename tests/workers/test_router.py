@@ -750,3 +750,31 @@ def test_a_direct_message_address_is_never_taken_from_slacks_response_url(aws: Q
     assert home_press("lock.watch", "build-router-plt", user="U0ALICE")[0] == 200
     [envelope] = [read_message(body) for body in aws.messages(Queue.STATUS)]
     assert isinstance(envelope, InteractionEnvelope) and envelope.response_url == "slack-dm:U0ALICE"
+
+
+def test_two_requests_answered_at_once_each_log_their_own_keys(aws: Queues, logs: sqs.Logs) -> None:
+    """`chatops serve` answers on many threads: a command held up in SQS while a GitHub ping is answered on another
+    thread. Each request's lines carry its own correlation id and user, never the other's."""
+    queued, ping_done = threading.Event(), threading.Event()
+
+    def sqs_waits(**_: Any) -> None:  # SQS slow to answer, while the other request is served
+        queued.set()
+        assert ping_done.wait(10)
+
+    queues.sqs_client().meta.events.register("before-call.sqs.SendMessage", sqs_waits)
+    answered: list[tuple[int, str]] = []
+    command = threading.Thread(target=lambda: answered.append(slash(user_id="U0ALICE")))
+    command.start()
+    assert queued.wait(10)
+    assert call(f.event("/github/webhook", b"{}", f.github_headers(b"{}", event="ping")))[0] == 200
+    ping_done.set()
+    command.join(10)
+    assert answered and answered[0][0] == 200
+
+    by_path = {line.get("path"): line for line in logs.lines if line["message"] == "answered"}
+    ping, slash_line = by_path["/github/webhook"], by_path["/slack/commands"]
+    assert "user_id" not in ping, ping
+    assert slash_line.get("user_id") == "U0ALICE"
+    assert ping["correlation_id"] != slash_line["correlation_id"]
+    [queued_line] = [line for line in logs.lines if line["message"] == "slash command queued"]
+    assert queued_line["correlation_id"] == slash_line["correlation_id"]

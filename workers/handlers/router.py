@@ -232,7 +232,7 @@ def slack_command(request: Request, correlation_id: str) -> Response:
         raise BadRequest(f"not a slash command: no {', '.join(missing)}")
     user_id, request_id = form["user_id"], form["trigger_id"]
     correlation_id = _identified(request_id)
-    logger.append_keys(user_id=user_id, request_id=request_id, slash=form["command"])
+    logger.thread_safe_append_keys(user_id=user_id, request_id=request_id, slash=form["command"])
     refused = commands.check_origin(config.slack, form["team_id"], form.get("api_app_id", ""))
     if refused is not None:
         logger.warning("slash command refused: workspace or app", team_id=form["team_id"])
@@ -288,7 +288,7 @@ def _identified(request_id: str) -> str:
     """From here on, the request's own correlation id — the same for every delivery of it — rather than this
     delivery's (:func:`workers.protocol.envelope.correlation_id_of`)."""
     correlation_id = correlation_id_of(request_id)
-    logger.set_correlation_id(correlation_id)
+    logger.thread_safe_append_keys(correlation_id=correlation_id)
     return correlation_id
 
 
@@ -335,7 +335,7 @@ def slack_interaction(request: Request, correlation_id: str) -> Response:
     request_id = _string(payload, "trigger_id")
     if request_id:
         correlation_id = _identified(request_id)
-    logger.append_keys(user_id=user_id, request_id=request_id)
+    logger.thread_safe_append_keys(user_id=user_id, request_id=request_id)
     refused = commands.check_origin(config.slack, team_id, _string(payload, "api_app_id"))
     if refused is not None:
         logger.warning("interaction refused: workspace or app", team_id=team_id)
@@ -577,7 +577,7 @@ def slack_event(request: Request, correlation_id: str) -> Response:
         return Response(200)
     event = _object(payload, "event")
     event_id, team_id, user_id = _string(payload, "event_id"), _string(payload, "team_id"), _string(event, "user")
-    logger.append_keys(event_id=event_id, retry=request.headers.get("x-slack-retry-num"))
+    logger.thread_safe_append_keys(event_id=event_id, retry=request.headers.get("x-slack-retry-num"))
     if event.get("type") != "app_home_opened" or event.get("tab") != "home":
         logger.info("event ignored", event_type=str(event.get("type"))[:40], tab=str(event.get("tab"))[:20])
         return Response(200)
@@ -612,7 +612,7 @@ def github_webhook(request: Request, correlation_id: str) -> Response:
         return Response(401, "invalid signature")
     event = request.headers.get("x-github-event", "")
     delivery_id = request.headers.get("x-github-delivery", "")
-    logger.append_keys(github_event=event, delivery_id=delivery_id)
+    logger.thread_safe_append_keys(github_event=event, delivery_id=delivery_id)
     if event == "ping":
         return Response(200, "pong")
     if event != "workflow_run":
@@ -680,11 +680,14 @@ ROUTES: Mapping[str, Route] = {
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     correlation_id = str(uuid.uuid4())
+    # The request's keys are the thread's own: `chatops serve` answers requests on many threads at once, and a
+    # Lambda instance answers one at a time (where the two calls are the same).
     logger.clear_state()
-    logger.set_correlation_id(correlation_id)
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(correlation_id=correlation_id)
     aws_request_id = getattr(context, "aws_request_id", None)
     if isinstance(aws_request_id, str):
-        logger.append_keys(function_request_id=aws_request_id)
+        logger.thread_safe_append_keys(function_request_id=aws_request_id)
     response = respond(event, correlation_id)
     logger.info("answered", path=str(event.get("rawPath")), status=response.status)
     return response.to_event()
@@ -713,7 +716,8 @@ def respond(event: Mapping[str, Any], correlation_id: str) -> Response:
         logger.exception("unexpected failure", error=type(error).__name__)
         what = "ran into an unexpected error"
     # The id the log lines carry: the request's own once its route has read it (see `_identified`).
-    return not_served(event, logger.get_correlation_id() or correlation_id, what)
+    identified = logger.thread_safe_get_current_keys().get("correlation_id")
+    return not_served(event, identified if isinstance(identified, str) else correlation_id, what)
 
 
 def not_served(event: Mapping[str, Any], correlation_id: str, what: str) -> Response:
