@@ -990,6 +990,9 @@ def _one_off_rules(window: Mapping[str, Any], here: tuple[str, ...]) -> Iterator
             times.append(datetime.fromisoformat(window[key]))
         except (TypeError, ValueError):
             yield (*here, key), f"not a date: {window[key]!r}" if window[key] else "missing: a one-off needs both"
+            continue
+        if not 1970 < times[-1].year < 9999:  # a day's offset either way stays within datetime's years 1 to 9999
+            yield (*here, key), f"out of range: {window[key]!r} (a year from 1971 to 9998)"
     if len(times) == 2 and times[1] <= times[0]:
         yield (*here, "ends_at"), "not after starts_at"
 
