@@ -420,3 +420,25 @@ def test_the_app_home_shows_a_windows_freeze_and_the_next_window() -> None:
     view = json.dumps(board.home_view(shown, board.Viewer("U0ALICE")), ensure_ascii=False)
     assert "scheduled window evening" in view and "evenings" in view
     assert "Next scheduled freeze of *prod*: evening" in view
+
+
+@pytest.mark.parametrize("hours", [1, 4])
+def test_a_window_edited_while_it_holds_the_freeze_holds_it_to_its_new_end(hours: int) -> None:
+    """The same occurrence (same window, same start) with a new end and reason: the freeze ends then, with no thaw
+    at the old end and no history saying the window ended while it goes on, and a refused deploy is told why."""
+    release = OneOffWindow(ENV, "release", "Release", "UTC", datetime(2026, 12, 1, 9), datetime(2026, 12, 1, 11))
+    stage = Stage(configured(release), at("2026-12-01T09:00:30+00:00"))
+    with stage.installed():
+        assert [step.applied for step in stage.sweep().windows] == [Applied.FROZE]
+        new_end = datetime(2026, 12, 1, 9 + hours)
+        stage.config = configured(OneOffWindow(ENV, "release", "Moved", "UTC", release.starts_at, new_end))
+        stage.now += SWEEP
+        stage.sweep()
+        held = stage.freeze_record()
+        assert held is not None and held.lease_expires_at == at(f"{new_end.isoformat()}+00:00")
+        assert freeze.reason_of(held) == "Moved"
+        stage.now = at(f"{new_end.isoformat()}+00:00") + SWEEP
+        stage.sweep()
+        assert stage.freeze_record() is None
+        ended = [e for e in stage.history.recent(KEY) if e.kind is EventKind.EXPIRE]
+        assert len(ended) == 1, "the window ended once"

@@ -8,7 +8,9 @@ takes ``freeze-<env>`` with lockcore's own acquire when an occurrence is going o
   occurrence's end — so the freeze ends by itself then, and the sweep after records its expiry, which the history
   shows as the window's end;
 - the reason noted as :func:`workers.protocol.windows.scheduled_note`; a sweep that finds its own freeze without
-  it (a crash between the two writes) notes it again.
+  it (a crash between the two writes) notes it again;
+- a window edited while its occurrence holds the freeze (the same start, a new end or reason): the sweep moves the
+  lease's end (lockcore's extend, which may shorten it) and notes the new reason.
 
 A freeze held by anyone else — an admin's manual freeze, its own lease — is left alone: a window never takes over,
 nor ends, a manual freeze.
@@ -45,7 +47,10 @@ class Applied(StrEnum):
 
     FROZE = "froze"
     NOTED = "noted"
-    """Its own freeze had no reason noted (a crash between the acquire and the note): noted now."""
+    """Its own freeze had not this reason noted (a crash between the acquire and the note, or the window's reason
+    edited): noted now."""
+    RESCHEDULED = "rescheduled"
+    """The window was edited while its occurrence holds the freeze (same start, a new end): the lease ends then."""
     LET_GO = "let-go"
     """An admin lifted the occurrence while this sweep took it: released again."""
     LIFTED = "lifted"
@@ -88,13 +93,23 @@ def apply(config: Config, store: LockStore, ledger: Ledger) -> list[WindowStep]:
 
 
 def _apply(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
-    key, environment = freeze_key(occurrence.environment), occurrence.environment
-    held = current(store, environment, store.now())
-    if held is not None:
-        if held.owner == occurrence.owner and not held.notes.get("command"):
-            _note(store, occurrence, held.token)
-            return Applied.NOTED
+    held = current(store, occurrence.environment, store.now())
+    if held is None:
+        return _take(store, ledger, occurrence)
+    if held.owner != occurrence.owner:
         return Applied.HELD
+    applied = Applied.HELD
+    if held.lease_expires_at != occurrence.end:  # the window was edited: the same occurrence, a new end
+        _reschedule(store, occurrence, held.token)
+        applied = Applied.RESCHEDULED
+    if held.notes.get("command") != scheduled_note(occurrence):  # a crash before the note, or a new reason
+        _note(store, occurrence, held.token)
+        applied = Applied.NOTED
+    return applied
+
+
+def _take(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
+    key, environment = freeze_key(occurrence.environment), occurrence.environment
     if ledger.lifted(environment, occurrence.id):
         return Applied.LIFTED
     request = machine.AcquireRequest(
@@ -114,6 +129,12 @@ def _apply(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
         store.force_release(key, taken.token, by=SCHEDULER, reason=LIFTED_REASON)
         return Applied.LET_GO
     return Applied.HELD if taken.reentered else Applied.FROZE
+
+
+def _reschedule(store: LockStore, occurrence: Occurrence, token: int) -> None:
+    extended = store.extend(freeze_key(occurrence.environment), occurrence.owner, token, occurrence.end - store.now())
+    if isinstance(extended, outcomes.NotHolder):  # lifted or lapsed in between: nothing to move
+        runtime.logger.warning("freeze window end not moved", reason=extended.reason.value)
 
 
 def _note(store: LockStore, occurrence: Occurrence, token: int) -> None:
