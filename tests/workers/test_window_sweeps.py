@@ -19,6 +19,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import botocore.exceptions
 import pytest
 from hypothesis import assume, settings
 from hypothesis import strategies as st
@@ -442,3 +443,35 @@ def test_a_window_edited_while_it_holds_the_freeze_holds_it_to_its_new_end(hours
         assert stage.freeze_record() is None
         ended = [e for e in stage.history.recent(KEY) if e.kind is EventKind.EXPIRE]
         assert len(ended) == 1, "the window ended once"
+
+
+@pytest.mark.parametrize("second_read", ["fails", "dies"])
+def test_a_lift_that_came_in_between_holds_when_the_sweeps_second_read_never_answered(second_read: str) -> None:
+    """The proof's race again, but the sweep's read after its acquire fails (or the sweep dies before it): the
+    admin was told the window stays lifted, so a later sweep, finding the occurrence's own freeze, lets go."""
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    reads = 0
+
+    class Interleaved(LedgerTwin):
+        def lifted(self, environment: str, occurrence_id: str) -> bool:
+            nonlocal reads
+            reads += 1
+            if reads == 1:
+                answer = super().lifted(environment, occurrence_id)
+                stage.admin(Unfreeze(ENV))  # after the sweep's first read, before its acquire
+                return answer
+            if reads == 2 and second_read == "fails":
+                raise botocore.exceptions.EndpointConnectionError(endpoint_url="https://dynamodb")
+            if reads == 2:
+                raise Died("the sweep's Lambda timed out")
+            return super().lifted(environment, occurrence_id)
+
+    stage.ledger = Interleaved(stage.faults)
+    with stage.installed():
+        with suppress(Died):
+            stage.sweep()
+        assert "stays lifted" in stage.slack.said[-1].text
+        stage.now += SWEEP
+        assert [step.applied for step in stage.sweep().windows] == [Applied.LET_GO]
+        assert stage.freeze_record() is None
+        assert freeze.refuse_frozen(stage.store, ENV, stage.now) is None

@@ -19,7 +19,9 @@ nor ends, a manual freeze.
 the freeze (:meth:`workers.adapters.ledger.Ledger.lift`); the sweep reads it before its acquire (to do nothing) and
 again *after* (to let go of what it just took). Either the sweep's second read sees the record, or that read came
 before the record was written — and so did the sweep's acquire, which the unfreeze's own read of the lock then
-sees and releases. Both reads are strongly consistent; so the occurrence stays lifted whichever ran first.
+sees and releases. Both reads are strongly consistent; so the occurrence stays lifted whichever ran first. A sweep
+whose read after its acquire never answered (the ledger failed, the Lambda died) leaves that to the next: a sweep
+that finds the occurrence's own freeze reads the lift first, and lets go.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Applied(StrEnum):
     RESCHEDULED = "rescheduled"
     """The window was edited while its occurrence holds the freeze (same start, a new end): the lease ends then."""
     LET_GO = "let-go"
-    """An admin lifted the occurrence while this sweep took it: released again."""
+    """An admin lifted the occurrence while a sweep took it: released again (by that sweep, or the next)."""
     LIFTED = "lifted"
     """An admin lifted the occurrence early: not frozen again until the next one."""
     HELD = "held"
@@ -98,6 +100,9 @@ def _apply(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
         return _take(store, ledger, occurrence)
     if held.owner != occurrence.owner:
         return Applied.HELD
+    if ledger.lifted(occurrence.environment, occurrence.id):  # a sweep that took it never read the lift after
+        _let_go(store, occurrence, held.token)
+        return Applied.LET_GO
     applied = Applied.HELD
     if held.lease_expires_at != occurrence.end:  # the window was edited: the same occurrence, a new end
         _reschedule(store, occurrence, held.token)
@@ -126,9 +131,13 @@ def _take(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
         return Applied.HELD
     _note(store, occurrence, taken.token)
     if ledger.lifted(environment, occurrence.id):  # lifted while we took it: see the module's proof
-        store.force_release(key, taken.token, by=SCHEDULER, reason=LIFTED_REASON)
+        _let_go(store, occurrence, taken.token)
         return Applied.LET_GO
     return Applied.HELD if taken.reentered else Applied.FROZE
+
+
+def _let_go(store: LockStore, occurrence: Occurrence, token: int) -> None:
+    store.force_release(freeze_key(occurrence.environment), token, by=SCHEDULER, reason=LIFTED_REASON)
 
 
 def _reschedule(store: LockStore, occurrence: Occurrence, token: int) -> None:
