@@ -291,22 +291,29 @@ def test_a_window_freezes_at_its_start_and_its_end_shows_in_the_history_as_the_w
         assert [e.kind for e in stage.history.recent(KEY)] == [EventKind.EXPIRE, EventKind.FREEZE]
 
 
+class LiftedBetweenReads(LedgerTwin):
+    """The admin's unfreeze runs right after the sweep's first read of the lift (before its acquire); the second
+    read raises ``second`` when given (the ledger failing, the Lambda dying)."""
+
+    def __init__(self, stage: Stage, second: BaseException | None = None) -> None:
+        super().__init__(stage.faults)
+        self.stage, self.second, self.reads = stage, second, 0
+
+    def lifted(self, environment: str, occurrence_id: str) -> bool:
+        self.reads += 1
+        if self.reads == 2 and self.second is not None:
+            raise self.second
+        answer = super().lifted(environment, occurrence_id)
+        if self.reads == 1:
+            self.stage.admin(Unfreeze(ENV))
+        return answer
+
+
 def test_a_sweep_that_read_no_lift_lets_go_of_what_it_took_when_the_lift_came_in_between() -> None:
     """The race of the flow's proof: the sweep reads no lift, the admin lifts and finds nothing to release, the
     sweep takes the freeze — and must let go of it."""
     stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
-    reads = 0
-
-    class Interleaved(LedgerTwin):
-        def lifted(self, environment: str, occurrence_id: str) -> bool:
-            nonlocal reads
-            reads += 1
-            answer = super().lifted(environment, occurrence_id)
-            if reads == 1:
-                stage.admin(Unfreeze(ENV))  # after the sweep's first read, before its acquire
-            return answer
-
-    stage.ledger = Interleaved(stage.faults)
+    stage.ledger = LiftedBetweenReads(stage)
     with stage.installed():
         assert [step.applied for step in stage.sweep().windows] == [Applied.LET_GO]
         assert stage.freeze_record() is None
@@ -450,23 +457,8 @@ def test_a_lift_that_came_in_between_holds_when_the_sweeps_second_read_never_ans
     """The proof's race again, but the sweep's read after its acquire fails (or the sweep dies before it): the
     admin was told the window stays lifted, so a later sweep, finding the occurrence's own freeze, lets go."""
     stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
-    reads = 0
-
-    class Interleaved(LedgerTwin):
-        def lifted(self, environment: str, occurrence_id: str) -> bool:
-            nonlocal reads
-            reads += 1
-            if reads == 1:
-                answer = super().lifted(environment, occurrence_id)
-                stage.admin(Unfreeze(ENV))  # after the sweep's first read, before its acquire
-                return answer
-            if reads == 2 and second_read == "fails":
-                raise botocore.exceptions.EndpointConnectionError(endpoint_url="https://dynamodb")
-            if reads == 2:
-                raise Died("the sweep's Lambda timed out")
-            return super().lifted(environment, occurrence_id)
-
-    stage.ledger = Interleaved(stage.faults)
+    failure = botocore.exceptions.EndpointConnectionError(endpoint_url="https://dynamodb")
+    stage.ledger = LiftedBetweenReads(stage, failure if second_read == "fails" else Died("the Lambda timed out"))
     with stage.installed():
         with suppress(Died):
             stage.sweep()
