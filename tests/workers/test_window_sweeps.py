@@ -467,3 +467,24 @@ def test_a_lift_that_came_in_between_holds_when_the_sweeps_second_read_never_ans
         assert [step.applied for step in stage.sweep().windows] == [Applied.LET_GO]
         assert stage.freeze_record() is None
         assert freeze.refuse_frozen(stage.store, ENV, stage.now) is None
+
+
+def test_an_unfreeze_whose_release_a_sweep_made_first_says_it_unfroze(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lift is kept, then a sweep finds it and lets go before the admin's own release: the admin is told the
+    environment was unfrozen, and the channel hears it, as if theirs had been first."""
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    with stage.installed():
+        stage.sweep()
+        release = stage.store.force_release
+
+        def a_sweep_first(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("by") == ADMIN:
+                assert [step.applied for step in stage.sweep().windows] == [Applied.LET_GO]
+            return release(*args, **kwargs)
+
+        monkeypatch.setattr(stage.store, "force_release", a_sweep_first)
+        stage.admin(Unfreeze(ENV))
+        assert stage.freeze_record() is None
+        said = [utterance.text for utterance in stage.slack.said]
+        assert said[-1].startswith("✅ Unfroze *prod*.") and "stays lifted" in said[-1]
+        assert any("lifted the freeze on *prod*" in text for text in said[:-1])

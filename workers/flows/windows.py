@@ -37,10 +37,8 @@ from workers.adapters import runtime
 from workers.adapters.ledger import Ledger, LedgerError
 from workers.flows.freeze import current, freeze_key
 from workers.protocol.config import Config
-from workers.protocol.windows import Occurrence, schedule, scheduled_note
+from workers.protocol.windows import SCHEDULER, Occurrence, schedule, scheduled_note
 
-SCHEDULER: Final = "scheduler"
-"""Who the history names for a freeze the sweep let go of itself (an admin's lift seen after its acquire)."""
 LIFTED_REASON: Final = "lifted early by an admin: held until the window's next occurrence"
 
 
