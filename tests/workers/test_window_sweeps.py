@@ -45,7 +45,7 @@ from workers.adapters import runtime
 from workers.flows import freeze, home, insights, status
 from workers.flows.reaper import Reaper
 from workers.flows.windows import Applied
-from workers.protocol import board, schema
+from workers.protocol import board, render, schema
 from workers.protocol.commands import Freeze, Unfreeze
 from workers.protocol.config import Config, config_of
 from workers.protocol.envelope import CommandEnvelope
@@ -488,3 +488,13 @@ def test_an_unfreeze_whose_release_a_sweep_made_first_says_it_unfroze(monkeypatc
         said = [utterance.text for utterance in stage.slack.said]
         assert said[-1].startswith("✅ Unfroze *prod*.") and "stays lifted" in said[-1]
         assert any("lifted the freeze on *prod*" in text for text in said[:-1])
+
+
+def test_a_freeze_a_sweep_let_go_is_not_said_to_be_released_by_a_slack_user() -> None:
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    stage.ledger = LiftedBetweenReads(stage)
+    with stage.installed():
+        stage.sweep()
+        let_go = stage.store.get(KEY)
+        assert let_go is not None and let_go.released_by == "scheduler"
+        assert render.standing(let_go, stage.now).startswith("free: force-released by scheduler <!date^")
