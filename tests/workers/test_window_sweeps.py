@@ -19,6 +19,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import botocore.exceptions
 import pytest
 from hypothesis import assume, settings
 from hypothesis import strategies as st
@@ -44,7 +45,7 @@ from workers.adapters import runtime
 from workers.flows import freeze, home, insights, status
 from workers.flows.reaper import Reaper
 from workers.flows.windows import Applied
-from workers.protocol import board, schema
+from workers.protocol import board, render, schema
 from workers.protocol.commands import Freeze, Unfreeze
 from workers.protocol.config import Config, config_of
 from workers.protocol.envelope import CommandEnvelope
@@ -290,22 +291,29 @@ def test_a_window_freezes_at_its_start_and_its_end_shows_in_the_history_as_the_w
         assert [e.kind for e in stage.history.recent(KEY)] == [EventKind.EXPIRE, EventKind.FREEZE]
 
 
+class LiftedBetweenReads(LedgerTwin):
+    """The admin's unfreeze runs right after the sweep's first read of the lift (before its acquire); the second
+    read raises ``second`` when given (the ledger failing, the Lambda dying)."""
+
+    def __init__(self, stage: Stage, second: BaseException | None = None) -> None:
+        super().__init__(stage.faults)
+        self.stage, self.second, self.reads = stage, second, 0
+
+    def lifted(self, environment: str, occurrence_id: str) -> bool:
+        self.reads += 1
+        if self.reads == 2 and self.second is not None:
+            raise self.second
+        answer = super().lifted(environment, occurrence_id)
+        if self.reads == 1:
+            self.stage.admin(Unfreeze(ENV))
+        return answer
+
+
 def test_a_sweep_that_read_no_lift_lets_go_of_what_it_took_when_the_lift_came_in_between() -> None:
     """The race of the flow's proof: the sweep reads no lift, the admin lifts and finds nothing to release, the
     sweep takes the freeze — and must let go of it."""
     stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
-    reads = 0
-
-    class Interleaved(LedgerTwin):
-        def lifted(self, environment: str, occurrence_id: str) -> bool:
-            nonlocal reads
-            reads += 1
-            answer = super().lifted(environment, occurrence_id)
-            if reads == 1:
-                stage.admin(Unfreeze(ENV))  # after the sweep's first read, before its acquire
-            return answer
-
-    stage.ledger = Interleaved(stage.faults)
+    stage.ledger = LiftedBetweenReads(stage)
     with stage.installed():
         assert [step.applied for step in stage.sweep().windows] == [Applied.LET_GO]
         assert stage.freeze_record() is None
@@ -420,3 +428,73 @@ def test_the_app_home_shows_a_windows_freeze_and_the_next_window() -> None:
     view = json.dumps(board.home_view(shown, board.Viewer("U0ALICE")), ensure_ascii=False)
     assert "scheduled window evening" in view and "evenings" in view
     assert "Next scheduled freeze of *prod*: evening" in view
+
+
+@pytest.mark.parametrize("hours", [1, 4])
+def test_a_window_edited_while_it_holds_the_freeze_holds_it_to_its_new_end(hours: int) -> None:
+    """The same occurrence (same window, same start) with a new end and reason: the freeze ends then, with no thaw
+    at the old end and no history saying the window ended while it goes on, and a refused deploy is told why."""
+    release = OneOffWindow(ENV, "release", "Release", "UTC", datetime(2026, 12, 1, 9), datetime(2026, 12, 1, 11))
+    stage = Stage(configured(release), at("2026-12-01T09:00:30+00:00"))
+    with stage.installed():
+        assert [step.applied for step in stage.sweep().windows] == [Applied.FROZE]
+        new_end = datetime(2026, 12, 1, 9 + hours)
+        stage.config = configured(OneOffWindow(ENV, "release", "Moved", "UTC", release.starts_at, new_end))
+        stage.now += SWEEP
+        stage.sweep()
+        held = stage.freeze_record()
+        assert held is not None and held.lease_expires_at == at(f"{new_end.isoformat()}+00:00")
+        assert freeze.reason_of(held) == "Moved"
+        stage.now = at(f"{new_end.isoformat()}+00:00") + SWEEP
+        stage.sweep()
+        assert stage.freeze_record() is None
+        ended = [e for e in stage.history.recent(KEY) if e.kind is EventKind.EXPIRE]
+        assert len(ended) == 1, "the window ended once"
+
+
+@pytest.mark.parametrize("second_read", ["fails", "dies"])
+def test_a_lift_that_came_in_between_holds_when_the_sweeps_second_read_never_answered(second_read: str) -> None:
+    """The proof's race again, but the sweep's read after its acquire fails (or the sweep dies before it): the
+    admin was told the window stays lifted, so a later sweep, finding the occurrence's own freeze, lets go."""
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    failure = botocore.exceptions.EndpointConnectionError(endpoint_url="https://dynamodb")
+    stage.ledger = LiftedBetweenReads(stage, failure if second_read == "fails" else Died("the Lambda timed out"))
+    with stage.installed():
+        with suppress(Died):
+            stage.sweep()
+        assert "stays lifted" in stage.slack.said[-1].text
+        stage.now += SWEEP
+        assert [step.applied for step in stage.sweep().windows] == [Applied.LET_GO]
+        assert stage.freeze_record() is None
+        assert freeze.refuse_frozen(stage.store, ENV, stage.now) is None
+
+
+def test_an_unfreeze_whose_release_a_sweep_made_first_says_it_unfroze(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lift is kept, then a sweep finds it and lets go before the admin's own release: the admin is told the
+    environment was unfrozen, and the channel hears it, as if theirs had been first."""
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    with stage.installed():
+        stage.sweep()
+        release = stage.store.force_release
+
+        def a_sweep_first(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("by") == ADMIN:
+                assert [step.applied for step in stage.sweep().windows] == [Applied.LET_GO]
+            return release(*args, **kwargs)
+
+        monkeypatch.setattr(stage.store, "force_release", a_sweep_first)
+        stage.admin(Unfreeze(ENV))
+        assert stage.freeze_record() is None
+        said = [utterance.text for utterance in stage.slack.said]
+        assert said[-1].startswith("✅ Unfroze *prod*.") and "stays lifted" in said[-1]
+        assert any("lifted the freeze on *prod*" in text for text in said[:-1])
+
+
+def test_a_freeze_a_sweep_let_go_is_not_said_to_be_released_by_a_slack_user() -> None:
+    stage = Stage(configured(BERLIN_WEEKDAY_EVENINGS), at("2026-03-29T02:00:00+00:00"))
+    stage.ledger = LiftedBetweenReads(stage)
+    with stage.installed():
+        stage.sweep()
+        let_go = stage.store.get(KEY)
+        assert let_go is not None and let_go.released_by == "scheduler"
+        assert render.standing(let_go, stage.now).startswith("free: force-released by scheduler <!date^")

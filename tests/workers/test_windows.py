@@ -266,6 +266,18 @@ def window_toml(keys: dict[str, str], environment: str = "prod") -> str:
             window_toml(ONE_OFF | {"starts_at": "2026-12-21T00:00:00"}),
             "freeze_windows.prod.w.starts_at: expected a local date and time",
         ),
+        (
+            window_toml(ONE_OFF | {"zone": '"America/New_York"', "ends_at": '"9999-12-31 23:59"'}),
+            "freeze_windows.prod.w.ends_at: out of range",
+        ),
+        (
+            window_toml(ONE_OFF | {"zone": '"Asia/Tokyo"', "starts_at": '"0001-01-01 00:00"'}),
+            "freeze_windows.prod.w.starts_at: out of range",
+        ),
+        (window_toml(WEEKLY | {"zone": '"localtime"'}), "freeze_windows.prod.w.zone: unknown time zone"),
+        (window_toml(WEEKLY | {"zone": '"right/UTC"'}), "freeze_windows.prod.w.zone: unknown time zone"),
+        (window_toml(WEEKLY | {"zone": '"posixrules"'}), "freeze_windows.prod.w.zone: unknown time zone"),
+        (window_toml(WEEKLY | {"zone": '"utc"'}), "freeze_windows.prod.w.zone: unknown time zone"),
         (window_toml({k: v for k, v in WEEKLY.items() if k != "reason"}), "freeze_windows.prod.w.reason: missing"),
         (window_toml(WEEKLY | {"until": "1"}), "freeze_windows.prod.w.until: unknown key"),
     ],

@@ -44,7 +44,7 @@ from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import FREEZE_PREFIX
 from workers.protocol.message import Message, escape
 from workers.protocol.render import duration, frees_at, holder, since, slack_date, standing, store_unavailable
-from workers.protocol.windows import Occurrence, occurrence_of, schedule, scheduled_reason
+from workers.protocol.windows import SCHEDULER, Occurrence, occurrence_of, schedule, scheduled_reason
 
 FREEZE_SECONDS: Final = 30 * 24 * 3600
 FROZEN_METRIC: Final = "buildWorker.deploy.frozen"
@@ -229,7 +229,18 @@ def _unfreeze(
         runtime.ledger().lift(command.environment, f"{held[0]}#{held[1]}", record.lease_expires_at)
     reason = f"unfrozen from Slack by {envelope.user_name or envelope.user_id}"
     released = store.force_release(key, record.token, by=envelope.user_id, reason=reason)
+    if isinstance(released, outcomes.NotHolder) and _let_go_by_a_sweep(released.current, record.token):
+        released = outcomes.ForceReleased(record)  # a sweep read this lift first and let go: the release is ours
     return answer_unfreeze(command, released, envelope.user_id, now, lifted)
+
+
+def _let_go_by_a_sweep(current_record: LockRecord | None, token: int) -> bool:
+    return (
+        current_record is not None
+        and current_record.token == token
+        and current_record.status is Status.FORCE_RELEASED
+        and current_record.released_by == SCHEDULER
+    )
 
 
 def _lift_window(environment: str, config: Config, store: LockStore) -> Occurrence | None:

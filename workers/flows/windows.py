@@ -8,7 +8,9 @@ takes ``freeze-<env>`` with lockcore's own acquire when an occurrence is going o
   occurrence's end — so the freeze ends by itself then, and the sweep after records its expiry, which the history
   shows as the window's end;
 - the reason noted as :func:`workers.protocol.windows.scheduled_note`; a sweep that finds its own freeze without
-  it (a crash between the two writes) notes it again.
+  it (a crash between the two writes) notes it again;
+- a window edited while its occurrence holds the freeze (the same start, a new end or reason): the sweep moves the
+  lease's end (lockcore's extend, which may shorten it) and notes the new reason.
 
 A freeze held by anyone else — an admin's manual freeze, its own lease — is left alone: a window never takes over,
 nor ends, a manual freeze.
@@ -17,7 +19,9 @@ nor ends, a manual freeze.
 the freeze (:meth:`workers.adapters.ledger.Ledger.lift`); the sweep reads it before its acquire (to do nothing) and
 again *after* (to let go of what it just took). Either the sweep's second read sees the record, or that read came
 before the record was written — and so did the sweep's acquire, which the unfreeze's own read of the lock then
-sees and releases. Both reads are strongly consistent; so the occurrence stays lifted whichever ran first.
+sees and releases. Both reads are strongly consistent; so the occurrence stays lifted whichever ran first. A sweep
+whose read after its acquire never answered (the ledger failed, the Lambda died) leaves that to the next: a sweep
+that finds the occurrence's own freeze reads the lift first, and lets go.
 """
 
 from __future__ import annotations
@@ -33,10 +37,8 @@ from workers.adapters import runtime
 from workers.adapters.ledger import Ledger, LedgerError
 from workers.flows.freeze import current, freeze_key
 from workers.protocol.config import Config
-from workers.protocol.windows import Occurrence, schedule, scheduled_note
+from workers.protocol.windows import SCHEDULER, Occurrence, schedule, scheduled_note
 
-SCHEDULER: Final = "scheduler"
-"""Who the history names for a freeze the sweep let go of itself (an admin's lift seen after its acquire)."""
 LIFTED_REASON: Final = "lifted early by an admin: held until the window's next occurrence"
 
 
@@ -45,9 +47,12 @@ class Applied(StrEnum):
 
     FROZE = "froze"
     NOTED = "noted"
-    """Its own freeze had no reason noted (a crash between the acquire and the note): noted now."""
+    """Its own freeze had not this reason noted (a crash between the acquire and the note, or the window's reason
+    edited): noted now."""
+    RESCHEDULED = "rescheduled"
+    """The window was edited while its occurrence holds the freeze (same start, a new end): the lease ends then."""
     LET_GO = "let-go"
-    """An admin lifted the occurrence while this sweep took it: released again."""
+    """An admin lifted the occurrence while a sweep took it: released again (by that sweep, or the next)."""
     LIFTED = "lifted"
     """An admin lifted the occurrence early: not frozen again until the next one."""
     HELD = "held"
@@ -88,13 +93,26 @@ def apply(config: Config, store: LockStore, ledger: Ledger) -> list[WindowStep]:
 
 
 def _apply(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
-    key, environment = freeze_key(occurrence.environment), occurrence.environment
-    held = current(store, environment, store.now())
-    if held is not None:
-        if held.owner == occurrence.owner and not held.notes.get("command"):
-            _note(store, occurrence, held.token)
-            return Applied.NOTED
+    held = current(store, occurrence.environment, store.now())
+    if held is None:
+        return _take(store, ledger, occurrence)
+    if held.owner != occurrence.owner:
         return Applied.HELD
+    if ledger.lifted(occurrence.environment, occurrence.id):  # a sweep that took it never read the lift after
+        _let_go(store, occurrence, held.token)
+        return Applied.LET_GO
+    applied = Applied.HELD
+    if held.lease_expires_at != occurrence.end:  # the window was edited: the same occurrence, a new end
+        _reschedule(store, occurrence, held.token)
+        applied = Applied.RESCHEDULED
+    if held.notes.get("command") != scheduled_note(occurrence):  # a crash before the note, or a new reason
+        _note(store, occurrence, held.token)
+        applied = Applied.NOTED
+    return applied
+
+
+def _take(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
+    key, environment = freeze_key(occurrence.environment), occurrence.environment
     if ledger.lifted(environment, occurrence.id):
         return Applied.LIFTED
     request = machine.AcquireRequest(
@@ -111,9 +129,19 @@ def _apply(store: LockStore, ledger: Ledger, occurrence: Occurrence) -> Applied:
         return Applied.HELD
     _note(store, occurrence, taken.token)
     if ledger.lifted(environment, occurrence.id):  # lifted while we took it: see the module's proof
-        store.force_release(key, taken.token, by=SCHEDULER, reason=LIFTED_REASON)
+        _let_go(store, occurrence, taken.token)
         return Applied.LET_GO
     return Applied.HELD if taken.reentered else Applied.FROZE
+
+
+def _let_go(store: LockStore, occurrence: Occurrence, token: int) -> None:
+    store.force_release(freeze_key(occurrence.environment), token, by=SCHEDULER, reason=LIFTED_REASON)
+
+
+def _reschedule(store: LockStore, occurrence: Occurrence, token: int) -> None:
+    extended = store.extend(freeze_key(occurrence.environment), occurrence.owner, token, occurrence.end - store.now())
+    if isinstance(extended, outcomes.NotHolder):  # lifted or lapsed in between: nothing to move
+        runtime.logger.warning("freeze window end not moved", reason=extended.reason.value)
 
 
 def _note(store: LockStore, occurrence: Occurrence, token: int) -> None:

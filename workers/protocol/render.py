@@ -198,7 +198,7 @@ def standing(record: LockRecord | None, now: int) -> str:
         return f"free: the lease of {holder(record)} ended {slack_date(record.lease_expires_at)}"
     released = slack_moment(record.released_at)
     if state is machine.LockState.FORCE_RELEASED:
-        by = f"<@{record.released_by}>" if record.released_by else "?"
+        by = person(record.released_by, "", "", Shown.MENTION) if record.released_by else "?"  # (or "scheduler")
         return f"free: force-released by {by} {released}"
     return f"free: {holder(record)} released it ({record.status.value}) {released}"
 

@@ -13,9 +13,10 @@ rule is one line naming the key and the file or stack — nothing is ignored.
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.resources
 import json
 import re
-import zoneinfo
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -953,9 +954,7 @@ def _window_rules(values: Mapping[str, Any]) -> Iterator[tuple[tuple[str, ...], 
             continue
         for name, window in windows.items():
             here = (*where, name)
-            try:
-                zoneinfo.ZoneInfo(window["zone"])
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            if window["zone"] not in bundled_zones():
                 yield (*here, "zone"), f"unknown time zone {window['zone']!r} (an IANA name: Europe/Berlin, UTC)"
             given = {key for key in (*weekly, *one_off) if window[key]}
             if given & set(weekly) and given & set(one_off):
@@ -976,6 +975,14 @@ def _weekly_rules(window: Mapping[str, Any], here: tuple[str, ...]) -> Iterator[
         yield (*here, "end"), "equals start: an occurrence would be empty, or a whole week"
 
 
+@functools.cache
+def bundled_zones() -> frozenset[str]:
+    """The zones of the ``tzdata`` package, which the Lambda artifact bundles (the runtime has no zone database):
+    a name only this machine's database knows (``localtime``, ``posixrules``, ``right/UTC``) would pass a check here
+    and fail every sweep there."""
+    return frozenset(importlib.resources.files("tzdata").joinpath("zones").read_text().split())
+
+
 def _one_off_rules(window: Mapping[str, Any], here: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
     times: list[datetime] = []
     for key in ("starts_at", "ends_at"):
@@ -983,6 +990,9 @@ def _one_off_rules(window: Mapping[str, Any], here: tuple[str, ...]) -> Iterator
             times.append(datetime.fromisoformat(window[key]))
         except (TypeError, ValueError):
             yield (*here, key), f"not a date: {window[key]!r}" if window[key] else "missing: a one-off needs both"
+            continue
+        if not 1970 < times[-1].year < 9999:  # a day's offset either way stays within datetime's years 1 to 9999
+            yield (*here, key), f"out of range: {window[key]!r} (a year from 1971 to 9998)"
     if len(times) == 2 and times[1] <= times[0]:
         yield (*here, "ends_at"), "not after starts_at"
 

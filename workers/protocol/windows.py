@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo
 from workers.protocol.schema import WEEKDAYS, WINDOW_END
 
 OWNER_PREFIX: Final = "window#"
+SCHEDULER: Final = "scheduler"
+"""Who the history names for a freeze a sweep let go of itself (an admin's lift it saw after its acquire)."""
 NOTE_PREFIX: Final = "scheduled freeze window "
 """A window's freeze notes ``command`` = ``scheduled freeze window <window>: <reason>`` (lockcore keeps no other
 free text for a holder; a manual freeze notes the command as typed there)."""
