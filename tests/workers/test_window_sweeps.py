@@ -498,3 +498,33 @@ def test_a_freeze_a_sweep_let_go_is_not_said_to_be_released_by_a_slack_user() ->
         let_go = stage.store.get(KEY)
         assert let_go is not None and let_go.released_by == "scheduler"
         assert render.standing(let_go, stage.now).startswith("free: force-released by scheduler <!date^")
+
+
+@pytest.mark.parametrize("then", ["no windows", "moved"])
+def test_a_window_taken_out_of_the_configuration_lets_go_of_its_freeze_at_the_next_sweep(then: str) -> None:
+    """A window removed (or moved to start later) while its occurrence holds the freeze: deploys are not held to
+    a window nobody configures any more. The sweep lets go at once — and a moved window takes its own occurrence
+    when it comes — while a manual freeze is never let go."""
+    release = OneOffWindow(ENV, "release", "Release", "UTC", datetime(2026, 12, 1, 9), datetime(2026, 12, 1, 11))
+    stage = Stage(configured(release), at("2026-12-01T09:00:30+00:00"))
+    with stage.installed():
+        assert [step.applied for step in stage.sweep().windows] == [Applied.FROZE]
+        moved = OneOffWindow(ENV, "release", "Release", "UTC", datetime(2026, 12, 1, 10), datetime(2026, 12, 1, 11))
+        stage.config = configured() if then == "no windows" else configured(moved)
+        stage.now += SWEEP
+        stage.sweep()
+        assert stage.freeze_record() is None, "the freeze of a window no longer configured is let go"
+        [ended] = [e for e in stage.history.recent(KEY) if e.kind is EventKind.UNFREEZE]
+        assert "no longer" in ended.reason
+        if then == "moved":
+            stage.now = at("2026-12-01T10:00:30+00:00")
+            assert [step.applied for step in stage.sweep().windows] == [Applied.FROZE]
+        stage.config = configured()
+        stage.now += SWEEP
+        stage.sweep()
+        assert stage.freeze_record() is None
+        stage.admin(Freeze(ENV, "by hand"))
+        stage.now += SWEEP
+        stage.sweep()
+        manual = stage.freeze_record()
+        assert manual is not None and manual.locked_by == ADMIN, "a manual freeze is never a window's to let go"

@@ -113,9 +113,13 @@ class Reaper:
         """What the last sweep did about freeze windows."""
 
     def sweep(self) -> list[Swept]:
+        records = self.store.list(include_free=True)
+        let_go = windows.let_go_of_unconfigured(self.config, self.store, records)
         self.windows = windows.apply(self.config, self.store, self.locks.ledger_or_default())
         swept: list[Swept] = []
-        for record in self.store.list(include_free=True):
+        for record in records:
+            if record.lock_key in let_go or record.lock_key in {step.occurrence_key for step in self.windows}:
+                continue  # written since the scan: the next sweep reads it as it is
             if record.status is not Status.IN_PROGRESS and not self._untold(record):
                 continue
             with runtime.logger.append_context_keys(

@@ -26,18 +26,21 @@ that finds the occurrence's own freeze reads the lift first, and lets go.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
 from lockcore import machine, outcomes
 from lockcore.errors import LockStoreError
+from lockcore.record import LockRecord
 from lockcore.store import LockStore
 from workers.adapters import runtime
 from workers.adapters.ledger import Ledger, LedgerError
-from workers.flows.freeze import current, freeze_key
+from workers.flows.freeze import current, freeze_key, is_freeze
 from workers.protocol.config import Config
-from workers.protocol.windows import SCHEDULER, Occurrence, schedule, scheduled_note
+from workers.protocol.history import FREEZE_PREFIX
+from workers.protocol.windows import SCHEDULER, Occurrence, occurrence_of, schedule, scheduled_note
 
 LIFTED_REASON: Final = "lifted early by an admin: held until the window's next occurrence"
 
@@ -65,12 +68,42 @@ class WindowStep:
     occurrence: Occurrence
     applied: Applied
 
+    @property
+    def occurrence_key(self) -> str:
+        """The freeze's lock key (what the sweep may have written since its scan)."""
+        return freeze_key(self.environment)
+
 
 def next_windows(config: Config, now: int) -> list[Occurrence]:
     """Each environment's next scheduled occurrence (status and the App Home show them)."""
     environments = sorted({window.environment for window in config.freeze_windows})
     coming = [schedule(config.freeze_windows, environment, now).next for environment in environments]
     return [occurrence for occurrence in coming if occurrence is not None]
+
+
+def let_go_of_unconfigured(config: Config, store: LockStore, records: Sequence[LockRecord]) -> set[str]:
+    """The live freezes a window holds whose occurrence the configuration no longer has going on (the window was
+    removed, or moved): let go, before :func:`apply` takes what is configured now — deploys are not held to a window
+    nobody configures. ``records`` is the sweep's own scan (no read of its own); a manual freeze is never touched.
+    The keys let go."""
+    now, released = store.now(), set()
+    for record in records:
+        held = occurrence_of(record.owner)
+        if held is None or not is_freeze(record.lock_key) or not machine.is_live(record.to_item(), now):
+            continue
+        environment = record.lock_key.removeprefix(FREEZE_PREFIX)
+        active = schedule(config.freeze_windows, environment, now).active
+        if active is not None and active.owner == record.owner:
+            continue
+        reason = f"the scheduled window {held[0]} is no longer configured to hold it"
+        try:
+            store.force_release(record.lock_key, record.token, by=SCHEDULER, reason=reason)
+        except LockStoreError as error:
+            runtime.logger.error("unconfigured window's freeze not let go; next sweep tries again", reason=str(error))
+            continue
+        runtime.logger.info("freeze window no longer configured: let go", lock_key=record.lock_key)
+        released.add(record.lock_key)
+    return released
 
 
 def apply(config: Config, store: LockStore, ledger: Ledger) -> list[WindowStep]:
