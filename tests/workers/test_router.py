@@ -27,7 +27,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from tests.workers import function_url as f
 from tests.workers import sqs_events as sqs
-from workers.adapters import queues
+from workers.adapters import queues, runtime
 from workers.adapters.usergroups import UserGroups
 from workers.handlers import router
 from workers.local.motoserver import LOCAL_CREDENTIALS
@@ -778,3 +778,18 @@ def test_two_requests_answered_at_once_each_log_their_own_keys(aws: Queues, logs
     assert ping["correlation_id"] != slash_line["correlation_id"]
     [queued_line] = [line for line in logs.lines if line["message"] == "slash command queued"]
     assert queued_line["correlation_id"] == slash_line["correlation_id"]
+
+
+def test_a_request_answered_leaves_no_key_on_what_the_thread_logs_next(aws: Queues) -> None:
+    """The router's keys are thread-local, and Powertools shares those among every logger of the thread: once the
+    request is answered they are gone, so a worker logging on the same thread (a test, the local stack) does not
+    wear the router's correlation id."""
+    workers = sqs.Logs()
+    workers.attach()
+    try:
+        assert slash(user_id="U0ALICE")[0] == 200
+        runtime.logger.info("a worker's line")
+    finally:
+        workers.detach()
+    [line] = [line for line in workers.lines if line["message"] == "a worker's line"]
+    assert "user_id" not in line and "request_id" not in line and line.get("correlation_id") is None, line

@@ -681,15 +681,19 @@ ROUTES: Mapping[str, Route] = {
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     correlation_id = str(uuid.uuid4())
     # The request's keys are the thread's own: `chatops serve` answers requests on many threads at once, and a
-    # Lambda instance answers one at a time (where the two calls are the same).
+    # Lambda instance answers one at a time (where the two calls are the same). Powertools keeps thread-local keys
+    # for every logger of the thread: cleared once answered, so that nothing logged on it later wears them.
     logger.clear_state()
     logger.thread_safe_clear_keys()
     logger.thread_safe_append_keys(correlation_id=correlation_id)
     aws_request_id = getattr(context, "aws_request_id", None)
     if isinstance(aws_request_id, str):
         logger.thread_safe_append_keys(function_request_id=aws_request_id)
-    response = respond(event, correlation_id)
-    logger.info("answered", path=str(event.get("rawPath")), status=response.status)
+    try:
+        response = respond(event, correlation_id)
+        logger.info("answered", path=str(event.get("rawPath")), status=response.status)
+    finally:
+        logger.thread_safe_clear_keys()
     return response.to_event()
 
 
