@@ -95,6 +95,7 @@ from workers.protocol.render import (
     Shown,
     frees_at,
     holder,
+    lock_facts,
     requester,
     run_link,
     scheduled_line,
@@ -169,17 +170,7 @@ def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
     """The facts of one lock, as section fields (Slack allows ten); a freeze's own (:mod:`workers.flows.freeze`)."""
     if record.lock_key.startswith(FREEZE_PREFIX):
         return freeze.freeze_fields(record, now)
-    fields = [
-        _field("Holder", holder(record)),
-        _field("Since", since(record)),
-        _field("Frees at", frees_at(record, now)),
-        _field("Token", str(record.token)),
-        _field("Run", run_link(record)),
-    ]
-    sha = record.notes.get("commitSha", "")
-    if sha:
-        fields.append(_field("Commit", f"`{escape(sha[:12])}`"))
-    return fields
+    return [_field(title, value) for title, value in lock_facts(record, now)]
 
 
 def status_message(records: Sequence[LockRecord], now: int, scheduled: Sequence[Occurrence] = ()) -> Message:
