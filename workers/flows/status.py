@@ -79,6 +79,7 @@ from workers.protocol.commands import (
 from workers.protocol.config import Audience, Config
 from workers.protocol.envelope import (
     LOCK_WATCH_ACTION,
+    ROLLBACK_CANCEL_ACTION,
     UNLOCK_CANCEL_ACTION,
     UNLOCK_CONFIRM_ACTION,
     CommandEnvelope,
@@ -307,7 +308,7 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 insights.handle(envelope, command, config=config, now=store.now())
             case CommandEnvelope(command=Freeze() | Unfreeze() as command):
                 freeze.handle(envelope, command, config=config, store=store)
-            case CommandEnvelope(command=Rollback()) | InteractionEnvelope(action_id=rollback.CANCEL):
+            case CommandEnvelope(command=Rollback()):
                 rollback.handle(envelope, config=config, store=store)
             case InteractionEnvelope(action_id=action_id) if action_id in _PRESSES:
                 _PRESSES[action_id](envelope, config, store)
@@ -524,5 +525,6 @@ _PRESSES: dict[str, Callable[[InteractionEnvelope, Config, LockStore], None]] = 
     UNLOCK_CONFIRM_ACTION: _confirm,
     LOCK_WATCH_ACTION: _watch,
     UNLOCK_CANCEL_ACTION: _unlock_cancel,
+    ROLLBACK_CANCEL_ACTION: rollback.cancel,
 }
-"""The unlock prompt's buttons and "Notify me when free": the handler of each."""
+"""The unlock prompt's buttons, "Notify me when free" and the rollback offer's *Cancel*: the handler of each."""
