@@ -138,12 +138,7 @@ class UnlockTarget:
 
 def lock_keys(config: Config) -> frozenset[str]:
     """Every lock key the configured commands, components and environments can make."""
-    return frozenset(
-        spec.lock_key(component, environment)
-        for spec in config.commands.values()
-        for component in config.components
-        for environment in config.environments
-    )
+    return frozenset(config.lock_targets())
 
 
 def lock_key_of(command: Unlock | Dequeue, config: Config) -> str:

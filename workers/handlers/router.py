@@ -545,15 +545,13 @@ def _command_on(config: Config, action_id: str, value: str) -> commands.Dequeue 
     lock_key, _, token = value.partition(":")
     if token and not (token.isascii() and token.isdecimal() and len(token) <= 18):
         return None
-    for action, spec in config.commands.items():
-        for component in config.components:
-            for environment in config.environments:
-                if spec.lock_key(component, environment) != lock_key:
-                    continue
-                if action_id == HOME_DEQUEUE_ACTION:
-                    return commands.Dequeue(action, component, environment)
-                return commands.Cancel(action, component, environment, token=int(token) if token else None)
-    return None
+    target = config.lock_targets().get(lock_key)
+    if target is None:
+        return None
+    action, component, environment = target
+    if action_id == HOME_DEQUEUE_ACTION:
+        return commands.Dequeue(action, component, environment)
+    return commands.Cancel(action, component, environment, token=int(token) if token else None)
 
 
 # -------------------------------------------------------------------------------------------------- events
