@@ -64,7 +64,7 @@ def _pytest(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """Both simulations for a time budget: `nox -s soak -- --minutes 20` (default 20; the split in tests/soak.py)."""
+    """Every simulation for a time budget: `nox -s soak -- --minutes 20` (default 20; the split in tests/soak.py)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "tests.soak", *session.posargs)
 

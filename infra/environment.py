@@ -4,7 +4,7 @@ Every function gets ``CHATOPS_CONFIG`` (the stack's rendered ``chatops.toml``) a
 (the lock switch: ``pulumi config set chatops:enableDistributedLock false && pulumi up``). The rest follows
 the row: the lock table's name to those that touch locks, the idempotency table's to those that keep records,
 the history table's to those that write or read it,
-``<SECRET>_PARAM`` (an SSM parameter *name*, never a value) per secret it reads, the queue URLs to the router.
+``<SECRET>_PARAM`` (an SSM parameter *name*, never a value) per secret it reads, and the URL of each queue it sends to.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class Worker:
     lock_stream: bool = False
     """Whether the lock table's stream feeds it (an event source mapping; read access to the stream only)."""
     sends_to: tuple[str, ...] = ()
-    """The queues it writes to (the router)."""
+    """The queues it writes to: the router all; a worker that hands a lock on, or queues an App Home refresh, some."""
     http: bool = False
     """Whether it answers HTTPS (the Function URL: Slack and GitHub call it)."""
     schedule: str | None = None

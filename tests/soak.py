@@ -1,4 +1,4 @@
-"""The long run: both simulations for a time budget, reporting how many schedules ran.
+"""The long run: every simulation for a time budget, reporting how many schedules ran.
 
     nox -s soak                      # 20 minutes
     nox -s soak -- --minutes 5 --system-share 0.5 --moto-share 0.1 --features-share 0.1

@@ -212,16 +212,18 @@ class Ledger(IdempotencyTableItems):
         item = answer.get("Item")
         return item if isinstance(item, dict) else None
 
+    def _kept(self) -> dict[str, str]:
+        """The ``expiration`` of an item written now: :data:`KEPT_SECONDS` from the clock."""
+        return {"N": str(int(self.clock()) + KEPT_SECONDS)}
+
     def _put(self, item_id: str, attributes: dict[str, Any]) -> None:
-        expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
-        item = {"id": {"S": item_id}, "expiration": expiration, **attributes}  # a record may keep longer
+        item = {"id": {"S": item_id}, "expiration": self._kept(), **attributes}  # a record may keep longer
         self.client.put_item(TableName=self.table, Item=item)
 
     def _put_unless_held(self, item_id: str, attributes: dict[str, Any], *, holder: str, stale_since: int) -> bool:
         """Put the item (``attributes`` must hold ``at``) unless one is there that another ``holder`` put at
         after ``stale_since``: one conditional ``PutItem``; ``False`` when its condition failed."""
-        expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
-        item = {"id": {"S": item_id}, **attributes, "holder": {"S": holder}, "expiration": expiration}
+        item = {"id": {"S": item_id}, **attributes, "holder": {"S": holder}, "expiration": self._kept()}
         try:
             self.client.put_item(
                 TableName=self.table,
@@ -241,7 +243,7 @@ class Ledger(IdempotencyTableItems):
 
     def _set_entry(self, item_id: str, name: str, key: str, value: dict[str, Any]) -> None:
         """``name[key] = value`` in one write; the map (and the item) made first when there is none."""
-        expiration = {"N": str(int(self.clock()) + KEPT_SECONDS)}
+        expiration = self._kept()
         for _ in range(2):
             try:
                 self.client.update_item(

@@ -27,11 +27,11 @@ import botocore.exceptions
 from workers.adapters import runtime
 from workers.adapters.history_table import HistoryTable
 from workers.protocol.commands import History, Stats
-from workers.protocol.config import SLACK_USER_ID, Config
+from workers.protocol.config import Config
 from workers.protocol.envelope import CommandEnvelope
 from workers.protocol.history import ACQUISITIONS, ENDINGS, FREEZE_PREFIX, EventKind, HistoryEvent
 from workers.protocol.message import Message, escape
-from workers.protocol.render import duration, slack_date
+from workers.protocol.render import Shown, duration, person, slack_date
 
 HISTORY_SHOWN: Final = 10
 BUSIEST_SHOWN: Final = 5
@@ -40,9 +40,9 @@ BUSIEST_SHOWN: Final = 5
 # ------------------------------------------------------------------------------------------------- history
 def who(event: HistoryEvent) -> str:
     """A person by name and mention; a holder that is no Slack user (a freeze window) by its name alone."""
-    mention = f"<@{event.who}>" if SLACK_USER_ID.fullmatch(event.who) else ""
-    name = escape(event.who_name or ("" if mention else event.who))
-    return f"{name} ({mention})" if name and mention else name or mention or "someone"
+    if not event.who and not event.who_name:
+        return "someone"
+    return person(event.who, event.who_name, "", Shown.NAME_AND_MENTION)
 
 
 def describe_event(event: HistoryEvent) -> str:

@@ -116,9 +116,10 @@ class Reaper:
         records = self.store.list(include_free=True)
         let_go = windows.let_go_of_unconfigured(self.config, self.store, records)
         self.windows = windows.apply(self.config, self.store, self.locks.ledger_or_default())
+        written = let_go | {step.occurrence_key for step in self.windows}
         swept: list[Swept] = []
         for record in records:
-            if record.lock_key in let_go or record.lock_key in {step.occurrence_key for step in self.windows}:
+            if record.lock_key in written:
                 continue  # written since the scan: the next sweep reads it as it is
             if record.status is not Status.IN_PROGRESS and not self._untold(record):
                 continue

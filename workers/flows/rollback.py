@@ -13,8 +13,6 @@ A lock table or history that does not answer is one line to the requester, who c
 
 from __future__ import annotations
 
-from typing import Final
-
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lockcore.errors import LockStoreError
@@ -23,7 +21,7 @@ from workers.adapters import runtime
 from workers.protocol import rollback
 from workers.protocol.commands import Rollback
 from workers.protocol.config import Config
-from workers.protocol.envelope import ROLLBACK_CANCEL_ACTION, CommandEnvelope, InteractionEnvelope
+from workers.protocol.envelope import CommandEnvelope, InteractionEnvelope
 from workers.protocol.history import RETENTION_SECONDS
 from workers.protocol.message import Message
 from workers.protocol.render import store_unavailable
@@ -31,20 +29,17 @@ from workers.protocol.render import store_unavailable
 HISTORY_UNAVAILABLE = "⚠️ Sorry, I couldn't read the deploy history just now. Please try again in a moment."
 
 
-CANCEL: Final = ROLLBACK_CANCEL_ACTION
-
-
-def handle(envelope: CommandEnvelope | InteractionEnvelope, *, config: Config, store: LockStore) -> None:
-    """The command, or the offer's *Cancel* button."""
-    if isinstance(envelope, InteractionEnvelope):
-        runtime.logger.info("rollback cancelled")
-        runtime.slack_replies().reply(
-            envelope.response_url, rollback.cancelled(), correlation_id=envelope.correlation_id
-        )
-        return
+def handle(envelope: CommandEnvelope, *, config: Config, store: LockStore) -> None:
+    """The command: the offer, to the requester alone."""
     if not isinstance(envelope.command, Rollback):
         raise TypeError(f"not a rollback: {envelope.kind!r}")
     _offer(envelope, envelope.command, config, store)
+
+
+def cancel(envelope: InteractionEnvelope, config: Config, store: LockStore) -> None:
+    """The offer's *Cancel* button (one of the status worker's presses): the prompt is replaced, nothing else."""
+    runtime.logger.info("rollback cancelled")
+    runtime.slack_replies().reply(envelope.response_url, rollback.cancelled(), correlation_id=envelope.correlation_id)
 
 
 def _offer(envelope: CommandEnvelope, command: Rollback, config: Config, store: LockStore) -> None:

@@ -79,6 +79,7 @@ from workers.protocol.commands import (
 from workers.protocol.config import Audience, Config
 from workers.protocol.envelope import (
     LOCK_WATCH_ACTION,
+    ROLLBACK_CANCEL_ACTION,
     UNLOCK_CANCEL_ACTION,
     UNLOCK_CONFIRM_ACTION,
     CommandEnvelope,
@@ -95,6 +96,7 @@ from workers.protocol.render import (
     Shown,
     frees_at,
     holder,
+    lock_facts,
     requester,
     run_link,
     scheduled_line,
@@ -136,12 +138,7 @@ class UnlockTarget:
 
 def lock_keys(config: Config) -> frozenset[str]:
     """Every lock key the configured commands, components and environments can make."""
-    return frozenset(
-        spec.lock_key(component, environment)
-        for spec in config.commands.values()
-        for component in config.components
-        for environment in config.environments
-    )
+    return frozenset(config.lock_targets())
 
 
 def lock_key_of(command: Unlock | Dequeue, config: Config) -> str:
@@ -169,17 +166,7 @@ def lock_fields(record: LockRecord, now: int) -> list[dict[str, str]]:
     """The facts of one lock, as section fields (Slack allows ten); a freeze's own (:mod:`workers.flows.freeze`)."""
     if record.lock_key.startswith(FREEZE_PREFIX):
         return freeze.freeze_fields(record, now)
-    fields = [
-        _field("Holder", holder(record)),
-        _field("Since", since(record)),
-        _field("Frees at", frees_at(record, now)),
-        _field("Token", str(record.token)),
-        _field("Run", run_link(record)),
-    ]
-    sha = record.notes.get("commitSha", "")
-    if sha:
-        fields.append(_field("Commit", f"`{escape(sha[:12])}`"))
-    return fields
+    return [_field(title, value) for title, value in lock_facts(record, now)]
 
 
 def status_message(records: Sequence[LockRecord], now: int, scheduled: Sequence[Occurrence] = ()) -> Message:
@@ -316,7 +303,7 @@ def handle(envelope: Envelope, *, config: Config, store: LockStore) -> None:
                 insights.handle(envelope, command, config=config, now=store.now())
             case CommandEnvelope(command=Freeze() | Unfreeze() as command):
                 freeze.handle(envelope, command, config=config, store=store)
-            case CommandEnvelope(command=Rollback()) | InteractionEnvelope(action_id=rollback.CANCEL):
+            case CommandEnvelope(command=Rollback()):
                 rollback.handle(envelope, config=config, store=store)
             case InteractionEnvelope(action_id=action_id) if action_id in _PRESSES:
                 _PRESSES[action_id](envelope, config, store)
@@ -533,5 +520,6 @@ _PRESSES: dict[str, Callable[[InteractionEnvelope, Config, LockStore], None]] = 
     UNLOCK_CONFIRM_ACTION: _confirm,
     LOCK_WATCH_ACTION: _watch,
     UNLOCK_CANCEL_ACTION: _unlock_cancel,
+    ROLLBACK_CANCEL_ACTION: rollback.cancel,
 }
-"""The unlock prompt's buttons and "Notify me when free": the handler of each."""
+"""The unlock prompt's buttons, "Notify me when free" and the rollback offer's *Cancel*: the handler of each."""

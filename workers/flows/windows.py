@@ -74,10 +74,14 @@ class WindowStep:
         return freeze_key(self.environment)
 
 
+def _windowed(config: Config) -> list[str]:
+    """The environments that have freeze windows, in name order."""
+    return sorted({window.environment for window in config.freeze_windows})
+
+
 def next_windows(config: Config, now: int) -> list[Occurrence]:
     """Each environment's next scheduled occurrence (status and the App Home show them)."""
-    environments = sorted({window.environment for window in config.freeze_windows})
-    coming = [schedule(config.freeze_windows, environment, now).next for environment in environments]
+    coming = [schedule(config.freeze_windows, environment, now).next for environment in _windowed(config)]
     return [occurrence for occurrence in coming if occurrence is not None]
 
 
@@ -111,7 +115,7 @@ def apply(config: Config, store: LockStore, ledger: Ledger) -> list[WindowStep]:
     and the others go on (the next sweep tries again)."""
     steps: list[WindowStep] = []
     now = store.now()
-    for environment in sorted({window.environment for window in config.freeze_windows}):
+    for environment in _windowed(config):
         occurrence = schedule(config.freeze_windows, environment, now).active
         if occurrence is None:
             continue

@@ -27,9 +27,11 @@ its response. Routes, all POST:
 - ``/github/webhook`` — ``X-Hub-Signature-256`` checked in constant time; ``workflow_run`` events for the
   configured repository go to the github queue as a :class:`~workers.protocol.envelope.WorkflowRunEnvelope`.
 
-Anything else is 404 (405 for another method on a known path). The router never calls DynamoDB or GitHub; the
-one outbound call it may make is Slack's ``usergroups.users.list``, when an authorization rule names a group
-that the configuration does not list (:mod:`workers.adapters.usergroups`).
+Anything else is 404 (405 for another method on a known path). The router never calls DynamoDB or GitHub. Its
+outbound calls are Slack's: ``usergroups.users.list``, when an authorization rule names a group that the
+configuration does not list (:mod:`workers.adapters.usergroups`), and the answer to a button press it refuses or
+cannot queue (Slack ignores a block_actions reply body: :func:`_answer_press`) — through the press's
+``response_url``, or for a Home press, which has none, a direct message (``chat.postMessage``).
 
 Status codes other than 200: 400 a body that is not what the route expects (after the signature, or when it
 cannot even be read), 401 signature, 404/405 routing, 503 a GitHub event, a Slack event or a Home press that could
@@ -543,15 +545,13 @@ def _command_on(config: Config, action_id: str, value: str) -> commands.Dequeue 
     lock_key, _, token = value.partition(":")
     if token and not (token.isascii() and token.isdecimal() and len(token) <= 18):
         return None
-    for action, spec in config.commands.items():
-        for component in config.components:
-            for environment in config.environments:
-                if spec.lock_key(component, environment) != lock_key:
-                    continue
-                if action_id == HOME_DEQUEUE_ACTION:
-                    return commands.Dequeue(action, component, environment)
-                return commands.Cancel(action, component, environment, token=int(token) if token else None)
-    return None
+    target = config.lock_targets().get(lock_key)
+    if target is None:
+        return None
+    action, component, environment = target
+    if action_id == HOME_DEQUEUE_ACTION:
+        return commands.Dequeue(action, component, environment)
+    return commands.Cancel(action, component, environment, token=int(token) if token else None)
 
 
 # -------------------------------------------------------------------------------------------------- events

@@ -29,9 +29,9 @@ from workers.protocol.render import (
     Shown,
     frees_at,
     holder,
+    lock_facts,
     person,
     requester,
-    run_link,
     scheduled_line,
     since,
     slack_date,
@@ -153,15 +153,7 @@ def _waits(record: LockRecord, user_id: str) -> bool:
 def _lock_blocks(record: LockRecord, viewer: Viewer, now: int, block_id: str) -> list[dict[str, Any]]:
     """A lock's section (its facts as fields), its queue and watchers (a context), and the viewer's buttons."""
     shown = dataclasses.replace(record, locked_by_name=record.locked_by_name[:MAX_NAME_CHARS])
-    fields = [
-        _field("Holder", holder(shown)),
-        _field("Since", since(shown)),
-        _field("Frees at", frees_at(shown, now)),
-        _field("Run", run_link(shown)),
-    ]
-    sha = record.notes.get("commitSha", "")
-    if sha:
-        fields.append(_field("Commit", f"`{escape(sha[:12])}`"))
+    fields = [_field(title, value) for title, value in lock_facts(shown, now, token=False)]
     section = _section(f"*`{escape(record.lock_key)}`* · token {record.token}", block_id)
     section["fields"] = fields[:MAX_FIELDS]
     blocks = [section]

@@ -237,6 +237,16 @@ class Config:
         """Whether ``action`` takes a lock: it requires one, and the lock switch is not thrown."""
         return self.lock_enabled and self.commands[action].requires_lock
 
+    def lock_targets(self) -> dict[str, tuple[Action, str, str]]:
+        """Every lock key the configured commands, components and environments can make, each with the first
+        command, component and environment (in the configuration's order) that makes it."""
+        targets: dict[str, tuple[Action, str, str]] = {}
+        for action, spec in self.commands.items():
+            for component in self.components:
+                for environment in self.environments:
+                    targets.setdefault(spec.lock_key(component, environment), (action, component, environment))
+        return targets
+
     def workflow_of(self, action: Action, component: str) -> WorkflowTarget:
         """Where ``action`` for ``component`` runs: the component's own repository and workflow, else the
         defaults (a component no longer configured, or none named: the defaults too)."""

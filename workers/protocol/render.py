@@ -222,6 +222,19 @@ def run_link(record: LockRecord) -> str:
     return "none yet"
 
 
+def lock_facts(record: LockRecord, now: int, *, token: bool = True) -> list[tuple[str, str]]:
+    """A live lock's facts, each a title and its mrkdwn, as status and the App Home show them: the holder, since,
+    the lease's end, the ``token`` (unless shown elsewhere), the run, and the commit when one is noted."""
+    facts = [("Holder", holder(record)), ("Since", since(record)), ("Frees at", frees_at(record, now))]
+    if token:
+        facts.append(("Token", str(record.token)))
+    facts.append(("Run", run_link(record)))
+    sha = record.notes.get("commitSha", "")
+    if sha:
+        facts.append(("Commit", f"`{escape(sha[:12])}`"))
+    return facts
+
+
 def scheduled_line(occurrence: Occurrence) -> str:
     """``🗓️ Next scheduled freeze of prod: weekend, <!date…> to <!date…>: “reason”`` (status, the App Home)."""
     return (

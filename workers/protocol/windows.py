@@ -43,8 +43,8 @@ LOOK_AHEAD: Final = timedelta(days=8)
 LONGEST: Final = timedelta(days=400)
 """Windows that chain into one span longer than this (a freeze that never thaws) are freezes of this length."""
 FAR_AHEAD: Final = 2**40
-DAY: Final = 86_400
 """A one-off window is listed however far ahead it is."""
+DAY: Final = 86_400
 
 
 @dataclass(frozen=True)
