@@ -25,7 +25,7 @@ class TableArgs:
 
 class LockTable(pulumi.ComponentResource):
     """``lockKey`` → the lock. On demand, encrypted, point-in-time recovery, deletion protection (and Pulumi's
-    ``protect``: the lock switch plan keeps the table). TTL on ``ttl`` as the reference design has it: lockcore
+    ``protect``: switching the lock off keeps the table). TTL on ``ttl`` as the reference design has it: lockcore
     never decides expiry by TTL deletion (it is lazy, days late), it only lets DynamoDB sweep old items.
 
     A stream of every change, old and new image (``NEW_AND_OLD_IMAGES``): the history writer reads it, so the
