@@ -211,7 +211,8 @@ def stream_event(stream_arn: str) -> dict[str, Any]:
 def test_the_writer_turns_the_stream_into_history_and_a_redelivery_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    create_idempotency_table()  # the App Home's pending-refresh mark
+    create_idempotency_table()  # the App Home's pending-refresh mark, and who has the Home open
+    runtime.ledger().home_opened("U0BOB", 0, int(time.time()))
     status_queue = create_queues(monkeypatch)[Queue.STATUS]
     stream_arn = streamed_lock_table()
     table = history_table()

@@ -133,10 +133,21 @@ def test_a_build_starting_and_ending_refreshes_the_home_of_whoever_opened_it(
 
 
 def test_one_refresh_per_stream_batch_however_many_locks_changed(world: World, queues: dict[Queue, str]) -> None:
+    runtime.ledger().home_opened(ALICE, 0, int(time.time()))
     held = world.lock(KEY)
     history.handler(stream_batch((None, held), (None, held), (None, held)), Context())
     event = sqs.drain(queues[Queue.STATUS])
     assert [json.loads(r["body"])["kind"] for r in event["Records"]] == ["home_refresh"]
+
+
+def test_no_refresh_is_queued_when_nobody_has_the_home_open(world: World, queues: dict[Queue, str]) -> None:
+    """Nobody opened the Home within its window: a stream batch queues nothing (one read of the viewers). Whoever
+    opens it next is kept as a viewer before their open reads the board, which has the change."""
+    runtime.ledger().home_opened(ALICE, 0, int(time.time()) - HOME_WINDOW_SECONDS - 1)
+    held = world.lock(KEY)
+    history.handler(stream_batch((None, held)), Context())
+    assert sqs.drain(queues[Queue.STATUS])["Records"] == []
+    assert runtime.ledger().mark_home_refresh("the next batch's"), "no pending mark was put"
 
 
 def test_a_refresh_is_queued_only_when_none_is_pending(world: World, queues: dict[Queue, str]) -> None:

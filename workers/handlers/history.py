@@ -14,10 +14,13 @@ put, refused while another batch's mark younger than a minute is there), and the
 - finds no mark (or a stale one, or its own batch's, put by an attempt that died before it queued): it puts the
   mark and queues a refresh, whose read comes after the change.
 
-Either way the last change is on the last board published. What cannot be arranged (the ledger or SQS does not
-answer) fails the batch: Lambda hands it again (its history puts are idempotent) and the redelivery, whose mark
-is its own, queues the refresh. A writer that dies between its mark and its send, and whose batch is never
-retried, holds the refreshes back for :data:`~workers.adapters.ledger.HOME_REFRESH_STALE_SECONDS` at most.
+Either way the last change is on the last board published. A batch when nobody has opened the Home within
+:data:`~workers.protocol.board.HOME_WINDOW_SECONDS` queues nothing (one read of the viewers): whoever opens it after
+that read is kept as a viewer *before* their own open reads the board, which has the change. What cannot be arranged
+(the ledger or SQS does not answer) fails the batch: Lambda hands it again (its history puts are idempotent) and the
+redelivery, whose mark is its own, queues the refresh. A writer that dies between its mark and its send, and whose
+batch is never retried, holds the refreshes back for :data:`~workers.adapters.ledger.HOME_REFRESH_STALE_SECONDS` at
+most.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from workers.adapters import runtime
 from workers.adapters.ledger import LedgerError
 from workers.adapters.queues import NotQueued, enqueue
 from workers.flows.history import write_changes
+from workers.protocol.board import HOME_WINDOW_SECONDS
 from workers.protocol.config import ConfigError, current_config
 from workers.protocol.envelope import HomeRefresh
 
@@ -62,11 +66,14 @@ def refresh_homes(records: list[dict[str, Any]]) -> None:
         runtime.logger.error("home refresh not queued", reason=str(error))
         return
     try:
+        if not runtime.ledger().home_viewers(since=int(time.time()) - HOME_WINDOW_SECONDS):
+            runtime.logger.info("home refresh not needed: nobody has the Home open")
+            return
         if not runtime.ledger().mark_home_refresh(correlation_id):
             runtime.logger.info("home refresh pending already: its read comes after these changes")
             return
     except LedgerError as error:
-        raise RefreshNotArranged(f"the pending-refresh mark could not be put: {error}") from None
+        raise RefreshNotArranged(f"the viewers could not be read, or the mark put: {error}") from None
     refresh = HomeRefresh(correlation_id, int(time.time()))
     try:
         enqueue(config, refresh.kind, refresh.to_json(), dedup_id=correlation_id, group_id=refresh.kind,
