@@ -390,8 +390,7 @@ def _queue_press(config: Config, envelope: InteractionEnvelope) -> Response:
     if envelope.action_id == ROLLBACK_CONFIRM_ACTION:
         deploy = rollback_deploy(config, envelope)
         if isinstance(deploy, str):
-            _answer_press(response_url, Message(deploy), correlation_id)
-            return Response(200)
+            return _answer_press(response_url, deploy, correlation_id)
         queued = deploy
     try:
         message_id = enqueue(
@@ -404,8 +403,7 @@ def _queue_press(config: Config, envelope: InteractionEnvelope) -> Response:
         )
     except NotQueued as error:
         logger.error("interaction not queued", reason=str(error))
-        told = _answer_press(response_url, Message(COULD_NOT_QUEUE), correlation_id)
-        return Response(200) if told else Response(503, "could not queue the press; press again", "text/plain")
+        return _answer_press(response_url, COULD_NOT_QUEUE, correlation_id)
     logger.info("interaction queued", action_id=envelope.action_id, message_id=message_id)
     return Response(200)
 
@@ -446,16 +444,17 @@ def rollback_deploy(config: Config, press: InteractionEnvelope) -> CommandEnvelo
     )
 
 
-def _answer_press(response_url: str, message: Message, correlation_id: str) -> bool:
-    """Slack ignores a block_actions reply body: the presser hears it through the response_url, or, when that
-    fails too, from Slack itself (a 5xx marks the button's message with an error)."""
+def _answer_press(response_url: str, text: str, correlation_id: str) -> Response:
+    """Slack ignores a block_actions reply body: the presser hears ``text`` through the response_url (a direct
+    message for a Home press), or, when that fails too, from Slack itself (a 5xx marks the button with an error)."""
     from workers.adapters import runtime  # noqa: PLC0415 — the workers' clients, off the router's cold start
 
     try:
-        return runtime.slack_replies().reply(response_url, message, correlation_id=correlation_id)
+        told = runtime.slack_replies().reply(response_url, Message(text), correlation_id=correlation_id)
     except Exception as error:
         logger.error("press not answered either", reason=str(error))
-        return False
+        told = False
+    return Response(200) if told else Response(503, "could not answer the press; press again", "text/plain")
 
 
 def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -503,12 +502,12 @@ def home_press(
     # took its key, or the configuration changed) or a forgery. Rare, so answered from here by direct message.
     if command is None:
         logger.warning("home press refused: a button value that names no lock", value=value[:80])
-        return _refuse_home_press(user_id, HOME_PRESS_NAMES_NO_LOCK, correlation_id)
+        return _answer_press(direct_message_address(user_id), HOME_PRESS_NAMES_NO_LOCK, correlation_id)
     decision = authorize(config, command, user_id)
     if not isinstance(decision, commands.Allowed):
         logger.warning("home press refused", command=commands.describe(command))
         text = decision if isinstance(decision, str) else commands.refusal_text(decision)
-        return _refuse_home_press(user_id, text, correlation_id)
+        return _answer_press(direct_message_address(user_id), text, correlation_id)
     words = f"{command.kind} {command.component} {command.environment}"
     envelope = CommandEnvelope(
         request_id=request_id,
@@ -532,11 +531,6 @@ def home_press(
         return Response(503, "could not queue the press; press again", "text/plain")
     logger.info("home press queued", kind=envelope.kind)
     return Response(200)
-
-
-def _refuse_home_press(user_id: str, text: str, correlation_id: str) -> Response:
-    told = _answer_press(direct_message_address(user_id), Message(text), correlation_id)
-    return Response(200) if told else Response(503, "could not answer the press; press again", "text/plain")
 
 
 def _command_on(config: Config, action_id: str, value: str) -> commands.Dequeue | commands.Cancel | None:
